@@ -1,0 +1,89 @@
+// Activations: argument checks, device dispatch and the CPU reference (see activation.h for the
+// formulas). The CUDA kernels are in activation.cu.
+#include "kernels/activation.h"
+
+#include <cmath>
+
+namespace minidl {
+
+const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::ReLU: return "ReLU";
+    case Activation::LeakyReLU: return "LeakyReLU";
+    case Activation::Sigmoid: return "Sigmoid";
+    case Activation::Tanh: return "Tanh";
+  }
+  return "?";
+}
+
+namespace cpu {
+
+template <typename T>
+void activation_forward(T* y, const T* x, int64_t n, Activation act, T slope) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    switch (act) {
+      case Activation::ReLU: y[i] = v > T(0) ? v : T(0); break;
+      case Activation::LeakyReLU: y[i] = v > T(0) ? v : slope * v; break;
+      case Activation::Sigmoid: y[i] = T(1) / (T(1) + std::exp(-v)); break;
+      case Activation::Tanh: y[i] = std::tanh(v); break;
+    }
+  }
+}
+
+template <typename T>
+void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Activation act,
+                         T slope) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    switch (act) {
+      case Activation::ReLU: dx[i] = x[i] > T(0) ? dy[i] : T(0); break;
+      case Activation::LeakyReLU: dx[i] = x[i] > T(0) ? dy[i] : slope * dy[i]; break;
+      case Activation::Sigmoid: dx[i] = dy[i] * y[i] * (T(1) - y[i]); break;
+      case Activation::Tanh: dx[i] = dy[i] * (T(1) - y[i] * y[i]); break;
+    }
+  }
+}
+
+}  // namespace cpu
+
+void activation_forward(Tensor& y, const Tensor& x, Activation act, double slope, KernelPath path) {
+  const char* who = activation_name(act);
+  check_same_shape(y, x, who);
+  check_same_device(y, x, who);
+  check_dtype(y, x.dtype(), who, "output");
+  if (x.is_cuda()) {
+    check_dtype(x, DType::F32, who, "input");
+    MINIDL_IF_CUDA(cuda::activation_forward(y.data<float>(), x.data<float>(), x.numel(), act,
+                                            static_cast<float>(slope), path, cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::activation_forward<T>(y.data<T>(), x.data<T>(), x.numel(), act, static_cast<T>(slope));
+  });
+}
+
+void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                         Activation act, double slope, KernelPath path) {
+  const char* who = activation_name(act);
+  check_same_shape(dx, dy, who);
+  check_same_shape(x, dy, who);
+  check_same_shape(y, dy, who);
+  check_same_device(dx, dy, who);
+  check_same_device(x, dy, who);
+  if (dy.is_cuda()) {
+    check_dtype(dy, DType::F32, who, "gradient");
+    MINIDL_IF_CUDA(cuda::activation_backward(dx.data<float>(), dy.data<float>(), x.data<float>(),
+                                             y.data<float>(), dy.numel(), act,
+                                             static_cast<float>(slope), path,
+                                             cuda_context(dy.device())));
+    return;
+  }
+  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+    cpu::activation_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), y.data<T>(), dy.numel(),
+                                act, static_cast<T>(slope));
+  });
+}
+
+}  // namespace minidl

@@ -1,0 +1,85 @@
+// 2-D convolution (cross-correlation, as in PyTorch), NCHW, dilation 1, groups 1.
+//
+//   x (N, C, H, W), w (K, C, R, S), bias (K) or none, y (N, K, P, Q)
+//   P = (H + 2 pad - R) / stride + 1,  Q = (W + 2 pad - S) / stride + 1
+//   y[n,k,p,q] = bias[k] + sum_{c,r,s} w[k,c,r,s] x[n, c, p*stride - pad + r, q*stride - pad + s]
+//
+// im2col turns the sum into one matrix product. For a chunk of nb images,
+//   col (C*R*S, nb*P*Q):  col[(c,r,s), (n,p,q)] = x[n, c, p*stride-pad+r, q*stride-pad+s] (0 outside)
+//   forward:         Y' (K, nb*P*Q)    = W (K, CRS) * col           then Y' -> y (n,k,pq) + bias
+//   backward data:   dcol (CRS, nbPQ)  = W^T * dY'                  then col2im (scatter-add) -> dx
+//   backward weight: dW (K, CRS)      += dY' * col^T
+//   backward bias:   db[k]            += sum_{n,p,q} dy[n,k,p,q]
+// where dY' is dy rearranged to (K, nb*P*Q). Derivation: docs/backprop/conv2d.md.
+//
+// The algorithm above is written once (conv2d.cpp) over device-generic primitives (im2col,
+// col2im, the (n,k,pq) <-> (k,n,pq) rearrangements, gemm); on a GPU the Cudnn path calls cuDNN
+// instead (algorithms chosen once per shape and cached with their workspace).
+//
+// Gradient rule: dx is overwritten, dw and db accumulate.
+#pragma once
+
+#include <cstdint>
+
+#include "core/cuda_context.h"
+#include "core/tensor.h"
+#include "kernels/kernel_path.h"
+
+namespace minidl {
+
+struct Conv2dParams {
+  int stride = 1;
+  int pad = 0;
+};
+
+struct ConvGeometry {
+  int64_t N, C, H, W;  // input
+  int64_t K, R, S;     // filters
+  int64_t P, Q;        // output spatial
+  int stride, pad;
+  // Validates shapes and computes P, Q; errors name `who`.
+  static ConvGeometry make(const Shape& x, const Shape& w, Conv2dParams p, const char* who);
+};
+
+void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias,
+                    Conv2dParams p, KernelPath path = KernelPath::Cudnn);
+void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dParams p,
+                          KernelPath path = KernelPath::Cudnn);
+void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2dParams p,
+                            KernelPath path = KernelPath::Cudnn);
+void conv2d_backward_bias(Tensor& db, const Tensor& dy, KernelPath path = KernelPath::Cudnn);
+
+// ---- primitives (device-generic; `x`/`col` etc. are raw pointers on `dev`) ----
+// col (C*R*S, ld) gets images [0, nb) at column offset n*P*Q; ld >= nb*P*Q.
+template <typename T>
+void im2col(Device dev, T* col, const T* x, int64_t nb, const ConvGeometry& g);
+// dx (nb images) = scatter-add of col; dx is overwritten.
+template <typename T>
+void col2im(Device dev, T* dx, const T* col, int64_t nb, const ConvGeometry& g);
+// (nb, K, L) <-> (K, nb, L) rearrangement; the forward direction optionally adds bias[k].
+template <typename T>
+void nkl_to_knl(Device dev, T* out, const T* in, int64_t nb, int64_t K, int64_t L);
+template <typename T>
+void knl_to_nkl(Device dev, T* out, const T* in, const T* bias, int64_t nb, int64_t K, int64_t L);
+// db[k] += sum over n, l of dy[n, k, l]
+template <typename T>
+void channel_sum_accumulate(Device dev, T* db, const T* dy, int64_t N, int64_t K, int64_t L);
+
+namespace cuda {
+void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx);
+void col2im(float* dx, const float* col, int64_t nb, const ConvGeometry& g, CudaContext& ctx);
+void nkl_to_knl(float* out, const float* in, int64_t nb, int64_t K, int64_t L, CudaContext& ctx);
+void knl_to_nkl(float* out, const float* in, const float* bias, int64_t nb, int64_t K, int64_t L,
+                CudaContext& ctx);
+void channel_sum_accumulate(float* db, const float* dy, int64_t N, int64_t K, int64_t L,
+                            CudaContext& ctx);
+// cuDNN path: y = conv(x, w) (+ bias); dx = conv^T(dy, w); dw += ...; (accumulate as above).
+void conv2d_forward_cudnn(float* y, const float* x, const float* w, const float* bias,
+                          const ConvGeometry& g, CudaContext& ctx);
+void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w, const ConvGeometry& g,
+                                CudaContext& ctx);
+void conv2d_backward_weight_cudnn(float* dw, const float* dy, const float* x, const ConvGeometry& g,
+                                  CudaContext& ctx);
+}  // namespace cuda
+
+}  // namespace minidl

@@ -1,0 +1,21 @@
+// Elementwise arithmetic used by residual connections and gradient sums.
+//
+//   add:        out = a + b          (out may alias a or b). Backward: da = dout, db = dout.
+//   add_scaled: out = a + alpha * b
+#pragma once
+
+#include <cstdint>
+
+#include "core/cuda_context.h"
+#include "core/tensor.h"
+
+namespace minidl {
+
+void add(Tensor& out, const Tensor& a, const Tensor& b);
+void add_scaled(Tensor& out, const Tensor& a, const Tensor& b, double alpha);
+
+namespace cuda {
+void add_scaled(float* out, const float* a, const float* b, float alpha, int64_t n, CudaContext& ctx);
+}  // namespace cuda
+
+}  // namespace minidl

@@ -1,0 +1,51 @@
+// Matrix products, row-major throughout:
+//
+//   C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b]      for b in [0, batch)
+//
+// op(X) is X or X^T; C is M x N, op(A) is M x K, op(B) is K x N; lda/ldb/ldc are row strides and
+// strideA/B/C the distance between consecutive matrices of the batch (0 repeats one matrix).
+//
+// CPU: one cblas_{s,d}gemm per batch entry (OpenBLAS). CUDA, float32 only: our tiled
+// shared-memory SGEMM (KernelPath::Handwritten) or cuBLAS (Cublas and Cudnn paths; cuBLAS is
+// column-major, so it computes C^T = op(B)^T op(A)^T, which is the same memory).
+#pragma once
+
+#include <cstdint>
+
+#include "core/cuda_context.h"
+#include "core/tensor.h"
+#include "kernels/kernel_path.h"
+
+namespace minidl {
+
+struct GemmShape {
+  bool trans_a = false, trans_b = false;
+  int64_t M = 0, N = 0, K = 0;
+  int64_t lda = 0, ldb = 0, ldc = 0;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+  int64_t batch = 1;
+};
+
+// Raw-pointer product on `dev` (all pointers on that device). T is float or double (double:
+// CPU only).
+template <typename T>
+void gemm(Device dev, KernelPath path, const GemmShape& s, T alpha, const T* A, const T* B, T beta,
+          T* C);
+
+// Tensor form for 2-D operands: C = alpha * op(A) op(B) + beta * C, shapes checked.
+void matmul(Tensor& C, const Tensor& A, const Tensor& B, bool trans_a, bool trans_b,
+            double alpha = 1.0, double beta = 0.0, KernelPath path = KernelPath::Cudnn);
+
+// When true, cuBLAS may use TF32 tensor cores for float32 products (off by default: results then
+// differ from the fp32 reference by ~1e-3 relative). Affects the Cublas and Cudnn paths.
+void set_allow_tf32(bool allow);
+bool allow_tf32();
+
+namespace cuda {
+void sgemm_handwritten(const GemmShape& s, float alpha, const float* A, const float* B, float beta,
+                       float* C, CudaContext& ctx);
+void sgemm_cublas(const GemmShape& s, float alpha, const float* A, const float* B, float beta,
+                  float* C, bool tf32, CudaContext& ctx);
+}  // namespace cuda
+
+}  // namespace minidl

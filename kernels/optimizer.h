@@ -1,0 +1,52 @@
+// Optimizer updates, each one pass over a flat array of parameters (the optimizer keeps all
+// parameters of a model in one buffer, so on a GPU a step is one launch). Formulas are those of
+// torch.optim, step t counted from 1:
+//
+// SGD:      g = grad + wd p
+//           buf = g (t = 1)   |   buf = momentum buf + (1 - dampening) g (t > 1)     [momentum > 0]
+//           g = nesterov ? g + momentum buf : buf                                     [momentum > 0]
+//           p -= lr g
+// Adam:     g = grad + wd p   (Adam)   |   p *= 1 - lr wd   (AdamW, decoupled)
+//           m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+//           p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// Adagrad:  g = grad + wd p;  clr = lr / (1 + (t - 1) lr_decay)
+//           sum += g^2;  p -= clr g / (sqrt(sum) + eps)
+#pragma once
+
+#include <cstdint>
+
+#include "core/cuda_context.h"
+#include "core/tensor.h"
+
+namespace minidl {
+
+struct SgdParams {
+  double lr = 0.1, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+  bool nesterov = false;
+};
+struct AdamParams {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  bool decoupled = false;  // AdamW
+};
+struct AdagradParams {
+  double lr = 1e-2, lr_decay = 0.0, weight_decay = 0.0, eps = 1e-10;
+};
+
+// param, grad and state tensors have the same shape, dtype and device. step >= 1.
+void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdParams& p,
+                int64_t step);
+void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
+                 int64_t step);
+void adagrad_update(Tensor& param, const Tensor& grad, Tensor& sum, const AdagradParams& p,
+                    int64_t step);
+
+namespace cuda {
+void sgd_update(float* param, const float* grad, float* buf, int64_t n, const SgdParams& p,
+                int64_t step, CudaContext& ctx);
+void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,
+                 const AdamParams& p, int64_t step, CudaContext& ctx);
+void adagrad_update(float* param, const float* grad, float* sum, int64_t n, const AdagradParams& p,
+                    int64_t step, CudaContext& ctx);
+}  // namespace cuda
+
+}  // namespace minidl

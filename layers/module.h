@@ -1,0 +1,118 @@
+// The layer contract.
+//
+//   y  = forward(x, mode)   computes the output and keeps what backward needs (the input, BN
+//                           statistics, pooling argmax) in named members of the layer.
+//   dx = backward(dy)       for the most recent forward: returns dL/dx, OVERWRITING the layer's
+//                           input-gradient buffer, and ACCUMULATES (+=) dL/dW into every
+//                           parameter's .grad. Call zero_grad() before each step's backward.
+//
+// Accumulating parameter gradients is what lets one parameter be used twice (and a batch be split);
+// overwriting activation gradients is what lets the buffers be reused without clearing them.
+//
+// Buffers (outputs, input gradients, caches) belong to the layer and are allocated once per input
+// shape (ensure_tensor), so the returned tensors are valid until the layer's next forward/backward.
+// Layers call ops from kernels/ and never branch on the device: the same code runs on the CPU and
+// on a GPU, and the tensors' device decides.
+//
+// Parameters and buffers carry PyTorch state_dict names ("layer1.0.conv1.weight",
+// "bn1.running_mean") built from the names children are registered under.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "kernels/kernel_path.h"
+
+namespace minidl {
+
+enum class Mode { Train, Eval };
+
+struct Parameter {
+  Tensor value;
+  Tensor grad;  // same shape, dtype and device as value; accumulated by backward
+};
+
+struct NamedParameter {
+  std::string name;
+  Parameter* param;
+};
+
+struct NamedBuffer {
+  std::string name;
+  Tensor* tensor;
+};
+
+class Module {
+ public:
+  explicit Module(std::string type_name) : type_(std::move(type_name)) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  virtual Tensor forward(const Tensor& x, Mode mode) = 0;
+  virtual Tensor backward(const Tensor& dy) = 0;
+
+  // Output shape for an input shape, without computing anything; throws naming the layer and the
+  // shape when the input does not fit. Used by forward's checks and by the model summary.
+  virtual Shape output_shape(const Shape& in) const = 0;
+  // Floating-point operations of one forward pass on an input of shape `in` (2 per multiply-add).
+  virtual int64_t forward_flops(const Shape& in) const;
+  // One-line description with the constructor's settings, e.g. "Conv2d(3, 64, k=3, s=1, p=1)".
+  virtual std::string describe() const { return type_; }
+
+  const std::string& type_name() const { return type_; }
+  // Dotted path from the root ("layer1.0.conv1"); "" for the root itself.
+  const std::string& path() const { return path_; }
+  // How error messages name this layer: "Conv2d 'layer1.0.conv1'".
+  std::string who() const;
+
+  std::vector<NamedParameter> named_parameters();
+  std::vector<NamedBuffer> named_buffers();
+  const std::vector<std::pair<std::string, Module*>>& children() const { return children_; }
+  int64_t parameter_count();
+
+  void zero_grad();
+  // Moves parameters, gradients and buffers (and children's) to `d`. Layer-owned scratch buffers
+  // are reallocated on the next forward.
+  virtual void to(Device d);
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
+
+  // Selects the CUDA implementation for this layer and its children (see kernels/kernel_path.h).
+  void set_kernel_path(KernelPath p);
+  KernelPath kernel_path() const { return kernel_path_; }
+  // When false the layer may skip computing dL/dx (the first layer of a network): backward then
+  // returns an undefined tensor. Parameter gradients are still accumulated.
+  void set_needs_input_grad(bool v) { needs_input_grad_ = v; }
+  bool needs_input_grad() const { return needs_input_grad_; }
+
+ protected:
+  // Registers a parameter (grad allocated as zeros alongside); the pointer stays valid for the
+  // module's life.
+  Parameter* register_parameter(const std::string& name, Tensor value);
+  Tensor* register_buffer(const std::string& name, Tensor value);
+  // Registers a child that the derived class owns (as a member or in a container).
+  void register_module(const std::string& name, Module* child);
+  // Throws, naming the layer, when x is not on this layer's device and dtype.
+  void check_input(const Tensor& x) const;
+
+  Device device_ = Device::cpu();
+  DType dtype_ = DType::F32;
+  KernelPath kernel_path_ = KernelPath::Cudnn;
+  bool needs_input_grad_ = true;
+  bool has_state_ = false;  // owns parameters or buffers (itself or a child): then device matters
+
+ private:
+  void set_path(const std::string& path);
+
+  std::string type_;
+  std::string path_;
+  std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> params_;
+  std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> buffers_;
+  std::vector<std::pair<std::string, Module*>> children_;
+};
+
+}  // namespace minidl

@@ -1,0 +1,49 @@
+#include <catch2/catch.hpp>
+
+#include "layers/activation.h"
+#include "../support/gradcheck.h"
+#include "../support/test_util.h"
+
+using namespace minidl;
+using namespace minidl::test;
+
+TEST_CASE("activation forward values by hand", "[activation]") {
+  const Tensor x = Tensor::from_vector<double>({-2.0, -0.5, 0.0, 0.5, 3.0}, Shape{5});
+  Tensor y = Tensor::empty(x.shape(), DType::F64);
+  poison(y);
+  activation_forward(y, x, Activation::ReLU);
+  CHECK(y.to_vector<double>() == std::vector<double>{0, 0, 0, 0.5, 3.0});
+  activation_forward(y, x, Activation::LeakyReLU, 0.1);
+  CHECK(y.to_vector<double>() == std::vector<double>{-0.2, -0.05, 0, 0.5, 3.0});
+  activation_forward(y, x, Activation::Sigmoid);
+  CHECK(y.to_vector<double>()[2] == Approx(0.5));
+  CHECK(y.to_vector<double>()[4] == Approx(1.0 / (1.0 + std::exp(-3.0))));
+  activation_forward(y, x, Activation::Tanh);
+  CHECK(y.to_vector<double>()[0] == Approx(std::tanh(-2.0)));
+}
+
+TEST_CASE("activation layers: backward matches finite differences", "[activation][gradcheck]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  // Odd sizes, batch 1 and 3; inputs kept away from the kink at 0 (ReLU-like layers).
+  for (Shape s : {Shape{1, 3, 5, 7}, Shape{3, 2, 3, 1}}) {
+    const Tensor x = away_from_zero_tensor(s, g, 0.05);
+    ReLU relu;
+    LeakyReLU leaky(0.2);
+    Sigmoid sig;
+    Tanh tanh_layer;
+    for (Module* m : std::vector<Module*>{&relu, &leaky, &sig, &tanh_layer}) {
+      const GradCheckResult r = check_gradients(*m, x, seed);
+      INFO(r.report);
+      CHECK(r.ok);
+    }
+  }
+}
+
+TEST_CASE("activation: shape mismatch names the layer and both shapes", "[activation][errors]") {
+  Tensor x = Tensor::zeros(Shape{2, 3}, DType::F64);
+  Tensor y = Tensor::zeros(Shape{3, 2}, DType::F64);
+  REQUIRE_THROWS_WITH(activation_forward(y, x, Activation::ReLU),
+                      Catch::Contains("ReLU") && Catch::Contains("(3, 2)") && Catch::Contains("(2, 3)"));
+}

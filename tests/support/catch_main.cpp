@@ -1,0 +1,14 @@
+// Test runner for the CPU suite: prints the random seed so any failure can be repeated.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+
+#include "test_util.h"
+
+int main(int argc, char* argv[]) {
+  std::printf("minidl tests: random seed %llu (set MINIDL_TEST_SEED=%llu to repeat)\n",
+              static_cast<unsigned long long>(minidl::test::test_seed()),
+              static_cast<unsigned long long>(minidl::test::test_seed()));
+  return Catch::Session().run(argc, argv);
+}

@@ -1,0 +1,135 @@
+#include "test_util.h"
+
+#include "core/cuda_context.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <random>
+#include <sstream>
+
+namespace minidl::test {
+
+uint64_t test_seed() {
+  static const uint64_t seed = [] {
+    if (const char* s = std::getenv("MINIDL_TEST_SEED")) return static_cast<uint64_t>(std::strtoull(s, nullptr, 10));
+    return (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  }();
+  return seed;
+}
+
+namespace {
+template <typename Draw>
+Tensor make(const Shape& s, DType dtype, Draw draw) {
+  std::vector<double> v(static_cast<size_t>(s.numel()));
+  for (double& x : v) x = draw();
+  if (dtype == DType::F64) return Tensor::from_vector(v, s);
+  MINIDL_CHECK(dtype == DType::F32, "test tensors are float32 or float64");
+  return Tensor::from_vector(std::vector<float>(v.begin(), v.end()), s);
+}
+}  // namespace
+
+Tensor uniform_tensor(const Shape& s, Generator& g, double lo, double hi, DType dtype) {
+  return make(s, dtype, [&] { return g.uniform(lo, hi); });
+}
+
+Tensor normal_tensor(const Shape& s, Generator& g, double std, DType dtype) {
+  return make(s, dtype, [&] { return std * g.normal(); });
+}
+
+Tensor away_from_zero_tensor(const Shape& s, Generator& g, double margin, DType dtype) {
+  return make(s, dtype, [&] {
+    const double m = g.uniform(margin, 1.0);
+    return g.uniform() < 0.5 ? -m : m;
+  });
+}
+
+Tensor label_tensor(int64_t n, int64_t classes, Generator& g) {
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& x : v) x = static_cast<int32_t>(g.below(static_cast<uint64_t>(classes)));
+  return Tensor::from_vector(v, Shape{n});
+}
+
+void poison(Tensor& t) {
+  std::vector<char> host(t.nbytes());
+  switch (t.dtype()) {
+    case DType::F32: {
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      for (size_t i = 0; i < host.size(); i += 4) std::memcpy(&host[i], &nan, 4);
+      break;
+    }
+    case DType::F64: {
+      const double nan = std::numeric_limits<double>::quiet_NaN();
+      for (size_t i = 0; i < host.size(); i += 8) std::memcpy(&host[i], &nan, 8);
+      break;
+    }
+    default: std::memset(host.data(), 0x7f, host.size());
+  }
+  memcpy_any(t.raw_data(), t.device(), host.data(), Device::cpu(), host.size());
+}
+
+std::vector<double> to_doubles(const Tensor& t) {
+  std::vector<double> out(static_cast<size_t>(t.numel()));
+  switch (t.dtype()) {
+    case DType::F32: { auto v = t.to_vector<float>(); std::copy(v.begin(), v.end(), out.begin()); break; }
+    case DType::F64: return t.to_vector<double>();
+    case DType::I32: { auto v = t.to_vector<int32_t>(); std::copy(v.begin(), v.end(), out.begin()); break; }
+    case DType::U8: { auto v = t.to_vector<uint8_t>(); std::copy(v.begin(), v.end(), out.begin()); break; }
+    default: throw_error(str("to_doubles: unsupported ", t.describe()));
+  }
+  return out;
+}
+
+Tensor cast(const Tensor& t, DType dtype) {
+  const std::vector<double> v = to_doubles(t);
+  if (dtype == DType::F64) return Tensor::from_vector(v, t.shape());
+  if (dtype == DType::F32) return Tensor::from_vector(std::vector<float>(v.begin(), v.end()), t.shape());
+  if (dtype == DType::I32)
+    return Tensor::from_vector(std::vector<int32_t>(v.begin(), v.end()), t.shape());
+  throw_error(str("cast: unsupported target ", dtype));
+}
+
+Comparison compare(const Tensor& out, const Tensor& ref, double atol, double rtol) {
+  Comparison c;
+  std::ostringstream os;
+  if (out.shape() != ref.shape()) {
+    c.ok = false;
+    c.report = str("shape mismatch: out ", out.describe(), " vs ref ", ref.describe());
+    return c;
+  }
+  const auto o = to_doubles(out), r = to_doubles(ref);
+  double diff2 = 0, ref2 = 0;
+  int shown = 0;
+  int64_t bad = 0;
+  for (size_t i = 0; i < o.size(); ++i) {
+    const double e = std::fabs(o[i] - r[i]);
+    diff2 += (o[i] - r[i]) * (o[i] - r[i]);
+    ref2 += r[i] * r[i];
+    if (!(e <= c.max_abs_error)) c.max_abs_error = std::isnan(e) ? INFINITY : std::max(c.max_abs_error, e);
+    if (!(e <= atol + rtol * std::fabs(r[i]))) {
+      ++bad;
+      if (shown++ < 8) os << "  [" << i << "] out " << o[i] << " ref " << r[i] << " |diff| " << e << "\n";
+    }
+  }
+  c.rel_l2_error = ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2);
+  if (std::isnan(c.rel_l2_error)) c.rel_l2_error = INFINITY;
+  c.ok = bad == 0;
+  c.report = str(bad, " of ", o.size(), " elements outside atol ", atol, " + rtol ", rtol,
+                 "; max |diff| ", c.max_abs_error, ", relative L2 error ", c.rel_l2_error, "\n",
+                 os.str());
+  return c;
+}
+
+std::string cifar10_dir() {
+  namespace fs = std::filesystem;
+  if (const char* d = std::getenv("MINIDL_CIFAR10_DIR")) return fs::exists(d) ? d : "";
+#ifdef MINIDL_SOURCE_DIR
+  const fs::path p = fs::path(MINIDL_SOURCE_DIR) / ".." / "shared" / "data" / "cifar-10-batches-bin";
+  if (fs::exists(p / "test_batch.bin")) return fs::canonical(p).string();
+#endif
+  return "";
+}
+
+}  // namespace minidl::test

@@ -1,0 +1,50 @@
+// Helpers shared by the tests: seeds, random tensors, poisoning, and comparisons that say where
+// and by how much two tensors differ.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/rng.h"
+#include "core/tensor.h"
+
+namespace minidl::test {
+
+// The run's random seed: $MINIDL_TEST_SEED if set, else drawn once per process. Tests report it
+// (Catch INFO) so that a failure can be repeated with MINIDL_TEST_SEED=<seed>.
+uint64_t test_seed();
+
+// CPU tensors with values uniform in [lo, hi) or standard normal, in `dtype`.
+Tensor uniform_tensor(const Shape& s, Generator& g, double lo = -1.0, double hi = 1.0,
+                      DType dtype = DType::F64);
+Tensor normal_tensor(const Shape& s, Generator& g, double std = 1.0, DType dtype = DType::F64);
+// Uniform values with |x| >= margin (away from the kink of ReLU-like functions).
+Tensor away_from_zero_tensor(const Shape& s, Generator& g, double margin = 0.05,
+                             DType dtype = DType::F64);
+// int32 labels uniform in [0, classes)
+Tensor label_tensor(int64_t n, int64_t classes, Generator& g);
+
+// Fill with NaN (floats) or 0x7f7f7f7f / 0x7f (ints), any device: a kernel that forgets an
+// element leaves a value no comparison accepts.
+void poison(Tensor& t);
+
+// Elements as doubles on the host (any device and dtype).
+std::vector<double> to_doubles(const Tensor& t);
+// CPU copy converted to `dtype` (float32 <-> float64).
+Tensor cast(const Tensor& t, DType dtype);
+
+struct Comparison {
+  bool ok = true;
+  double max_abs_error = 0.0;
+  double rel_l2_error = 0.0;  // ||out - ref|| / ||ref||
+  std::string report;         // first mismatches and the maxima
+};
+// Every element must satisfy |out - ref| <= atol + rtol |ref| (NaN never does).
+Comparison compare(const Tensor& out, const Tensor& ref, double atol, double rtol);
+
+// Where the real CIFAR-10 binaries are: $MINIDL_CIFAR10_DIR, else ../shared/data/cifar-10-batches-bin
+// beside the checkout. Empty when not found.
+std::string cifar10_dir();
+
+}  // namespace minidl::test
