@@ -1,0 +1,64 @@
+// Batches for training and evaluation: per-epoch shuffling with the seed, optional drop-last,
+// CIFAR augmentation (random crop with zero padding, horizontal flip, cutout) and normalisation,
+// all fused into one pass by augment_batch (kernels/augment.h).
+//
+// A background thread prepares batch i+1 while the caller computes on batch i. With
+// `device` = CUDA the uint8 dataset is copied to the GPU once and augmentation runs there as one
+// kernel, so the host only draws the random crop/flip numbers; on the CPU the thread augments.
+// The random draws depend only on (seed, epoch), so a run is reproducible and resumable.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "data/cifar.h"
+#include "kernels/augment.h"
+
+namespace minidl {
+
+struct LoaderConfig {
+  int64_t batch_size = 128;
+  bool shuffle = true;
+  bool drop_last = false;
+  bool augment = false;  // random crop (pad 4) + horizontal flip
+  int cutout = 0;        // cutout square side in pixels (0: off); only with augment
+  ChannelStats norm;     // normalisation (usually channel_stats of the training set)
+  uint64_t seed = 0;
+  Device device = Device::cpu();
+};
+
+struct Batch {
+  Tensor images;  // float32 (n, 3, 32, 32) on the loader's device
+  Tensor labels;  // int32 (n) on the loader's device
+  std::vector<int32_t> indices;  // dataset indices of the batch (for reports)
+  int64_t size = 0;
+};
+
+class DataLoader {
+ public:
+  DataLoader(const Dataset& data, const LoaderConfig& cfg);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // Begins epoch `epoch` (its shuffle order and augmentation draws are a function of seed and
+  // epoch) and starts preparing the first batch.
+  void start_epoch(int64_t epoch);
+  // Fills `b` with the next batch; false at the end of the epoch. The tensors are valid until the
+  // call after next (double buffering).
+  bool next(Batch& b);
+  int64_t num_batches() const;
+  int64_t num_samples() const;  // per epoch, after drop_last
+  const Dataset& dataset() const { return data_; }
+
+ private:
+  struct Impl;
+  const Dataset& data_;
+  LoaderConfig cfg_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace minidl

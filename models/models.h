@@ -1,0 +1,44 @@
+// The model zoo, built by name.
+//
+//   resnet18, resnet34                  BasicBlock [2,2,2,2], [3,4,6,3], widths 64-128-256-512
+//   resnet50, resnet101, resnet152      Bottleneck [3,4,6,3], [3,4,23,3], [3,8,36,3]
+//       CIFAR stem by default: conv 3x3 stride 1 (3 -> 64), BN, ReLU, no max-pool;
+//       imagenet_stem: conv 7x7 stride 2 pad 3, BN, ReLU, max-pool 3x3 stride 2 pad 1.
+//       Names as torchvision: conv1, bn1, layer1.0.conv1, ..., fc.
+//   resnet20/32/44/56/110               He et al.'s CIFAR ResNets: 3 stages of n = (depth-2)/6
+//       BasicBlocks, 16-32-64 channels, global pool, fc (projection shortcuts, "option B").
+//   alexnet                             AlexNet for 32x32 inputs: five conv layers, three
+//       max-pools, two 4096-wide fully connected layers with dropout.
+//   plain                               a small CNN without shortcuts, for comparison.
+//
+// Initialisation as torchvision: convs kaiming_normal(fan_out, relu), BN weight 1 bias 0, Linear
+// nn.Linear's default; the seed makes it reproducible.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "layers/module.h"
+
+namespace minidl {
+
+struct ModelConfig {
+  std::string name = "resnet18";
+  int num_classes = 10;
+  bool imagenet_stem = false;       // ResNet-18..152 only
+  bool zero_init_residual = false;  // torchvision's option: last BN of each block starts at 0
+  double dropout = 0.5;             // AlexNet classifier dropout
+  uint64_t seed = 0;
+  DType dtype = DType::F32;
+};
+
+// Throws naming the unknown model and listing the known names.
+std::unique_ptr<Module> make_model(const ModelConfig& cfg);
+std::vector<std::string> model_names();
+
+// A table: each layer (path, description), its output shape and parameter count, then the total
+// parameter count and forward FLOPs per image, for input shape (1, 3, 32, 32) by default.
+std::string model_summary(Module& model, const Shape& input = Shape{1, 3, 32, 32});
+
+}  // namespace minidl
