@@ -6,6 +6,9 @@
 // `device` = CUDA the uint8 dataset is copied to the GPU once and augmentation runs there as one
 // kernel, so the host only draws the random crop/flip numbers; on the CPU the thread augments.
 // The random draws depend only on (seed, epoch), so a run is reproducible and resumable.
+// On CUDA, start_epoch draws and uploads the whole epoch's order and crop/flip numbers at once and
+// next() only queues the kernel on the caller's thread, so no second thread touches the GPU.
+// A DataLoader is used from one thread (the one that calls start_epoch and next).
 #pragma once
 
 #include <condition_variable>
