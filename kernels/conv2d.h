@@ -50,7 +50,7 @@ void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2
 void conv2d_backward_bias(Tensor& db, const Tensor& dy, KernelPath path = KernelPath::Cudnn);
 
 // ---- primitives (device-generic; `x`/`col` etc. are raw pointers on `dev`) ----
-// col (C*R*S, ld) gets images [0, nb) at column offset n*P*Q; ld >= nb*P*Q.
+// col (C*R*S, nb*P*Q) gets image n at column offset n*P*Q.
 template <typename T>
 void im2col(Device dev, T* col, const T* x, int64_t nb, const ConvGeometry& g);
 // dx (nb images) = scatter-add of col; dx is overwritten.
@@ -64,6 +64,12 @@ void knl_to_nkl(Device dev, T* out, const T* in, const T* bias, int64_t nb, int6
 // db[k] += sum over n, l of dy[n, k, l]
 template <typename T>
 void channel_sum_accumulate(Device dev, T* db, const T* dy, int64_t N, int64_t K, int64_t L);
+
+namespace detail {
+// Test hook: sets the byte budget of the im2col column buffer (0 restores the default) and returns
+// the previous one, so tests can force the batch to be split into several chunks.
+size_t conv2d_set_col_budget(size_t bytes);
+}  // namespace detail
 
 namespace cuda {
 void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx);

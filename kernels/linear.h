@@ -5,7 +5,8 @@
 //             dw += dy^T x         (accumulated)
 //             db += sum_n dy[n]    (accumulated)
 // All three products go through gemm() (kernels/gemm.h), so the kernel path picks our SGEMM or
-// cuBLAS; the bias broadcast and column sums are small kernels of their own.
+// cuBLAS; the bias is added by the same transposing kernel the convolution uses (knl_to_nkl with
+// L = 1) and db by its channel sum (channel_sum_accumulate with L = 1).
 #pragma once
 
 #include "core/tensor.h"

@@ -1,0 +1,399 @@
+// Convolution: argument checks, the im2col + GEMM algorithm (written once, for every device), and
+// the CPU versions of its primitives. The CUDA primitives and the cuDNN path are in conv2d.cu; the
+// formulas are in conv2d.h and derived in docs/backprop/conv2d.md.
+//
+// The algorithm works on chunks of nb images so that the column buffer stays bounded (the whole
+// batch at once would need C*R*S*N*P*Q elements: 1.8 GB for the first 3x3 convolution of an
+// ImageNet ResNet-50 at batch 256). Per chunk:
+//   forward          col = im2col(x[n0:n0+nb]);    Y' = W col;         y[n0:] = rearrange(Y') + b
+//   backward_data    dY' = rearrange(dy[n0:]);     dcol = W^T dY';     dx[n0:] = col2im(dcol)
+//   backward_weight  dY' = rearrange(dy[n0:]);     col = im2col(x);    dW += dY' col^T
+// where Y' and dY' are (K, nb*P*Q): the images side by side, which is what one big GEMM needs.
+#include "kernels/conv2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "kernels/gemm.h"
+
+namespace minidl {
+
+// ---------------------------------------------------------------- geometry
+
+ConvGeometry ConvGeometry::make(const Shape& x, const Shape& w, Conv2dParams p, const char* who) {
+  MINIDL_CHECK(x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got shape ", x);
+  MINIDL_CHECK(w.dim() == 4, who, ": weight must be 4-D (K, C, R, S), got shape ", w);
+  MINIDL_CHECK(p.stride >= 1 && p.pad >= 0, who,
+               ": stride must be >= 1 and padding >= 0, got stride ", p.stride, ", padding ",
+               p.pad);
+  MINIDL_CHECK(x[1] == w[1], who, ": input ", x, " has ", x[1], " channels but weight ", w,
+               " expects ", w[1]);
+  ConvGeometry g{};
+  g.N = x[0];
+  g.C = x[1];
+  g.H = x[2];
+  g.W = x[3];
+  g.K = w[0];
+  g.R = w[2];
+  g.S = w[3];
+  g.stride = p.stride;
+  g.pad = p.pad;
+  // Checked before dividing: a negative numerator would round towards zero and give P = 1.
+  MINIDL_CHECK(g.H + 2 * g.pad >= g.R && g.W + 2 * g.pad >= g.S, who, ": input ", x, " padded by ",
+               g.pad, " is smaller than the ", g.R, "x", g.S, " kernel of weight ", w,
+               ": the output would be empty");
+  g.P = (g.H + 2 * g.pad - g.R) / g.stride + 1;
+  g.Q = (g.W + 2 * g.pad - g.S) / g.stride + 1;
+  MINIDL_CHECK(g.K >= 1 && g.C >= 1 && g.R >= 1 && g.S >= 1, who,
+               ": weight must have at least one filter, channel and tap, got ", w);
+  return g;
+}
+
+// ---------------------------------------------------------------- chunking
+
+namespace detail {
+
+// Budget for the column buffer; 0 means the default for the device. Tests lower it to force the
+// chunk loop over several chunks (see conv2d_set_col_budget below).
+static size_t g_col_budget_override = 0;
+
+// Test hook (declared in conv2d.h): sets the column-buffer budget in bytes, 0 for the
+// default, and returns the previous setting.
+size_t conv2d_set_col_budget(size_t bytes) {
+  const size_t old = g_col_budget_override;
+  g_col_budget_override = bytes;
+  return old;
+}
+
+}  // namespace detail
+
+namespace {
+
+// Images per chunk: as many as fit in the column budget (64 MiB on the CPU, where a bigger GEMM
+// gains nothing; 512 MiB on a GPU, where wider GEMMs fill the device better), at least one. On a
+// GPU the kernels index a chunk with 32-bit integers, so every per-chunk tensor (col, x, y) is also
+// kept below 2^31 elements.
+int64_t images_per_chunk(const ConvGeometry& g, size_t elem_bytes, Device dev) {
+  const size_t budget = detail::g_col_budget_override
+                            ? detail::g_col_budget_override
+                            : (dev.is_cuda() ? size_t(512) << 20 : size_t(64) << 20);
+  const int64_t col_per_image = g.C * g.R * g.S * g.P * g.Q;
+  int64_t nb = std::max<int64_t>(1, static_cast<int64_t>(budget / elem_bytes) / col_per_image);
+  if (dev.is_cuda()) {
+    const int64_t per_image = std::max({col_per_image, g.C * g.H * g.W, g.K * g.P * g.Q});
+    const int64_t limit = std::numeric_limits<int32_t>::max();
+    MINIDL_CHECK(per_image <= limit, "conv2d: one image needs ", per_image,
+                 " elements in a buffer, more than the 2^31 the CUDA kernels index");
+    nb = std::min(nb, limit / per_image);
+  }
+  return std::min(nb, g.N);
+}
+
+// ---------------------------------------------------------------- CPU primitives
+
+namespace cpu {
+
+// One row of col per (c, r, s); each row is written by one thread.
+template <typename T>
+void im2col(T* col, const T* x, int64_t nb, const ConvGeometry& g) {
+  const int64_t RS = g.R * g.S, L = g.P * g.Q, ld = nb * L;
+#pragma omp parallel for if (g.C * RS * ld > 65536)
+  for (int64_t row = 0; row < g.C * RS; ++row) {
+    const int64_t c = row / RS, r = (row / g.S) % g.R, s = row % g.S;
+    for (int64_t n = 0; n < nb; ++n) {
+      const T* xc = x + (n * g.C + c) * g.H * g.W;
+      T* dst = col + row * ld + n * L;
+      for (int64_t p = 0; p < g.P; ++p) {
+        const int64_t h = p * g.stride - g.pad + r;
+        for (int64_t q = 0; q < g.Q; ++q) {
+          const int64_t w = q * g.stride - g.pad + s;
+          dst[p * g.Q + q] = (h >= 0 && h < g.H && w >= 0 && w < g.W) ? xc[h * g.W + w] : T(0);
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: every col entry is added back to the pixel it was copied from (entries
+// that came from the zero padding are dropped). A pixel is copied into up to R*S entries, so the
+// contributions must be added, not assigned. One thread per (n, c) plane, so no two threads write
+// the same pixel.
+template <typename T>
+void col2im(T* dx, const T* col, int64_t nb, const ConvGeometry& g) {
+  const int64_t L = g.P * g.Q, ld = nb * L;
+#pragma omp parallel for if (nb * g.C * g.H * g.W > 65536)
+  for (int64_t nc = 0; nc < nb * g.C; ++nc) {
+    const int64_t n = nc / g.C, c = nc % g.C;
+    T* plane = dx + nc * g.H * g.W;
+    std::fill(plane, plane + g.H * g.W, T(0));
+    for (int64_t r = 0; r < g.R; ++r)
+      for (int64_t s = 0; s < g.S; ++s) {
+        const T* src = col + ((c * g.R + r) * g.S + s) * ld + n * L;
+        for (int64_t p = 0; p < g.P; ++p) {
+          const int64_t h = p * g.stride - g.pad + r;
+          if (h < 0 || h >= g.H) continue;
+          for (int64_t q = 0; q < g.Q; ++q) {
+            const int64_t w = q * g.stride - g.pad + s;
+            if (w >= 0 && w < g.W) plane[h * g.W + w] += src[p * g.Q + q];
+          }
+        }
+      }
+  }
+}
+
+template <typename T>
+void nkl_to_knl(T* out, const T* in, int64_t nb, int64_t K, int64_t L) {
+#pragma omp parallel for if (nb * K * L > 65536)
+  for (int64_t nk = 0; nk < nb * K; ++nk) {
+    const int64_t n = nk / K, k = nk % K;
+    std::memcpy(out + (k * nb + n) * L, in + nk * L, sizeof(T) * L);
+  }
+}
+
+template <typename T>
+void knl_to_nkl(T* out, const T* in, const T* bias, int64_t nb, int64_t K, int64_t L) {
+#pragma omp parallel for if (nb * K * L > 65536)
+  for (int64_t nk = 0; nk < nb * K; ++nk) {
+    const int64_t n = nk / K, k = nk % K;
+    const T b = bias ? bias[k] : T(0);
+    const T* src = in + (k * nb + n) * L;
+    T* dst = out + nk * L;
+    for (int64_t l = 0; l < L; ++l) dst[l] = src[l] + b;
+  }
+}
+
+// Sums in double for both types: this is the reference the CUDA reductions are compared with.
+template <typename T>
+void channel_sum_accumulate(T* db, const T* dy, int64_t N, int64_t K, int64_t L) {
+#pragma omp parallel for if (N * K * L > 65536)
+  for (int64_t k = 0; k < K; ++k) {
+    double sum = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const T* row = dy + (n * K + k) * L;
+      for (int64_t l = 0; l < L; ++l) sum += row[l];
+    }
+    db[k] += static_cast<T>(sum);
+  }
+}
+
+}  // namespace cpu
+
+// The CUDA primitives are float32 only (the public ops reject float64 on a GPU before getting here);
+// these overloads let the templates below pass their pointers on, and stop float64 with a message.
+#if MINIDL_WITH_CUDA
+float* f32(float* p) { return p; }
+const float* f32(const float* p) { return p; }
+[[noreturn]] float* f32(double*) { throw_error("conv2d: CUDA kernels are float32 only"); }
+[[noreturn]] const float* f32(const double*) {
+  throw_error("conv2d: CUDA kernels are float32 only");
+}
+#endif
+
+}  // namespace
+
+// ---------------------------------------------------------------- device-generic primitives
+
+template <typename T>
+void im2col(Device dev, T* col, const T* x, int64_t nb, const ConvGeometry& g) {
+  if (dev.is_cpu()) return cpu::im2col(col, x, nb, g);
+  MINIDL_IF_CUDA(cuda::im2col(f32(col), f32(x), nb, g, cuda_context(dev)));
+}
+
+template <typename T>
+void col2im(Device dev, T* dx, const T* col, int64_t nb, const ConvGeometry& g) {
+  if (dev.is_cpu()) return cpu::col2im(dx, col, nb, g);
+  MINIDL_IF_CUDA(cuda::col2im(f32(dx), f32(col), nb, g, cuda_context(dev)));
+}
+
+template <typename T>
+void nkl_to_knl(Device dev, T* out, const T* in, int64_t nb, int64_t K, int64_t L) {
+  if (dev.is_cpu()) return cpu::nkl_to_knl(out, in, nb, K, L);
+  MINIDL_IF_CUDA(cuda::nkl_to_knl(f32(out), f32(in), nb, K, L, cuda_context(dev)));
+}
+
+template <typename T>
+void knl_to_nkl(Device dev, T* out, const T* in, const T* bias, int64_t nb, int64_t K, int64_t L) {
+  if (dev.is_cpu()) return cpu::knl_to_nkl(out, in, bias, nb, K, L);
+  MINIDL_IF_CUDA(cuda::knl_to_nkl(f32(out), f32(in), bias ? f32(bias) : nullptr, nb, K, L,
+                                  cuda_context(dev)));
+}
+
+template <typename T>
+void channel_sum_accumulate(Device dev, T* db, const T* dy, int64_t N, int64_t K, int64_t L) {
+  if (dev.is_cpu()) return cpu::channel_sum_accumulate(db, dy, N, K, L);
+  MINIDL_IF_CUDA(cuda::channel_sum_accumulate(f32(db), f32(dy), N, K, L, cuda_context(dev)));
+}
+
+#define MINIDL_INSTANTIATE_CONV_PRIMITIVES(T)                                             \
+  template void im2col<T>(Device, T*, const T*, int64_t, const ConvGeometry&);            \
+  template void col2im<T>(Device, T*, const T*, int64_t, const ConvGeometry&);            \
+  template void nkl_to_knl<T>(Device, T*, const T*, int64_t, int64_t, int64_t);           \
+  template void knl_to_nkl<T>(Device, T*, const T*, const T*, int64_t, int64_t, int64_t); \
+  template void channel_sum_accumulate<T>(Device, T*, const T*, int64_t, int64_t, int64_t);
+MINIDL_INSTANTIATE_CONV_PRIMITIVES(float)
+MINIDL_INSTANTIATE_CONV_PRIMITIVES(double)
+#undef MINIDL_INSTANTIATE_CONV_PRIMITIVES
+
+// ---------------------------------------------------------------- im2col + GEMM
+
+namespace {
+
+template <typename T>
+void forward_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeometry& g, Device dev,
+                    KernelPath path) {
+  const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
+  const int64_t nb = images_per_chunk(g, sizeof(T), dev);
+  Tensor col = Tensor::empty(Shape{CRS, nb * L}, dtype_v<T>, dev);
+  Tensor yk = Tensor::empty(Shape{g.K, nb * L}, dtype_v<T>, dev);
+  for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
+    const int64_t nc = std::min(nb, g.N - n0);
+    im2col<T>(dev, col.data<T>(), x + n0 * g.C * g.H * g.W, nc, g);
+    // Y' (K, nc*L) = W (K, CRS) * col (CRS, nc*L)
+    GemmShape s;
+    s.M = g.K;
+    s.N = nc * L;
+    s.K = CRS;
+    s.lda = CRS;
+    s.ldb = nc * L;
+    s.ldc = nc * L;
+    gemm<T>(dev, path, s, T(1), w, col.data<T>(), T(0), yk.data<T>());
+    knl_to_nkl<T>(dev, y + n0 * g.K * L, yk.data<T>(), bias, nc, g.K, L);
+  }
+}
+
+template <typename T>
+void backward_data_im2col(T* dx, const T* dy, const T* w, const ConvGeometry& g, Device dev,
+                          KernelPath path) {
+  const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
+  const int64_t nb = images_per_chunk(g, sizeof(T), dev);
+  Tensor dcol = Tensor::empty(Shape{CRS, nb * L}, dtype_v<T>, dev);
+  Tensor dyk = Tensor::empty(Shape{g.K, nb * L}, dtype_v<T>, dev);
+  for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
+    const int64_t nc = std::min(nb, g.N - n0);
+    nkl_to_knl<T>(dev, dyk.data<T>(), dy + n0 * g.K * L, nc, g.K, L);
+    // dcol (CRS, nc*L) = W^T (CRS, K) * dY' (K, nc*L)
+    GemmShape s;
+    s.trans_a = true;
+    s.M = CRS;
+    s.N = nc * L;
+    s.K = g.K;
+    s.lda = CRS;
+    s.ldb = nc * L;
+    s.ldc = nc * L;
+    gemm<T>(dev, path, s, T(1), w, dyk.data<T>(), T(0), dcol.data<T>());
+    col2im<T>(dev, dx + n0 * g.C * g.H * g.W, dcol.data<T>(), nc, g);
+  }
+}
+
+template <typename T>
+void backward_weight_im2col(T* dw, const T* dy, const T* x, const ConvGeometry& g, Device dev,
+                            KernelPath path) {
+  const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
+  const int64_t nb = images_per_chunk(g, sizeof(T), dev);
+  Tensor col = Tensor::empty(Shape{CRS, nb * L}, dtype_v<T>, dev);
+  Tensor dyk = Tensor::empty(Shape{g.K, nb * L}, dtype_v<T>, dev);
+  for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
+    const int64_t nc = std::min(nb, g.N - n0);
+    im2col<T>(dev, col.data<T>(), x + n0 * g.C * g.H * g.W, nc, g);
+    nkl_to_knl<T>(dev, dyk.data<T>(), dy + n0 * g.K * L, nc, g.K, L);
+    // dW (K, CRS) += dY' (K, nc*L) * col^T (nc*L, CRS); beta = 1 accumulates over chunks and calls.
+    GemmShape s;
+    s.trans_b = true;
+    s.M = g.K;
+    s.N = CRS;
+    s.K = nc * L;
+    s.lda = nc * L;
+    s.ldb = nc * L;
+    s.ldc = CRS;
+    gemm<T>(dev, path, s, T(1), dyk.data<T>(), col.data<T>(), T(1), dw);
+  }
+}
+
+// `t` must live where `ref` does and have its dtype; on a GPU that dtype must be float32.
+void check_like(const Tensor& t, const Tensor& ref, const char* who, const char* what) {
+  check_same_device(t, ref, who);
+  check_dtype(t, ref.dtype(), who, what);
+  if (ref.is_cuda()) check_dtype(ref, DType::F32, who, "CUDA tensor");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- public ops
+
+void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias, Conv2dParams p,
+                    KernelPath path) {
+  const char* who = "conv2d_forward";
+  const ConvGeometry g = ConvGeometry::make(x.shape(), w.shape(), p, who);
+  check_shape(y, Shape{g.N, g.K, g.P, g.Q}, who, "output");
+  check_like(w, x, who, "weight");
+  check_like(y, x, who, "output");
+  if (bias) {
+    check_shape(*bias, Shape{g.K}, who, "bias");
+    check_like(*bias, x, who, "bias");
+  }
+  if (g.N == 0) return;
+  if (x.is_cuda() && path == KernelPath::Cudnn) {
+    MINIDL_IF_CUDA(cuda::conv2d_forward_cudnn(y.data<float>(), x.data<float>(), w.data<float>(),
+                                              bias ? bias->data<float>() : nullptr, g,
+                                              cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    forward_im2col<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias ? bias->data<T>() : nullptr, g,
+                      x.device(), path);
+  });
+}
+
+void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dParams p,
+                          KernelPath path) {
+  const char* who = "conv2d_backward_data";
+  const ConvGeometry g = ConvGeometry::make(dx.shape(), w.shape(), p, who);
+  check_shape(dy, Shape{g.N, g.K, g.P, g.Q}, who, "output gradient");
+  check_like(w, dy, who, "weight");
+  check_like(dx, dy, who, "input gradient");
+  if (g.N == 0) return;
+  if (dy.is_cuda() && path == KernelPath::Cudnn) {
+    MINIDL_IF_CUDA(cuda::conv2d_backward_data_cudnn(dx.data<float>(), dy.data<float>(),
+                                                    w.data<float>(), g, cuda_context(dy.device())));
+    return;
+  }
+  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+    backward_data_im2col<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(), path);
+  });
+}
+
+void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2dParams p,
+                            KernelPath path) {
+  const char* who = "conv2d_backward_weight";
+  const ConvGeometry g = ConvGeometry::make(x.shape(), dw.shape(), p, who);
+  check_shape(dy, Shape{g.N, g.K, g.P, g.Q}, who, "output gradient");
+  check_like(x, dy, who, "input");
+  check_like(dw, dy, who, "weight gradient");
+  if (g.N == 0) return;
+  if (dy.is_cuda() && path == KernelPath::Cudnn) {
+    MINIDL_IF_CUDA(cuda::conv2d_backward_weight_cudnn(
+        dw.data<float>(), dy.data<float>(), x.data<float>(), g, cuda_context(dy.device())));
+    return;
+  }
+  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+    backward_weight_im2col<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g, dy.device(), path);
+  });
+}
+
+// The bias gradient is a plain reduction on every path (cuDNN's cudnnConvolutionBackwardBias
+// would overwrite, and is no faster than the channel sum).
+void conv2d_backward_bias(Tensor& db, const Tensor& dy, KernelPath path) {
+  const char* who = "conv2d_backward_bias";
+  MINIDL_CHECK(dy.dim() == 4, who, ": output gradient must be 4-D (N, K, P, Q), got shape ",
+               dy.shape());
+  check_shape(db, Shape{dy.size(1)}, who, "bias gradient");
+  check_like(db, dy, who, "bias gradient");
+  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+    channel_sum_accumulate<T>(dy.device(), db.data<T>(), dy.data<T>(), dy.size(0), dy.size(1),
+                              dy.size(2) * dy.size(3));
+  });
+}
+
+}  // namespace minidl

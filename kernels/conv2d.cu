@@ -1,0 +1,418 @@
+// CUDA convolution: the primitives of the im2col + GEMM algorithm (conv2d.cpp calls them for the
+// Handwritten and Cublas paths) and the cuDNN path.
+//
+// Primitives (all memory-bound; the goal is coalesced access and no atomics):
+//   im2col     one thread per (c, n, p, q): it reads the R*S input pixels of its window and writes
+//              them down the R*S rows of col. Consecutive threads have consecutive q, so both the
+//              writes (one col row at a time) and, for stride 1, the reads are contiguous.
+//   col2im     a gather: one thread per input pixel (n, c, h, w) sums every col entry that was
+//              copied from it (the output positions whose window covers the pixel) and writes the
+//              pixel once. Scattering from col instead would need atomicAdd (overlapping windows
+//              hit the same pixel) and would make the result depend on the order of the additions.
+//   nkl_to_knl / knl_to_nkl   one thread per output element; l is innermost on both sides, so
+//              reads and writes are contiguous runs of L elements.
+//   channel_sum_accumulate    one block per channel k reduces the N*L values dy[:, k, :] (threads
+//              stride over them, then a warp-shuffle tree), and one thread adds the sum to db[k]:
+//              deterministic, and db accumulates as the gradient rule requires.
+// conv2d.cpp keeps every per-chunk buffer below 2^31 elements, so the index arithmetic is 32-bit
+// (64-bit divisions would dominate these kernels); only the grid-stride counter is 64-bit, so that
+// stepping past the end cannot overflow.
+//
+// cuDNN path: descriptors and algorithms are built once per (device, geometry, TF32 setting) and
+// cached. The algorithm of each direction is chosen by cudnnFind*AlgorithmEx, which times the
+// candidates on the real inputs (writing into a scratch output, so dw's accumulated value is never
+// touched), keeping only full-fp32 (FMA) algorithms unless allow_tf32(). Workspaces come from the
+// caching allocator at every call. Backward filter runs with beta = 1 to accumulate into dw.
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "core/cuda_check.h"
+#include "kernels/conv2d.h"
+#include "kernels/gemm.h"
+
+namespace minidl::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+int32_t as_int(int64_t v, const char* what) {
+  MINIDL_ASSERT(v >= 0 && v <= INT32_MAX, what, " = ", v, " does not fit the 32-bit indexing");
+  return static_cast<int32_t>(v);
+}
+
+// 32-bit copy of the geometry for the kernels.
+struct Geo {
+  int C, H, W, K, R, S, P, Q, stride, pad;
+};
+
+Geo geo32(const ConvGeometry& g) {
+  return {as_int(g.C, "C"), as_int(g.H, "H"), as_int(g.W, "W"), as_int(g.K, "K"), as_int(g.R, "R"),
+          as_int(g.S, "S"), as_int(g.P, "P"), as_int(g.Q, "Q"), g.stride,         g.pad};
+}
+
+// col (C*R*S, nb*P*Q): col[(c, r, s), n*L + p*Q + q] = x[n, c, p*stride - pad + r, q*stride - pad +
+// s]
+__global__ void im2col_kernel(float* __restrict__ col, const float* __restrict__ x, int nb, Geo g) {
+  const int L = g.P * g.Q, ld = nb * L;
+  const int total = g.C * ld;
+  for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
+       it += int64_t(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(it);
+    const int c = i / ld, j = i % ld;  // j = n*L + p*Q + q: the column
+    const int n = j / L, pq = j % L, p = pq / g.Q, q = pq % g.Q;
+    const float* xc = x + (static_cast<int64_t>(n) * g.C + c) * g.H * g.W;
+    float* dst = col + static_cast<int64_t>(c) * g.R * g.S * ld + j;
+    const int h0 = p * g.stride - g.pad, w0 = q * g.stride - g.pad;
+    for (int r = 0; r < g.R; ++r) {
+      const int h = h0 + r;
+      const bool h_in = h >= 0 && h < g.H;
+      for (int s = 0; s < g.S; ++s) {
+        const int w = w0 + s;
+        *dst = (h_in && w >= 0 && w < g.W) ? xc[h * g.W + w] : 0.f;
+        dst += ld;
+      }
+    }
+  }
+}
+
+// dx[n, c, h, w] = sum of col[(c, r, s), n*L + p*Q + q] over the (p, r), (q, s) with
+// h = p*stride - pad + r and w = q*stride - pad + s. For a given h the valid p are those with
+// 0 <= r = h + pad - p*stride < R, i.e. p in [ceil((h + pad - R + 1) / stride), (h + pad) /
+// stride].
+__global__ void col2im_kernel(float* __restrict__ dx, const float* __restrict__ col, int nb,
+                              Geo g) {
+  const int L = g.P * g.Q, ld = nb * L;
+  const int total = nb * g.C * g.H * g.W;
+  for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
+       it += int64_t(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(it);
+    const int w = i % g.W, h = (i / g.W) % g.H, c = (i / (g.W * g.H)) % g.C,
+              n = i / (g.W * g.H * g.C);
+    const int hp = h + g.pad, wp = w + g.pad;
+    const int p_begin = hp < g.R ? 0 : (hp - g.R) / g.stride + 1;
+    const int p_end = min(hp / g.stride + 1, g.P);
+    const int q_begin = wp < g.S ? 0 : (wp - g.S) / g.stride + 1;
+    const int q_end = min(wp / g.stride + 1, g.Q);
+    float sum = 0.f;
+    for (int p = p_begin; p < p_end; ++p) {
+      const int r = hp - p * g.stride;
+      for (int q = q_begin; q < q_end; ++q) {
+        const int s = wp - q * g.stride;
+        sum += col[static_cast<int64_t>((c * g.R + r) * g.S + s) * ld + n * L + p * g.Q + q];
+      }
+    }
+    dx[i] = sum;
+  }
+}
+
+__global__ void nkl_to_knl_kernel(float* __restrict__ out, const float* __restrict__ in, int nb,
+                                  int K, int L) {
+  const int total = nb * K * L;
+  for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
+       it += int64_t(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(it);
+    const int k = i / (nb * L), n = (i / L) % nb, l = i % L;  // i = (k*nb + n)*L + l
+    out[i] = in[(n * K + k) * L + l];
+  }
+}
+
+__global__ void knl_to_nkl_kernel(float* __restrict__ out, const float* __restrict__ in,
+                                  const float* __restrict__ bias, int nb, int K, int L) {
+  const int total = nb * K * L;
+  for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
+       it += int64_t(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(it);
+    const int n = i / (K * L), k = (i / L) % K, l = i % L;  // i = (n*K + k)*L + l
+    out[i] = in[(k * nb + n) * L + l] + (bias ? bias[k] : 0.f);
+  }
+}
+
+// Block k: db[k] += sum_{n, l} dy[n, k, l]. N*L may exceed 2^31 across a whole batch, so the loop
+// index is 64-bit here (one division per element is cheap next to the load).
+__global__ void channel_sum_kernel(float* __restrict__ db, const float* __restrict__ dy, int64_t N,
+                                   int64_t K, int64_t L) {
+  const int64_t k = blockIdx.x;
+  float sum = 0.f;
+  for (int64_t i = threadIdx.x; i < N * L; i += blockDim.x) {
+    const int64_t n = i / L, l = i % L;
+    sum += dy[(n * K + k) * L + l];
+  }
+  for (int off = 16; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off);
+  __shared__ float warp_sums[kThreads / 32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) warp_sums[warp] = sum;
+  __syncthreads();
+  if (warp == 0) {
+    sum = lane < kThreads / 32 ? warp_sums[lane] : 0.f;
+    for (int off = 16; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off);
+    if (lane == 0) db[k] += sum;
+  }
+}
+
+}  // namespace
+
+void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx) {
+  const int64_t total = g.C * nb * g.P * g.Q;
+  if (total == 0) return;
+  as_int(g.C * g.R * g.S * nb * g.P * g.Q, "im2col column buffer size");
+  as_int(nb * g.C * g.H * g.W, "im2col input chunk size");
+  im2col_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(col, x, as_int(nb, "nb"),
+                                                                        geo32(g));
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+void col2im(float* dx, const float* col, int64_t nb, const ConvGeometry& g, CudaContext& ctx) {
+  const int64_t total = nb * g.C * g.H * g.W;
+  if (total == 0) return;
+  as_int(total, "col2im input chunk size");
+  as_int(g.C * g.R * g.S * nb * g.P * g.Q, "col2im column buffer size");
+  col2im_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(dx, col, as_int(nb, "nb"),
+                                                                        geo32(g));
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+void nkl_to_knl(float* out, const float* in, int64_t nb, int64_t K, int64_t L, CudaContext& ctx) {
+  const int64_t total = nb * K * L;
+  if (total == 0) return;
+  as_int(total, "nkl_to_knl size nb*K*L");
+  nkl_to_knl_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(
+      out, in, as_int(nb, "nb"), as_int(K, "K"), as_int(L, "L"));
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+void knl_to_nkl(float* out, const float* in, const float* bias, int64_t nb, int64_t K, int64_t L,
+                CudaContext& ctx) {
+  const int64_t total = nb * K * L;
+  if (total == 0) return;
+  as_int(total, "knl_to_nkl size nb*K*L");
+  knl_to_nkl_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(
+      out, in, bias, as_int(nb, "nb"), as_int(K, "K"), as_int(L, "L"));
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+void channel_sum_accumulate(float* db, const float* dy, int64_t N, int64_t K, int64_t L,
+                            CudaContext& ctx) {
+  if (K == 0) return;
+  MINIDL_CHECK(K <= INT32_MAX, "channel_sum_accumulate: K = ", K, " channels exceed one grid");
+  channel_sum_kernel<<<static_cast<unsigned>(K), kThreads, 0, ctx.stream>>>(db, dy, N, K, L);
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+// ---------------------------------------------------------------- cuDNN
+
+namespace {
+
+// cuDNN keeps its workspace requests within this, like the im2col column buffer (conv2d.cpp).
+constexpr size_t kMaxWorkspace = size_t(512) << 20;
+
+struct AlgoChoice {
+  int algo = -1;  // a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t
+  size_t workspace = 0;
+  cudnnMathType_t math = CUDNN_FMA_MATH;
+};
+
+// Descriptors of one geometry plus the algorithm chosen for each direction (on first use; a
+// once_flag per direction, so a failed search is retried and concurrent first calls search once).
+struct ConvPlan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr, bias = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  bool tf32 = false;
+  std::once_flag fwd_once, bwd_data_once, bwd_filter_once;
+  AlgoChoice fwd, bwd_data, bwd_filter;
+
+  ConvPlan() = default;
+  ConvPlan(const ConvPlan&) = delete;
+  ConvPlan& operator=(const ConvPlan&) = delete;
+  ~ConvPlan() {  // destructors do not throw: statuses are ignored here
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (bias) cudnnDestroyTensorDescriptor(bias);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (x) cudnnDestroyTensorDescriptor(x);
+  }
+
+  void init(const ConvGeometry& g, bool allow_tf32_math) {
+    for (int64_t v : {g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.N * g.C * g.H * g.W,
+                      g.N * g.K * g.P * g.Q})
+      MINIDL_CHECK(v <= INT32_MAX, "conv2d (cuDNN path): sizes must fit in 32 bits, got input (",
+                   g.N, ", ", g.C, ", ", g.H, ", ", g.W, "); use a smaller batch or another path");
+    tf32 = allow_tf32_math;
+    const auto i = [](int64_t v) { return static_cast<int>(v); };
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.C),
+                                           i(g.H), i(g.W)));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.K),
+                                           i(g.P), i(g.Q)));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&bias));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, i(g.K), 1, 1));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
+    CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, i(g.K), i(g.C),
+                                           i(g.R), i(g.S)));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
+    // CROSS_CORRELATION is what deep-learning frameworks call convolution (no kernel flip).
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, g.pad, g.pad, g.stride, g.stride, 1, 1,
+                                                CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    search_math();
+  }
+
+  // FMA_MATH restricts cuDNN to plain fp32 kernels; DEFAULT_MATH would allow TF32 on Ampere and
+  // later, which changes results by ~1e-3 relative. Set before each algorithm search, since use()
+  // may have narrowed it to the math of another direction's algorithm.
+  void search_math() const {
+    CUDNN_CHECK(cudnnSetConvolutionMathType(conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+  }
+
+  // Before each call: the math type the chosen algorithm was measured with.
+  void use(const AlgoChoice& c) const { CUDNN_CHECK(cudnnSetConvolutionMathType(conv, c.math)); }
+};
+
+using PlanKey =
+    std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, bool>;
+
+std::mutex g_plans_mutex;
+std::map<PlanKey, std::unique_ptr<ConvPlan>> g_plans;
+
+// The plan for this device, geometry and TF32 setting, built on first use. Plans are never
+// removed, so the reference stays valid.
+ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
+  const bool tf32 = allow_tf32();
+  const PlanKey key{ctx.device, g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.pad, tf32};
+  std::lock_guard<std::mutex> lock(g_plans_mutex);
+  auto it = g_plans.find(key);
+  if (it != g_plans.end()) return *it->second;
+  auto plan = std::make_unique<ConvPlan>();
+  plan->init(g, tf32);
+  return *g_plans.emplace(key, std::move(plan)).first->second;
+}
+
+// The fastest measured result that succeeded and fits the workspace we gave. Without TF32 the
+// descriptor stays in FMA_MATH (results using tensor-op math are skipped as well); with TF32 the
+// descriptor takes the math type the algorithm was measured with. `results` is sorted by time.
+template <typename Perf>
+AlgoChoice pick(const std::vector<Perf>& results, int count, bool tf32, size_t workspace,
+                const char* direction, const ConvGeometry& g) {
+  for (int i = 0; i < count; ++i) {
+    const Perf& r = results[i];
+    if (r.status != CUDNN_STATUS_SUCCESS || r.memory > workspace) continue;
+    const bool tensor_op =
+        r.mathType == CUDNN_TENSOR_OP_MATH || r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    if (!tf32 && tensor_op) continue;
+    return {static_cast<int>(r.algo), r.memory, tf32 ? r.mathType : CUDNN_FMA_MATH};
+  }
+  throw_error(str("conv2d (cuDNN path): no usable ", direction, " algorithm for input (", g.N, ", ",
+                  g.C, ", ", g.H, ", ", g.W, "), weight (", g.K, ", ", g.C, ", ", g.R, ", ", g.S,
+                  "), stride ", g.stride, ", pad ", g.pad, "; use the cublas kernel path"));
+}
+
+// The workspace to offer cudnnFind*: the largest that the heuristic candidates ask for, capped.
+template <typename Perf>
+size_t find_workspace(const std::vector<Perf>& candidates, int count) {
+  size_t ws = 0;
+  for (int i = 0; i < count; ++i)
+    if (candidates[i].status == CUDNN_STATUS_SUCCESS && candidates[i].memory <= kMaxWorkspace)
+      ws = std::max(ws, candidates[i].memory);
+  return ws;
+}
+
+Tensor workspace_tensor(size_t bytes, CudaContext& ctx) {
+  return Tensor::empty(Shape{static_cast<int64_t>(std::max<size_t>(bytes, 1))}, DType::U8,
+                       Device::cuda(ctx.device));
+}
+
+}  // namespace
+
+void conv2d_forward_cudnn(float* y, const float* x, const float* w, const float* bias,
+                          const ConvGeometry& g, CudaContext& ctx) {
+  ConvPlan& plan = plan_for(g, ctx);
+  std::call_once(plan.fwd_once, [&] {
+    plan.search_math();
+    int max_count = 0, count = 0;
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(ctx.cudnn, &max_count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> results(static_cast<size_t>(max_count));
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx.cudnn, plan.x, plan.w, plan.conv, plan.y,
+                                                       max_count, &count, results.data()));
+    const size_t ws = find_workspace(results, count);
+    Tensor scratch_y =
+        Tensor::empty(Shape{g.N * g.K * g.P * g.Q}, DType::F32, Device::cuda(ctx.device));
+    Tensor find_ws = workspace_tensor(ws, ctx);
+    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+        ctx.cudnn, plan.x, x, plan.w, w, plan.conv, plan.y, scratch_y.data<float>(), max_count,
+        &count, results.data(), find_ws.raw_data(), ws));
+    plan.fwd = pick(results, count, plan.tf32, ws, "forward", g);
+  });
+  plan.use(plan.fwd);
+  Tensor ws = workspace_tensor(plan.fwd.workspace, ctx);
+  const float one = 1.f, zero = 0.f;
+  CUDNN_CHECK(cudnnConvolutionForward(ctx.cudnn, &one, plan.x, x, plan.w, w, plan.conv,
+                                      static_cast<cudnnConvolutionFwdAlgo_t>(plan.fwd.algo),
+                                      ws.raw_data(), plan.fwd.workspace, &zero, plan.y, y));
+  if (bias) CUDNN_CHECK(cudnnAddTensor(ctx.cudnn, &one, plan.bias, bias, &one, plan.y, y));
+}
+
+void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w, const ConvGeometry& g,
+                                CudaContext& ctx) {
+  ConvPlan& plan = plan_for(g, ctx);
+  std::call_once(plan.bwd_data_once, [&] {
+    plan.search_math();
+    int max_count = 0, count = 0;
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(ctx.cudnn, &max_count));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(static_cast<size_t>(max_count));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+        ctx.cudnn, plan.w, plan.y, plan.conv, plan.x, max_count, &count, results.data()));
+    const size_t ws = find_workspace(results, count);
+    Tensor scratch_dx =
+        Tensor::empty(Shape{g.N * g.C * g.H * g.W}, DType::F32, Device::cuda(ctx.device));
+    Tensor find_ws = workspace_tensor(ws, ctx);
+    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+        ctx.cudnn, plan.w, w, plan.y, dy, plan.conv, plan.x, scratch_dx.data<float>(), max_count,
+        &count, results.data(), find_ws.raw_data(), ws));
+    plan.bwd_data = pick(results, count, plan.tf32, ws, "backward-data", g);
+  });
+  plan.use(plan.bwd_data);
+  Tensor ws = workspace_tensor(plan.bwd_data.workspace, ctx);
+  const float one = 1.f, zero = 0.f;
+  CUDNN_CHECK(
+      cudnnConvolutionBackwardData(ctx.cudnn, &one, plan.w, w, plan.y, dy, plan.conv,
+                                   static_cast<cudnnConvolutionBwdDataAlgo_t>(plan.bwd_data.algo),
+                                   ws.raw_data(), plan.bwd_data.workspace, &zero, plan.x, dx));
+}
+
+void conv2d_backward_weight_cudnn(float* dw, const float* dy, const float* x, const ConvGeometry& g,
+                                  CudaContext& ctx) {
+  ConvPlan& plan = plan_for(g, ctx);
+  std::call_once(plan.bwd_filter_once, [&] {
+    plan.search_math();
+    int max_count = 0, count = 0;
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(ctx.cudnn, &max_count));
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(static_cast<size_t>(max_count));
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+        ctx.cudnn, plan.x, plan.y, plan.conv, plan.w, max_count, &count, results.data()));
+    const size_t ws = find_workspace(results, count);
+    // Find writes its trial results; they go to a scratch filter so dw keeps its accumulated sum.
+    Tensor scratch_dw =
+        Tensor::empty(Shape{g.K * g.C * g.R * g.S}, DType::F32, Device::cuda(ctx.device));
+    Tensor find_ws = workspace_tensor(ws, ctx);
+    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+        ctx.cudnn, plan.x, x, plan.y, dy, plan.conv, plan.w, scratch_dw.data<float>(), max_count,
+        &count, results.data(), find_ws.raw_data(), ws));
+    plan.bwd_filter = pick(results, count, plan.tf32, ws, "backward-filter", g);
+  });
+  plan.use(plan.bwd_filter);
+  Tensor ws = workspace_tensor(plan.bwd_filter.workspace, ctx);
+  const float one = 1.f;
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+      ctx.cudnn, &one, plan.x, x, plan.y, dy, plan.conv,
+      static_cast<cudnnConvolutionBwdFilterAlgo_t>(plan.bwd_filter.algo), ws.raw_data(),
+      plan.bwd_filter.workspace, &one, plan.w, dw));
+}
+
+}  // namespace minidl::cuda

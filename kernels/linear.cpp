@@ -1,0 +1,111 @@
+// Linear layer math (formulas in linear.h): three GEMMs plus the bias, written once for every
+// device. The bias uses the convolution's primitives with L = 1, so no kernel of its own is needed:
+//   forward with bias:  Y^T (out, N) = W x^T, then knl_to_nkl (a transpose that adds b[k]) gives
+//                       y[n, k] = Y^T[k, n] + b[k]
+//   db += sum_n dy[n]:  channel_sum_accumulate over dy viewed as (N, out, 1)
+#include "kernels/linear.h"
+
+#include "kernels/conv2d.h"
+#include "kernels/gemm.h"
+
+namespace minidl {
+
+namespace {
+
+struct LinearSizes {
+  int64_t N, in, out;
+};
+
+// x (N, in), w (out, in); errors name the op and both shapes.
+LinearSizes check_linear(const Tensor& x, const Tensor& w, const char* who) {
+  MINIDL_CHECK(x.dim() == 2, who, ": input must be 2-D (N, in_features), got shape ", x.shape());
+  MINIDL_CHECK(w.dim() == 2, who, ": weight must be 2-D (out_features, in_features), got shape ",
+               w.shape());
+  MINIDL_CHECK(x.size(1) == w.size(1), who, ": input ", x.shape(), " has ", x.size(1),
+               " features but weight ", w.shape(), " expects ", w.size(1));
+  check_same_device(x, w, who);
+  check_dtype(w, x.dtype(), who, "weight");
+  if (x.is_cuda()) check_dtype(x, DType::F32, who, "CUDA input");
+  return {x.size(0), x.size(1), w.size(0)};
+}
+
+void check_like(const Tensor& t, const Tensor& ref, const Shape& shape, const char* who,
+                const char* what) {
+  check_shape(t, shape, who, what);
+  check_same_device(t, ref, who);
+  check_dtype(t, ref.dtype(), who, what);
+}
+
+}  // namespace
+
+void linear_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b, KernelPath path) {
+  const char* who = "linear_forward";
+  const LinearSizes z = check_linear(x, w, who);
+  check_like(y, x, Shape{z.N, z.out}, who, "output");
+  if (b) check_like(*b, x, Shape{z.out}, who, "bias");
+  if (z.N == 0) return;
+  const Device dev = x.device();
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    GemmShape s;
+    if (!b) {
+      // y (N, out) = x (N, in) * w^T (in, out)
+      s.trans_b = true;
+      s.M = z.N;
+      s.N = z.out;
+      s.K = z.in;
+      s.lda = z.in;
+      s.ldb = z.in;
+      s.ldc = z.out;
+      gemm<T>(dev, path, s, T(1), x.data<T>(), w.data<T>(), T(0), y.data<T>());
+      return;
+    }
+    // Y^T (out, N) = w (out, in) * x^T (in, N), then y = (Y^T)^T + b
+    Tensor yt = Tensor::empty(Shape{z.out, z.N}, x.dtype(), dev);
+    s.trans_b = true;
+    s.M = z.out;
+    s.N = z.N;
+    s.K = z.in;
+    s.lda = z.in;
+    s.ldb = z.in;
+    s.ldc = z.N;
+    gemm<T>(dev, path, s, T(1), w.data<T>(), x.data<T>(), T(0), yt.data<T>());
+    knl_to_nkl<T>(dev, y.data<T>(), yt.data<T>(), b->data<T>(), z.N, z.out, 1);
+  });
+}
+
+void linear_backward(Tensor* dx, Tensor& dw, Tensor* db, const Tensor& dy, const Tensor& x,
+                     const Tensor& w, KernelPath path) {
+  const char* who = "linear_backward";
+  const LinearSizes z = check_linear(x, w, who);
+  check_like(dy, x, Shape{z.N, z.out}, who, "output gradient");
+  check_like(dw, x, w.shape(), who, "weight gradient");
+  if (dx) check_like(*dx, x, x.shape(), who, "input gradient");
+  if (db) check_like(*db, x, Shape{z.out}, who, "bias gradient");
+  const Device dev = x.device();
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    if (dx && z.N > 0) {
+      // dx (N, in) = dy (N, out) * w (out, in)
+      GemmShape s;
+      s.M = z.N;
+      s.N = z.in;
+      s.K = z.out;
+      s.lda = z.out;
+      s.ldb = z.in;
+      s.ldc = z.in;
+      gemm<T>(dev, path, s, T(1), dy.data<T>(), w.data<T>(), T(0), dx->data<T>());
+    }
+    // dw (out, in) += dy^T (out, N) * x (N, in)
+    GemmShape s;
+    s.trans_a = true;
+    s.M = z.out;
+    s.N = z.in;
+    s.K = z.N;
+    s.lda = z.out;
+    s.ldb = z.in;
+    s.ldc = z.in;
+    gemm<T>(dev, path, s, T(1), dy.data<T>(), x.data<T>(), T(1), dw.data<T>());
+    if (db) channel_sum_accumulate<T>(dev, db->data<T>(), dy.data<T>(), z.N, z.out, 1);
+  });
+}
+
+}  // namespace minidl
