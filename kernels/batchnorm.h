@@ -45,7 +45,12 @@ void batchnorm_backward_eval(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Te
                              const Tensor& running_var, BatchNormParams p,
                              KernelPath path = KernelPath::Cudnn);
 
+// num_batches_tracked += 1 on the counter's own device without synchronising (BatchNorm2d, train
+// mode). The counter is a 0-dim int32 tensor, as in PyTorch's state_dict.
+void batchnorm_count_batch(Tensor& num_batches_tracked);
+
 namespace cuda {
+void batchnorm_count_batch(int32_t* count, CudaContext& ctx);
 // Shapes: x, y, dy, dx (N, C, HW); per-channel vectors of length C.
 void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
                              float* running_var, const float* x, const float* gamma,

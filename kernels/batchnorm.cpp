@@ -1,0 +1,274 @@
+// Batch normalisation: argument checks, device dispatch and the CPU reference (formulas in
+// batchnorm.h, derivation in docs/backprop/batchnorm.md). The CUDA kernels are in batchnorm.cu.
+//
+// The CPU reference works one channel at a time (OpenMP over channels: channels are independent,
+// so no reduction crosses threads and the result does not depend on the thread count). Within a
+// channel the statistics are two-pass (mean first, then the sum of squared deviations), which
+// avoids the cancellation of E[x^2] - E[x]^2 when |mean| >> std. Every per-channel sum is
+// accumulated in double even when T is float: a float running sum over M = N*H*W terms
+// (131072 for a (128, 64, 32, 32) activation) loses about log2(M) of its 24 bits in the worst
+// case, and this loop is the reference the CUDA kernels are compared with at 1e-5.
+#include "kernels/batchnorm.h"
+
+#include <cmath>
+#include <initializer_list>
+#include <string>
+#include <utility>
+
+namespace minidl {
+
+namespace cpu {
+
+// Element (n, c, i) of an (N, C, HW) tensor.
+inline int64_t at(int64_t n, int64_t c, int64_t i, int64_t C, int64_t HW) {
+  return (n * C + c) * HW + i;
+}
+
+template <typename T>
+void batchnorm_forward_train(T* y, T* save_mean, T* save_invstd, T* running_mean, T* running_var,
+                             const T* x, const T* gamma, const T* beta, int64_t N, int64_t C,
+                             int64_t HW, double momentum, double eps) {
+  const double M = static_cast<double>(N * HW);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double sum = 0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) sum += x[at(n, c, i, C, HW)];
+    const double mean = sum / M;
+    double sq = 0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const double d = x[at(n, c, i, C, HW)] - mean;
+        sq += d * d;
+      }
+    const double var = sq / M;  // biased: this is what normalises the batch
+    const double invstd = 1.0 / std::sqrt(var + eps);
+    const double g = gamma[c], b = beta[c];
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const int64_t k = at(n, c, i, C, HW);
+        y[k] = static_cast<T>((x[k] - mean) * invstd * g + b);
+      }
+    save_mean[c] = static_cast<T>(mean);
+    save_invstd[c] = static_cast<T>(invstd);
+    // The running variance estimates the population variance, hence the unbiased M / (M - 1).
+    running_mean[c] = static_cast<T>((1 - momentum) * running_mean[c] + momentum * mean);
+    running_var[c] = static_cast<T>((1 - momentum) * running_var[c] + momentum * var * M / (M - 1));
+  }
+}
+
+template <typename T>
+void batchnorm_forward_eval(T* y, const T* x, const T* gamma, const T* beta, const T* running_mean,
+                            const T* running_var, int64_t N, int64_t C, int64_t HW, double eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    const double mean = running_mean[c];
+    const double scale = gamma[c] / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    const double b = beta[c];
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const int64_t k = at(n, c, i, C, HW);
+        y[k] = static_cast<T>((x[k] - mean) * scale + b);
+      }
+  }
+}
+
+// Shared by both backward modes: the per-channel sums of dy and dy * xhat, with
+// xhat = (x - mean) invstd, accumulated into dbeta and dgamma. `mean`, `invstd` are the batch
+// statistics (train) or the running ones (eval).
+template <typename T>
+void batchnorm_param_grads(double& sum_dy, double& sum_dy_xhat, const T* dy, const T* x,
+                           double mean, double invstd, int64_t N, int64_t c, int64_t C,
+                           int64_t HW) {
+  sum_dy = 0;
+  sum_dy_xhat = 0;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < HW; ++i) {
+      const int64_t k = at(n, c, i, C, HW);
+      sum_dy += dy[k];
+      sum_dy_xhat += dy[k] * (x[k] - mean) * invstd;
+    }
+}
+
+template <typename T>
+void batchnorm_backward_train(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma,
+                              const T* save_mean, const T* save_invstd, int64_t N, int64_t C,
+                              int64_t HW) {
+  const double M = static_cast<double>(N * HW);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    const double mean = save_mean[c], invstd = save_invstd[c];
+    double sum_dy, sum_dy_xhat;
+    batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
+    dbeta[c] += static_cast<T>(sum_dy);
+    dgamma[c] += static_cast<T>(sum_dy_xhat);
+    // dx = gamma invstd / M (M dy - sum dy - xhat sum(dy xhat)), written with the means.
+    const double k = gamma[c] * invstd, mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const int64_t j = at(n, c, i, C, HW);
+        const double xhat = (x[j] - mean) * invstd;
+        dx[j] = static_cast<T>(k * (dy[j] - mean_dy - xhat * mean_dy_xhat));
+      }
+  }
+}
+
+template <typename T>
+void batchnorm_backward_eval(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma,
+                             const T* running_mean, const T* running_var, int64_t N, int64_t C,
+                             int64_t HW, double eps) {
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    const double mean = running_mean[c];
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    double sum_dy, sum_dy_xhat;
+    batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
+    dbeta[c] += static_cast<T>(sum_dy);
+    dgamma[c] += static_cast<T>(sum_dy_xhat);
+    const double k = gamma[c] * invstd;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const int64_t j = at(n, c, i, C, HW);
+        dx[j] = static_cast<T>(k * dy[j]);
+      }
+  }
+}
+
+}  // namespace cpu
+
+namespace {
+
+struct BnDims {
+  int64_t N, C, HW;
+};
+
+// x must be (N, C, H, W); every per-channel tensor (C) on x's device and dtype; on a GPU, float32.
+BnDims check_bn(const char* who, const Tensor& x, std::initializer_list<const Tensor*> same_as_x,
+                std::initializer_list<std::pair<const Tensor*, const char*>> per_channel) {
+  MINIDL_CHECK(x.defined() && x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got ",
+               x.defined() ? x.shape().str() : std::string("an undefined tensor"));
+  const BnDims d{x.size(0), x.size(1), x.size(2) * x.size(3)};
+  for (const Tensor* t : same_as_x) {
+    check_same_shape(*t, x, who);
+    check_same_device(*t, x, who);
+    check_dtype(*t, x.dtype(), who, "tensor");
+  }
+  for (const auto& [t, what] : per_channel) {
+    check_shape(*t, Shape{d.C}, who, what);
+    check_same_device(*t, x, who);
+    check_dtype(*t, x.dtype(), who, what);
+  }
+  if (x.is_cuda()) check_dtype(x, DType::F32, who, "input");
+  return d;
+}
+
+}  // namespace
+
+void batchnorm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
+                             Tensor& running_mean, Tensor& running_var, const Tensor& x,
+                             const Tensor& gamma, const Tensor& beta, BatchNormParams p,
+                             KernelPath path) {
+  const char* who = "batchnorm_forward_train";
+  const BnDims d = check_bn(who, x, {&y},
+                            {{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
+                             {&running_var, "running_var"}, {&save_mean, "save_mean"},
+                             {&save_invstd, "save_invstd"}});
+  // As torch: one value per channel has no variance (and M / (M - 1) would divide by zero).
+  MINIDL_CHECK(d.N * d.HW > 1, who, ": expected more than 1 value per channel when training, got "
+               "input ", x.shape());
+  if (x.is_cuda()) {
+    MINIDL_IF_CUDA(cuda::batchnorm_forward_train(
+        y.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
+        running_mean.data<float>(), running_var.data<float>(), x.data<float>(), gamma.data<float>(),
+        beta.data<float>(), d.N, d.C, d.HW, p, path, cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::batchnorm_forward_train<T>(y.data<T>(), save_mean.data<T>(), save_invstd.data<T>(),
+                                    running_mean.data<T>(), running_var.data<T>(), x.data<T>(),
+                                    gamma.data<T>(), beta.data<T>(), d.N, d.C, d.HW, p.momentum,
+                                    p.eps);
+  });
+}
+
+void batchnorm_forward_eval(Tensor& y, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                            const Tensor& running_mean, const Tensor& running_var,
+                            BatchNormParams p, KernelPath path) {
+  const char* who = "batchnorm_forward_eval";
+  const BnDims d = check_bn(who, x, {&y},
+                            {{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
+                             {&running_var, "running_var"}});
+  if (x.is_cuda()) {
+    MINIDL_IF_CUDA(cuda::batchnorm_forward_eval(
+        y.data<float>(), x.data<float>(), gamma.data<float>(), beta.data<float>(),
+        running_mean.data<float>(), running_var.data<float>(), d.N, d.C, d.HW, p, path,
+        cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::batchnorm_forward_eval<T>(y.data<T>(), x.data<T>(), gamma.data<T>(), beta.data<T>(),
+                                   running_mean.data<T>(), running_var.data<T>(), d.N, d.C, d.HW,
+                                   p.eps);
+  });
+}
+
+void batchnorm_backward_train(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
+                              const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
+                              const Tensor& save_invstd, KernelPath path) {
+  const char* who = "batchnorm_backward_train";
+  const BnDims d = check_bn(who, x, {&dy, &dx},
+                            {{&gamma, "weight"}, {&dgamma, "weight gradient"},
+                             {&dbeta, "bias gradient"}, {&save_mean, "save_mean"},
+                             {&save_invstd, "save_invstd"}});
+  if (x.is_cuda()) {
+    MINIDL_IF_CUDA(cuda::batchnorm_backward_train(
+        dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
+        x.data<float>(), gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
+        d.N, d.C, d.HW, path, cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::batchnorm_backward_train<T>(dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), dy.data<T>(),
+                                     x.data<T>(), gamma.data<T>(), save_mean.data<T>(),
+                                     save_invstd.data<T>(), d.N, d.C, d.HW);
+  });
+}
+
+void batchnorm_backward_eval(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
+                             const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
+                             const Tensor& running_var, BatchNormParams p, KernelPath path) {
+  const char* who = "batchnorm_backward_eval";
+  const BnDims d = check_bn(who, x, {&dy, &dx},
+                            {{&gamma, "weight"}, {&dgamma, "weight gradient"},
+                             {&dbeta, "bias gradient"}, {&running_mean, "running_mean"},
+                             {&running_var, "running_var"}});
+  // cuDNN has no eval-mode backward, so every path uses our kernel and `path` is not passed on.
+  if (x.is_cuda()) {
+    MINIDL_IF_CUDA(cuda::batchnorm_backward_eval(
+        dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
+        x.data<float>(), gamma.data<float>(), running_mean.data<float>(), running_var.data<float>(),
+        d.N, d.C, d.HW, p, cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::batchnorm_backward_eval<T>(dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), dy.data<T>(),
+                                    x.data<T>(), gamma.data<T>(), running_mean.data<T>(),
+                                    running_var.data<T>(), d.N, d.C, d.HW, p.eps);
+  });
+}
+
+// The counter stays on the model's device; bumping it there with a one-thread kernel keeps the
+// training loop free of host/device copies (and a value loaded from a checkpoint stays the truth).
+void batchnorm_count_batch(Tensor& num_batches_tracked) {
+  const char* who = "batchnorm_count_batch";
+  check_shape(num_batches_tracked, Shape{}, who, "num_batches_tracked");
+  check_dtype(num_batches_tracked, DType::I32, who, "num_batches_tracked");
+  if (num_batches_tracked.is_cuda()) {
+    MINIDL_IF_CUDA(cuda::batchnorm_count_batch(num_batches_tracked.data<int32_t>(),
+                                               cuda_context(num_batches_tracked.device())));
+    return;
+  }
+  ++num_batches_tracked.data<int32_t>()[0];
+}
+
+}  // namespace minidl

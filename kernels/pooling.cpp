@@ -1,0 +1,265 @@
+// Pooling: shape checks, device dispatch and the CPU reference (formulas in pooling.h). The CUDA
+// kernels are in pooling.cu.
+//
+// The CPU reference loops over (n, c) planes with OpenMP: every window lies inside one plane, so
+// the backward scatter (dx[window] += ...) never crosses planes and needs no atomics, even where
+// windows overlap (stride < kernel, as in AlexNet's 3x3 stride-2 pools).
+#include "kernels/pooling.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace minidl {
+
+Shape pool2d_output_shape(const Shape& x, Pool2dParams p, const char* who) {
+  MINIDL_CHECK(x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got ", x);
+  MINIDL_CHECK(p.kernel >= 1 && p.stride >= 1 && p.pad >= 0, who,
+               ": kernel and stride must be >= 1 and padding >= 0, got k=", p.kernel,
+               ", s=", p.stride, ", p=", p.pad);
+  // As torch: a window is then never all padding, so max pooling always selects a real pixel.
+  MINIDL_CHECK(p.pad <= p.kernel / 2, who, ": padding ", p.pad,
+               " must be at most half the kernel size ", p.kernel);
+  const int64_t H = x[2], W = x[3];
+  MINIDL_CHECK(H + 2 * p.pad >= p.kernel && W + 2 * p.pad >= p.kernel, who, ": input ", x,
+               " is smaller than the ", p.kernel, "x", p.kernel, " window (padding ", p.pad,
+               "): the output would be empty");
+  const int64_t P = (H + 2 * p.pad - p.kernel) / p.stride + 1;
+  const int64_t Q = (W + 2 * p.pad - p.kernel) / p.stride + 1;
+  return Shape{x[0], x[1], P, Q};
+}
+
+namespace cpu {
+
+struct Geometry {
+  int64_t NC, H, W, P, Q;
+  int k, s, pad;
+};
+
+template <typename T>
+void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const Geometry& g) {
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < g.NC; ++nc) {
+    const T* xp = x + nc * g.H * g.W;
+    for (int64_t p = 0; p < g.P; ++p)
+      for (int64_t q = 0; q < g.Q; ++q) {
+        T best = -std::numeric_limits<T>::infinity();
+        int64_t arg = -1;
+        for (int64_t h = p * g.s - g.pad; h < p * g.s - g.pad + g.k; ++h)
+          for (int64_t w = q * g.s - g.pad; w < q * g.s - g.pad + g.k; ++w) {
+            if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;  // padding is never selected
+            const T v = xp[h * g.W + w];
+            // Strictly greater keeps the first maximum on ties. A NaN wins (and stays) so that a
+            // diverged activation is passed on, as torch does, rather than hidden.
+            if (arg < 0 || v > best || (std::isnan(v) && !std::isnan(best))) {
+              best = v;
+              arg = h * g.W + w;
+            }
+          }
+        const int64_t o = (nc * g.P + p) * g.Q + q;
+        y[o] = best;
+        argmax[o] = static_cast<int32_t>(arg);
+      }
+  }
+}
+
+template <typename T>
+void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const Geometry& g) {
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < g.NC; ++nc) {
+    T* dxp = dx + nc * g.H * g.W;
+    for (int64_t i = 0; i < g.H * g.W; ++i) dxp[i] = T(0);
+    for (int64_t o = nc * g.P * g.Q; o < (nc + 1) * g.P * g.Q; ++o) dxp[argmax[o]] += dy[o];
+  }
+}
+
+template <typename T>
+void avgpool2d_forward(T* y, const T* x, const Geometry& g) {
+  // Floor-mode windows never reach past the padded border, so every window counts k*k positions
+  // (count_include_pad=True divides by k*k, padded zeros included).
+  const double inv_area = 1.0 / (g.k * g.k);
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < g.NC; ++nc) {
+    const T* xp = x + nc * g.H * g.W;
+    for (int64_t p = 0; p < g.P; ++p)
+      for (int64_t q = 0; q < g.Q; ++q) {
+        double sum = 0;
+        for (int64_t h = std::max<int64_t>(p * g.s - g.pad, 0);
+             h < std::min<int64_t>(p * g.s - g.pad + g.k, g.H); ++h)
+          for (int64_t w = std::max<int64_t>(q * g.s - g.pad, 0);
+               w < std::min<int64_t>(q * g.s - g.pad + g.k, g.W); ++w)
+            sum += xp[h * g.W + w];
+        y[(nc * g.P + p) * g.Q + q] = static_cast<T>(sum * inv_area);
+      }
+  }
+}
+
+template <typename T>
+void avgpool2d_backward(T* dx, const T* dy, const Geometry& g) {
+  const T inv_area = T(1) / static_cast<T>(g.k * g.k);
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < g.NC; ++nc) {
+    T* dxp = dx + nc * g.H * g.W;
+    for (int64_t i = 0; i < g.H * g.W; ++i) dxp[i] = T(0);
+    for (int64_t p = 0; p < g.P; ++p)
+      for (int64_t q = 0; q < g.Q; ++q) {
+        const T d = dy[(nc * g.P + p) * g.Q + q] * inv_area;
+        for (int64_t h = std::max<int64_t>(p * g.s - g.pad, 0);
+             h < std::min<int64_t>(p * g.s - g.pad + g.k, g.H); ++h)
+          for (int64_t w = std::max<int64_t>(q * g.s - g.pad, 0);
+               w < std::min<int64_t>(q * g.s - g.pad + g.k, g.W); ++w)
+            dxp[h * g.W + w] += d;
+      }
+  }
+}
+
+template <typename T>
+void global_avgpool_forward(T* y, const T* x, int64_t NC, int64_t HW) {
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < NC; ++nc) {
+    double sum = 0;
+    for (int64_t i = 0; i < HW; ++i) sum += x[nc * HW + i];
+    y[nc] = static_cast<T>(sum / static_cast<double>(HW));
+  }
+}
+
+template <typename T>
+void global_avgpool_backward(T* dx, const T* dy, int64_t NC, int64_t HW) {
+#pragma omp parallel for schedule(static)
+  for (int64_t nc = 0; nc < NC; ++nc) {
+    const T d = dy[nc] / static_cast<T>(HW);
+    for (int64_t i = 0; i < HW; ++i) dx[nc * HW + i] = d;
+  }
+}
+
+}  // namespace cpu
+
+namespace {
+
+// Checks x against y/dy of the pooled shape and returns the geometry both implementations use.
+cuda::PoolGeometry pool_geometry(const char* who, const Tensor& x, const Tensor& y, Pool2dParams p) {
+  const Shape out = pool2d_output_shape(x.shape(), p, who);
+  check_shape(y, out, who, "output (gradient)");
+  check_same_device(y, x, who);
+  check_dtype(y, x.dtype(), who, "output (gradient)");
+  if (x.is_cuda()) check_dtype(x, DType::F32, who, "input");
+  return {x.size(0), x.size(1), x.size(2), x.size(3), out[2], out[3], p.kernel, p.stride, p.pad};
+}
+
+cpu::Geometry cpu_geometry(const cuda::PoolGeometry& g) {
+  return {g.N * g.C, g.H, g.W, g.P, g.Q, g.kernel, g.stride, g.pad};
+}
+
+void check_argmax(const char* who, const Tensor& argmax, const Tensor& y) {
+  check_shape(argmax, y.shape(), who, "argmax");
+  check_dtype(argmax, DType::I32, who, "argmax");
+  check_same_device(argmax, y, who);
+}
+
+}  // namespace
+
+void maxpool2d_forward(Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams p,
+                       KernelPath path) {
+  const char* who = "maxpool2d_forward";
+  const cuda::PoolGeometry g = pool_geometry(who, x, y, p);
+  check_argmax(who, argmax, y);
+  if (x.is_cuda()) {
+    MINIDL_IF_CUDA(cuda::maxpool2d_forward(y.data<float>(), argmax.data<int32_t>(),
+                                           x.data<float>(), g, path, cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::maxpool2d_forward<T>(y.data<T>(), argmax.data<int32_t>(), x.data<T>(), cpu_geometry(g));
+  });
+}
+
+void maxpool2d_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                        const Tensor& argmax, Pool2dParams p, KernelPath path) {
+  const char* who = "maxpool2d_backward";
+  const cuda::PoolGeometry g = pool_geometry(who, x, dy, p);
+  check_same_shape(dx, x, who);
+  check_same_device(dx, x, who);
+  check_dtype(dx, x.dtype(), who, "input gradient");
+  check_shape(y, dy.shape(), who, "output");
+  check_same_device(y, x, who);
+  check_argmax(who, argmax, dy);
+  if (x.is_cuda()) {
+    MINIDL_IF_CUDA(cuda::maxpool2d_backward(dx.data<float>(), dy.data<float>(), x.data<float>(),
+                                            y.data<float>(), argmax.data<int32_t>(), g, path,
+                                            cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), argmax.data<int32_t>(), cpu_geometry(g));
+  });
+}
+
+void avgpool2d_forward(Tensor& y, const Tensor& x, Pool2dParams p, KernelPath path) {
+  const char* who = "avgpool2d_forward";
+  const cuda::PoolGeometry g = pool_geometry(who, x, y, p);
+  if (x.is_cuda()) {
+    MINIDL_IF_CUDA(cuda::avgpool2d_forward(y.data<float>(), x.data<float>(), g, path,
+                                           cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::avgpool2d_forward<T>(y.data<T>(), x.data<T>(), cpu_geometry(g));
+  });
+}
+
+void avgpool2d_backward(Tensor& dx, const Tensor& dy, Pool2dParams p, KernelPath path) {
+  const char* who = "avgpool2d_backward";
+  const cuda::PoolGeometry g = pool_geometry(who, dx, dy, p);
+  if (dx.is_cuda()) {
+    MINIDL_IF_CUDA(cuda::avgpool2d_backward(dx.data<float>(), dy.data<float>(), g, path,
+                                            cuda_context(dx.device())));
+    return;
+  }
+  dispatch_floating(dx.dtype(), who, [&]<typename T>() {
+    cpu::avgpool2d_backward<T>(dx.data<T>(), dy.data<T>(), cpu_geometry(g));
+  });
+}
+
+void global_avgpool_forward(Tensor& y, const Tensor& x) {
+  const char* who = "global_avgpool_forward";
+  MINIDL_CHECK(x.defined() && x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got ",
+               x.defined() ? x.shape().str() : std::string("an undefined tensor"));
+  check_shape(y, Shape{x.size(0), x.size(1), 1, 1}, who, "output");
+  check_same_device(y, x, who);
+  check_dtype(y, x.dtype(), who, "output");
+  const int64_t NC = x.size(0) * x.size(1), HW = x.size(2) * x.size(3);
+  MINIDL_CHECK(HW > 0, who, ": input ", x.shape(), " has no pixels to average");
+  if (x.is_cuda()) {
+    check_dtype(x, DType::F32, who, "input");
+    MINIDL_IF_CUDA(cuda::global_avgpool_forward(y.data<float>(), x.data<float>(), NC, HW,
+                                                cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), NC, HW);
+  });
+}
+
+void global_avgpool_backward(Tensor& dx, const Tensor& dy) {
+  const char* who = "global_avgpool_backward";
+  MINIDL_CHECK(dx.defined() && dx.dim() == 4, who,
+               ": input gradient must be 4-D (N, C, H, W), got ",
+               dx.defined() ? dx.shape().str() : std::string("an undefined tensor"));
+  check_shape(dy, Shape{dx.size(0), dx.size(1), 1, 1}, who, "output gradient");
+  check_same_device(dy, dx, who);
+  check_dtype(dy, dx.dtype(), who, "output gradient");
+  const int64_t NC = dx.size(0) * dx.size(1), HW = dx.size(2) * dx.size(3);
+  MINIDL_CHECK(HW > 0, who, ": input gradient ", dx.shape(), " has no pixels");
+  if (dx.is_cuda()) {
+    check_dtype(dx, DType::F32, who, "input gradient");
+    MINIDL_IF_CUDA(cuda::global_avgpool_backward(dx.data<float>(), dy.data<float>(), NC, HW,
+                                                 cuda_context(dx.device())));
+    return;
+  }
+  dispatch_floating(dx.dtype(), who, [&]<typename T>() {
+    cpu::global_avgpool_backward<T>(dx.data<T>(), dy.data<T>(), NC, HW);
+  });
+}
+
+}  // namespace minidl

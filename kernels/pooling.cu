@@ -1,0 +1,263 @@
+// CUDA pooling (formulas and semantics in pooling.h).
+//
+// Hand-written path. Forward: one thread per output element (grid-stride), which reads its k x k
+// window (neighbouring threads read neighbouring windows, so loads are largely coalesced and the
+// overlap of windows is served from L1/L2). Backward is a GATHER, one thread per input pixel: it
+// visits the few outputs whose windows cover the pixel and sums their contributions. A scatter
+// (one thread per output adding into dx) would race wherever windows overlap (stride < kernel, as
+// AlexNet's 3x3 stride-2 max pools) and need atomics, whose float additions land in a run-dependent
+// order; the gather writes each dx element once, in a fixed order, so dx is deterministic and
+// needs no zeroing pass. Max backward compares the stored argmax with the pixel's flat index, so
+// ties route dy to the first maximum exactly as the CPU reference does.
+//
+// Cudnn path: cudnnPoolingForward/Backward with CUDNN_POOLING_MAX_DETERMINISTIC (NaN propagated,
+// as the CPU reference and torch) and CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING. Decision for
+// max pooling: the cuDNN forward does NOT fill argmax (cuDNN has no such output); the cuDNN
+// backward recomputes the winners from x and y instead, so a layer must use the same path for
+// forward and backward (the MaxPool2d layer does). On ties cuDNN chooses its own winner.
+// Average backward always uses our gather kernel: cudnnPoolingBackward requires x and y, which
+// avgpool2d_backward does not take (average pooling's gradient does not depend on them).
+//
+// Global average pooling (hand-written on every path): forward is one warp per (n, c) plane, the
+// lanes striding over the plane (coalesced) and a shuffle reduction; backward dx = dy / HW is a
+// flat elementwise kernel, one thread per element of dx.
+//
+// Indices are 32-bit inside the kernels; the launchers check tensors have < 2^31 elements.
+#include <cstdint>
+
+#include "core/cuda_check.h"
+#include "kernels/pooling.h"
+
+namespace minidl::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kMaxBlocks = 132 * 16;  // grid-stride loops: ~16 resident blocks per SM on an H100
+
+// 32-bit copies of the geometry for the kernels.
+struct Geo {
+  unsigned NC, H, W, P, Q;
+  int k, s, pad;
+};
+
+Geo to_geo(const PoolGeometry& g, const char* who) {
+  const int64_t in = g.N * g.C * g.H * g.W, out = g.N * g.C * g.P * g.Q;
+  MINIDL_CHECK(in < (int64_t(1) << 31) && out < (int64_t(1) << 31), who,
+               ": tensors of 2^31 or more elements are not supported by the CUDA kernels, got (N, "
+               "C, H, W) = (", g.N, ", ", g.C, ", ", g.H, ", ", g.W, ")");
+  return {static_cast<unsigned>(g.N * g.C), static_cast<unsigned>(g.H), static_cast<unsigned>(g.W),
+          static_cast<unsigned>(g.P), static_cast<unsigned>(g.Q), g.kernel, g.stride, g.pad};
+}
+
+// Outputs [begin, end) along one axis whose windows cover input coordinate `h`:
+// p*s - pad <= h <= p*s - pad + k - 1.
+__device__ __forceinline__ void covering(int& begin, int& end, int h, int k, int s, int pad,
+                                         int P) {
+  begin = h + pad < k ? 0 : (h + pad - k) / s + 1;
+  end = min((h + pad) / s + 1, P);
+}
+
+__global__ void maxpool_forward_kernel(float* __restrict__ y, int32_t* __restrict__ argmax,
+                                       const float* __restrict__ x, Geo g) {
+  const unsigned total = g.NC * g.P * g.Q;
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int q = i % g.Q, p = (i / g.Q) % g.P;
+    const float* xp = x + (i / (g.Q * g.P)) * (g.H * g.W);
+    const int h0 = p * g.s - g.pad, w0 = q * g.s - g.pad;
+    float best = 0.f;
+    int arg = -1;
+    for (int h = max(h0, 0); h < min(h0 + g.k, int(g.H)); ++h)
+      for (int w = max(w0, 0); w < min(w0 + g.k, int(g.W)); ++w) {
+        const float v = __ldg(xp + h * g.W + w);
+        // First maximum on ties; a NaN wins and stays (as the CPU reference).
+        if (arg < 0 || v > best || (isnan(v) && !isnan(best))) {
+          best = v;
+          arg = h * g.W + w;
+        }
+      }
+    y[i] = best;
+    argmax[i] = arg;
+  }
+}
+
+// One thread per input pixel: dx = sum of dy over the covering windows whose argmax is this pixel.
+__global__ void maxpool_backward_kernel(float* __restrict__ dx, const float* __restrict__ dy,
+                                        const int32_t* __restrict__ argmax, Geo g) {
+  const unsigned total = g.NC * g.H * g.W;
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int w = i % g.W, h = (i / g.W) % g.H;
+    const unsigned plane = (i / (g.W * g.H)) * (g.P * g.Q);
+    const int32_t me = h * g.W + w;
+    int pb, pe, qb, qe;
+    covering(pb, pe, h, g.k, g.s, g.pad, g.P);
+    covering(qb, qe, w, g.k, g.s, g.pad, g.Q);
+    float sum = 0.f;
+    for (int p = pb; p < pe; ++p)
+      for (int q = qb; q < qe; ++q) {
+        const unsigned o = plane + p * g.Q + q;
+        if (__ldg(argmax + o) == me) sum += __ldg(dy + o);
+      }
+    dx[i] = sum;
+  }
+}
+
+__global__ void avgpool_forward_kernel(float* __restrict__ y, const float* __restrict__ x, Geo g) {
+  const unsigned total = g.NC * g.P * g.Q;
+  // Floor-mode windows never pass the padded border: the divisor is always k*k.
+  const float inv_area = 1.f / float(g.k * g.k);
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int q = i % g.Q, p = (i / g.Q) % g.P;
+    const float* xp = x + (i / (g.Q * g.P)) * (g.H * g.W);
+    const int h0 = p * g.s - g.pad, w0 = q * g.s - g.pad;
+    float sum = 0.f;
+    for (int h = max(h0, 0); h < min(h0 + g.k, int(g.H)); ++h)
+      for (int w = max(w0, 0); w < min(w0 + g.k, int(g.W)); ++w) sum += __ldg(xp + h * g.W + w);
+    y[i] = sum * inv_area;
+  }
+}
+
+__global__ void avgpool_backward_kernel(float* __restrict__ dx, const float* __restrict__ dy, Geo g) {
+  const unsigned total = g.NC * g.H * g.W;
+  const float inv_area = 1.f / float(g.k * g.k);
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int w = i % g.W, h = (i / g.W) % g.H;
+    const float* dyp = dy + (i / (g.W * g.H)) * (g.P * g.Q);
+    int pb, pe, qb, qe;
+    covering(pb, pe, h, g.k, g.s, g.pad, g.P);
+    covering(qb, qe, w, g.k, g.s, g.pad, g.Q);
+    float sum = 0.f;
+    for (int p = pb; p < pe; ++p)
+      for (int q = qb; q < qe; ++q) sum += __ldg(dyp + p * g.Q + q);
+    dx[i] = sum * inv_area;
+  }
+}
+
+// One warp per (n, c) plane; blockDim.x == kThreads (kThreads / 32 planes per block).
+__global__ void global_avgpool_forward_kernel(float* __restrict__ y, const float* __restrict__ x,
+                                              unsigned NC, unsigned HW) {
+  const unsigned warps = gridDim.x * (blockDim.x / 32);
+  const unsigned lane = threadIdx.x & 31;
+  for (unsigned plane = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; plane < NC;
+       plane += warps) {
+    const float* xp = x + plane * HW;
+    float sum = 0.f;
+    for (unsigned i = lane; i < HW; i += 32) sum += __ldg(xp + i);
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, o);
+    if (lane == 0) y[plane] = sum / float(HW);
+  }
+}
+
+__global__ void global_avgpool_backward_kernel(float* __restrict__ dx, const float* __restrict__ dy,
+                                               unsigned total, unsigned HW) {
+  const float inv = 1.f / float(HW);
+  for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x)
+    dx[i] = __ldg(dy + i / HW) * inv;
+}
+
+// ---------------------------------------------------------------- cuDNN descriptors (RAII)
+struct TensorDesc {
+  cudnnTensorDescriptor_t d = nullptr;
+  TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w) {
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(n), int(c),
+                                           int(h), int(w)));
+  }
+  ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
+  TensorDesc(const TensorDesc&) = delete;
+  TensorDesc& operator=(const TensorDesc&) = delete;
+};
+
+struct CudnnPool {
+  TensorDesc x, y;
+  cudnnPoolingDescriptor_t pool = nullptr;
+  CudnnPool(const PoolGeometry& g, cudnnPoolingMode_t mode)
+      : x(g.N, g.C, g.H, g.W), y(g.N, g.C, g.P, g.Q) {
+    CUDNN_CHECK(cudnnCreatePoolingDescriptor(&pool));
+    CUDNN_CHECK(cudnnSetPooling2dDescriptor(pool, mode, CUDNN_PROPAGATE_NAN, g.kernel, g.kernel,
+                                            g.pad, g.pad, g.stride, g.stride));
+  }
+  ~CudnnPool() { cudnnDestroyPoolingDescriptor(pool); }
+  CudnnPool(const CudnnPool&) = delete;
+  CudnnPool& operator=(const CudnnPool&) = delete;
+};
+
+}  // namespace
+
+void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const PoolGeometry& g,
+                       KernelPath path, CudaContext& ctx) {
+  const Geo geo = to_geo(g, "maxpool2d_forward");
+  if (g.N * g.C == 0) return;
+  if (path == KernelPath::Cudnn) {
+    CudnnPool d(g, CUDNN_POOLING_MAX_DETERMINISTIC);
+    const float one = 1.f, zero = 0.f;
+    CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn, d.pool, &one, d.x.d, x, &zero, d.y.d, y));
+    return;
+  }
+  maxpool_forward_kernel<<<grid_for(geo.NC * geo.P * geo.Q, kThreads, kMaxBlocks), kThreads, 0,
+                           ctx.stream>>>(y, argmax, x, geo);
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+void maxpool2d_backward(float* dx, const float* dy, const float* x, const float* y,
+                        const int32_t* argmax, const PoolGeometry& g, KernelPath path,
+                        CudaContext& ctx) {
+  const Geo geo = to_geo(g, "maxpool2d_backward");
+  if (g.N * g.C == 0) return;
+  if (path == KernelPath::Cudnn) {
+    CudnnPool d(g, CUDNN_POOLING_MAX_DETERMINISTIC);
+    const float one = 1.f, zero = 0.f;
+    CUDNN_CHECK(cudnnPoolingBackward(ctx.cudnn, d.pool, &one, d.y.d, y, d.y.d, dy, d.x.d, x, &zero,
+                                     d.x.d, dx));
+    return;
+  }
+  maxpool_backward_kernel<<<grid_for(geo.NC * geo.H * geo.W, kThreads, kMaxBlocks), kThreads, 0,
+                            ctx.stream>>>(dx, dy, argmax, geo);
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, KernelPath path,
+                       CudaContext& ctx) {
+  const Geo geo = to_geo(g, "avgpool2d_forward");
+  if (g.N * g.C == 0) return;
+  if (path == KernelPath::Cudnn) {
+    CudnnPool d(g, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING);
+    const float one = 1.f, zero = 0.f;
+    CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn, d.pool, &one, d.x.d, x, &zero, d.y.d, y));
+    return;
+  }
+  avgpool_forward_kernel<<<grid_for(geo.NC * geo.P * geo.Q, kThreads, kMaxBlocks), kThreads, 0,
+                           ctx.stream>>>(y, x, geo);
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, KernelPath path,
+                        CudaContext& ctx) {
+  // Every path: see the file comment (cudnnPoolingBackward would need x and y).
+  const Geo geo = to_geo(g, "avgpool2d_backward");
+  if (g.N * g.C == 0) return;
+  avgpool_backward_kernel<<<grid_for(geo.NC * geo.H * geo.W, kThreads, kMaxBlocks), kThreads, 0,
+                            ctx.stream>>>(dx, dy, geo);
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+void global_avgpool_forward(float* y, const float* x, int64_t NC, int64_t HW, CudaContext& ctx) {
+  MINIDL_CHECK(NC * HW < (int64_t(1) << 31), "global_avgpool_forward: tensors of 2^31 or more "
+               "elements are not supported by the CUDA kernels, got NC = ", NC, ", HW = ", HW);
+  if (NC == 0) return;
+  const int planes_per_block = kThreads / 32;
+  global_avgpool_forward_kernel<<<grid_for(NC, planes_per_block, kMaxBlocks), kThreads, 0,
+                                  ctx.stream>>>(y, x, unsigned(NC), unsigned(HW));
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+void global_avgpool_backward(float* dx, const float* dy, int64_t NC, int64_t HW, CudaContext& ctx) {
+  MINIDL_CHECK(NC * HW < (int64_t(1) << 31), "global_avgpool_backward: tensors of 2^31 or more "
+               "elements are not supported by the CUDA kernels, got NC = ", NC, ", HW = ", HW);
+  if (NC == 0) return;
+  global_avgpool_backward_kernel<<<grid_for(NC * HW, kThreads, kMaxBlocks), kThreads, 0,
+                                   ctx.stream>>>(dx, dy, unsigned(NC * HW), unsigned(HW));
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+}  // namespace minidl::cuda
