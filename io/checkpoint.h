@@ -1,10 +1,14 @@
 // Training checkpoints: one safetensors file holding
 //   - the model's parameters and buffers under their PyTorch state_dict names
 //     ("conv1.weight", "layer1.0.bn1.running_mean", "fc.bias", ...),
-//   - the optimizer state under "optimizer.<state name>" (flat buffers),
-//   - metadata: epoch, global step, best accuracy, optimizer step count, the model name, the
-//     configuration JSON, and the data loader seed,
+//   - the optimizer state under "optimizer.<state name>" (flat buffers in the optimizer's
+//     parameter order, e.g. "optimizer.exp_avg"),
+//   - metadata (all strings, as safetensors requires): "format" = "minidl-checkpoint",
+//     "format_version", "epoch", "global_step", "best_accuracy", "best_epoch", "model_name",
+//     "config_json" (the run's configuration, seeds included), and when an optimizer was saved
+//     "optimizer" (its name) and "optimizer_step" (its step count),
 // so that --resume continues exactly where the run stopped. Written atomically (temp + rename).
+// Loading is strict, like torch's load_state_dict(strict=True).
 #pragma once
 
 #include <cstdint>
@@ -15,6 +19,8 @@
 
 namespace minidl {
 
+inline constexpr int kCheckpointFormatVersion = 1;
+
 struct TrainState {
   int64_t epoch = 0;        // completed epochs
   int64_t global_step = 0;  // optimizer steps taken
@@ -24,10 +30,14 @@ struct TrainState {
   std::string config_json;  // the run's full configuration
 };
 
+// The model's tensors may live on any device. Undefined buffers are not saved.
 void save_checkpoint(const std::string& path, Module& model, const Optimizer* opt,
                      const TrainState& state);
-// Loads into an already-built model (and optimizer, when given and present in the file). Every
-// model tensor must be present with the same shape; mismatches are reported by name and shape.
+// Loads into an already-built model (and optimizer, when given and present in the file), copying
+// into the existing tensors on whatever device they are. Every model parameter and defined buffer
+// must be present with the same shape and dtype, and the file may hold no other model tensors;
+// mismatches are reported by name and shape. Nothing is modified unless everything checks out.
+// The optimizer must be of the same kind as the saved one.
 TrainState load_checkpoint(const std::string& path, Module& model, Optimizer* opt);
 
 }  // namespace minidl

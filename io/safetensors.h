@@ -1,7 +1,12 @@
 // The safetensors format (https://github.com/huggingface/safetensors): 8-byte little-endian header
-// length, a JSON header {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]},
-// "__metadata__": {string: string}}, then the raw little-endian tensor bytes. Readable by
+// length N, N bytes of JSON header {"name": {"dtype": "F32", "shape": [...], "data_offsets":
+// [begin, end]}, "__metadata__": {string: string}} padded with spaces to a multiple of 8 (as the
+// reference writer does), then the raw little-endian tensor bytes; offsets are relative to the end
+// of the header, and the tensors tile the data region without gaps or overlaps. Readable by
 // `safetensors.torch.load_file`, so a minidl checkpoint's state_dict loads into PyTorch.
+//
+// Supported dtypes: F32, F64, I32, U8 (minidl's float32, float64, int32, uint8); other entries are
+// rejected by name. Shapes have at most 4 dimensions (minidl's Shape).
 //
 // Writes go to "<path>.tmp" and are renamed over <path> only when complete: a crash never leaves a
 // half-written file under the real name.
@@ -18,15 +23,15 @@ namespace minidl {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
-// Tensors may live on any device (copied to the host to write). Throws naming the path on I/O
-// errors.
+// Tensors may live on any device (copied to the host to write), in the order given. Names must be
+// unique and non-empty, and "__metadata__" is reserved. Throws naming the path on I/O errors.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 struct SafetensorsFile {
-  NamedTensors tensors;  // CPU tensors, in file order
+  NamedTensors tensors;  // CPU tensors, in file order (increasing data offset)
   std::map<std::string, std::string> metadata;
-  const Tensor* find(const std::string& name) const;
+  const Tensor* find(const std::string& name) const;  // nullptr when absent
 };
 // Validates the header and every offset; errors name the path and the bad entry.
 SafetensorsFile load_safetensors(const std::string& path);

@@ -1,14 +1,18 @@
 // Learning-rate schedules, evaluated at a (fractional) epoch so that they can be applied per
 // iteration or per epoch.
 //
-//   step:      lr = base * gamma^floor(epoch / step_size)                 (torch StepLR)
-//   multistep: lr = base * gamma^(number of milestones <= epoch)          (torch MultiStepLR)
-//   cosine:    lr = min + (base - min) (1 + cos(pi epoch / total)) / 2    (torch CosineAnnealingLR)
+// With W = warmup_epochs and e = floor(epoch - W) the completed epochs after warm-up:
+//   step:      lr = base * gamma^floor(e / step_size)                    (torch StepLR)
+//   multistep: lr = base * gamma^(number of milestones <= e)             (torch MultiStepLR)
+//   cosine:    lr = min + (base - min) (1 + cos(pi min(e, T) / T)) / 2   (torch CosineAnnealingLR,
+//              T = total_epochs counted after warm-up; held at min_lr from e = T on)
 //   constant:  lr = base
-// Warm-up (optional, in epochs): lr ramps linearly from base/warmup_epochs... see schedule.cpp; the
-// decay schedule then runs on (epoch - warmup) so warm-up sits in front of it.
-// StepLR/MultiStepLR/Cosine change per epoch in torch (scheduler.step() once per epoch), so those
-// use floor(epoch); warm-up changes every iteration.
+// StepLR/MultiStepLR/Cosine change once per epoch in torch (scheduler.step() once per epoch),
+// hence the floor. Warm-up changes every iteration, linearly as torch's
+// LinearLR(start_factor, total_iters = W):
+//   epoch < W:  lr = base * (s + (1 - s) epoch / W),   s = warmup_start_factor
+// so it starts at s * base and reaches base at epoch W, where the decay schedule starts from its
+// epoch 0. Without warm-up (W = 0) the schedules are exactly torch's.
 #pragma once
 
 #include <string>
@@ -21,18 +25,21 @@ struct ScheduleConfig {
   double base_lr = 0.1;
   int step_size = 20;              // step
   double gamma = 0.5;              // step, multistep
-  std::vector<int> milestones;     // multistep
+  std::vector<int> milestones;     // multistep, strictly increasing, >= 1
   int total_epochs = 20;           // cosine
   double min_lr = 0.0;             // cosine
   double warmup_epochs = 0.0;      // linear warm-up in front of the schedule
+  double warmup_start_factor = 1.0 / 3.0;  // lr at epoch 0 is this times base_lr (torch's default)
 };
 
 class LrSchedule {
  public:
   explicit LrSchedule(const ScheduleConfig& cfg);  // validates, naming the bad field
-  // epoch = completed epochs + fraction of the current one.
+  // epoch = completed epochs + fraction of the current one (>= 0).
   double lr_at(double epoch) const;
+  // e.g. "step(base_lr=0.1, step_size=20, gamma=0.5)", plus the warm-up when there is one.
   std::string describe() const;
+  const ScheduleConfig& config() const { return cfg_; }
 
  private:
   ScheduleConfig cfg_;

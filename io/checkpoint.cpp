@@ -1,0 +1,152 @@
+// Training checkpoints on top of the safetensors reader/writer (layout in checkpoint.h).
+#include "io/checkpoint.h"
+
+#include <charconv>
+#include <map>
+
+#include "io/safetensors.h"
+
+namespace minidl {
+
+namespace {
+
+const std::string kOptimizerPrefix = "optimizer.";
+
+// Shortest decimal text that parses back to the same double (to_chars round-trips exactly).
+std::string exact(double v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+// The model tensors a checkpoint holds, in state_dict order.
+std::vector<std::pair<std::string, Tensor*>> model_tensors(Module& model) {
+  std::vector<std::pair<std::string, Tensor*>> out;
+  for (const NamedParameter& np : model.named_parameters())
+    out.emplace_back(np.name, &np.param->value);
+  for (const NamedBuffer& nb : model.named_buffers())
+    if (nb.tensor->defined()) out.emplace_back(nb.name, nb.tensor);
+  return out;
+}
+
+std::string list_names(const std::vector<std::string>& names) {
+  std::string s;
+  const size_t shown = std::min<size_t>(names.size(), 10);
+  for (size_t i = 0; i < shown; ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  if (names.size() > shown) s += str(" and ", names.size() - shown, " more");
+  return s;
+}
+
+class Metadata {
+ public:
+  Metadata(const std::map<std::string, std::string>& m, const std::string& who) : m_(m), who_(who) {}
+
+  bool has(const std::string& key) const { return m_.count(key) != 0; }
+  const std::string& text(const std::string& key) const {
+    auto it = m_.find(key);
+    MINIDL_CHECK(it != m_.end(), who_, ": metadata entry '", key, "' is missing");
+    return it->second;
+  }
+  template <typename T>
+  T number(const std::string& key) const {
+    const std::string& s = text(key);
+    T v{};
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    MINIDL_CHECK(r.ec == std::errc() && r.ptr == s.data() + s.size(), who_, ": metadata entry '",
+                 key, "' should be a number, got '", s, "'");
+    return v;
+  }
+
+ private:
+  const std::map<std::string, std::string>& m_;
+  const std::string& who_;
+};
+
+}  // namespace
+
+void save_checkpoint(const std::string& path, Module& model, const Optimizer* opt,
+                     const TrainState& state) {
+  NamedTensors tensors;
+  for (const auto& [name, t] : model_tensors(model)) tensors.emplace_back(name, *t);
+  std::map<std::string, std::string> meta{
+      {"format", "minidl-checkpoint"},
+      {"format_version", std::to_string(kCheckpointFormatVersion)},
+      {"epoch", std::to_string(state.epoch)},
+      {"global_step", std::to_string(state.global_step)},
+      {"best_accuracy", exact(state.best_accuracy)},
+      {"best_epoch", std::to_string(state.best_epoch)},
+      {"model_name", state.model_name},
+      {"config_json", state.config_json},
+  };
+  if (opt != nullptr) {
+    for (const auto& [name, t] : opt->state()) tensors.emplace_back(kOptimizerPrefix + name, t);
+    meta["optimizer"] = opt->config().name;
+    meta["optimizer_step"] = std::to_string(opt->step_count());
+  }
+  save_safetensors(path, tensors, meta);
+}
+
+TrainState load_checkpoint(const std::string& path, Module& model, Optimizer* opt) {
+  const std::string who = "load_checkpoint '" + path + "'";
+  const SafetensorsFile file = load_safetensors(path);
+  const Metadata meta(file.metadata, who);
+  MINIDL_CHECK(meta.has("format") && meta.text("format") == "minidl-checkpoint", who,
+               ": not a minidl checkpoint (no metadata \"format\": \"minidl-checkpoint\")");
+  const int version = meta.number<int>("format_version");
+  MINIDL_CHECK(version == kCheckpointFormatVersion, who, ": checkpoint format version ", version,
+               ", this build reads version ", kCheckpointFormatVersion);
+
+  // Check every model tensor (present, same shape and dtype) and that nothing else is there.
+  const auto targets = model_tensors(model);
+  std::vector<std::string> missing, unexpected;
+  std::vector<const Tensor*> sources;
+  for (const auto& [name, dst] : targets) {
+    const Tensor* src = file.find(name);
+    if (src == nullptr) {
+      missing.push_back(name);
+      continue;
+    }
+    MINIDL_CHECK(src->shape() == dst->shape() && src->dtype() == dst->dtype(), who, ": tensor '",
+                 name, "' is ", dtype_name(src->dtype()), " ", src->shape(),
+                 " in the file but the model expects ", dtype_name(dst->dtype()), " ",
+                 dst->shape(), " (was it saved from a different model or configuration?)");
+    sources.push_back(src);
+  }
+  MINIDL_CHECK(missing.empty(), who, ": ", missing.size(), " model tensor(s) missing from the file: ",
+               list_names(missing), meta.has("model_name")
+                   ? str(" (the file holds model '", meta.text("model_name"), "')")
+                   : std::string());
+  for (const auto& [name, t] : file.tensors) {
+    if (name.rfind(kOptimizerPrefix, 0) == 0) continue;
+    bool known = false;
+    for (const auto& target : targets) known = known || target.first == name;
+    if (!known) unexpected.push_back(name);
+  }
+  MINIDL_CHECK(unexpected.empty(), who, ": ", unexpected.size(),
+               " tensor(s) in the file that the model does not have: ", list_names(unexpected));
+
+  TrainState state;
+  state.epoch = meta.number<int64_t>("epoch");
+  state.global_step = meta.number<int64_t>("global_step");
+  state.best_accuracy = meta.number<double>("best_accuracy");
+  state.best_epoch = meta.number<int64_t>("best_epoch");
+  state.model_name = meta.text("model_name");
+  state.config_json = meta.text("config_json");
+
+  // The optimizer validates before it copies, and the model copies cannot fail on bad input, so a
+  // failed load leaves both untouched.
+  if (opt != nullptr && meta.has("optimizer")) {
+    MINIDL_CHECK(meta.text("optimizer") == opt->config().name, who, ": the file holds ",
+                 meta.text("optimizer"), " optimizer state but the optimizer is ",
+                 opt->config().name);
+    std::vector<std::pair<std::string, Tensor>> opt_state;
+    for (const auto& [name, t] : file.tensors)
+      if (name.rfind(kOptimizerPrefix, 0) == 0)
+        opt_state.emplace_back(name.substr(kOptimizerPrefix.size()), t);
+    opt->load_state(opt_state, meta.number<int64_t>("optimizer_step"));
+  }
+  for (size_t i = 0; i < targets.size(); ++i) targets[i].second->copy_(*sources[i]);
+  return state;
+}
+
+}  // namespace minidl
