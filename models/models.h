@@ -41,4 +41,33 @@ std::vector<std::string> model_names();
 // parameter count and forward FLOPs per image, for input shape (1, 3, 32, 32) by default.
 std::string model_summary(Module& model, const Shape& input = Shape{1, 3, 32, 32});
 
+// The rows of that table: one per leaf layer in forward order (a residual block also gets a row
+// for its sum main + shortcut, which no leaf computes), so that the rows' parameters add up to
+// model.parameter_count() and their FLOPs to model.forward_flops(input with batch 1).
+struct SummaryRow {
+  std::string path;
+  std::string description;
+  Shape output;    // for the given input's batch size
+  int64_t params;  // the layer's own parameters
+  int64_t flops;   // forward FLOPs for one image
+};
+std::vector<SummaryRow> summary_rows(Module& model, const Shape& input = Shape{1, 3, 32, 32});
+
+// The builders make_model dispatches to, for callers that need a configuration make_model has no
+// name for (the tests build tiny ResNets to check whole-model gradients).
+enum class BlockType { Basic, Bottleneck };
+struct ResNetConfig {
+  BlockType block = BlockType::Basic;
+  std::vector<int> blocks;       // blocks per stage, e.g. {2, 2, 2, 2}
+  std::vector<int64_t> widths;   // planes per stage, e.g. {64, 128, 256, 512}; the stem has widths[0]
+  int num_classes = 10;
+  bool imagenet_stem = false;
+  bool zero_init_residual = false;
+  uint64_t seed = 0;
+  DType dtype = DType::F32;
+};
+std::unique_ptr<Module> make_resnet(const ResNetConfig& cfg);
+std::unique_ptr<Module> make_alexnet(const ModelConfig& cfg);  // uses num_classes, dropout, seed, dtype
+std::unique_ptr<Module> make_plain(const ModelConfig& cfg);    // uses num_classes, seed, dtype
+
 }  // namespace minidl
