@@ -1,0 +1,93 @@
+// Dropout: argument checks, device dispatch and the CPU reference (formulas in dropout.h). The CUDA
+// kernels are in dropout.cu and must draw bit-identical masks (tests/cuda/dropout_cuda_test.cpp).
+//
+// Both sides compare the float u = uniform_from_word(word) with p rounded to float: comparing with
+// the double p on the CPU would disagree with the GPU's float p for the rare u that falls between
+// the two.
+#include "kernels/dropout.h"
+
+#include "core/rng.h"
+
+namespace minidl {
+
+namespace cpu {
+
+template <typename T>
+void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, float p, T scale, uint64_t seed,
+                     uint64_t offset) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float u = uniform_from_word(philox_word(seed, offset + static_cast<uint64_t>(i)));
+    const bool keep = u >= p;
+    mask[i] = keep;
+    y[i] = keep ? x[i] * scale : T(0);
+  }
+}
+
+template <typename T>
+void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t n, T scale) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) dx[i] = mask[i] ? dy[i] * scale : T(0);
+}
+
+}  // namespace cpu
+
+namespace {
+void check_p(double p, const char* who) {
+  MINIDL_CHECK(p >= 0.0 && p < 1.0, who, ": drop probability p must be in [0, 1), got ", p);
+}
+
+// The scale 1 / (1 - p), computed in T exactly as the CUDA launcher computes it in float, so that
+// float32 outputs agree with the GPU's bit for bit, not just the masks.
+template <typename T>
+T inverse_keep(double p) {
+  return T(1) / (T(1) - static_cast<T>(p));
+}
+}  // namespace
+
+void dropout_forward(Tensor& y, Tensor& mask, const Tensor& x, double p, uint64_t seed,
+                     uint64_t offset) {
+  const char* who = "dropout_forward";
+  check_p(p, who);
+  check_same_shape(y, x, who);
+  check_same_shape(mask, x, who);
+  check_dtype(y, x.dtype(), who, "output");
+  check_dtype(mask, DType::U8, who, "mask");
+  check_same_device(y, x, who);
+  check_same_device(mask, x, who);
+  if (x.is_cuda()) {
+    check_dtype(x, DType::F32, who, "input");
+    MINIDL_IF_CUDA(cuda::dropout_forward(y.data<float>(), mask.data<uint8_t>(), x.data<float>(),
+                                         x.numel(), static_cast<float>(p), seed, offset,
+                                         cuda_context(x.device())));
+    return;
+  }
+  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    cpu::dropout_forward<T>(y.data<T>(), mask.data<uint8_t>(), x.data<T>(), x.numel(),
+                            static_cast<float>(p), inverse_keep<T>(p), seed, offset);
+  });
+}
+
+void dropout_backward(Tensor& dx, const Tensor& dy, const Tensor& mask, double p) {
+  const char* who = "dropout_backward";
+  check_p(p, who);
+  check_same_shape(dx, dy, who);
+  check_same_shape(mask, dy, who);
+  check_dtype(dx, dy.dtype(), who, "input gradient");
+  check_dtype(mask, DType::U8, who, "mask");
+  check_same_device(dx, dy, who);
+  check_same_device(mask, dy, who);
+  if (dy.is_cuda()) {
+    check_dtype(dy, DType::F32, who, "gradient");
+    MINIDL_IF_CUDA(cuda::dropout_backward(dx.data<float>(), dy.data<float>(), mask.data<uint8_t>(),
+                                          dy.numel(), static_cast<float>(p),
+                                          cuda_context(dy.device())));
+    return;
+  }
+  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+    cpu::dropout_backward<T>(dx.data<T>(), dy.data<T>(), mask.data<uint8_t>(), dy.numel(),
+                             inverse_keep<T>(p));
+  });
+}
+
+}  // namespace minidl

@@ -1,0 +1,41 @@
+// Elementwise add: argument checks, device dispatch and the CPU reference (formulas in
+// elementwise.h). The CUDA kernel is in elementwise.cu.
+//
+// out may alias a or b: element i is read and written by the same iteration only, so no pointer is
+// declared __restrict__ and the in-place forms (a += b for residual sums) are safe.
+#include "kernels/elementwise.h"
+
+namespace minidl {
+
+namespace cpu {
+
+template <typename T>
+void add_scaled(T* out, const T* a, const T* b, T alpha, int64_t n) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + alpha * b[i];
+}
+
+}  // namespace cpu
+
+void add_scaled(Tensor& out, const Tensor& a, const Tensor& b, double alpha) {
+  const char* who = "add_scaled";
+  check_same_shape(a, b, who);
+  check_same_shape(out, a, who);
+  check_dtype(b, a.dtype(), who, "b");
+  check_dtype(out, a.dtype(), who, "out");
+  check_same_device(b, a, who);
+  check_same_device(out, a, who);
+  if (a.is_cuda()) {
+    check_dtype(a, DType::F32, who, "a");
+    MINIDL_IF_CUDA(cuda::add_scaled(out.data<float>(), a.data<float>(), b.data<float>(),
+                                    static_cast<float>(alpha), a.numel(), cuda_context(a.device())));
+    return;
+  }
+  dispatch_floating(a.dtype(), who, [&]<typename T>() {
+    cpu::add_scaled<T>(out.data<T>(), a.data<T>(), b.data<T>(), static_cast<T>(alpha), a.numel());
+  });
+}
+
+void add(Tensor& out, const Tensor& a, const Tensor& b) { add_scaled(out, a, b, 1.0); }
+
+}  // namespace minidl

@@ -1,0 +1,111 @@
+// Flatten, Dropout and Sequential (layers/basic.h).
+//
+// As every layer: input gradients are overwritten (Dropout's dx_ buffer) and parameter gradients
+// accumulate (here only in Sequential's children). Flatten owns no buffer at all: its output and
+// input gradient are views of the tensors it is given.
+#include "layers/basic.h"
+
+#include "kernels/dropout.h"
+
+namespace minidl {
+
+// ---------------------------------------------------------------- Flatten
+
+Shape Flatten::output_shape(const Shape& in) const {
+  MINIDL_CHECK(in.dim() >= 2, who(), ": expected an input (N, ...) with at least 2 dimensions, got ",
+               in);
+  int64_t features = 1;
+  for (int d = 1; d < in.dim(); ++d) features *= in[d];
+  return Shape{in[0], features};
+}
+
+Tensor Flatten::forward(const Tensor& x, Mode) {
+  check_input(x);
+  const Shape out = output_shape(x.shape());
+  in_shape_ = x.shape();
+  return x.view(out);
+}
+
+Tensor Flatten::backward(const Tensor& dy) {
+  MINIDL_CHECK(in_shape_.dim() > 0, who(), ": backward called before forward");
+  check_shape(dy, output_shape(in_shape_), who().c_str(), "output gradient");
+  return dy.view(in_shape_);
+}
+
+// ---------------------------------------------------------------- Dropout
+
+Dropout::Dropout(double p, uint64_t seed) : Module("Dropout"), p_(p), gen_(seed) {
+  MINIDL_CHECK(p >= 0.0 && p < 1.0, "Dropout: drop probability p must be in [0, 1), got ", p);
+}
+
+std::string Dropout::describe() const { return str("Dropout(p=", p_, ")"); }
+
+Tensor Dropout::forward(const Tensor& x, Mode mode) {
+  check_input(x);
+  last_mode_ = mode;
+  if (mode == Mode::Eval) return x;
+  ensure_tensor(y_, x.shape(), x.dtype(), x.device());
+  ensure_tensor(mask_, x.shape(), DType::U8, x.device());
+  // A fresh, disjoint range of Philox words for this mask: (seed, offset) is all a kernel needs.
+  const uint64_t offset = gen_.reserve(static_cast<uint64_t>(x.numel()));
+  dropout_forward(y_, mask_, x, p_, gen_.seed(), offset);
+  return y_;
+}
+
+Tensor Dropout::backward(const Tensor& dy) {
+  if (last_mode_ == Mode::Eval) return dy;  // the forward was the identity
+  MINIDL_CHECK(mask_.defined(), who(), ": backward called before forward");
+  check_shape(dy, mask_.shape(), who().c_str(), "output gradient");
+  ensure_tensor(dx_, dy.shape(), dy.dtype(), dy.device());
+  dropout_backward(dx_, dy, mask_, p_);
+  return dx_;
+}
+
+// ---------------------------------------------------------------- Sequential
+
+Tensor Sequential::forward(const Tensor& x, Mode mode) {
+  Tensor h = x;
+  for (auto& layer : layers_) h = layer->forward(h, mode);
+  return h;
+}
+
+Tensor Sequential::backward(const Tensor& dy) {
+  Tensor g = dy;
+  for (size_t i = layers_.size(); i-- > 0;) {
+    g = layers_[i]->backward(g);
+    MINIDL_CHECK(g.defined() || i == 0, who(), ": ", layers_[i]->who(),
+                 " returned no input gradient, but the layers before it need one "
+                 "(set_needs_input_grad(false) belongs on the first layer only)");
+  }
+  return g;
+}
+
+Shape Sequential::output_shape(const Shape& in) const {
+  Shape s = in;
+  for (const auto& layer : layers_) s = layer->output_shape(s);
+  return s;
+}
+
+int64_t Sequential::forward_flops(const Shape& in) const {
+  int64_t flops = 0;
+  Shape s = in;
+  for (const auto& layer : layers_) {
+    flops += layer->forward_flops(s);
+    s = layer->output_shape(s);
+  }
+  return flops;
+}
+
+std::string Sequential::describe() const {
+  // torch.nn.Sequential's layout: one "(name): child" line per child, nested containers indented.
+  std::string out = "Sequential(";
+  for (const auto& [name, child] : children()) {
+    std::string d = child->describe();
+    for (size_t pos = d.find('\n'); pos != std::string::npos; pos = d.find('\n', pos + 1))
+      d.insert(pos + 1, "  ");
+    out += "\n  (" + name + "): " + d;
+  }
+  return out + (children().empty() ? ")" : "\n)");
+}
+
+}  // namespace minidl
