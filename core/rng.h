@@ -59,6 +59,8 @@ class Generator {
   void set_state(uint64_t seed, uint64_t offset) {
     seed_ = seed;
     offset_ = offset;
+    block_ctr_ = ~uint64_t(0);
+    has_spare_normal_ = false;
   }
 
   // Reserve `n` words for a parallel draw (word i is philox_word(seed(), start + i)); returns start.
@@ -68,7 +70,15 @@ class Generator {
     return start;
   }
 
-  uint32_t next_u32() { return philox_word(seed_, offset_++); }
+  // Word offset_ of the stream; the 4-word Philox block is computed once and reused for its words.
+  uint32_t next_u32() {
+    const uint64_t ctr = offset_ >> 2;
+    if (ctr != block_ctr_) {
+      block_ = philox4x32(seed_, ctr);
+      block_ctr_ = ctr;
+    }
+    return block_.v[offset_++ & 3];
+  }
   // Uniform in [0, 1) with 53 random bits.
   double uniform() {
     const uint64_t hi = next_u32() >> 5, lo = next_u32() >> 6;
@@ -77,17 +87,29 @@ class Generator {
   double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
   // Integer uniform in [0, n).
   uint64_t below(uint64_t n) { return static_cast<uint64_t>(uniform() * static_cast<double>(n)); }
-  // Standard normal by Box-Muller.
+  // Standard normal by Box-Muller; each pair of uniforms gives two normals (the second is kept
+  // for the next call).
   double normal() {
+    if (has_spare_normal_) {
+      has_spare_normal_ = false;
+      return spare_normal_;
+    }
     double u1 = uniform();
     while (u1 <= 0.0) u1 = uniform();
     const double u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    spare_normal_ = r * std::sin(6.283185307179586 * u2);
+    has_spare_normal_ = true;
+    return r * std::cos(6.283185307179586 * u2);
   }
 
  private:
   uint64_t seed_;
   uint64_t offset_ = 0;
+  uint64_t block_ctr_ = ~uint64_t(0);  // counter of the cached block
+  Philox4 block_{};
+  bool has_spare_normal_ = false;
+  double spare_normal_ = 0.0;
 };
 
 }  // namespace minidl

@@ -29,7 +29,7 @@ void batchnorm_forward_train(T* y, T* save_mean, T* save_invstd, T* running_mean
                              const T* x, const T* gamma, const T* beta, int64_t N, int64_t C,
                              int64_t HW, double momentum, double eps) {
   const double M = static_cast<double>(N * HW);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c) {
     double sum = 0;
     for (int64_t n = 0; n < N; ++n)
@@ -60,7 +60,7 @@ void batchnorm_forward_train(T* y, T* save_mean, T* save_invstd, T* running_mean
 template <typename T>
 void batchnorm_forward_eval(T* y, const T* x, const T* gamma, const T* beta, const T* running_mean,
                             const T* running_var, int64_t N, int64_t C, int64_t HW, double eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c) {
     const double mean = running_mean[c];
     const double scale = gamma[c] / std::sqrt(static_cast<double>(running_var[c]) + eps);
@@ -95,7 +95,7 @@ void batchnorm_backward_train(T* dx, T* dgamma, T* dbeta, const T* dy, const T* 
                               const T* save_mean, const T* save_invstd, int64_t N, int64_t C,
                               int64_t HW) {
   const double M = static_cast<double>(N * HW);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c) {
     const double mean = save_mean[c], invstd = save_invstd[c];
     double sum_dy, sum_dy_xhat;
@@ -117,7 +117,7 @@ template <typename T>
 void batchnorm_backward_eval(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma,
                              const T* running_mean, const T* running_var, int64_t N, int64_t C,
                              int64_t HW, double eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c) {
     const double mean = running_mean[c];
     const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);

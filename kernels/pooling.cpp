@@ -39,7 +39,7 @@ struct Geometry {
 
 template <typename T>
 void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const Geometry& g) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
     const T* xp = x + nc * g.H * g.W;
     for (int64_t p = 0; p < g.P; ++p)
@@ -66,7 +66,7 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const Geometry& g) {
 
 template <typename T>
 void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const Geometry& g) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
     T* dxp = dx + nc * g.H * g.W;
     for (int64_t i = 0; i < g.H * g.W; ++i) dxp[i] = T(0);
@@ -79,7 +79,7 @@ void avgpool2d_forward(T* y, const T* x, const Geometry& g) {
   // Floor-mode windows never reach past the padded border, so every window counts k*k positions
   // (count_include_pad=True divides by k*k, padded zeros included).
   const double inv_area = 1.0 / (g.k * g.k);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
     const T* xp = x + nc * g.H * g.W;
     for (int64_t p = 0; p < g.P; ++p)
@@ -98,7 +98,7 @@ void avgpool2d_forward(T* y, const T* x, const Geometry& g) {
 template <typename T>
 void avgpool2d_backward(T* dx, const T* dy, const Geometry& g) {
   const T inv_area = T(1) / static_cast<T>(g.k * g.k);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
     T* dxp = dx + nc * g.H * g.W;
     for (int64_t i = 0; i < g.H * g.W; ++i) dxp[i] = T(0);
@@ -116,7 +116,7 @@ void avgpool2d_backward(T* dx, const T* dy, const Geometry& g) {
 
 template <typename T>
 void global_avgpool_forward(T* y, const T* x, int64_t NC, int64_t HW) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (NC * HW > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < NC; ++nc) {
     double sum = 0;
     for (int64_t i = 0; i < HW; ++i) sum += x[nc * HW + i];
@@ -126,7 +126,7 @@ void global_avgpool_forward(T* y, const T* x, int64_t NC, int64_t HW) {
 
 template <typename T>
 void global_avgpool_backward(T* dx, const T* dy, int64_t NC, int64_t HW) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (NC * HW > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < NC; ++nc) {
     const T d = dy[nc] / static_cast<T>(HW);
     for (int64_t i = 0; i < HW; ++i) dx[nc * HW + i] = d;
