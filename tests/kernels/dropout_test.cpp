@@ -113,7 +113,7 @@ TEST_CASE("dropout with p = 0 is the identity", "[dropout]") {
   CHECK(count_kept(o.mask) == x.numel());
 }
 
-TEST_CASE("dropout rejects p outside [0, 1)", "[dropout][errors]") {
+TEST_CASE("dropout rejects p outside 0 to 1 (1 excluded)", "[dropout][errors]") {
   const Tensor x = Tensor::zeros(Shape{4}, DType::F64);
   REQUIRE_THROWS_WITH(drop(x, 1.0, 0, 0),
                       Catch::Contains("dropout_forward") && Catch::Contains("[0, 1)") &&
