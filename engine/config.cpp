@@ -1,0 +1,264 @@
+#include "engine/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "core/device.h"
+#include "models/models.h"
+
+namespace minidl {
+
+using nlohmann::json;
+
+const std::vector<std::string>& dataset_names() {
+  static const std::vector<std::string> v{"cifar10", "cifar100"};
+  return v;
+}
+const std::vector<std::string>& optimizer_names() {
+  static const std::vector<std::string> v{"sgd", "adam", "adamw", "adagrad"};
+  return v;
+}
+const std::vector<std::string>& schedule_names() {
+  static const std::vector<std::string> v{"step", "multistep", "cosine", "constant"};
+  return v;
+}
+const std::vector<std::string>& kernel_path_names() {
+  static const std::vector<std::string> v{"handwritten", "cublas", "cudnn"};
+  return v;
+}
+
+std::string join_choices(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i > 0) s += (i + 1 == v.size()) ? " or " : ", ";
+    s += v[i];
+  }
+  return s;
+}
+
+int dataset_num_classes(const std::string& dataset) {
+  if (dataset == "cifar10") return 10;
+  if (dataset == "cifar100") return 100;
+  throw UsageError(str("--dataset '", dataset, "': expected ", join_choices(dataset_names())));
+}
+
+std::string dataset_default_dir(const std::string& dataset) {
+  return dataset == "cifar100" ? "cifar-100-binary" : "cifar-10-batches-bin";
+}
+
+namespace {
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+void check_choice(const char* flag, const std::string& value,
+                  const std::vector<std::string>& allowed) {
+  if (!contains(allowed, value))
+    throw UsageError(str(flag, " '", value, "' is not known: expected ", join_choices(allowed)));
+}
+
+// Throws "<flag> <value>: expected <what>" unless ok.
+template <typename T>
+void check_value(bool ok, const char* flag, const T& value, const char* expected) {
+  if (!ok) throw UsageError(str(flag, " ", value, ": expected ", expected));
+}
+
+}  // namespace
+
+void validate(const TrainConfig& c, bool check_data) {
+  check_choice("--model", c.model, model_names());
+  check_choice("--dataset", c.dataset, dataset_names());
+  const int classes = dataset_num_classes(c.dataset);
+  check_value(c.num_classes == 0 || c.num_classes >= classes, "--num-classes", c.num_classes,
+              str("at least ", classes, " (the classes of ", c.dataset, "), or 0 for exactly that")
+                  .c_str());
+  if (c.imagenet_stem) {
+    const std::vector<std::string> stem_models{"resnet18", "resnet34", "resnet50", "resnet101",
+                                               "resnet152"};
+    if (!contains(stem_models, c.model))
+      throw UsageError(
+          str("--imagenet-stem applies to ", join_choices(stem_models), ", not --model ", c.model));
+  }
+  check_value(c.dropout >= 0.0 && c.dropout < 1.0, "--dropout", c.dropout,
+              "a probability in [0, 1)");
+
+  check_value(c.subset >= 0, "--subset", c.subset, "a number of images >= 0 (0: all)");
+  check_value(c.test_subset >= 0, "--test-subset", c.test_subset,
+              "a number of images >= 0 (0: all)");
+  check_value(c.cutout >= 0 && c.cutout <= 32, "--cutout", c.cutout,
+              "a square side in pixels, 0 to 32");
+  if (c.cutout > 0 && !c.augment)
+    throw UsageError(
+        "--cutout is part of the augmentation: it cannot be combined with --no-augment");
+
+  check_value(c.epochs >= 1, "--epochs", c.epochs, "at least 1");
+  check_value(c.batch_size >= 1, "--batch-size", c.batch_size, "at least 1");
+  check_choice("--optimizer", c.optimizer, optimizer_names());
+  check_value(std::isfinite(c.lr) && c.lr > 0.0, "--lr", c.lr, "a positive learning rate");
+  check_value(c.momentum >= 0.0 && c.momentum < 1.0, "--momentum", c.momentum, "a value in [0, 1)");
+  check_value(std::isfinite(c.weight_decay) && c.weight_decay >= 0.0, "--wd", c.weight_decay,
+              "a weight decay >= 0");
+  if (c.nesterov && c.optimizer != "sgd")
+    throw UsageError(str("--nesterov applies to --optimizer sgd, not ", c.optimizer));
+  if (c.nesterov && c.momentum == 0.0)
+    throw UsageError("--nesterov needs a momentum > 0 (--momentum)");
+  check_choice("--schedule", c.schedule, schedule_names());
+  check_value(c.step_size >= 1, "--step-size", c.step_size, "at least 1 epoch");
+  check_value(c.gamma > 0.0 && c.gamma <= 1.0, "--gamma", c.gamma, "a decay factor in (0, 1]");
+  if (c.schedule == "multistep" && c.milestones.empty())
+    throw UsageError("--schedule multistep needs --milestones (e.g. --milestones 30,60,80)");
+  for (size_t i = 0; i < c.milestones.size(); ++i) {
+    if (c.milestones[i] < 1 || (i > 0 && c.milestones[i] <= c.milestones[i - 1]))
+      throw UsageError(str("--milestones: expected increasing epochs >= 1, got ", c.milestones[i],
+                           i > 0 ? str(" after ", c.milestones[i - 1]) : std::string()));
+  }
+  check_value(std::isfinite(c.warmup) && c.warmup >= 0.0, "--warmup", c.warmup,
+              "a number of epochs >= 0");
+  check_value(c.label_smoothing >= 0.0 && c.label_smoothing < 1.0, "--label-smoothing",
+              c.label_smoothing, "a value in [0, 1)");
+
+  if (c.device != "auto") {
+    try {
+      Device::parse(c.device);
+    } catch (const Error&) {
+      throw UsageError(str("--device '", c.device, "': expected auto, cpu, cuda or cuda:N"));
+    }
+  }
+  check_choice("--kernels", c.kernels, kernel_path_names());
+  check_value(c.print_freq >= 1, "--print-freq", c.print_freq, "at least 1 step");
+
+  if (c.evaluate && c.resume.empty() && c.checkpoint.empty())
+    throw UsageError(
+        "--evaluate needs the checkpoint to evaluate: --checkpoint PATH (or --resume PATH)");
+  if (!c.checkpoint.empty() && !c.evaluate)
+    throw UsageError(
+        "--checkpoint names the file --evaluate reads; to continue training use --resume");
+  if (!c.checkpoint.empty() && !c.resume.empty())
+    throw UsageError("give the checkpoint once: --checkpoint or --resume, not both");
+
+  if (!check_data) return;
+  if (c.data.empty())
+    throw UsageError(
+        str("--data is required: no ", c.dataset, " directory at the default ../shared/data/",
+            dataset_default_dir(c.dataset),
+            " (the binary version is at https://www.cs.toronto.edu/~kriz/cifar.html)"));
+  if (!std::filesystem::is_directory(c.data))
+    throw UsageError(str("--data ", c.data, ": no such directory (expected the ", c.dataset,
+                         " binary files, e.g. ../shared/data/", dataset_default_dir(c.dataset),
+                         ")"));
+}
+
+json to_json(const TrainConfig& c) {
+  return json{
+      {"model", c.model},
+      {"num-classes", c.num_classes},
+      {"imagenet-stem", c.imagenet_stem},
+      {"zero-init-residual", c.zero_init_residual},
+      {"dropout", c.dropout},
+      {"data", c.data},
+      {"dataset", c.dataset},
+      {"subset", c.subset},
+      {"test-subset", c.test_subset},
+      {"augment", c.augment},
+      {"cutout", c.cutout},
+      {"epochs", c.epochs},
+      {"batch-size", c.batch_size},
+      {"optimizer", c.optimizer},
+      {"lr", c.lr},
+      {"momentum", c.momentum},
+      {"wd", c.weight_decay},
+      {"nesterov", c.nesterov},
+      {"schedule", c.schedule},
+      {"step-size", c.step_size},
+      {"gamma", c.gamma},
+      {"milestones", c.milestones},
+      {"warmup", c.warmup},
+      {"label-smoothing", c.label_smoothing},
+      {"device", c.device},
+      {"kernels", c.kernels},
+      {"tf32", c.tf32},
+      {"seed", c.seed},
+      {"print-freq", c.print_freq},
+      {"out", c.out},
+      {"resume", c.resume},
+      {"checkpoint", c.checkpoint},
+      {"evaluate", c.evaluate},
+      {"command", c.command},
+  };
+}
+
+namespace {
+
+template <typename T>
+void read_key(const json& j, const char* key, T& field) {
+  const auto it = j.find(key);
+  if (it == j.end()) return;
+  try {
+    field = it->get<T>();
+  } catch (const json::exception& e) {
+    throw UsageError(
+        str("configuration key '", key, "': ", it->dump(), " has the wrong type (", e.what(), ")"));
+  }
+}
+
+}  // namespace
+
+TrainConfig config_from_json(const json& j) {
+  if (!j.is_object())
+    throw UsageError(str("configuration: expected a JSON object, got ", j.dump()));
+  TrainConfig c;
+  read_key(j, "model", c.model);
+  read_key(j, "num-classes", c.num_classes);
+  read_key(j, "imagenet-stem", c.imagenet_stem);
+  read_key(j, "zero-init-residual", c.zero_init_residual);
+  read_key(j, "dropout", c.dropout);
+  read_key(j, "data", c.data);
+  read_key(j, "dataset", c.dataset);
+  read_key(j, "subset", c.subset);
+  read_key(j, "test-subset", c.test_subset);
+  read_key(j, "augment", c.augment);
+  read_key(j, "cutout", c.cutout);
+  read_key(j, "epochs", c.epochs);
+  read_key(j, "batch-size", c.batch_size);
+  read_key(j, "optimizer", c.optimizer);
+  read_key(j, "lr", c.lr);
+  read_key(j, "momentum", c.momentum);
+  read_key(j, "wd", c.weight_decay);
+  read_key(j, "nesterov", c.nesterov);
+  read_key(j, "schedule", c.schedule);
+  read_key(j, "step-size", c.step_size);
+  read_key(j, "gamma", c.gamma);
+  read_key(j, "milestones", c.milestones);
+  read_key(j, "warmup", c.warmup);
+  read_key(j, "label-smoothing", c.label_smoothing);
+  read_key(j, "device", c.device);
+  read_key(j, "kernels", c.kernels);
+  read_key(j, "tf32", c.tf32);
+  read_key(j, "seed", c.seed);
+  read_key(j, "print-freq", c.print_freq);
+  read_key(j, "out", c.out);
+  read_key(j, "resume", c.resume);
+  read_key(j, "checkpoint", c.checkpoint);
+  read_key(j, "evaluate", c.evaluate);
+  read_key(j, "command", c.command);
+  return c;
+}
+
+TrainConfig merge_resumed(const TrainConfig& saved, const TrainConfig& cli) {
+  json merged = to_json(saved);
+  const json from_cli = to_json(cli);
+  for (const std::string& flag : cli.given) {
+    // --no-augment is the negative of --augment; "wd" is spelled as its flag.
+    const std::string key = flag == "no-augment" ? "augment" : flag;
+    if (from_cli.contains(key)) merged[key] = from_cli[key];
+  }
+  for (const char* key : {"out", "resume", "checkpoint", "evaluate", "command"})
+    merged[key] = from_cli[key];
+  TrainConfig c = config_from_json(merged);
+  c.given = cli.given;
+  return c;
+}
+
+}  // namespace minidl

@@ -1,0 +1,106 @@
+// The `train` program's settings: one struct with a field per command-line flag, its validation,
+// and its JSON form (config.json in the run directory, and the copy stored in every checkpoint so
+// that `train --resume` and `train --evaluate` can rebuild the run without repeating the flags).
+//
+// JSON keys are the flag names without the leading dashes ("batch-size", "wd", ...), so a
+// config.json reads like the command line that produced it.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace minidl {
+
+// A mistake on the command line (unknown flag, bad value). The app prints it and exits with 2;
+// every other minidl::Error exits with 1.
+class UsageError : public Error {
+ public:
+  using Error::Error;
+};
+
+struct TrainConfig {
+  // Model
+  std::string model = "resnet18";
+  int num_classes = 0;  // 0: the dataset's class count
+  bool imagenet_stem = false;
+  bool zero_init_residual = false;
+  double dropout = 0.5;  // AlexNet's classifier dropout
+
+  // Data
+  std::string data;  // directory with the dataset's binary files
+  std::string dataset = "cifar10";
+  int64_t subset = 0;       // first N training images (0: all)
+  int64_t test_subset = 0;  // first N test images (0: all)
+  bool augment = true;      // random crop (pad 4) + horizontal flip
+  int cutout = 0;           // cutout square side (0: off)
+
+  // Optimisation
+  int epochs = 30;
+  int64_t batch_size = 128;
+  std::string optimizer = "sgd";
+  double lr = 0.1;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+  bool nesterov = false;
+  std::string schedule = "step";
+  int step_size = 20;
+  double gamma = 0.5;
+  std::vector<int> milestones;
+  double warmup = 0.0;  // epochs of linear warm-up
+  double label_smoothing = 0.0;
+
+  // Execution
+  std::string device = "auto";  // auto | cpu | cuda | cuda:N
+  std::string kernels = "cudnn";
+  bool tf32 = false;
+  uint64_t seed = 0;
+  int print_freq = 10;
+
+  // Run control
+  std::string out;         // run directory ("" : runs/<model>-<timestamp>)
+  std::string resume;      // checkpoint to continue training from
+  std::string checkpoint;  // checkpoint to evaluate (with --evaluate; --resume works too)
+  bool evaluate = false;
+
+  // Not settings: the command line as typed, and the flags it named (so that --resume/--evaluate
+  // take every other setting from the checkpoint). `given` is not written to JSON.
+  std::string command;
+  std::vector<std::string> given;
+
+  bool operator==(const TrainConfig&) const = default;
+};
+
+// The allowed values of the choice flags, as listed in error messages and --help.
+const std::vector<std::string>& dataset_names();
+const std::vector<std::string>& optimizer_names();
+const std::vector<std::string>& schedule_names();
+const std::vector<std::string>& kernel_path_names();
+
+// Class count of a dataset by name (cifar10: 10, cifar100: 100).
+int dataset_num_classes(const std::string& dataset);
+// Where the dataset's files are under ../shared/data ("cifar-10-batches-bin", "cifar-100-binary").
+std::string dataset_default_dir(const std::string& dataset);
+
+// Throws UsageError naming the flag, the value received and what is allowed. Checks values only,
+// except that --data must name an existing directory (skipped when check_data is false: a
+// --resume command line takes its --data from the checkpoint).
+void validate(const TrainConfig& cfg, bool check_data = true);
+
+nlohmann::json to_json(const TrainConfig& cfg);
+// Reads the keys that are present and keeps the defaults for the others; throws UsageError naming
+// a key whose value has the wrong type.
+TrainConfig config_from_json(const nlohmann::json& j);
+
+// Overlay for --resume/--evaluate: starts from `saved` (the checkpoint's configuration) and takes
+// from `cli` the flags the user gave (cli.given) plus what never comes from a checkpoint (resume,
+// checkpoint, evaluate, out, command).
+TrainConfig merge_resumed(const TrainConfig& saved, const TrainConfig& cli);
+
+// "a, b or c"
+std::string join_choices(const std::vector<std::string>& v);
+
+}  // namespace minidl

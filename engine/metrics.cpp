@@ -1,0 +1,162 @@
+#include "engine/metrics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace minidl {
+
+ConfusionMatrix::ConfusionMatrix(int num_classes)
+    : k_(num_classes), counts_(static_cast<size_t>(num_classes) * num_classes, 0) {
+  MINIDL_CHECK(num_classes >= 0, "ConfusionMatrix: expected a class count >= 0, got ", num_classes);
+}
+
+void ConfusionMatrix::add(int truth, int predicted) {
+  MINIDL_CHECK(truth >= 0 && truth < k_ && predicted >= 0 && predicted < k_,
+               "ConfusionMatrix::add: labels (", truth, ", ", predicted, ") outside [0, ", k_, ")");
+  ++counts_[static_cast<size_t>(truth) * k_ + predicted];
+}
+
+int64_t ConfusionMatrix::row_total(int truth) const {
+  int64_t n = 0;
+  for (int p = 0; p < k_; ++p) n += count(truth, p);
+  return n;
+}
+
+int64_t ConfusionMatrix::total() const {
+  int64_t n = 0;
+  for (int64_t c : counts_) n += c;
+  return n;
+}
+
+double ConfusionMatrix::accuracy() const {
+  const int64_t n = total();
+  int64_t diag = 0;
+  for (int t = 0; t < k_; ++t) diag += count(t, t);
+  return n == 0 ? 0.0 : 100.0 * static_cast<double>(diag) / static_cast<double>(n);
+}
+
+std::vector<double> ConfusionMatrix::per_class_accuracy() const {
+  std::vector<double> acc(k_);
+  for (int t = 0; t < k_; ++t) {
+    const int64_t n = row_total(t);
+    acc[t] = n == 0 ? std::numeric_limits<double>::quiet_NaN()
+                    : 100.0 * static_cast<double>(count(t, t)) / static_cast<double>(n);
+  }
+  return acc;
+}
+
+std::string ConfusionMatrix::format(const std::vector<std::string>& names) const {
+  MINIDL_CHECK(static_cast<int>(names.size()) == k_, "ConfusionMatrix::format: ", names.size(),
+               " class names for ", k_, " classes");
+  // Columns as wide as the largest count, at least 5 characters; rows labelled by the full name.
+  int64_t biggest = 0;
+  for (int64_t c : counts_) biggest = std::max(biggest, c);
+  const int width = std::max<int>(5, static_cast<int>(std::to_string(biggest).size()) + 1);
+  size_t name_width = 10;
+  for (const auto& n : names) name_width = std::max(name_width, n.size());
+
+  std::string s = fmt::format("{:>{}}  predicted ->\n", "true", name_width);
+  s += fmt::format("{:>{}} ", "", name_width);
+  for (int p = 0; p < k_; ++p) s += fmt::format("{:>{}}", names[p].substr(0, width - 1), width);
+  s += '\n';
+  for (int t = 0; t < k_; ++t) {
+    s += fmt::format("{:>{}} ", names[t], name_width);
+    for (int p = 0; p < k_; ++p) s += fmt::format("{:>{}}", count(t, p), width);
+    s += '\n';
+  }
+  return s;
+}
+
+std::string format_per_class(const ConfusionMatrix& cm, const std::vector<std::string>& names) {
+  MINIDL_CHECK(static_cast<int>(names.size()) == cm.num_classes(),
+               "format_per_class: ", names.size(), " class names for ", cm.num_classes(),
+               " classes");
+  size_t name_width = 10;
+  for (const auto& n : names) name_width = std::max(name_width, n.size());
+  const std::vector<double> acc = cm.per_class_accuracy();
+  std::string s;
+  for (int t = 0; t < cm.num_classes(); ++t) {
+    s += std::isnan(acc[t]) ? fmt::format("{:>{}}     n/a  (no images)\n", names[t], name_width)
+                            : fmt::format("{:>{}}  {:6.2f}%  ({}/{})\n", names[t], name_width,
+                                          acc[t], cm.count(t, t), cm.row_total(t));
+  }
+  return s;
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    MINIDL_CHECK(f.good(), "cannot write ", tmp, ": ", std::strerror(errno));
+    f << text;
+    f.close();
+    MINIDL_CHECK(f.good(), "writing ", tmp, " failed (disk full?)");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  MINIDL_CHECK(!ec, "cannot rename ", tmp, " to ", path, ": ", ec.message());
+}
+
+namespace {
+
+constexpr const char* kCsvHeader =
+    "epoch,lr,train_loss,train_acc,test_loss,test_acc,epoch_seconds,images_per_second";
+
+// Shortest text that reads back as the same double, so metrics.csv round-trips exactly (a resumed
+// run's history must equal the uninterrupted run's).
+std::string exact(double v) {
+  char buf[64];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+}  // namespace
+
+void write_metrics_csv(const std::string& path, const std::vector<EpochMetrics>& rows) {
+  std::string s = std::string(kCsvHeader) + "\n";
+  for (const EpochMetrics& m : rows) {
+    s += fmt::format("{},{},{},{},{},{},{},{}\n", m.epoch, exact(m.lr), exact(m.train_loss),
+                     exact(m.train_acc), exact(m.test_loss), exact(m.test_acc),
+                     exact(m.epoch_seconds), exact(m.images_per_second));
+  }
+  write_file_atomic(path, s);
+}
+
+std::vector<EpochMetrics> read_metrics_csv(const std::string& path) {
+  std::ifstream f(path);
+  MINIDL_CHECK(f.good(), "cannot read ", path, ": ", std::strerror(errno));
+  std::string line;
+  std::getline(f, line);
+  MINIDL_CHECK(line == kCsvHeader, path, ": expected the header '", kCsvHeader, "', got '", line,
+               "'");
+  std::vector<EpochMetrics> rows;
+  for (int lineno = 2; std::getline(f, line); ++lineno) {
+    if (line.empty()) continue;
+    std::vector<double> v;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) {
+      double x = 0.0;
+      const auto r = std::from_chars(cell.data(), cell.data() + cell.size(), x);
+      MINIDL_CHECK(r.ec == std::errc() && r.ptr == cell.data() + cell.size(), path, ":", lineno,
+                   ": '", cell, "' is not a number");
+      v.push_back(x);
+    }
+    MINIDL_CHECK(v.size() == 8, path, ":", lineno, ": expected 8 columns, got ", v.size());
+    rows.push_back({static_cast<int64_t>(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7]});
+  }
+  return rows;
+}
+
+}  // namespace minidl

@@ -1,0 +1,38 @@
+// The progress line of a training epoch.
+//
+// On a terminal the line is redrawn in place ("\r" and erase-to-end-of-line), so an epoch takes
+// one line that fills up; when the output is a file or a pipe each update is printed as its own
+// line instead, so that logs stay readable. The caller decides when to update (every --print-freq
+// steps), because an update is where the per-step losses are read from the device.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+namespace minidl {
+
+class ProgressBar {
+ public:
+  ProgressBar(std::ostream& os, bool tty, std::string label, int64_t total_steps);
+  // Shows `done` of the total steps followed by `stats` (running loss, accuracy, speed, ETA).
+  void update(int64_t done, const std::string& stats);
+  // Erases the line on a terminal, so that the epoch's summary line takes its place; no-op
+  // otherwise.
+  void finish();
+
+ private:
+  std::ostream& os_;
+  bool tty_;
+  std::string label_;
+  int64_t total_;
+  bool open_ = false;  // a redrawn line is on screen
+};
+
+// True when stdout is a terminal.
+bool stdout_is_tty();
+
+// "1:05:09", "4:07", "0:03"
+std::string format_duration(double seconds);
+
+}  // namespace minidl

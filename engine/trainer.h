@@ -1,0 +1,76 @@
+// The training engine behind `train`: builds the model, data, optimizer and schedule from a
+// TrainConfig, runs the epochs, evaluates on the test set after each one, and writes the run
+// directory (metrics.csv, command.txt, config.json, last/best checkpoints, report.html).
+//
+// One training step, on whatever device the tensors live (this file never branches on it):
+//
+//   lr = schedule(epoch + i / steps)     optimizer.zero_grad()      (one memset)
+//   logits = model.forward(x, Train)     loss = xent.forward(logits, labels)
+//   model.backward(xent.backward())      optimizer.step()           (one pass over all parameters)
+//
+// The host never waits for the device inside an epoch: each step's loss and correct-count
+// (1-element device tensors) are copied into slot i of per-epoch device tensors, and read back
+// only when the progress line is refreshed (every --print-freq steps) and at the end of the epoch.
+// That read is where a NaN/infinite loss is detected: training stops with a message naming the
+// epoch and step, and last.safetensors keeps the last good epoch.
+//
+// Resuming. The data loader's order and augmentation are a pure function of (seed, epoch), and a
+// checkpoint holds the model, the optimizer state and the epoch/step counters, so a run resumed at
+// an epoch boundary repeats the uninterrupted run exactly (bit for bit on the CPU). Ctrl-C saves
+// last.safetensors mid-epoch, marked interrupted with the steps done in that epoch; --resume then
+// skips those batches and continues with the next one (that epoch's train loss and accuracy then
+// cover only the steps after the resume).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "data/loader.h"
+#include "engine/config.h"
+#include "engine/metrics.h"
+#include "layers/loss.h"
+#include "layers/module.h"
+
+namespace minidl {
+
+struct TrainHooks {
+  // Called after every training step with the 1-based epoch and step (tests interrupt with it).
+  std::function<void(int64_t epoch, int64_t step)> after_step;
+};
+
+struct EvalResult {
+  double loss = 0.0;
+  double accuracy = 0.0;  // percent
+  ConfusionMatrix confusion;
+  std::vector<int32_t> predictions;  // per test image, in dataset order
+};
+
+enum class RunStatus { Finished, Interrupted, Evaluated };
+
+struct RunResult {
+  RunStatus status = RunStatus::Finished;
+  std::string out_dir;
+  std::vector<EpochMetrics> history;  // every completed epoch of the run, resumed ones included
+  double best_accuracy = 0.0;
+  int64_t best_epoch = -1;
+  double seconds = 0.0;  // wall time of this call
+  EvalResult last_eval;  // the latest test-set evaluation
+};
+
+// Trains (or, with cfg.evaluate, evaluates a checkpoint), printing progress to `log`. The progress
+// line is redrawn in place only when `log` is std::cout and stdout is a terminal. Installs a
+// SIGINT handler for its duration. Throws UsageError for bad settings and minidl::Error for the
+// rest (missing files, a diverged loss).
+RunResult run_train(const TrainConfig& cfg, std::ostream& log, const TrainHooks& hooks = {});
+
+// Loss, accuracy, confusion matrix and predictions of `model` over one pass of `loader`.
+EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& criterion,
+                    int num_classes);
+
+// What the SIGINT handler does: ask the running training loop to save and stop after its step.
+void request_interrupt();
+
+}  // namespace minidl
