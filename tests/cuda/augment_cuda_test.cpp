@@ -23,7 +23,7 @@ Tensor random_images(int64_t m, int64_t h, int64_t w, Generator& g) {
 
 }  // namespace
 
-TEST_CASE("augment_batch CUDA equals the CPU reference exactly", "[cuda][augment]") {
+TEST_CASE("augment_batch CUDA equals the CPU reference exactly", "[cuda][augment][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);

@@ -139,7 +139,7 @@ TEST_CASE("CUDA conv2d matches the CPU on model layer shapes", "[cuda][conv2d]")
     for (const ConvCase& c : model_cases()) check_case(c, path, g);
 }
 
-TEST_CASE("CUDA conv2d matches the CPU on awkward shapes", "[cuda][conv2d]") {
+TEST_CASE("CUDA conv2d matches the CPU on awkward shapes", "[cuda][conv2d][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);

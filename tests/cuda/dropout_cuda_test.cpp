@@ -31,7 +31,7 @@ DropOut drop(const Tensor& x, double p, uint64_t seed, uint64_t offset) {
 
 }  // namespace
 
-TEST_CASE("cuda dropout: masks and outputs equal the CPU's bit for bit", "[cuda][dropout]") {
+TEST_CASE("cuda dropout: masks and outputs equal the CPU's bit for bit", "[cuda][dropout][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);

@@ -12,7 +12,7 @@ namespace {
 const Device kGpu = Device::cuda(0);
 }  // namespace
 
-TEST_CASE("cuda add_scaled matches the float64 reference", "[cuda][elementwise]") {
+TEST_CASE("cuda add_scaled matches the float64 reference", "[cuda][elementwise][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);

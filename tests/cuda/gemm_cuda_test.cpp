@@ -76,7 +76,7 @@ Comparison run_case(const GemmShape& s, KernelPath path, float alpha, float beta
 
 }  // namespace
 
-TEST_CASE("CUDA gemm matches the CPU float64 product on every path", "[cuda][gemm]") {
+TEST_CASE("CUDA gemm matches the CPU float64 product on every path", "[cuda][gemm][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);

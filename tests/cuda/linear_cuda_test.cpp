@@ -35,7 +35,7 @@ void expect_close(const char* what, const Tensor& out, const Tensor& ref) {
 
 }  // namespace
 
-TEST_CASE("CUDA linear forward and backward match the CPU on every path", "[cuda][linear]") {
+TEST_CASE("CUDA linear forward and backward match the CPU on every path", "[cuda][linear][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);

@@ -54,7 +54,7 @@ void apply(const Case& c, Tensor& p, const Tensor& g, std::vector<Tensor>& s, in
 
 }  // namespace
 
-TEST_CASE("optimizer updates on CUDA match the CPU reference", "[cuda][optim]") {
+TEST_CASE("optimizer updates on CUDA match the CPU reference", "[cuda][optim][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator gen(seed);

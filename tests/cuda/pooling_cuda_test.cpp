@@ -57,7 +57,7 @@ void expect_close(const char* what, const Tensor& out, const Tensor& ref, double
 
 }  // namespace
 
-TEST_CASE("maxpool CUDA matches the float64 CPU reference", "[cuda][pooling]") {
+TEST_CASE("maxpool CUDA matches the float64 CPU reference", "[cuda][pooling][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);

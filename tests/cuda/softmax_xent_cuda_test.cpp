@@ -42,7 +42,7 @@ Tensor dlogits(const Tensor& probs, const Tensor& labels, double eps, double sca
 
 }  // namespace
 
-TEST_CASE("cuda softmax_xent matches the float64 CPU reference", "[cuda][softmax_xent]") {
+TEST_CASE("cuda softmax_xent matches the float64 CPU reference", "[cuda][softmax_xent][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);
