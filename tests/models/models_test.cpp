@@ -197,11 +197,6 @@ TEST_CASE("models: whole-network backward of tiny ResNets matches finite differe
   GradCheckOptions opt;
   opt.check_input = false;
   opt.max_elements = 12;  // many tensors; a dozen elements each keeps the test fast
-  // A whole ReLU/max-pool network has many kinks, and in eval mode BN with small running variances
-  // amplifies a perturbation: with h = 1e-5 a step occasionally crosses a kink (seen with seed
-  // 1775336975071478152). h = 1e-7 makes that 100x rarer; float64 round-off (~1e-16 |L| / h)
-  // stays far below the 1e-6 bound.
-  opt.h = 1e-7;
   SECTION("BasicBlock, CIFAR stem") {
     ResNetConfig c{BlockType::Basic, {1, 2}, {3, 4}, 3, false, false, seed, DType::F64};
     auto m = make_resnet(c);
