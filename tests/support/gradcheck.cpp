@@ -44,7 +44,7 @@ void check_tensor(const std::string& name, double* values, const double* grad, i
   for (int64_t i : sample_indices(n, opt.max_elements, g)) {
     const double v = values[i];
     const double analytic = grad[i];
-    auto central_difference = [&](double h) {
+    auto central = [&](double h) {
       values[i] = v + h;
       const double lp = projected_loss(m, x, R, opt);
       values[i] = v - h;
@@ -52,6 +52,9 @@ void check_tensor(const std::string& name, double* values, const double* grad, i
       values[i] = v;
       return (lp - lm) / (2 * h);
     };
+    // Richardson extrapolation of two central differences cancels their h^2 error term, leaving
+    // O(h^4): BatchNorm's large third derivatives otherwise put some elements just over 1e-6.
+    auto central_difference = [&](double h) { return (4 * central(h / 2) - central(h)) / 3; };
     auto error_of = [&](double numeric) {
       return std::fabs(analytic - numeric) /
              std::max({std::fabs(analytic), std::fabs(numeric), opt.floor});
@@ -63,8 +66,11 @@ void check_tensor(const std::string& name, double* values, const double* grad, i
     // the two apart: a kink is then almost surely out of reach, while a wrong gradient stays wrong
     // at any step (the deliberately broken layers in tests/core/gradcheck_test.cpp still fail).
     if (!(err <= opt.tolerance)) {
-      numeric = central_difference(opt.h * 1e-2);
-      err = error_of(numeric);
+      const double retry = central_difference(opt.h * 1e-2);
+      if (error_of(retry) < err) {
+        numeric = retry;
+        err = error_of(retry);
+      }
     }
     res.checked++;
     worst = std::max(worst, std::isnan(err) ? INFINITY : err);

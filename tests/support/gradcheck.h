@@ -3,8 +3,9 @@
 //
 // For a module f, an input x and a fixed random projection R, the scalar L(x, W) = sum(R * f(x))
 // has dL/dx = backward(R) and dL/dW = the accumulated parameter gradients. Each checked element is
-// compared with the central difference (L(v + h) - L(v - h)) / 2h, whose truncation error is
-// O(h^2) and whose float64 round-off is about 1e-16 |L| / h. The error reported is
+// compared with the Richardson extrapolation (4 D(h/2) - D(h)) / 3 of central differences
+// D(h) = (L(v + h) - L(v - h)) / 2h, whose truncation error is O(h^4) and whose float64 round-off
+// is about 1e-16 |L| / h. The error reported is
 //   |analytic - numeric| / max(|analytic|, |numeric|, floor)
 // (relative for gradients of normal size; the floor keeps near-zero gradients from turning
 // round-off into a huge ratio). Tensors larger than `max_elements` are checked at a random sample
