@@ -58,7 +58,9 @@ TEST_CASE("gradcheck: passes a correct backward and catches wrong ones", "[gradc
   const GradCheckResult ok = check_gradients(good, x, seed);
   INFO(ok.report);
   CHECK(ok.ok);
-  CHECK(ok.max_error < 1e-8);
+  // Round-off of the extrapolated difference is ~1e-16 |L| / h relative to the 1e-2 floor, so a
+  // correct gradient stays an order of magnitude inside the 1e-6 bound.
+  CHECK(ok.max_error < 1e-7);
 
   // A 0.1% error in the input gradient is far above the 1e-6 bound.
   Probe scaled(Probe::Bug::InputGradScaled);

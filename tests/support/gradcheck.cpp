@@ -62,11 +62,14 @@ void check_tensor(const std::string& name, double* values, const double* grad, i
     double numeric = central_difference(opt.h);
     double err = error_of(numeric);
     // A ReLU or max-pool kink within h of the current point bends the secant, so the difference
-    // quotient is wrong although the gradient is right. Retrying with a 100x smaller step tells
-    // the two apart: a kink is then almost surely out of reach, while a wrong gradient stays wrong
-    // at any step (the deliberately broken layers in tests/core/gradcheck_test.cpp still fail).
-    if (!(err <= opt.tolerance)) {
-      const double retry = central_difference(opt.h * 1e-2);
+    // quotient is wrong although the gradient is right (BatchNorm over few values can amplify a
+    // perturbation enough that this happens for a weight; seen with seed 607). Retrying with 10x
+    // and 100x smaller steps tells the two apart: the kink drops out of reach and the difference
+    // converges to the analytic value, while a wrong gradient stays wrong at any step (the broken
+    // layers in tests/core/gradcheck_test.cpp are still caught). The best estimate is kept.
+    for (double shrink : {0.1, 0.01}) {
+      if (err <= opt.tolerance) break;
+      const double retry = central_difference(opt.h * shrink);
       if (error_of(retry) < err) {
         numeric = retry;
         err = error_of(retry);
