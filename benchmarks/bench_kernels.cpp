@@ -1,0 +1,1101 @@
+// bench_kernels: every minidl op, on every kernel path the device has, at the layer shapes of
+// ResNet-18, ResNet-50 and AlexNet (CIFAR inputs, 32x32), checked and then timed.
+//
+// For each op, shape and path:
+//   1. correctness: the op on a small case (batch 3, or odd matrix sizes) on the device in float32
+//      against the CPU reference in float64 computed from the same float32 inputs (on the CPU
+//      itself: the float32 CPU code against the float64 CPU code). Outputs are poisoned with NaN
+//      first, so an element a kernel forgets fails the check.
+//   2. timing: fresh random inputs (never zeros), warm-up, then many repeats, each preceded by a
+//      write of twice the last-level cache (flush_device_cache) so that no repeat finds its inputs
+//      in a cache the previous one filled. Each repeat is timed alone with device events (CUDA) or
+//      the steady clock (CPU); the table gives the median, min, 10th and 90th percentiles.
+//   3. rates against ceilings measured in the same run, timed the same way: the copy bandwidth of
+//      a large device-to-device copy (bytes read + written) and the SGEMM rate (cuBLAS at 8192^3
+//      on a GPU, OpenBLAS at 2048^3 on the CPU). roof% = the time the roofline allows,
+//      max(flops / sgemm rate, bytes / copy bandwidth), over the measured median. vs_ref = median
+//      over the median of the vendor path (cuDNN, or cuBLAS for products) on the same shape:
+//      above 1 is slower than the vendor.
+//
+// FLOPs count 2 per multiply-add; bytes count each tensor the op must read or write once (the
+// minimum traffic; a kernel that reads its input twice shows it as a lower roof%). Each op's
+// formula sits next to its factory below.
+//
+//   bench_kernels --device cuda --shapes all --csv kernels.csv
+//   bench_kernels --device cpu --batch 8 --shapes resnet18 --ops conv2d,batchnorm
+#include <fmt/core.h>
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "benchmarks/bench_common.h"
+#include "core/cuda_context.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+#include "core/timer.h"
+#include "kernels/activation.h"
+#include "kernels/augment.h"
+#include "kernels/batchnorm.h"
+#include "kernels/conv2d.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/linear.h"
+#include "kernels/optimizer.h"
+#include "kernels/pooling.h"
+#include "kernels/softmax_xent.h"
+
+namespace {
+
+using namespace minidl;
+using bench::Args;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// ---------------------------------------------------------------- random inputs
+
+// Makes the tensors of one op instance on one device and dtype. Every draw takes the next seed of
+// a sequence, so two Inputs built with the same seed (one on the device in float32, one on the CPU
+// in float64) draw the same values in the same order; values are drawn as float32 and widened, so
+// the float64 reference starts from exactly the device's inputs.
+class Inputs {
+ public:
+  Inputs(Device device, DType dtype, KernelPath path, uint64_t seed)
+      : device_(device), dtype_(dtype), path_(path), seed_(seed) {}
+
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
+  KernelPath path() const { return path_; }
+
+  // Uniform in [lo, hi) (counter-based, so the host fills it in parallel).
+  Tensor uniform(const Shape& s, double lo = -1.0, double hi = 1.0) {
+    const uint64_t seed = next_seed();
+    const int64_t n = s.numel();
+    const DType t = dtype_;
+    Tensor host = Tensor::empty(s, t);
+    const float flo = static_cast<float>(lo), fspan = static_cast<float>(hi - lo);
+    dispatch_floating(t, "bench uniform", [&]<typename T>() {
+      T* p = host.data<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i)
+        p[i] = static_cast<T>(flo + fspan * uniform_from_word(philox_word(seed, uint64_t(i))));
+    });
+    return host.to(device_);
+  }
+  // Integers uniform in [lo, hi), int32.
+  Tensor ints(const Shape& s, int32_t lo, int32_t hi) {
+    const uint64_t seed = next_seed();
+    std::vector<int32_t> v(static_cast<size_t>(s.numel()));
+    for (size_t i = 0; i < v.size(); ++i)
+      v[i] = lo + static_cast<int32_t>(philox_word(seed, i) % static_cast<uint32_t>(hi - lo));
+    return Tensor::from_vector<int32_t>(v, s).to(device_);
+  }
+  // Random bytes (uint8 images).
+  Tensor bytes(const Shape& s) {
+    const uint64_t seed = next_seed();
+    std::vector<uint8_t> v(static_cast<size_t>(s.numel()));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint8_t>(philox_word(seed, i));
+    return Tensor::from_vector<uint8_t>(v, s).to(device_);
+  }
+  // An output the op must overwrite: NaN everywhere, so a forgotten element fails the check.
+  Tensor poisoned(const Shape& s, DType t) { return Tensor::full(s, kNaN, t, device_); }
+  Tensor poisoned(const Shape& s) { return poisoned(s, dtype_); }
+  Tensor poisoned_ints(const Shape& s) { return Tensor::full(s, -7, DType::I32, device_); }
+
+ private:
+  uint64_t next_seed() { return seed_ * 1000003u + (++draws_); }
+
+  Device device_;
+  DType dtype_;
+  KernelPath path_;
+  uint64_t seed_;
+  uint64_t draws_ = 0;
+};
+
+// One op ready to run: `run` launches it once on the instance's tensors (captured by value: a
+// Tensor is a shared handle), `outputs` are what the check compares.
+struct Instance {
+  std::function<void()> run;
+  std::vector<Tensor> outputs;
+};
+// Builds the instance for a full-size (timed) or small (checked) case.
+using Factory = std::function<Instance(Inputs&, bool small)>;
+
+struct Case {
+  std::string op;      // "conv2d_fwd"
+  std::string shape;   // human-readable
+  std::string params;  // "N=128;C=64;..." for scripts (benchmarks/pytorch_ops_cpu.py)
+  std::string models;  // "resnet18,resnet50"
+  std::vector<KernelPath> gpu_paths;
+  bool has_reference = false;  // reference path: the vendor library
+  KernelPath reference = KernelPath::Cudnn;
+  double flops = 0.0;                     // of the full-size case
+  std::function<double(KernelPath)> bytes;  // of the full-size case, per path
+  Factory make;
+};
+
+const std::vector<KernelPath> kConvPaths{KernelPath::Handwritten, KernelPath::Cublas,
+                                         KernelPath::Cudnn};
+const std::vector<KernelPath> kGemmPaths{KernelPath::Handwritten, KernelPath::Cublas};
+const std::vector<KernelPath> kCudnnPaths{KernelPath::Handwritten, KernelPath::Cudnn};
+const std::vector<KernelPath> kOwnPaths{KernelPath::Handwritten};
+
+// ---------------------------------------------------------------- layer shapes of the models
+
+struct ConvSpec {
+  int64_t C, H, W, K, R;
+  int stride, pad;
+  bool bias;
+  int64_t P() const { return (H + 2 * pad - R) / stride + 1; }
+  int64_t Q() const { return (W + 2 * pad - R) / stride + 1; }
+};
+struct MapSpec {  // one activation map per image: C x H x W
+  int64_t C, H, W;
+};
+struct PoolSpec {
+  int64_t C, H, W;
+  int k, s, p;
+};
+struct LinearSpec {
+  int64_t in, out;
+};
+
+struct ModelShapes {
+  std::string name;
+  std::vector<ConvSpec> convs;
+  std::vector<MapSpec> bn, relu, add, gpool;
+  std::vector<PoolSpec> pools;
+  std::vector<LinearSpec> linears;
+  int64_t params = 0;  // parameter count (for the optimizer updates)
+  int64_t classes = 10;
+};
+
+// ResNet with the CIFAR stem (conv 3x3 s1, no max-pool), as models/models.h builds it:
+// BasicBlock (two 3x3 convs) or Bottleneck (1x1, 3x3 with the stride, 1x1 x4), projection
+// shortcut (1x1 conv + BN) where the shape changes.
+ModelShapes resnet_shapes(const std::string& name, const std::vector<int>& blocks, bool bottleneck) {
+  ModelShapes m;
+  m.name = name;
+  auto conv = [&](int64_t C, int64_t H, int64_t K, int64_t R, int stride) {
+    const ConvSpec c{C, H, H, K, R, stride, static_cast<int>(R / 2), false};
+    m.convs.push_back(c);
+    m.bn.push_back({K, c.P(), c.Q()});
+    m.params += K * C * R * R + 2 * K;  // weight, BN gamma and beta
+    return c.P();
+  };
+  int64_t H = conv(3, 32, 64, 3, 1);
+  m.relu.push_back({64, H, H});
+  int64_t in = 64;
+  const int64_t widths[4] = {64, 128, 256, 512};
+  for (int stage = 0; stage < 4; ++stage) {
+    const int64_t w = widths[stage];
+    for (int b = 0; b < blocks[static_cast<size_t>(stage)]; ++b) {
+      const int stride = (stage > 0 && b == 0) ? 2 : 1;
+      const int64_t out = bottleneck ? 4 * w : w;
+      int64_t Ho;
+      if (bottleneck) {
+        conv(in, H, w, 1, 1);
+        m.relu.push_back({w, H, H});
+        Ho = conv(w, H, w, 3, stride);
+        m.relu.push_back({w, Ho, Ho});
+        conv(w, Ho, out, 1, 1);
+      } else {
+        Ho = conv(in, H, w, 3, stride);
+        m.relu.push_back({w, Ho, Ho});
+        conv(w, Ho, w, 3, 1);
+      }
+      if (stride != 1 || in != out) conv(in, H, out, 1, stride);
+      m.add.push_back({out, Ho, Ho});
+      m.relu.push_back({out, Ho, Ho});
+      in = out;
+      H = Ho;
+    }
+  }
+  m.gpool.push_back({in, H, H});
+  m.linears.push_back({in, m.classes});
+  m.params += in * m.classes + m.classes;
+  return m;
+}
+
+// AlexNet for 32x32 inputs (models/models.h): Conv(3,64,3,s2,p1)-ReLU-MaxPool2,
+// Conv(64,192,3,p1)-ReLU-MaxPool2, Conv(192,384,3,p1)-ReLU, Conv(384,256,3,p1)-ReLU,
+// Conv(256,256,3,p1)-ReLU-MaxPool2, then Linear(1024,4096)-ReLU-Linear(4096,4096)-ReLU-Linear(4096,10)
+// with dropout in front of the first two.
+ModelShapes alexnet_shapes() {
+  ModelShapes m;
+  m.name = "alexnet";
+  auto conv = [&](int64_t C, int64_t H, int64_t K, int stride) {
+    const ConvSpec c{C, H, H, K, 3, stride, 1, true};
+    m.convs.push_back(c);
+    m.relu.push_back({K, c.P(), c.Q()});
+    m.params += K * C * 9 + K;
+    return c.P();
+  };
+  auto pool = [&](int64_t C, int64_t H) {
+    m.pools.push_back({C, H, H, 2, 2, 0});
+    return H / 2;
+  };
+  int64_t H = conv(3, 32, 64, 2);
+  H = pool(64, H);
+  H = conv(64, H, 192, 1);
+  H = pool(192, H);
+  H = conv(192, H, 384, 1);
+  H = conv(384, H, 256, 1);
+  H = conv(256, H, 256, 1);
+  H = pool(256, H);
+  const LinearSpec fcs[3] = {{256 * H * H, 4096}, {4096, 4096}, {4096, m.classes}};
+  for (const auto& l : fcs) {
+    m.linears.push_back(l);
+    m.params += l.in * l.out + l.out;
+  }
+  m.relu.push_back({4096, 1, 1});
+  return m;
+}
+
+std::vector<ModelShapes> model_shapes(const std::string& which) {
+  std::vector<ModelShapes> all{resnet_shapes("resnet18", {2, 2, 2, 2}, false),
+                               resnet_shapes("resnet50", {3, 4, 6, 3}, true), alexnet_shapes()};
+  if (which == "all") return all;
+  for (auto& m : all)
+    if (m.name == which) return {m};
+  throw_error(str("--shapes '", which, "': expected resnet18, resnet50, alexnet or all"));
+}
+
+// ---------------------------------------------------------------- the ops
+
+std::string dims(std::initializer_list<int64_t> d) {
+  std::string s;
+  for (int64_t v : d) {
+    if (!s.empty()) s += 'x';
+    s += std::to_string(v);
+  }
+  return s;
+}
+
+double f32(double elements) { return 4.0 * elements; }  // bytes of float32 elements
+
+std::function<double(KernelPath)> same_bytes(double b) {
+  return [b](KernelPath) { return b; };
+}
+
+void add_conv_cases(std::vector<Case>& out, const ConvSpec& c, int64_t N) {
+  const int64_t P = c.P(), Q = c.Q();
+  const Conv2dParams cp{c.stride, c.pad};
+  const std::string shape =
+      fmt::format("N{} C{} {}x{} K{} {}x{} s{} p{}{}", N, c.C, c.H, c.W, c.K, c.R, c.R, c.stride,
+                  c.pad, c.bias ? " +b" : "");
+  const std::string params = fmt::format("N={};C={};H={};W={};K={};R={};S={};stride={};pad={};bias={}",
+                                         N, c.C, c.H, c.W, c.K, c.R, c.R, c.stride, c.pad, int(c.bias));
+  const double x = double(N) * c.C * c.H * c.W, w = double(c.K) * c.C * c.R * c.R,
+               y = double(N) * c.K * P * Q;
+  // 2 * MACs: every output element is a dot product of length C*R*S; the same for both backwards.
+  const double flops = 2.0 * y * double(c.C * c.R * c.R);
+  auto nb = [N](bool small) { return small ? int64_t(3) : N; };
+
+  // forward: read x, w (and bias), write y
+  out.push_back({"conv2d_fwd", shape, params, "", kConvPaths, true, KernelPath::Cudnn, flops,
+                 same_bytes(f32(x + w + y + (c.bias ? c.K : 0))), [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor xt = in.uniform({n, c.C, c.H, c.W}), wt = in.uniform({c.K, c.C, c.R, c.R});
+                   Tensor bt = c.bias ? in.uniform({c.K}) : Tensor();
+                   Tensor yt = in.poisoned({n, c.K, P, Q});
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable {
+                                     conv2d_forward(yt, xt, wt, bt.defined() ? &bt : nullptr, cp, path);
+                                   },
+                                   {yt}};
+                 }});
+  // backward data: read dy, w, write dx
+  out.push_back({"conv2d_bwd_data", shape, params, "", kConvPaths, true, KernelPath::Cudnn, flops,
+                 same_bytes(f32(y + w + x)), [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor dy = in.uniform({n, c.K, P, Q}), wt = in.uniform({c.K, c.C, c.R, c.R});
+                   Tensor dx = in.poisoned({n, c.C, c.H, c.W});
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable { conv2d_backward_data(dx, dy, wt, cp, path); }, {dx}};
+                 }});
+  // backward weight: read dy, x, read and write dw (accumulated)
+  out.push_back({"conv2d_bwd_weight", shape, params, "", kConvPaths, true, KernelPath::Cudnn, flops,
+                 same_bytes(f32(y + x + 2 * w)), [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor dy = in.uniform({n, c.K, P, Q}), xt = in.uniform({n, c.C, c.H, c.W});
+                   Tensor dw = in.uniform({c.K, c.C, c.R, c.R});
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable { conv2d_backward_weight(dw, dy, xt, cp, path); }, {dw}};
+                 }});
+}
+
+void add_linear_cases(std::vector<Case>& out, const LinearSpec& l, int64_t N) {
+  const std::string shape = fmt::format("{}x{} -> {}", N, l.in, l.out);
+  const std::string params = fmt::format("N={};in={};out={}", N, l.in, l.out);
+  const double x = double(N) * l.in, w = double(l.in) * l.out, y = double(N) * l.out;
+  auto nb = [N](bool small) { return small ? int64_t(3) : N; };
+  // forward y = x w^T + b: 2 N in out; read x, w, b, write y
+  out.push_back({"linear_fwd", shape, params, "", kGemmPaths, true, KernelPath::Cublas,
+                 2.0 * N * l.in * l.out, same_bytes(f32(x + w + l.out + y)),
+                 [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor xt = in.uniform({n, l.in}), wt = in.uniform({l.out, l.in}),
+                          bt = in.uniform({l.out}), yt = in.poisoned({n, l.out});
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable { linear_forward(yt, xt, wt, &bt, path); }, {yt}};
+                 }});
+  // backward dx = dy w, dw += dy^T x, db += sum dy: 4 N in out; read dy, x, w, dw, db, write dx,
+  // dw, db
+  out.push_back({"linear_bwd", shape, params, "", kGemmPaths, true, KernelPath::Cublas,
+                 4.0 * N * l.in * l.out, same_bytes(f32(y + x + w + 2 * w + 2 * l.out + x)),
+                 [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor dy = in.uniform({n, l.out}), xt = in.uniform({n, l.in}),
+                          wt = in.uniform({l.out, l.in}), dw = in.uniform({l.out, l.in}),
+                          db = in.uniform({l.out}), dx = in.poisoned({n, l.in});
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable { linear_backward(&dx, dw, &db, dy, xt, wt, path); },
+                                   {dx, dw, db}};
+                 }});
+}
+
+void add_gemm_case(std::vector<Case>& out, int64_t M) {
+  const std::string shape = fmt::format("{}x{}x{}", M, M, M);
+  // C = A B: 2 M N K; read A, B, write C (beta = 0)
+  const double m = double(M);
+  out.push_back({"gemm", shape, fmt::format("M={};N={};K={}", M, M, M), "", kGemmPaths, true,
+                 KernelPath::Cublas, 2.0 * m * m * m, same_bytes(f32(3 * m * m)),
+                 [=](Inputs& in, bool small) {
+                   // The small case has sizes that are no multiple of any tile.
+                   const int64_t mm = small ? 97 : M, nn = small ? 83 : M, kk = small ? 111 : M;
+                   Tensor a = in.uniform({mm, kk}), b = in.uniform({kk, nn}), c = in.poisoned({mm, nn});
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable { matmul(c, a, b, false, false, 1.0, 0.0, path); }, {c}};
+                 }});
+}
+
+void add_batchnorm_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
+  const std::string shape = dims({N, m.C, m.H, m.W});
+  const std::string params = fmt::format("N={};C={};H={};W={}", N, m.C, m.H, m.W);
+  const double x = double(N) * m.C * m.H * m.W, c = double(m.C);
+  auto nb = [N](bool small) { return small ? int64_t(3) : N; };
+  const BatchNormParams bp{};
+  struct State {
+    Tensor x, gamma, beta, rmean, rvar;
+  };
+  auto state = [=](Inputs& in, int64_t n) {
+    return State{in.uniform({n, m.C, m.H, m.W}), in.uniform({m.C}, 0.5, 1.5), in.uniform({m.C}),
+                 in.uniform({m.C}, -0.5, 0.5), in.uniform({m.C}, 0.5, 1.5)};
+  };
+  // train forward: read x, write y (per-channel statistics are negligible)
+  out.push_back({"batchnorm_train_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(2 * x + 6 * c)), [=](Inputs& in, bool small) {
+                   State s = state(in, nb(small));
+                   Tensor y = in.poisoned(s.x.shape()), sm = in.poisoned({m.C}), si = in.poisoned({m.C});
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable {
+                                     batchnorm_forward_train(y, sm, si, s.rmean, s.rvar, s.x, s.gamma,
+                                                             s.beta, bp, path);
+                                   },
+                                   {y, sm, si, s.rmean, s.rvar}};
+                 }});
+  // train backward: read dy, x, write dx
+  out.push_back({"batchnorm_train_bwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(3 * x + 6 * c)), [=](Inputs& in, bool small) {
+                   State s = state(in, nb(small));
+                   const KernelPath path = in.path();
+                   Tensor y = in.poisoned(s.x.shape()), sm = in.poisoned({m.C}), si = in.poisoned({m.C});
+                   batchnorm_forward_train(y, sm, si, s.rmean, s.rvar, s.x, s.gamma, s.beta, bp, path);
+                   Tensor dy = in.uniform(s.x.shape()), dx = in.poisoned(s.x.shape());
+                   Tensor dg = in.uniform({m.C}), db = in.uniform({m.C});
+                   return Instance{[=]() mutable {
+                                     batchnorm_backward_train(dx, dg, db, dy, s.x, s.gamma, sm, si, path);
+                                   },
+                                   {dx, dg, db}};
+                 }});
+  // eval forward: read x, write y
+  out.push_back({"batchnorm_eval_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(2 * x + 4 * c)), [=](Inputs& in, bool small) {
+                   State s = state(in, nb(small));
+                   Tensor y = in.poisoned(s.x.shape());
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable {
+                                     batchnorm_forward_eval(y, s.x, s.gamma, s.beta, s.rmean, s.rvar, bp,
+                                                            path);
+                                   },
+                                   {y}};
+                 }});
+}
+
+void add_relu_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
+  const std::string shape = dims({N, m.C, m.H, m.W});
+  const std::string params = fmt::format("N={};C={};H={};W={}", N, m.C, m.H, m.W);
+  const double x = double(N) * m.C * m.H * m.W;
+  auto nb = [N](bool small) { return small ? int64_t(3) : N; };
+  // forward: read x, write y
+  out.push_back({"relu_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(2 * x)), [=](Inputs& in, bool small) {
+                   Tensor xt = in.uniform({nb(small), m.C, m.H, m.W}), y = in.poisoned(xt.shape());
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable {
+                                     activation_forward(y, xt, Activation::ReLU, 0.01, path);
+                                   },
+                                   {y}};
+                 }});
+  // backward: read dy and x (or y), write dx
+  out.push_back({"relu_bwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(3 * x)), [=](Inputs& in, bool small) {
+                   Tensor xt = in.uniform({nb(small), m.C, m.H, m.W}), y = in.poisoned(xt.shape());
+                   const KernelPath path = in.path();
+                   activation_forward(y, xt, Activation::ReLU, 0.01, path);
+                   Tensor dy = in.uniform(xt.shape()), dx = in.poisoned(xt.shape());
+                   return Instance{[=]() mutable {
+                                     activation_backward(dx, dy, xt, y, Activation::ReLU, 0.01, path);
+                                   },
+                                   {dx}};
+                 }});
+}
+
+void add_pool_cases(std::vector<Case>& out, const PoolSpec& p, int64_t N) {
+  const Pool2dParams pp{p.k, p.s, p.p};
+  const int64_t P = (p.H + 2 * p.p - p.k) / p.s + 1, Q = (p.W + 2 * p.p - p.k) / p.s + 1;
+  const std::string shape = fmt::format("{} k{} s{} p{}", dims({N, p.C, p.H, p.W}), p.k, p.s, p.p);
+  const std::string params =
+      fmt::format("N={};C={};H={};W={};k={};s={};p={}", N, p.C, p.H, p.W, p.k, p.s, p.p);
+  const double x = double(N) * p.C * p.H * p.W, y = double(N) * p.C * P * Q;
+  auto nb = [N](bool small) { return small ? int64_t(3) : N; };
+  // max forward: read x, write y and (our kernels) the int32 argmax; cuDNN keeps no argmax
+  out.push_back({"maxpool_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+                 [=](KernelPath k) { return f32(x + y + (k == KernelPath::Cudnn ? 0 : y)); },
+                 [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor xt = in.uniform({n, p.C, p.H, p.W}), y = in.poisoned({n, p.C, P, Q});
+                   Tensor am = in.poisoned_ints({n, p.C, P, Q});
+                   const KernelPath path = in.path();
+                   // cuDNN writes no argmax, so only ours is compared.
+                   std::vector<Tensor> outs{y};
+                   if (!(in.device().is_cuda() && path == KernelPath::Cudnn)) outs.push_back(am);
+                   return Instance{[=]() mutable { maxpool2d_forward(y, am, xt, pp, path); }, outs};
+                 }});
+  // max backward: ours reads dy and argmax, cuDNN reads dy, x and y; both write dx
+  out.push_back({"maxpool_bwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+                 [=](KernelPath k) { return f32(2 * y + x + (k == KernelPath::Cudnn ? x : 0)); },
+                 [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor xt = in.uniform({n, p.C, p.H, p.W}), y = in.poisoned({n, p.C, P, Q});
+                   Tensor am = in.poisoned_ints({n, p.C, P, Q});
+                   const KernelPath path = in.path();
+                   maxpool2d_forward(y, am, xt, pp, path);
+                   Tensor dy = in.uniform(y.shape()), dx = in.poisoned(xt.shape());
+                   return Instance{[=]() mutable { maxpool2d_backward(dx, dy, xt, y, am, pp, path); },
+                                   {dx}};
+                 }});
+  // average forward: read x, write y; backward: read dy, write dx
+  out.push_back({"avgpool_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(x + y)), [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor xt = in.uniform({n, p.C, p.H, p.W}), y = in.poisoned({n, p.C, P, Q});
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable { avgpool2d_forward(y, xt, pp, path); }, {y}};
+                 }});
+  out.push_back({"avgpool_bwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(x + y)), [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor dy = in.uniform({n, p.C, P, Q}), dx = in.poisoned({n, p.C, p.H, p.W});
+                   const KernelPath path = in.path();
+                   return Instance{[=]() mutable { avgpool2d_backward(dx, dy, pp, path); }, {dx}};
+                 }});
+}
+
+void add_global_pool_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
+  const std::string shape = dims({N, m.C, m.H, m.W});
+  const std::string params = fmt::format("N={};C={};H={};W={}", N, m.C, m.H, m.W);
+  const double x = double(N) * m.C * m.H * m.W, y = double(N) * m.C;
+  auto nb = [N](bool small) { return small ? int64_t(3) : N; };
+  // forward: read x, write y (N, C); backward: read dy, write dx
+  out.push_back({"global_avgpool_fwd", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(x + y)), [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor xt = in.uniform({n, m.C, m.H, m.W}), yt = in.poisoned({n, m.C, 1, 1});
+                   return Instance{[=]() mutable { global_avgpool_forward(yt, xt); }, {yt}};
+                 }});
+  out.push_back({"global_avgpool_bwd", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(x + y)), [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor dy = in.uniform({n, m.C, 1, 1}), dx = in.poisoned({n, m.C, m.H, m.W});
+                   return Instance{[=]() mutable { global_avgpool_backward(dx, dy); }, {dx}};
+                 }});
+}
+
+void add_softmax_cases(std::vector<Case>& out, int64_t N, int64_t K) {
+  const std::string shape = dims({N, K});
+  const std::string params = fmt::format("N={};K={}", N, K);
+  const double z = double(N) * K;
+  auto nb = [N](bool small) { return small ? int64_t(3) : N; };
+  // forward: read logits and labels, write probs (loss and count are negligible)
+  out.push_back({"softmax_xent_fwd", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(2 * z + N)), [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor logits = in.uniform({n, K}, -3.0, 3.0), labels = in.ints({n}, 0, int32_t(K));
+                   Tensor loss = in.poisoned({1}), probs = in.poisoned({n, K}), correct = in.poisoned_ints({1});
+                   return Instance{[=]() mutable {
+                                     softmax_xent_forward(loss, probs, correct, logits, labels, 0.0);
+                                   },
+                                   {loss, probs, correct}};
+                 }});
+  // backward: read probs and labels, write dlogits
+  out.push_back({"softmax_xent_bwd", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(2 * z + N)), [=](Inputs& in, bool small) {
+                   const int64_t n = nb(small);
+                   Tensor logits = in.uniform({n, K}, -3.0, 3.0), labels = in.ints({n}, 0, int32_t(K));
+                   Tensor loss = in.poisoned({1}), probs = in.poisoned({n, K}), correct = in.poisoned_ints({1});
+                   softmax_xent_forward(loss, probs, correct, logits, labels, 0.0);
+                   Tensor dz = in.poisoned({n, K});
+                   return Instance{[=]() mutable { softmax_xent_backward(dz, probs, labels, 0.0, 1.0); },
+                                   {dz}};
+                 }});
+}
+
+void add_optimizer_cases(std::vector<Case>& out, const std::string& model, int64_t n_params) {
+  const std::string shape = fmt::format("{} params", n_params);
+  const std::string params = fmt::format("n={}", n_params);
+  const double n = double(n_params);
+  auto size = [n_params](bool small) { return small ? int64_t(1001) : n_params; };
+  // SGD with momentum and weight decay: read p, g, buf, write p, buf
+  out.push_back({"sgd_update", shape, params, model, kOwnPaths, false, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(5 * n)), [=](Inputs& in, bool small) {
+                   const int64_t k = size(small);
+                   Tensor p = in.uniform({k}), g = in.uniform({k}), buf = in.uniform({k});
+                   SgdParams sp;
+                   sp.lr = 0.1;
+                   sp.momentum = 0.9;
+                   sp.weight_decay = 5e-4;
+                   // step 2: the momentum buffer is used (step 1 only copies the gradient into it)
+                   return Instance{[=]() mutable { sgd_update(p, g, buf, sp, 2); }, {p, buf}};
+                 }});
+  // Adam: read p, g, m, v, write p, m, v
+  out.push_back({"adam_update", shape, params, model, kOwnPaths, false, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(7 * n)), [=](Inputs& in, bool small) {
+                   const int64_t k = size(small);
+                   Tensor p = in.uniform({k}), g = in.uniform({k}), m = in.uniform({k}),
+                          v = in.uniform({k}, 0.0, 1.0);
+                   AdamParams ap;
+                   ap.weight_decay = 5e-4;
+                   return Instance{[=]() mutable { adam_update(p, g, m, v, ap, 3); }, {p, m, v}};
+                 }});
+}
+
+void add_augment_case(std::vector<Case>& out, int64_t N) {
+  const std::string shape = fmt::format("{} u8 -> f32", dims({N, 3, 32, 32}));
+  const std::string params = fmt::format("N={};C=3;H=32;W=32;pad=4", N);
+  const double px = double(N) * 3 * 32 * 32;
+  // read the batch's uint8 pixels, write float32 pixels (indices and params are negligible)
+  out.push_back({"augment", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+                 same_bytes(px + f32(px)), [=](Inputs& in, bool small) {
+                   const int64_t n = small ? 3 : N, M = 2 * n;
+                   Tensor images = in.bytes({M, 3, 32, 32});
+                   Tensor indices = in.ints({n}, 0, int32_t(M));
+                   // per image: crop offsets dy, dx in [0, 8], flip, no cutout
+                   Tensor offs = in.ints({n, 2}, 0, 9).to(Device::cpu()),
+                          flips = in.ints({n}, 0, 2).to(Device::cpu());
+                   std::vector<int32_t> pv;
+                   for (int64_t i = 0; i < n; ++i)
+                     pv.insert(pv.end(), {offs.data<int32_t>()[2 * i], offs.data<int32_t>()[2 * i + 1],
+                                          flips.data<int32_t>()[i], -1, -1});
+                   Tensor prm = Tensor::from_vector<int32_t>(pv, {n, 5}).to(in.device());
+                   Tensor o = in.poisoned({n, 3, 32, 32}, DType::F32);
+                   AugmentConfig cfg;
+                   cfg.mean = {0.4914f, 0.4822f, 0.4465f};
+                   cfg.std = {0.2470f, 0.2435f, 0.2616f};
+                   return Instance{[=]() mutable { augment_batch(o, images, indices, prm, cfg); }, {o}};
+                 }});
+}
+
+void add_add_case(std::vector<Case>& out, const MapSpec& m, int64_t N) {
+  const std::string shape = dims({N, m.C, m.H, m.W});
+  const std::string params = fmt::format("N={};C={};H={};W={}", N, m.C, m.H, m.W);
+  // out = a + b: read a, b, write out
+  out.push_back({"add", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+                 same_bytes(f32(3.0 * N * m.C * m.H * m.W)), [=](Inputs& in, bool small) {
+                   const Shape s{small ? 3 : N, m.C, m.H, m.W};
+                   Tensor a = in.uniform(s), b = in.uniform(s), o = in.poisoned(s);
+                   return Instance{[=]() mutable { add(o, a, b); }, {o}};
+                 }});
+}
+
+// Every case for the chosen models, each distinct (op, shape) once with the models that use it.
+std::vector<Case> build_cases(const std::vector<ModelShapes>& models, int64_t N, int64_t gemm_size) {
+  std::vector<Case> all;
+  for (const auto& m : models) {
+    std::vector<Case> mine;
+    for (const auto& c : m.convs) add_conv_cases(mine, c, N);
+    for (const auto& l : m.linears) add_linear_cases(mine, l, N);
+    for (const auto& b : m.bn) add_batchnorm_cases(mine, b, N);
+    for (const auto& r : m.relu) add_relu_cases(mine, r, N);
+    for (const auto& p : m.pools) add_pool_cases(mine, p, N);
+    for (const auto& g : m.gpool) add_global_pool_cases(mine, g, N);
+    add_softmax_cases(mine, N, m.classes);
+    add_optimizer_cases(mine, m.name, m.params);
+    for (const auto& a : m.add) add_add_case(mine, a, N);
+    add_augment_case(mine, N);
+    for (auto& c : mine) {
+      auto same = std::find_if(all.begin(), all.end(), [&](const Case& o) {
+        return o.op == c.op && o.params == c.params;
+      });
+      if (same == all.end()) {
+        c.models = m.name;
+        all.push_back(std::move(c));
+      } else if (same->models.find(m.name) == std::string::npos) {
+        same->models += "," + m.name;
+      }
+    }
+  }
+  add_gemm_case(all, gemm_size);
+  all.back().models = "ceiling";
+  // Group by op in a fixed order, shapes in model order within each op.
+  const std::vector<std::string> order{
+      "gemm", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "linear_fwd", "linear_bwd",
+      "batchnorm_train_fwd", "batchnorm_train_bwd", "batchnorm_eval_fwd", "relu_fwd", "relu_bwd",
+      "maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "global_avgpool_fwd",
+      "global_avgpool_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_update", "adam_update",
+      "augment", "add"};
+  auto rank = [&](const std::string& op) {
+    return std::find(order.begin(), order.end(), op) - order.begin();
+  };
+  std::stable_sort(all.begin(), all.end(),
+                   [&](const Case& a, const Case& b) { return rank(a.op) < rank(b.op); });
+  return all;
+}
+
+// ---------------------------------------------------------------- checking
+
+std::vector<double> host_doubles(const Tensor& t) {
+  const Tensor h = t.to(Device::cpu());
+  std::vector<double> v(static_cast<size_t>(h.numel()));
+  switch (h.dtype()) {
+    case DType::F32: std::copy_n(h.data<float>(), v.size(), v.begin()); break;
+    case DType::F64: std::copy_n(h.data<double>(), v.size(), v.begin()); break;
+    case DType::I32: std::copy_n(h.data<int32_t>(), v.size(), v.begin()); break;
+    case DType::U8: std::copy_n(h.data<uint8_t>(), v.size(), v.begin()); break;
+    default: throw_error(str("bench_kernels: cannot compare ", h.describe()));
+  }
+  return v;
+}
+
+struct CheckResult {
+  bool ok = true;
+  double rel_err = 0.0;  // worst over the outputs of ||out - ref|| / ||ref||
+  std::string what;      // the first failing output, when any
+};
+
+// float32 against float64 from the same inputs. Over sums of up to ~10^4 terms, float32 rounding
+// gives a relative L2 error around 1e-7..1e-6; 1e-5 leaves margin for that, while an indexing
+// mistake (errors of order 1) or TF32 arithmetic (10-bit mantissa, ~1e-3) fails. The element-wise
+// bound catches a few wrong elements that the L2 norm of a large tensor would dilute.
+//
+// The device instance's outputs are compared with the first outputs of the reference: a vendor
+// path may produce fewer (cuDNN's max-pool keeps no argmax), never different ones.
+CheckResult compare_outputs(const std::vector<Tensor>& out, const std::vector<Tensor>& ref) {
+  CheckResult r;
+  MINIDL_ASSERT(out.size() <= ref.size());
+  for (size_t k = 0; k < out.size(); ++k) {
+    const std::vector<double> a = host_doubles(out[k]), b = host_doubles(ref[k]);
+    MINIDL_ASSERT(a.size() == b.size());
+    double d2 = 0.0, r2 = 0.0, max_err = 0.0, max_ref = 0.0;
+    bool finite = true;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (!std::isfinite(a[i])) finite = false;
+      const double d = a[i] - b[i];
+      d2 += d * d;
+      r2 += b[i] * b[i];
+      max_err = std::max(max_err, std::abs(d));
+      max_ref = std::max(max_ref, std::abs(b[i]));
+    }
+    const double rel = finite ? std::sqrt(d2) / std::max(std::sqrt(r2), 1e-30) : kNaN;
+    if (!(rel <= r.rel_err)) r.rel_err = rel;  // NaN sticks
+    const bool ok = finite && rel <= 1e-5 && max_err <= 1e-3 * std::max(1.0, max_ref);
+    if (!ok && r.ok) {
+      r.ok = false;
+      r.what = finite ? fmt::format("output {}: max abs error {:.3g}", k, max_err)
+                      : fmt::format("output {}: non-finite values (unwritten?)", k);
+    }
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------- timing
+
+struct Options {
+  Device device;
+  int64_t batch = 0;
+  std::vector<std::string> ops;  // substrings; empty: all
+  std::string shapes = "all";
+  int64_t repeats = 0;           // 0: as many as fit in the time budget
+  std::string csv;
+  uint64_t seed = 0;
+  int64_t gemm_size = 0;
+};
+
+// Timers are kept and reused (on a GPU each holds two CUDA events).
+std::vector<Timer>& timer_pool(Device d, size_t n) {
+  static std::vector<Timer> pool;
+  while (pool.size() < n) pool.emplace_back(d);
+  return pool;
+}
+
+TimingStats time_op(const std::function<void()>& run, const Options& o) {
+  const Device d = o.device;
+  const bool gpu = d.is_cuda();
+  // Warm-up: at least 3 runs and 20 ms on a GPU, 50 ms on the CPU (cuDNN picks algorithms, the
+  // caching allocator fills, clocks ramp up), at most 50 runs.
+  Timer w(d);
+  int warm = 0;
+  double spent = 0.0, last = 0.0;
+  const double warm_ms = gpu ? 20.0 : 50.0;
+  while (warm < 3 || (spent < warm_ms && warm < 50)) {
+    flush_device_cache(d);
+    w.start();
+    run();
+    w.stop();
+    last = w.elapsed_ms();
+    spent += last;
+    ++warm;
+  }
+  int64_t reps = o.repeats;
+  if (reps <= 0) {
+    // Enough repeats to fill a budget (GPU 200 ms, CPU 1 s), between 10 and 200 (GPU) or 5 and 50.
+    const double budget = gpu ? 200.0 : 1000.0;
+    reps = static_cast<int64_t>(budget / std::max(last, 1e-3));
+    reps = std::clamp<int64_t>(reps, gpu ? 10 : 5, gpu ? 200 : 50);
+  }
+  std::vector<Timer>& timers = timer_pool(d, static_cast<size_t>(reps));
+  // On a GPU the host queues every repeat (flush, start event, op, stop event) without waiting;
+  // the flush also keeps the device busy while the host prepares the next launch, so host-side
+  // launch cost does not show up as idle time between the events.
+  for (int64_t r = 0; r < reps; ++r) {
+    flush_device_cache(d);
+    timers[r].start();
+    run();
+    timers[r].stop();
+  }
+  std::vector<double> ms;
+  for (int64_t r = 0; r < reps; ++r) ms.push_back(timers[r].elapsed_ms());
+  return summarize_timings(ms);
+}
+
+struct Ceilings {
+  double copy_gbps = 0.0;      // device-to-device copy, bytes read + written
+  double sgemm_gflops = 0.0;   // float32 product
+  double tf32_gflops = 0.0;    // cuBLAS with TF32 tensor cores (GPU only)
+  std::string copy_how, sgemm_how;
+  TimingStats copy_t, sgemm_t, tf32_t;
+};
+
+Ceilings measure_ceilings(const Options& o) {
+  Ceilings c;
+  const Device d = o.device;
+  Inputs in(d, DType::F32, KernelPath::Cublas, o.seed);
+  {
+    // 256 MiB each way: far larger than any cache, long enough that launch cost is noise.
+    const int64_t n = int64_t(64) << 20;
+    Tensor src = in.uniform({n}), dst = Tensor::empty({n}, DType::F32, d);
+    const size_t bytes = src.nbytes();
+    std::function<void()> run;
+    if (d.is_cuda()) {
+      run = [=] { memcpy_any(dst.raw_data(), d, src.raw_data(), d, bytes); };
+      c.copy_how = "cudaMemcpyAsync device to device, 256 MiB";
+    } else {
+      // One thread's memcpy cannot saturate the memory system; every thread copies a part.
+      run = [=] {
+        const char* s = static_cast<const char*>(src.raw_data());
+        char* t = static_cast<char*>(dst.raw_data());
+        const int64_t chunk = int64_t(1) << 20, chunks = static_cast<int64_t>(bytes) / chunk;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < chunks; ++i) std::memcpy(t + i * chunk, s + i * chunk, size_t(chunk));
+      };
+      c.copy_how = fmt::format("memcpy on {} threads, 256 MiB", omp_get_max_threads());
+    }
+    c.copy_t = time_op(run, o);
+    c.copy_gbps = 2.0 * double(bytes) / (c.copy_t.median * 1e6);
+  }
+  {
+    const int64_t M = o.gemm_size;
+    Tensor a = in.uniform({M, M}), b = in.uniform({M, M}), out = Tensor::empty({M, M}, DType::F32, d);
+    const KernelPath path = KernelPath::Cublas;
+    auto run = [=]() mutable { matmul(out, a, b, false, false, 1.0, 0.0, path); };
+    const double flops = 2.0 * double(M) * M * M;
+    c.sgemm_t = time_op(run, o);
+    c.sgemm_gflops = flops / (c.sgemm_t.median * 1e6);
+    c.sgemm_how = fmt::format("{} SGEMM {}^3", d.is_cuda() ? "cuBLAS" : "OpenBLAS", M);
+    if (d.is_cuda()) {
+      set_allow_tf32(true);
+      c.tf32_t = time_op(run, o);
+      set_allow_tf32(false);
+      c.tf32_gflops = flops / (c.tf32_t.median * 1e6);
+    }
+  }
+  return c;
+}
+
+// ---------------------------------------------------------------- the table
+
+struct Row {
+  const Case* c = nullptr;
+  KernelPath path = KernelPath::Cudnn;
+  std::string path_name;
+  bool checked = false;
+  CheckResult check;
+  TimingStats t;
+  std::string error;  // the op threw: not implemented on this path, or a failure
+  double vs_ref = kNaN;
+  double gflops = kNaN, gbps = kNaN, roof = kNaN;
+};
+
+std::string fmt_num(double v, const char* spec = "{:.4g}") {
+  return std::isfinite(v) ? fmt::format(fmt::runtime(spec), v) : "-";
+}
+
+std::string check_text(const Row& r) {
+  if (!r.error.empty()) return "ERROR";
+  if (!r.checked) return "-";
+  return fmt::format("{} {}", r.check.ok ? "ok" : "FAIL", fmt_num(r.check.rel_err, "{:.0e}"));
+}
+
+constexpr const char* kTableFmt = "{:<20} {:<30} {:<12} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>7}\n";
+
+void print_table_header() {
+  fmt::print(fmt::runtime(kTableFmt), "op", "shape", "path", "check", "median_ms", "min_ms", "p10_ms",
+             "p90_ms", "GFLOP/s", "GB/s", "roof%", "vs_ref");
+}
+
+void print_row(const Row& r) {
+  fmt::print(fmt::runtime(kTableFmt), r.c->op, r.c->shape, r.path_name, check_text(r),
+             fmt_num(r.error.empty() ? r.t.median : kNaN), fmt_num(r.error.empty() ? r.t.min : kNaN),
+             fmt_num(r.error.empty() ? r.t.p10 : kNaN), fmt_num(r.error.empty() ? r.t.p90 : kNaN),
+             fmt_num(r.gflops, "{:.1f}"), fmt_num(r.gbps, "{:.1f}"), fmt_num(r.roof, "{:.1f}"),
+             fmt_num(r.vs_ref, "{:.2f}"));
+  if (!r.error.empty()) fmt::print("    error: {}\n", r.error);
+  if (r.checked && !r.check.ok) fmt::print("    check failed: {}\n", r.check.what);
+}
+
+const char* kCsvHeader =
+    "op,shape,params,models,path,device,batch,check,check_rel_err,repeats,median_ms,min_ms,p10_ms,"
+    "p90_ms,flops,bytes,gflops,gbps,roofline_pct,ref_path,vs_ref,error\n";
+
+std::string csv_row(const Row& r, const Options& o) {
+  using bench::csv_field;
+  const Case& c = *r.c;
+  const bool ok = r.error.empty();
+  auto num = [](double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : std::string(); };
+  return fmt::format(
+      "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", c.op, csv_field(c.shape),
+      c.params, csv_field(c.models), r.path_name, o.device.str(), o.batch,
+      !ok ? "error" : (r.checked ? (r.check.ok ? "ok" : "fail") : ""), r.checked ? num(r.check.rel_err) : "",
+      ok ? std::to_string(r.t.count) : "", ok ? num(r.t.median) : "", ok ? num(r.t.min) : "",
+      ok ? num(r.t.p10) : "", ok ? num(r.t.p90) : "", num(c.flops), num(c.bytes(r.path)), num(r.gflops),
+      num(r.gbps), num(r.roof),
+      c.has_reference && o.device.is_cuda() ? kernel_path_name(c.reference) : "", num(r.vs_ref),
+      csv_field(r.error));
+}
+
+std::string ceiling_csv(const std::string& what, const std::string& how, const TimingStats& t,
+                        double flops, double bytes, const Options& o) {
+  auto num = [](double v) { return std::isfinite(v) && v > 0 ? fmt::format("{:.6g}", v) : std::string(); };
+  return fmt::format("ceiling_{},{},,ceiling,{},{},{},,,{},{},{},{},{},{},{},{},{},,,,\n", what,
+                     bench::csv_field(how), o.device.is_cuda() ? "cublas" : "cpu", o.device.str(),
+                     o.batch, t.count, num(t.median), num(t.min), num(t.p10), num(t.p90), num(flops),
+                     num(bytes), num(flops / (t.median * 1e6)), num(bytes / (t.median * 1e6)));
+}
+
+// ---------------------------------------------------------------- main
+
+const char* kHelp = R"(bench_kernels: check and time every minidl op at model layer shapes
+
+  --device cpu|cuda|cuda:N   where to run (default cuda when available, else cpu)
+  --batch N                  batch size of the shapes (default 128 on a GPU, 8 on the CPU)
+  --ops a,b                  only ops whose name contains one of these (e.g. conv2d,relu_fwd)
+  --shapes NAME              resnet18 | resnet50 | alexnet | all (default all)
+  --repeats N                timed repeats per row (default: as many as fit in 0.2 s GPU / 1 s CPU)
+  --gemm-size N              size of the SGEMM ceiling and gemm rows (default 8192 GPU, 2048 CPU)
+  --csv PATH                 also write the rows as CSV
+  --seed N                   seed of the random inputs (default: drawn, and printed)
+  --threads N                OpenMP threads on the CPU (default: all)
+  --list                     print the cases (op, shape, models, GPU paths) and exit
+)";
+
+int run(int argc, char** argv) {
+  const Args args(argc, argv,
+                  {"device", "batch", "ops", "shapes", "repeats", "csv", "seed", "threads", "gemm-size", "list"},
+                  "bench_kernels");
+  if (args.has("help")) {
+    fmt::print("{}", kHelp);
+    return 0;
+  }
+  Options o;
+  o.device = Device::parse(args.get("device", cuda_available() ? "cuda" : "cpu"));
+  require_device(o.device);
+  if (args.has("threads")) omp_set_num_threads(static_cast<int>(args.get_int("threads", 1)));
+  o.batch = args.get_int("batch", o.device.is_cuda() ? 128 : 8);
+  MINIDL_CHECK(o.batch >= 1, "--batch: expected a positive batch size, got ", o.batch);
+  o.ops = bench::split_commas(args.get("ops", ""));
+  o.shapes = args.get("shapes", "all");
+  o.repeats = args.get_int("repeats", 0);
+  o.csv = args.get("csv", "");
+  o.seed = static_cast<uint64_t>(args.get_int("seed", static_cast<int64_t>(std::random_device{}() & 0x7fffffff)));
+  o.gemm_size = args.get_int("gemm-size", o.device.is_cuda() ? 8192 : 2048);
+
+  std::vector<Case> cases = build_cases(model_shapes(o.shapes), o.batch, o.gemm_size);
+  if (!o.ops.empty()) {
+    std::erase_if(cases, [&](const Case& c) {
+      for (const auto& f : o.ops)
+        if (c.op.find(f) != std::string::npos) return false;
+      return true;
+    });
+    MINIDL_CHECK(!cases.empty(), "--ops '", args.get("ops", ""), "': matches no op");
+  }
+
+  if (args.has("list")) {
+    size_t gpu_rows = 0;
+    for (const Case& c : cases) {
+      std::string paths;
+      for (KernelPath p : c.gpu_paths) paths += std::string(paths.empty() ? "" : ",") + kernel_path_name(p);
+      fmt::print("{:<20} {:<30} {:<26} {}\n", c.op, c.shape, c.models, paths);
+      gpu_rows += c.gpu_paths.size();
+    }
+    fmt::print("# {} cases: {} rows on a GPU, {} on the CPU\n", cases.size(), gpu_rows, cases.size());
+    return 0;
+  }
+
+  std::ofstream csv;
+  if (!o.csv.empty()) {
+    csv.open(o.csv);
+    MINIDL_CHECK(csv.good(), "--csv: cannot write '", o.csv, "'");
+    csv << kCsvHeader;
+  }
+
+  fmt::print("# bench_kernels: correctness against the float64 CPU reference, then the median of "
+             "many repeats (caches flushed before each)\n");
+  fmt::print("# device: {}\n", bench::device_summary(o.device));
+  fmt::print("# commit: {}   date: {}   seed: {}\n", bench::git_commit(), bench::utc_now(), o.seed);
+  fmt::print("# command: {}\n", bench::command_line(argc, argv));
+  fmt::print("# batch {}, shapes {}, {} cases\n", o.batch, o.shapes, cases.size());
+  std::fflush(stdout);
+
+  const Ceilings ceil = measure_ceilings(o);
+  fmt::print("# ceiling copy:  {:.1f} GB/s ({}; bytes read + written; median of {})\n", ceil.copy_gbps,
+             ceil.copy_how, ceil.copy_t.count);
+  fmt::print("# ceiling sgemm: {:.1f} GFLOP/s ({}, fp32)", ceil.sgemm_gflops, ceil.sgemm_how);
+  if (o.device.is_cuda()) fmt::print(", TF32 {:.1f} GFLOP/s", ceil.tf32_gflops);
+  fmt::print("\n# roof% = max(flops / sgemm fp32, bytes / copy) / median; vs_ref = median / median "
+             "of the vendor path (cudnn, or cublas for products)\n\n");
+  if (csv.is_open()) {
+    const double m = double(o.gemm_size), copy_bytes = 2.0 * double(int64_t(256) << 20);
+    csv << ceiling_csv("copy", ceil.copy_how, ceil.copy_t, 0, copy_bytes, o);
+    csv << ceiling_csv("sgemm", ceil.sgemm_how, ceil.sgemm_t, 2 * m * m * m, 3 * 4 * m * m, o);
+    if (o.device.is_cuda())
+      csv << ceiling_csv("tf32", ceil.sgemm_how + " TF32", ceil.tf32_t, 2 * m * m * m, 3 * 4 * m * m, o);
+    csv.flush();
+  }
+
+  print_table_header();
+  std::vector<Row> all_rows;
+  int failures = 0;
+  uint64_t case_seed = o.seed;
+  for (const Case& c : cases) {
+    ++case_seed;
+    std::vector<Row> rows;
+    const std::vector<KernelPath> paths =
+        o.device.is_cuda() ? c.gpu_paths : std::vector<KernelPath>{KernelPath::Cudnn};
+    for (KernelPath p : paths) {
+      Row r;
+      r.c = &c;
+      r.path = p;
+      r.path_name = o.device.is_cuda() ? kernel_path_name(p) : "cpu";
+      try {
+        // The small case, on the device in float32 and on the CPU in float64, same inputs.
+        Inputs ref_in(Device::cpu(), DType::F64, p, case_seed), dev_in(o.device, DType::F32, p, case_seed);
+        Instance ref = c.make(ref_in, true), dev = c.make(dev_in, true);
+        ref.run();
+        dev.run();
+        r.check = compare_outputs(dev.outputs, ref.outputs);
+        r.checked = true;
+        // The full-size case, fresh inputs.
+        Inputs big_in(o.device, DType::F32, p, case_seed * 7919u + 1);
+        Instance big = c.make(big_in, false);
+        r.t = time_op(big.run, o);
+        const double s = r.t.median * 1e-3;
+        const double bytes = c.bytes(p);
+        if (c.flops > 0) r.gflops = c.flops / s * 1e-9;
+        r.gbps = bytes / s * 1e-9;
+        const double roof_s = std::max(c.flops / (ceil.sgemm_gflops * 1e9), bytes / (ceil.copy_gbps * 1e9));
+        r.roof = 100.0 * roof_s / s;
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+      if (!r.error.empty() || (r.checked && !r.check.ok)) ++failures;
+      rows.push_back(r);
+    }
+    if (o.device.is_cuda() && c.has_reference) {
+      const auto ref = std::find_if(rows.begin(), rows.end(), [&](const Row& r) {
+        return r.path == c.reference && r.error.empty();
+      });
+      if (ref != rows.end())
+        for (Row& r : rows)
+          if (r.error.empty()) r.vs_ref = r.t.median / ref->t.median;
+    }
+    for (const Row& r : rows) {
+      print_row(r);
+      if (csv.is_open()) csv << csv_row(r, o);
+      all_rows.push_back(r);
+    }
+    std::fflush(stdout);
+    if (csv.is_open()) csv.flush();
+  }
+
+  // Per op and path: the geometric mean of vs_ref and the median roof% over the shapes.
+  fmt::print("\n# summary per op and path: shapes, geometric mean of vs_ref, median roof%\n");
+  std::map<std::pair<std::string, std::string>, std::vector<const Row*>> groups;
+  std::vector<std::pair<std::string, std::string>> order;
+  for (const Row& r : all_rows) {
+    auto key = std::make_pair(r.c->op, r.path_name);
+    if (!groups.count(key)) order.push_back(key);
+    groups[key].push_back(&r);
+  }
+  fmt::print("{:<20} {:<12} {:>6} {:>11} {:>10}\n", "op", "path", "shapes", "geo vs_ref", "med roof%");
+  for (const auto& key : order) {
+    double log_sum = 0.0;
+    int n_ref = 0;
+    std::vector<double> roofs;
+    for (const Row* r : groups[key]) {
+      if (std::isfinite(r->vs_ref)) {
+        log_sum += std::log(r->vs_ref);
+        ++n_ref;
+      }
+      if (std::isfinite(r->roof)) roofs.push_back(r->roof);
+    }
+    const double geo = n_ref ? std::exp(log_sum / n_ref) : kNaN;
+    const double roof = roofs.empty() ? kNaN : summarize_timings(roofs).median;
+    fmt::print("{:<20} {:<12} {:>6} {:>11} {:>10}\n", key.first, key.second, groups[key].size(),
+               fmt_num(geo, "{:.2f}"), fmt_num(roof, "{:.1f}"));
+  }
+  fmt::print("\n# {} rows, {} failed checks or errors\n", all_rows.size(), failures);
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "bench_kernels: " << e.what() << "\n";
+    return 2;
+  }
+}

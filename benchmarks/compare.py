@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Side-by-side tables from minidl's and PyTorch's benchmark outputs.
+
+Every ratio is a TIME ratio, "minidl / reference": below 1 minidl is faster, above 1 it is slower.
+
+  compare.py kernels KERNELS.csv        bench_kernels on a GPU: each op and shape with the median
+                                        of every path and handwritten/vendor, cublas/vendor ratios;
+                                        then per op the geometric mean of the ratios
+  compare.py ops-cpu TORCH_OPS.csv      pytorch_ops_cpu.py output: minidl/torch per op (geomean)
+  compare.py train FILE...              RESULT lines of bench_train and pytorch_reference.py
+                                        --throughput (logs or their CSVs): images/s, step-time
+                                        ratio minidl/torch, peak memory, per model and device
+  compare.py metrics MINIDL.csv TORCH.csv
+                                        two metrics.csv files (minidl train --out DIR and
+                                        pytorch_reference.py --train --out DIR): per-epoch test
+                                        accuracy side by side, best accuracy, time per epoch
+  compare.py run-train --build DIR [--model M] [--device D] [--batch-size N] [--kernels a,b]
+                                        runs bench_train (each kernel path) and
+                                        pytorch_reference.py --throughput with the same settings,
+                                        saves the logs (--logs DIR) and prints the train table
+
+--markdown prints the tables as Markdown (for docs/BENCHMARKS.md).
+"""
+import argparse
+import csv
+import math
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0 and math.isfinite(x)]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else float("nan")
+
+
+def num(s):
+    try:
+        return float(s)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def fmt(v, spec=".3g"):
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def table(headers, rows, markdown):
+    rows = [[str(c) for c in r] for r in rows]
+    if markdown:
+        out = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(out)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    numeric = lambda c: c == "-" or c.replace(".", "", 1).replace("e-", "", 1).lstrip("-").isdigit()
+    line = lambda r: "  ".join(c.rjust(w) if numeric(c) else c.ljust(w) for c, w in zip(r, widths))
+    return "\n".join([line(headers)] + [line(r) for r in rows])
+
+
+# ---------------------------------------------------------------- kernels
+
+def cmd_kernels(args):
+    with open(args.csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ceilings = [r for r in rows if r["op"].startswith("ceiling_")]
+    rows = [r for r in rows if not r["op"].startswith("ceiling_")]
+    for c in ceilings:
+        rate = f"{num(c['gflops']):.0f} GFLOP/s" if c["gflops"] else f"{num(c['gbps']):.0f} GB/s"
+        print(f"{'- ' if args.markdown else ''}{c['op']}: {rate} ({c['shape']}, median {c['median_ms']} ms)")
+    if ceilings and args.markdown:
+        print()
+    paths = []
+    for r in rows:
+        if r["path"] not in paths:
+            paths.append(r["path"])
+    by_case = {}
+    for r in rows:
+        by_case.setdefault((r["op"], r["shape"]), {})[r["path"]] = r
+    headers = ["op", "shape"] + [f"{p} ms" for p in paths] + [f"{p}/ref" for p in paths] + ["check"]
+    out, ratios = [], {}
+    for (op, shape), byp in by_case.items():
+        ms = [num(byp[p]["median_ms"]) if p in byp else float("nan") for p in paths]
+        vs = [num(byp[p]["vs_ref"]) if p in byp else float("nan") for p in paths]
+        for p, v in zip(paths, vs):
+            ratios.setdefault((op, p), []).append(v)
+        checks = ",".join(sorted({byp[p]["check"] or "-" for p in byp}))
+        out.append([op, shape] + [fmt(v, ".4g") for v in ms] + [fmt(v, ".2f") for v in vs] + [checks])
+    print(table(headers, out, args.markdown))
+    print()
+    summary = []
+    for op in dict.fromkeys(op for op, _ in by_case):
+        summary.append([op, str(sum(1 for o, _ in by_case if o == op))] +
+                       [fmt(geomean(ratios.get((op, p), [])), ".2f") for p in paths])
+    print(table(["op", "shapes"] + [f"geomean {p}/ref" for p in paths], summary, args.markdown))
+
+
+# ---------------------------------------------------------------- ops-cpu
+
+def cmd_ops_cpu(args):
+    with open(args.csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ops = {}
+    for r in rows:
+        ops.setdefault(r["op"], []).append(r)
+    out = []
+    for op, rs in ops.items():
+        m = sum(num(r["minidl_ms"]) for r in rs)
+        t = sum(num(r["torch_ms"]) for r in rs)
+        rat = [num(r["minidl_over_torch"]) for r in rs]
+        out.append([op, len(rs), fmt(m, ".4g"), fmt(t, ".4g"), fmt(geomean(rat), ".2f"),
+                    fmt(min(rat), ".2f"), fmt(max(rat), ".2f")])
+    print(table(["op", "shapes", "minidl ms (sum)", "torch ms (sum)", "minidl/torch geomean", "best",
+                 "worst"], out, args.markdown))
+
+
+# ---------------------------------------------------------------- train
+
+def parse_results(paths):
+    """RESULT key=value lines from logs, or rows of bench_train/pytorch_reference CSVs."""
+    results = []
+    for p in paths:
+        with open(p, newline="") as f:
+            text = f.read()
+        if text.startswith("framework,"):
+            for r in csv.DictReader(text.splitlines()):
+                r["batch"] = r.get("batch")
+                results.append(r)
+            continue
+        for line in text.splitlines():
+            if line.startswith("RESULT "):
+                results.append(dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv))
+    return [r for r in results if r.get("mode", "throughput") == "throughput"]
+
+
+def cmd_train(args):
+    results = parse_results(args.files)
+    if not results:
+        sys.exit("compare.py train: no RESULT lines found")
+    groups = {}
+    for r in results:
+        groups.setdefault((r["model"], r["device"], r["batch"], r.get("data", "synthetic")), []).append(r)
+    out = []
+    for (model, device, batch, data), rs in groups.items():
+        torch_r = [r for r in rs if r["framework"] == "pytorch"]
+        t = num(torch_r[-1]["median_step_ms"]) if torch_r else float("nan")
+        for r in rs:
+            if r["framework"] != "minidl":
+                continue
+            m = num(r["median_step_ms"])
+            out.append([model, device, batch, data, r["kernels"] + (" +tf32" if r.get("tf32") == "1" else ""),
+                        fmt(num(r["images_per_s"]), ".1f"),
+                        fmt(num(torch_r[-1]["images_per_s"]), ".1f") if torch_r else "-",
+                        fmt(m / t, ".2f"), fmt(num(r["median_step_ms"]), ".4g"), fmt(t, ".4g"),
+                        fmt(num(r.get("peak_mem_mib")), ".0f"),
+                        fmt(num(torch_r[-1].get("peak_mem_mib")), ".0f") if torch_r else "-"])
+        if not any(r["framework"] == "minidl" for r in rs):
+            out.append([model, device, batch, data, "-", "-", fmt(num(torch_r[-1]["images_per_s"]), ".1f"),
+                        "-", "-", fmt(t, ".4g"), "-", fmt(num(torch_r[-1].get("peak_mem_mib")), ".0f")])
+    print(table(["model", "device", "batch", "data", "minidl kernels", "minidl img/s", "torch img/s",
+                 "minidl/torch time", "minidl step ms", "torch step ms", "minidl peak MiB",
+                 "torch peak MiB"], out, args.markdown))
+
+
+# ---------------------------------------------------------------- metrics
+
+def cmd_metrics(args):
+    def read(p):
+        with open(p, newline="") as f:
+            return {int(r["epoch"]): r for r in csv.DictReader(f)}
+    a, b = read(args.minidl), read(args.torch)
+    out = []
+    for e in sorted(set(a) | set(b)):
+        ra, rb = a.get(e), b.get(e)
+        out.append([e, fmt(num(ra["test_acc"]), ".2f") if ra else "-", fmt(num(rb["test_acc"]), ".2f") if rb else "-",
+                    fmt(num(ra["train_loss"]), ".4f") if ra else "-", fmt(num(rb["train_loss"]), ".4f") if rb else "-",
+                    fmt(num(ra["epoch_seconds"]), ".1f") if ra else "-", fmt(num(rb["epoch_seconds"]), ".1f") if rb else "-"])
+    print(table(["epoch", "minidl test acc %", "torch test acc %", "minidl train loss", "torch train loss",
+                 "minidl epoch s", "torch epoch s"], out, args.markdown))
+    best = lambda d: max((num(r["test_acc"]), e) for e, r in d.items()) if d else (float("nan"), -1)
+    (ba, ea), (bb, eb) = best(a), best(b)
+    print(f"\nbest test accuracy: minidl {ba:.2f}% (epoch {ea}), torch {bb:.2f}% (epoch {eb})")
+
+
+# ---------------------------------------------------------------- run-train
+
+def cmd_run_train(args):
+    os.makedirs(args.logs, exist_ok=True)
+    common = ["--model", args.model, "--device", args.device, "--batch-size", str(args.batch_size),
+              "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps)]
+    if args.threads:
+        common += ["--threads", str(args.threads)]
+    logs = []
+
+    def run(cmd, log):
+        print("$ " + " ".join(cmd), flush=True)
+        with open(log, "w") as f:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            f.write(p.stdout)
+        tail = [l for l in p.stdout.splitlines() if l.startswith(("RESULT", "step ms", "throughput"))]
+        print("\n".join(tail) if p.returncode == 0 else p.stdout[-3000:], flush=True)
+        logs.append(log)
+
+    kernels = args.kernels.split(",") if args.device != "cpu" else ["cudnn"]
+    for k in kernels:
+        run([os.path.join(args.build, "bench_train"), *common, "--kernels", k],
+            os.path.join(args.logs, f"minidl-{args.model}-{args.device.replace(':', '')}-{k}.log"))
+    run([sys.executable, os.path.join(HERE, "pytorch_reference.py"), "--throughput", *common],
+        os.path.join(args.logs, f"torch-{args.model}-{args.device.replace(':', '')}.log"))
+    args.files = logs
+    print()
+    cmd_train(args)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("kernels", parents=[common])
+    p.add_argument("csv")
+    p = sub.add_parser("ops-cpu", parents=[common])
+    p.add_argument("csv")
+    p = sub.add_parser("train", parents=[common])
+    p.add_argument("files", nargs="+")
+    p = sub.add_parser("metrics", parents=[common])
+    p.add_argument("minidl")
+    p.add_argument("torch")
+    p = sub.add_parser("run-train", parents=[common])
+    p.add_argument("--build", required=True, help="build directory holding bench_train")
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup-steps", type=int, default=5)
+    p.add_argument("--kernels", default="cudnn,handwritten", help="minidl kernel paths (GPU)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--logs", default="out/bench-logs")
+    args = ap.parse_args()
+    {"kernels": cmd_kernels, "ops-cpu": cmd_ops_cpu, "train": cmd_train, "metrics": cmd_metrics,
+     "run-train": cmd_run_train}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
