@@ -1,6 +1,7 @@
 // Memory for tensors.
 //
-// CPU: 64-byte aligned heap blocks. CUDA: a caching allocator per device. cudaMalloc and cudaFree
+// CPU: 64-byte aligned heap blocks, cached for reuse (see allocator.cpp). CUDA: a caching allocator
+// per device. cudaMalloc and cudaFree
 // synchronise the device and cost tens of microseconds, so a training loop must not call them:
 // freed blocks go to a free list keyed by their rounded size and the next request of that size
 // reuses them. After the first step of a run every allocation is a list pop. Statistics
