@@ -243,10 +243,18 @@ void* cuda_allocate(size_t bytes, int device) {
       c.free_lists.clear();
       e = cudaMalloc(&p, r);
     }
-    if (e != cudaSuccess) {
+    if (e == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       throw Error(str("CUDA out of memory: could not allocate ", bytes, " bytes on cuda:", device,
                       " (", c.stats.in_use >> 20, " MiB in use by minidl); reduce --batch-size"));
+    }
+    if (e != cudaSuccess) {
+      // Not a shortage of memory: typically a sticky error left by an earlier kernel (e.g. an
+      // illegal address) or a broken context. Say which, since "out of memory" would mislead.
+      cudaGetLastError();
+      throw Error(str("CUDA error ", cudaGetErrorName(e), " (", cudaGetErrorString(e),
+                      ") in cudaMalloc of ", bytes, " bytes on cuda:", device,
+                      "; an earlier kernel may have failed (MINIDL_SYNC_LAUNCHES=1 finds it)"));
     }
     c.stats.reserved += r;
     c.stats.system_allocations++;
