@@ -156,6 +156,28 @@ void cuda_synchronize(const Device& d) {
   CUDA_CHECK(cudaStreamSynchronize(cuda_context(d.index).stream));
 }
 
+namespace {
+// A copy between two devices runs on the destination's stream, but the source was written by work
+// queued on the source device's stream, which the destination stream does not wait for. An event
+// orders the copy after that work; a second one makes later work on the source stream (which may
+// reuse the source block through the caching allocator) wait until the copy has read it.
+void copy_peer(void* dst, int dst_index, const void* src, int src_index, size_t bytes) {
+  cudaStream_t src_stream = cuda_context(src_index).stream;  // current device: src_index
+  cudaEvent_t src_done = nullptr, copy_done = nullptr;
+  CUDA_CHECK(cudaEventCreateWithFlags(&src_done, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventRecord(src_done, src_stream));
+  cudaStream_t dst_stream = cuda_context(dst_index).stream;  // current device: dst_index
+  CUDA_CHECK(cudaStreamWaitEvent(dst_stream, src_done, 0));
+  CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_index, src, src_index, bytes, dst_stream));
+  CUDA_CHECK(cudaEventCreateWithFlags(&copy_done, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventRecord(copy_done, dst_stream));
+  CUDA_CHECK(cudaStreamWaitEvent(src_stream, copy_done, 0));
+  // Destroying a recorded event is allowed; its resources go once the stream has passed it.
+  CUDA_CHECK(cudaEventDestroy(src_done));
+  CUDA_CHECK(cudaEventDestroy(copy_done));
+}
+}  // namespace
+
 void memcpy_any(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
   if (bytes == 0) return;
   if (dst_dev.is_cpu() && src_dev.is_cpu()) {
@@ -168,7 +190,7 @@ void memcpy_any(void* dst, Device dst_dev, const void* src, Device src_dev, size
     if (dst_dev.index == src_dev.index)
       CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
     else
-      CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, s));
+      copy_peer(dst, dst_dev.index, src, src_dev.index, bytes);
     return;
   }
   // Host <-> device: queue on the stream (after the work that produced the data), then wait so the
