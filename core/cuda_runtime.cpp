@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -216,6 +218,20 @@ namespace {
 // share a bucket. A freed block is kept on its bucket's list and handed out again; all work is on
 // one stream per device, so a block freed by the host may be reused by later work on that stream
 // without synchronisation (stream order guarantees the earlier kernels read it first).
+//
+// MINIDL_CUDA_NO_CACHE=1 (for compute-sanitizer runs) turns the cache off: every request is a
+// cudaMalloc of exactly the bytes asked for, and a released block is freed at once, after the
+// device has finished the work queued on it. A kernel that writes or reads a few elements past a
+// tensor then leaves its allocation, which memcheck reports; with the cache the rounding padding
+// (up to 2 MiB) or a neighbouring cached block would absorb it silently. Slow: tests only.
+bool no_cache() {
+  static const bool on = [] {
+    const char* v = std::getenv("MINIDL_CUDA_NO_CACHE");
+    return v && *v && std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
 struct DeviceCache {
   std::mutex mutex;
   std::unordered_map<size_t, std::vector<void*>> free_lists;  // rounded size -> blocks
@@ -243,11 +259,12 @@ namespace detail {
 
 void* cuda_allocate(size_t bytes, int device) {
   DeviceCache& c = cache(device);
-  const size_t r = round_size(bytes);
+  // Without the cache: the exact size (1 byte for an empty tensor, so that it still has an address).
+  const size_t r = no_cache() ? std::max<size_t>(bytes, 1) : round_size(bytes);
   std::lock_guard<std::mutex> lock(c.mutex);
   c.stats.allocations++;
   void* p = nullptr;
-  auto& list = c.free_lists[r];
+  auto& list = c.free_lists[r];  // always empty without the cache
   if (!list.empty()) {
     p = list.back();
     list.pop_back();
@@ -288,6 +305,25 @@ void* cuda_allocate(size_t bytes, int device) {
 
 void cuda_deallocate(void* p, size_t bytes, int device) {
   DeviceCache& c = cache(device);
+  if (no_cache()) {
+    const size_t r = std::max<size_t>(bytes, 1);
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.stats.in_use -= r;
+    c.stats.reserved -= r;
+    // Kernels queued on any stream may still use the block: wait for them, then free it. Called
+    // from destructors, so errors are reported, not thrown; at process exit the runtime may
+    // already be unloading, which is not an error worth a message.
+    int previous = -1;
+    cudaGetDevice(&previous);
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = cudaFree(p);
+    if (previous >= 0 && previous != device) cudaSetDevice(previous);
+    if (e != cudaSuccess && e != cudaErrorCudartUnloading)
+      std::fprintf(stderr, "minidl: freeing %zu bytes on cuda:%d (MINIDL_CUDA_NO_CACHE): %s (%s)\n",
+                   bytes, device, cudaGetErrorName(e), cudaGetErrorString(e));
+    return;
+  }
   const size_t r = round_size(bytes);
   std::lock_guard<std::mutex> lock(c.mutex);
   c.free_lists[r].push_back(p);
