@@ -217,7 +217,7 @@ TEST_CASE("built-in CPU gemm matches a naive triple loop across its blocks", "[g
         }
 }
 
-TEST_CASE("built-in CPU gemm: beta 0 ignores NaN in C; K 0 or alpha 0 only scale C", "[gemm][builtin]") {
+TEST_CASE("built-in CPU gemm: beta 0 ignores NaN in C, K 0 or alpha 0 only scale C", "[gemm][builtin]") {
   GemmShape s;
   s.M = 2;
   s.N = 2;
