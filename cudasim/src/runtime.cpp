@@ -6,7 +6,9 @@
 // memory indeterminate. In protect mode (CUDASIM_PROTECT=1) each allocation is placed so that it
 // ends (to 16 bytes) at an inaccessible page; a fault there is reported with the kernel, the launch
 // site, the block and thread, and the overrun.
+#if CUDASIM_WITH_CBLAS
 #include <cblas.h>
+#endif
 #include <omp.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -553,10 +555,26 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta,
     tl_error_message = "cudasim: cublasSgemm: an operand is not device memory";
     return CUBLAS_STATUS_INVALID_VALUE;
   }
-  for (int i = 0; i < batch; ++i)
+  for (int i = 0; i < batch; ++i) {
+#if CUDASIM_WITH_CBLAS
     cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
                 tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, *alpha, A + i * sa, lda,
                 B + i * sb, ldb, *beta, C + i * sc, ldc);
+#else
+    // Without a CPU BLAS (-DMINIDL_BLAS=OFF): the definition, column-major.
+    const float *a = A + i * sa, *b = B + i * sb;
+    float* c = C + i * sc;
+    for (int col = 0; col < n; ++col)
+      for (int row = 0; row < m; ++row) {
+        float acc = 0.f;
+        for (int p = 0; p < k; ++p)
+          acc += (ta == CUBLAS_OP_N ? a[row + p * lda] : a[p + row * lda]) *
+                 (tb == CUBLAS_OP_N ? b[p + col * ldb] : b[col + p * ldb]);
+        float& out = c[row + col * ldc];
+        out = *alpha * acc + (*beta == 0.f ? 0.f : *beta * out);
+      }
+#endif
+  }
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,

@@ -60,7 +60,7 @@ struct Channels {
 
 }  // namespace
 
-TEST_CASE("batchnorm CUDA train mode matches the float64 CPU reference", "[cuda][batchnorm]") {
+TEST_CASE("batchnorm CUDA train mode matches the float64 CPU reference", "[cuda][batchnorm][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);
