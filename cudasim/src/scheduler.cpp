@@ -111,7 +111,9 @@ struct Warp {
 
 std::string where(const Loc& l) { return std::string(l.file ? l.file : "?") + ":" + std::to_string(l.line); }
 std::string tid_str(const uint3& t) {
-  return "(" + std::to_string(t.x) + "," + std::to_string(t.y) + "," + std::to_string(t.z) + ")";
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "(%u,%u,%u)", t.x, t.y, t.z);
+  return buf;
 }
 
 struct KernelFailure : std::runtime_error {
