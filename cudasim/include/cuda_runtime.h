@@ -238,7 +238,6 @@ void syncthreads(Loc loc);
 unsigned warp_collective(Loc loc, const char* what, unsigned mask, const void* in, void* out,
                          size_t bytes, int src_lane, bool vote);
 void register_shared(void* p, size_t bytes, Loc loc);
-[[noreturn]] void kernel_fail(Loc loc, const char* message);
 
 template <class T>
 inline T shfl(Loc loc, const char* what, unsigned mask, T v, int src_lane) {
@@ -248,9 +247,6 @@ inline T shfl(Loc loc, const char* what, unsigned mask, T v, int src_lane) {
   return r;
 }
 inline unsigned lane_id() { return tl_thread->linear & 31u; }
-
-template <class T>
-constexpr bool pointer_like = std::is_pointer_v<T>;
 
 template <class... P>
 struct Configured {

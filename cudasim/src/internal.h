@@ -30,14 +30,11 @@ uint64_t launch_seed(uint64_t launch_id);
 int emulation_threads();
 
 // For the race checker and the fault handler (null / 0 outside a kernel).
-struct Runner;
-Runner* current_runner();
 const LaunchSite* current_site();
 uint32_t current_epoch();
 unsigned current_linear_thread();
 std::vector<SharedRange>* current_shared();
 std::string describe_thread(unsigned linear);
-[[noreturn]] void fail_in_kernel(const std::string& message);
 // Fails the launch with `message` and leaves the current fiber without unwinding its stack (for
 // callers that must not throw, such as the race checker's instrumentation hooks).
 [[noreturn]] void abandon_fiber(const std::string& message);

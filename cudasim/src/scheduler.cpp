@@ -399,7 +399,6 @@ std::mutex g_launch_error_mutex;
 
 }  // namespace
 
-Runner* current_runner() { return tl_runner && tl_runner->current ? tl_runner : nullptr; }
 const LaunchSite* current_site() { return tl_runner ? tl_runner->site : nullptr; }
 uint32_t current_epoch() { return tl_runner ? tl_runner->epoch : 0; }
 unsigned current_linear_thread() { return tl_thread ? tl_thread->linear : 0; }
@@ -411,12 +410,6 @@ std::string describe_thread(unsigned linear) {
   return "thread " + tid_str(r->fibers[linear].ts.thread_idx);
 }
 
-void kernel_fail(Loc loc, const char* message) {
-  Fiber& f = current_fiber(loc, "kernel_fail");
-  throw KernelFailure(std::string(message) + " (" + tid_str(f.ts.thread_idx) + " at " + where(loc) + ")");
-}
-
-void fail_in_kernel(const std::string& message) { throw KernelFailure(message); }
 
 void abandon_fiber(const std::string& message) {
   Runner& r = *tl_runner;

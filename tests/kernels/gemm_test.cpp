@@ -35,21 +35,22 @@ int64_t extent(int64_t rows, int64_t ld, int64_t stride, int64_t batch) {
   return (batch - 1) * stride + rows * ld;
 }
 
-}  // namespace
+struct GemmCase {
+  int64_t M, N, K, batch;
+  int pad;        // extra columns in every leading dimension (non-contiguous rows)
+  bool repeat_a;  // stride_a = 0: one A shared by the whole batch
+};
 
-TEST_CASE("gemm matches a naive triple loop for every transpose combination", "[gemm]") {
+// Runs `product(shape, alpha, A, B, beta, C)` (generic over float and double) on every case, for
+// every transpose combination and both dtypes, against naive_gemm. The padding between rows is
+// compared too: it must be left untouched. `tol64`/`tol32`: atol = rtol per dtype.
+template <class Product>
+void check_against_naive(const std::vector<GemmCase>& cases, double alpha, double beta,
+                         double tol64, double tol32, Product product) {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);
-  struct Case {
-    int64_t M, N, K, batch;
-    int pad;        // extra columns in every leading dimension (non-contiguous rows)
-    bool repeat_a;  // stride_a = 0: one A shared by the whole batch
-  };
-  const std::vector<Case> cases = {{1, 1, 1, 1, 0, false},   {17, 33, 65, 1, 0, false},
-                                   {5, 3, 7, 3, 2, false},   {8, 1, 9, 2, 1, true},
-                                   {31, 20, 1, 1, 3, false}, {12, 14, 16, 4, 0, true}};
-  for (const Case& c : cases)
+  for (const GemmCase& c : cases)
     for (bool ta : {false, true})
       for (bool tb : {false, true})
         for (DType dt : {DType::F64, DType::F32}) {
@@ -74,22 +75,31 @@ TEST_CASE("gemm matches a naive triple loop for every transpose combination", "[
           const Tensor B =
               uniform_tensor(Shape{extent(b_rows, s.ldb, s.stride_b, c.batch)}, g, -1, 1, dt);
           Tensor C = uniform_tensor(Shape{extent(c.M, s.ldc, s.stride_c, c.batch)}, g, -1, 1, dt);
-          const double alpha = 0.75, beta = -0.5;
           const std::vector<double> ref =
               naive_gemm(s, alpha, to_doubles(A), to_doubles(B), beta, to_doubles(C));
           dispatch_floating(dt, "test", [&]<typename T>() {
-            gemm<T>(Device::cpu(), KernelPath::Handwritten, s, T(alpha), A.data<T>(), B.data<T>(),
-                    T(beta), C.data<T>());
+            product(s, T(alpha), A.data<T>(), B.data<T>(), T(beta), C.data<T>());
           });
-          // float64: only round-off of K <= 65 products (~1e-16 each). float32: the operands are
-          // the same float32 values in both computations, so the difference is float32
-          // accumulation round-off, below K * 2^-24 * |terms| ~ 1e-5 here. The padding between
-          // rows is compared too: it must be left untouched.
-          const double tol = dt == DType::F64 ? 1e-13 : 2e-5;
+          const double tol = dt == DType::F64 ? tol64 : tol32;
           const Comparison cmp = compare(C, Tensor::from_vector(ref, C.shape()), tol, tol);
           INFO(cmp.report);
           CHECK(cmp.ok);
         }
+}
+
+}  // namespace
+
+TEST_CASE("gemm matches a naive triple loop for every transpose combination", "[gemm]") {
+  // float64: only round-off of K <= 65 products (~1e-16 each). float32: the operands are the same
+  // float32 values in both computations, so the difference is float32 accumulation round-off,
+  // below K * 2^-24 * |terms| ~ 1e-5 here.
+  check_against_naive({{1, 1, 1, 1, 0, false}, {17, 33, 65, 1, 0, false}, {5, 3, 7, 3, 2, false},
+                       {8, 1, 9, 2, 1, true}, {31, 20, 1, 1, 3, false}, {12, 14, 16, 4, 0, true}},
+                      0.75, -0.5, 1e-13, 2e-5,
+                      [](const GemmShape& s, auto alpha, auto* A, auto* B, auto beta, auto* C) {
+                        gemm<decltype(alpha)>(Device::cpu(), KernelPath::Handwritten, s, alpha, A,
+                                              B, beta, C);
+                      });
 }
 
 TEST_CASE("gemm with beta 0 ignores NaN in C and with K 0 scales C by beta", "[gemm]") {
@@ -168,53 +178,14 @@ TEST_CASE("allow_tf32 is a process-wide switch, off by default", "[gemm]") {
 // 256-deep block, M beyond 64-row tiles, N beyond 256-column tiles, and sizes that leave partial
 // 4 x 8 (float) and 4 x 4 (double) micro-tiles; transposes, padded rows, a batch with a shared A.
 TEST_CASE("built-in CPU gemm matches a naive triple loop across its blocks", "[gemm][builtin]") {
-  const uint64_t seed = test_seed();
-  INFO("seed " << seed);
-  Generator g(seed);
-  struct Case {
-    int64_t M, N, K, batch;
-    int pad;
-  };
-  const std::vector<Case> cases = {{1, 1, 1, 1, 0},    {3, 5, 7, 2, 1},    {67, 259, 300, 1, 0},
-                                   {130, 70, 513, 1, 3}, {65, 17, 257, 3, 2}, {9, 300, 64, 1, 0}};
-  for (const Case& c : cases)
-    for (bool ta : {false, true})
-      for (bool tb : {false, true})
-        for (DType dt : {DType::F64, DType::F32}) {
-          GemmShape s;
-          s.trans_a = ta;
-          s.trans_b = tb;
-          s.M = c.M;
-          s.N = c.N;
-          s.K = c.K;
-          s.batch = c.batch;
-          const int64_t a_rows = ta ? c.K : c.M, b_rows = tb ? c.N : c.K;
-          s.lda = (ta ? c.M : c.K) + c.pad;
-          s.ldb = (tb ? c.K : c.N) + c.pad;
-          s.ldc = c.N + c.pad;
-          s.stride_a = c.batch > 1 && c.pad == 2 ? 0 : a_rows * s.lda;
-          s.stride_b = b_rows * s.ldb;
-          s.stride_c = c.M * s.ldc;
-          INFO("M=" << c.M << " N=" << c.N << " K=" << c.K << " batch=" << c.batch << " ta=" << ta
-                    << " tb=" << tb << " " << dtype_name(dt));
-          const Tensor A =
-              uniform_tensor(Shape{extent(a_rows, s.lda, s.stride_a, c.batch)}, g, -1, 1, dt);
-          const Tensor B =
-              uniform_tensor(Shape{extent(b_rows, s.ldb, s.stride_b, c.batch)}, g, -1, 1, dt);
-          Tensor C = uniform_tensor(Shape{extent(c.M, s.ldc, s.stride_c, c.batch)}, g, -1, 1, dt);
-          const double alpha = -1.25, beta = 0.5;
-          const std::vector<double> ref =
-              naive_gemm(s, alpha, to_doubles(A), to_doubles(B), beta, to_doubles(C));
-          dispatch_floating(dt, "test", [&]<typename T>() {
-            detail::gemm_builtin<T>(s, T(alpha), A.data<T>(), B.data<T>(), T(beta), C.data<T>());
-          });
-          // As above, with K up to 513: float64 ~K * 1e-16, float32 accumulation below
-          // K * 2^-24 * |terms| ~ 3e-5 (the elements of C are sums of K terms of size <= 1.25).
-          const double tol = dt == DType::F64 ? 1e-12 : 1e-4;
-          const Comparison cmp = compare(C, Tensor::from_vector(ref, C.shape()), tol, tol);
-          INFO(cmp.report);
-          CHECK(cmp.ok);
-        }
+  // As above, with K up to 513: float64 ~K * 1e-16, float32 accumulation below
+  // K * 2^-24 * |terms| ~ 3e-5 (the elements of C are sums of K terms of size <= 1.25).
+  check_against_naive({{1, 1, 1, 1, 0, false}, {3, 5, 7, 2, 1, false}, {67, 259, 300, 1, 0, false},
+                       {130, 70, 513, 1, 3, false}, {65, 17, 257, 3, 2, true}, {9, 300, 64, 1, 0, false}},
+                      -1.25, 0.5, 1e-12, 1e-4,
+                      [](const GemmShape& s, auto alpha, auto* A, auto* B, auto beta, auto* C) {
+                        detail::gemm_builtin<decltype(alpha)>(s, alpha, A, B, beta, C);
+                      });
 }
 
 TEST_CASE("built-in CPU gemm: beta 0 ignores NaN in C, K 0 or alpha 0 only scale C", "[gemm][builtin]") {
