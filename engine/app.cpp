@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <new>
+#include <string>
 
 #include "engine/cli.h"
 #include "engine/trainer.h"
@@ -33,7 +34,12 @@ int train_main(int argc, const char* const* argv, std::ostream& out, std::ostrea
     return 1;
   } catch (const std::exception& e) {  // minidl::Error, and I/O errors from the standard library
     out.flush();
-    err << "train: error: " << e.what() << '\n';
+    const std::string what = e.what();
+    err << "train: error: " << what;
+    // The CUDA allocator's message has its own hint; the host's does not.
+    if (what.find("out of host memory") != std::string::npos)
+      err << "; try a smaller --batch-size (or a smaller model, --num-classes or --subset)";
+    err << '\n';
     return 1;
   }
 }

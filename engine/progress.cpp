@@ -23,7 +23,8 @@ void ProgressBar::update(int64_t done, const std::string& stats) {
   if (tty_) {
     // The bar shrinks (down to nothing) before the statistics are cut.
     const std::string count = fmt::format("{}/{} ", done, total_);
-    const int room = columns_ - 1 - static_cast<int>(label_.size() + 4 + count.size() + stats.size());
+    const int room =
+        columns_ - 1 - static_cast<int>(label_.size() + 4 + count.size() + stats.size());
     const int width = std::clamp(room, 0, 24);
     std::string line = label_;
     if (width >= 5) {

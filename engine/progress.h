@@ -2,9 +2,10 @@
 //
 // On a terminal the line is redrawn in place ("\r" and erase-to-end-of-line), so an epoch takes
 // one line that fills up. The line is cut to the terminal's width less one column: a line that
-// wrapped could not be redrawn by "\r" and would leave stale copies above it; when the output is a file or a pipe each update is printed as its own
-// line instead, so that logs stay readable. The caller decides when to update (every --print-freq
-// steps), because an update is where the per-step losses are read from the device.
+// wrapped could not be redrawn by "\r" and would leave stale copies above it. When the output is
+// a file or a pipe each update is printed as its own line instead, so that logs stay readable.
+// The caller decides when to update (every --print-freq steps), because an update is where the
+// per-step losses are read from the device.
 #pragma once
 
 #include <cstdint>

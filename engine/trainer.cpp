@@ -226,8 +226,8 @@ std::string format_stats(double loss, double acc, double images_per_second, doub
 
 std::string epoch_line(const EpochMetrics& m, int epochs, bool best) {
   return fmt::format(
-      "epoch {:>{}}/{}  lr {:.4g}  train loss {:.4f} acc {:6.2f}%  {}test loss {:.4f} acc {:6.2f}%  "
-      "{:.1f} s  {:.0f} img/s{}",
+      "epoch {:>{}}/{}  lr {:.4g}  train loss {:.4f} acc {:6.2f}%  {}test loss {:.4f} acc "
+      "{:6.2f}%  {:.1f} s  {:.0f} img/s{}",
       m.epoch, std::to_string(epochs).size(), epochs, m.lr, m.train_loss, m.train_acc,
       m.has_val ? fmt::format("val loss {:.4f} acc {:6.2f}%  ", m.val_loss, m.val_acc) : "",
       m.test_loss, m.test_acc, m.epoch_seconds, m.images_per_second, best ? "  *best*" : "");
@@ -364,7 +364,8 @@ void claim_out_dir(const fs::path& out, const TrainConfig& cfg, const std::strin
             : fmt::format("continue it with --resume {}, add --overwrite to replace it, or give "
                           "another --out",
                           (out / "last.safetensors").string());
-    throw UsageError(fmt::format("--out {} already holds a run ({}): {}", out.string(), names, hint));
+    throw UsageError(
+        fmt::format("--out {} already holds a run ({}): {}", out.string(), names, hint));
   }
   for (const fs::path& p : present) fs::remove(p);
   log << fmt::format("--overwrite: removed {} from {}\n", names, out.string());
@@ -504,7 +505,7 @@ void set_eval(ReportData& r, const EvalResult& ev, const Dataset& test) {
 }
 
 // A progress line for an evaluation pass (redrawn on a terminal only: a log gets no lines from
-// it). Ctrl-C or SIGTERM during the pass is acknowledged at once, since the run stops only after it.
+// it). Ctrl-C or SIGTERM during the pass is acknowledged at once: the run stops only after it.
 std::function<void(int64_t, int64_t)> eval_progress(std::unique_ptr<ProgressBar>& bar,
                                                     std::ostream& log, bool tty,
                                                     const std::string& label, bool& told) {
@@ -707,7 +708,8 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
                : std::string("no checkpoint was written (no epoch had completed)");
   };
   auto print_determinism_notes = [&]() {
-    for (const std::string& note : take_determinism_notes()) log << "deterministic: " << note << '\n';
+    for (const std::string& note : take_determinism_notes())
+      log << "deterministic: " << note << '\n';
   };
 
   if (cfg.save_init && fresh) {
@@ -779,7 +781,7 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
       step_loss.slice(i, i + 1).copy_(criterion.loss());
       step_correct.slice(i, i + 1).copy_(criterion.correct());
       step_size[static_cast<size_t>(i)] = b.size;
-      if (global_step == 1) print_determinism_notes();
+      if (i == first && epoch == start_epoch) print_determinism_notes();  // this run's first step
       if (hooks.after_step) hooks.after_step(epoch + 1, i + 1);
       max_steps_reached = cfg.max_steps > 0 && global_step >= cfg.max_steps;
 
@@ -881,6 +883,7 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
                     : std::string("finished")),
         more);
     log << epoch_line(m, cfg.epochs, best) << std::endl;
+    print_determinism_notes();  // the evaluation's batch sizes may have chosen new algorithms
 
     if (g_interrupt.load() && more) {
       write_run_report(fmt::format("interrupted ({}) after epoch {}", stop_reason(), epoch + 1),
@@ -916,9 +919,9 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
 
 SeedsSummary run_seeds(const TrainConfig& cfg, std::ostream& log) {
   SeedsSummary sum;
-  const fs::path base = cfg.out.empty()
-                            ? fs::path("runs") / (cfg.model + "-seeds-" + timestamp("%Y%m%d-%H%M%S"))
-                            : fs::path(cfg.out);
+  const fs::path base =
+      cfg.out.empty() ? fs::path("runs") / (cfg.model + "-seeds-" + timestamp("%Y%m%d-%H%M%S"))
+                      : fs::path(cfg.out);
   std::vector<double> finals, bests;
   for (int k = 0; k < cfg.seeds; ++k) {
     TrainConfig c = cfg;

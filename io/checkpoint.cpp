@@ -123,10 +123,13 @@ TrainState load_checkpoint(const std::string& path, Module& model, Optimizer* op
                  dst->shape(), " (was it saved from a different model or configuration?)");
     sources.push_back(src);
   }
+  std::string origin;
+  if (state_dict_only)
+    origin = " (a state_dict without minidl metadata: is it from the same architecture?)";
+  else if (meta.has("model_name"))
+    origin = str(" (the file holds model '", meta.text("model_name"), "')");
   MINIDL_CHECK(missing.empty(), who, ": ", missing.size(), " model tensor(s) missing from the file: ",
-               list_names(missing), state_dict_only ? std::string(" (a state_dict without minidl metadata: does it come from the same architecture?)") : meta.has("model_name")
-                   ? str(" (the file holds model '", meta.text("model_name"), "')")
-                   : std::string());
+               list_names(missing), origin);
   for (const auto& [name, t] : file.tensors) {
     if (name.rfind(kOptimizerPrefix, 0) == 0) continue;
     bool known = false;

@@ -37,8 +37,9 @@ inline KernelPath parse_kernel_path(const std::string& s) {
 
 // Deterministic mode (train --deterministic): ops choose only algorithms whose result does not
 // depend on timing or scheduling, and choose them in a fixed order rather than by timing (so that
-// two runs pick the same one). Today that concerns cuDNN's convolution algorithms (conv2d.cu); every
-// other CUDA kernel of minidl, and the whole CPU path, is deterministic already (no float atomics).
+// two runs pick the same one). Today that concerns cuDNN's convolution algorithms (conv2d.cu);
+// every other CUDA kernel of minidl, and the whole CPU path, is deterministic already (no float
+// atomics).
 // Set it before the first convolution: cuDNN plans are cached with the algorithm they chose.
 // Header-only so that both the CPU build and nvcc see the same flag.
 inline std::atomic<bool>& deterministic_flag() {

@@ -1,8 +1,9 @@
 // Training-run hygiene (issue 10), each behaviour on tiny CPU runs with the real CIFAR-10 files:
 // an existing run is not overwritten, a NaN test loss stops the run and is never "best", the
-// normalisation constants travel with the checkpoint, --val-split chooses the best epoch, single-step
-// control (--max-steps, --no-shuffle, --save-init, --dump-logits), SIGTERM, --deterministic,
-// --seeds, and what the program prints and returns (train_main). Skipped where the data is absent.
+// normalisation constants travel with the checkpoint, --val-split chooses the best epoch,
+// single-step control (--max-steps, --no-shuffle, --save-init, --dump-logits), SIGTERM,
+// --deterministic, --seeds, and what the program prints and returns (train_main). Skipped where
+// the data is absent.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
@@ -190,7 +191,7 @@ TEST_CASE("the normalisation constants are stored with the run and reused by --e
   CHECK_THAT(log3.str(), Catch::Contains("predates stored constants"));
 }
 
-TEST_CASE("--val-split holds out training images and chooses the best epoch on them",
+TEST_CASE("train with --val-split holds out training images and chooses the best epoch on them",
           "[engine][hygiene][val][cifar]") {
   REQUIRE_CIFAR(data);
   std::ostringstream log;
@@ -224,7 +225,8 @@ TEST_CASE("--val-split holds out training images and chooses the best epoch on t
                       Catch::Contains("--val-split 128"));
 }
 
-TEST_CASE("single steps: --max-steps, --no-shuffle, --save-init", "[engine][hygiene][steps][cifar]") {
+TEST_CASE("single steps: --max-steps, --no-shuffle, --save-init",
+          "[engine][hygiene][steps][cifar]") {
   REQUIRE_CIFAR(data);
   std::ostringstream log;
   const fs::path dir = scratch_dir("steps");
@@ -269,7 +271,7 @@ TEST_CASE("single steps: --max-steps, --no-shuffle, --save-init", "[engine][hygi
   CHECK(batches[0].front() == 32);
 }
 
-TEST_CASE("--dump-logits writes every test image's logits; eval.json has the predictions",
+TEST_CASE("train --evaluate --dump-logits writes all logits and eval.json the predictions",
           "[engine][hygiene][dump][cifar]") {
   REQUIRE_CIFAR(data);
   std::ostringstream log;
@@ -302,7 +304,7 @@ TEST_CASE("--dump-logits writes every test image's logits; eval.json has the pre
   REQUIRE_THROWS_WITH(parse_args({"--dump-logits", logits}), Catch::Contains("--evaluate"));
 }
 
-TEST_CASE("SIGTERM saves like Ctrl-C; a signal during evaluation says so",
+TEST_CASE("SIGTERM saves like Ctrl-C and a signal during evaluation says so",
           "[engine][hygiene][signals][cifar]") {
   REQUIRE_CIFAR(data);
   std::ostringstream log;
@@ -322,14 +324,15 @@ TEST_CASE("SIGTERM saves like Ctrl-C; a signal during evaluation says so",
   hooks.after_step = [](int64_t epoch, int64_t step) {
     if (epoch == 1 && step == 4) std::raise(SIGINT);
   };
-  const RunResult r2 = run_train(parse_args(tiny(data, scratch_dir("sigint_eval"), 2)), log2, hooks);
+  const RunResult r2 =
+      run_train(parse_args(tiny(data, scratch_dir("sigint_eval"), 2)), log2, hooks);
   CHECK(r2.status == RunStatus::Interrupted);
   CHECK(r2.history.size() == 1);
   CHECK_THAT(log2.str(), Catch::Contains("Ctrl-C: stopping after evaluation") &&
                              Catch::Contains("interrupted (Ctrl-C) after epoch 1"));
 }
 
-TEST_CASE("--deterministic: the same seed gives bit-identical metrics",
+TEST_CASE("train --deterministic: the same seed gives bit-identical metrics",
           "[engine][hygiene][deterministic][cifar]") {
   REQUIRE_CIFAR(data);
   std::ostringstream log;
@@ -347,7 +350,7 @@ TEST_CASE("--deterministic: the same seed gives bit-identical metrics",
   CHECK_THAT(log.str(), Catch::Contains("deterministic: the CPU path"));
 }
 
-TEST_CASE("--seeds runs the recipe with several seeds and reports mean +- std",
+TEST_CASE("train --seeds runs the recipe with several seeds and reports mean +- std",
           "[engine][hygiene][seeds][cifar]") {
   REQUIRE_CIFAR(data);
   const fs::path dir = scratch_dir("seeds");
@@ -356,7 +359,8 @@ TEST_CASE("--seeds runs the recipe with several seeds and reports mean +- std",
   REQUIRE(o.code == 0);
   const json j = json::parse(read_text(dir / "seeds.json"));
   REQUIRE(j.at("runs").size() == 2);
-  const double x = j.at("runs")[0].at("final_test_accuracy"), y = j.at("runs")[1].at("final_test_accuracy");
+  const double x = j.at("runs")[0].at("final_test_accuracy");
+  const double y = j.at("runs")[1].at("final_test_accuracy");
   CHECK(j.at("runs")[1].at("seed") == 6);
   CHECK(j.at("final_test_accuracy").at("mean").get<double>() == Approx((x + y) / 2));
   CHECK(j.at("final_test_accuracy").at("std").get<double>() ==
@@ -441,6 +445,17 @@ TEST_CASE("train's messages and exit codes", "[engine][hygiene][messages]") {
     const Outcome o = run_main({"--device", "cuda", "--data", data, "--out", (d / "r").string()});
     CHECK(o.code == 1);
     CHECK_THAT(o.err, Catch::Contains("--device cuda: no GPU found"));
+  }
+  SECTION("out of memory suggests a smaller --batch-size, exit 1") {
+    const std::string data = cifar10_dir();
+    if (data.empty()) return;
+    // A classifier of 2e9 outputs needs a 1 TB weight: the host allocation fails at once.
+    const Outcome o = run_main({"--data", data, "--model", "plain", "--num-classes", "2000000000",
+                                "--subset", "64", "--test-subset", "64", "--device", "cpu",
+                                "--out", scratch_dir("msg_oom").string()});
+    CHECK(o.code == 1);
+    CHECK_THAT(o.err, Catch::Contains("out of host memory") &&
+                          Catch::Contains("smaller --batch-size"));
   }
   SECTION("--out that cannot be a directory is named") {
     const std::string data = cifar10_dir();
