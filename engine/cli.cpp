@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "models/models.h"
@@ -35,13 +36,11 @@ void add_flags(CLI::App& app, TrainConfig& c) {
                  "hold out the last N training images as a validation set; the best checkpoint "
                  "is chosen on it and the test set is only reported (0: choose on the test set)");
   app.add_flag("--augment,!--no-augment", c.augment,
-               "random crop (pad 4) + horizontal flip of training images (default: on)")
-      ->default_str("on");
+               "random crop (pad 4) + horizontal flip of training images (default: on)");
   app.add_option("--cutout", c.cutout, "cutout square side in pixels (0: off)");
   app.add_flag("--shuffle,!--no-shuffle", c.shuffle,
                "reshuffle the training images every epoch (default: on; --no-shuffle keeps the "
-               "file order)")
-      ->default_str("on");
+               "file order)");
 
   app.add_option("--epochs", c.epochs, "number of epochs to train");
   app.add_option("--batch-size,-b", c.batch_size, "images per step");
@@ -156,6 +155,22 @@ void check_flag_names(const CLI::App& app, int argc, const char* const* argv) {
   }
 }
 
+// CLI11 shows a negated flag as "--augment,--no-augment{false}", which reads as "off by default";
+// the on/off pair is plain "--augment,--no-augment" here, and the description says the default.
+class TrainHelpFormatter : public CLI::Formatter {
+ public:
+  std::string make_option_name(const CLI::Option* opt, bool is_positional) const override {
+    std::string name = CLI::Formatter::make_option_name(opt, is_positional);
+    for (size_t p; (p = name.find("{false}")) != std::string::npos;) name.erase(p, 7);
+    return name;
+  }
+  std::string make_option_opts(const CLI::Option* opt) const override {
+    // No "=true"/"=false" after a flag: its description gives the default.
+    if (opt->get_items_expected_min() == 0) return std::string();
+    return CLI::Formatter::make_option_opts(opt);
+  }
+};
+
 constexpr const char* kDescription =
     "Train a model on CIFAR-10/100 with minidl (docs/TRAINING.md).";
 
@@ -183,6 +198,7 @@ std::string shell_command(int argc, const char* const* argv) {
 std::string train_help() {
   TrainConfig c;
   CLI::App app(kDescription, "train");
+  app.formatter(std::make_shared<TrainHelpFormatter>());
   add_flags(app, c);
   return app.help();
 }
@@ -190,6 +206,7 @@ std::string train_help() {
 TrainConfig parse_train_args(int argc, const char* const* argv) {
   TrainConfig c;
   CLI::App app(kDescription, "train");
+  app.formatter(std::make_shared<TrainHelpFormatter>());
   add_flags(app, c);
   check_flag_names(app, argc, argv);
   try {

@@ -435,8 +435,10 @@ TEST_CASE("train's messages and exit codes", "[engine][hygiene][messages]") {
   SECTION("--help: exit 0, augmentation shown on by default") {
     const Outcome o = run_main({"--help"});
     CHECK(o.code == 0);
-    CHECK_THAT(o.out, Catch::Contains("--augment") && Catch::Contains("default: on") &&
-                          Catch::Contains("--val-split") && Catch::Contains("--overwrite"));
+    CHECK_THAT(o.out, Catch::Contains("--augment,--no-augment ") &&
+                          Catch::Contains("default: on") && Catch::Contains("--val-split") &&
+                          Catch::Contains("--overwrite"));
+    CHECK_THAT(o.out, !Catch::Contains("{false}"));  // CLI11's notation read as "off by default" 
   }
   SECTION("no GPU: --device cuda says so plainly, exit 1") {
     if (cuda_available()) return;
