@@ -1,7 +1,11 @@
 #include "engine/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
+#include <map>
+#include <memory>
+#include <vector>
 
 #include "models/models.h"
 
@@ -28,9 +32,15 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--dataset", c.dataset, "dataset: " + join_choices(dataset_names()));
   app.add_option("--subset", c.subset, "train on the first N training images (0: all)");
   app.add_option("--test-subset", c.test_subset, "evaluate on the first N test images (0: all)");
+  app.add_option("--val-split", c.val_split,
+                 "hold out the last N training images as a validation set; the best checkpoint "
+                 "is chosen on it and the test set is only reported (0: choose on the test set)");
   app.add_flag("--augment,!--no-augment", c.augment,
-               "random crop (pad 4) + horizontal flip of training images (default on)");
+               "random crop (pad 4) + horizontal flip of training images (default: on)");
   app.add_option("--cutout", c.cutout, "cutout square side in pixels (0: off)");
+  app.add_flag("--shuffle,!--no-shuffle", c.shuffle,
+               "reshuffle the training images every epoch (default: on; --no-shuffle keeps the "
+               "file order)");
 
   app.add_option("--epochs", c.epochs, "number of epochs to train");
   app.add_option("--batch-size,-b", c.batch_size, "images per step");
@@ -57,6 +67,9 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_flag("--tf32", c.tf32, "let cuBLAS use TF32 tensor cores for float32 products");
   app.add_option("--seed", c.seed, "seed for initialisation, shuffling and augmentation");
   app.add_option("--print-freq,-p", c.print_freq, "steps between progress updates");
+  app.add_flag("--deterministic", c.deterministic,
+               "use only deterministic algorithms (cuDNN included) so that a seed gives "
+               "bit-identical results; says which op changed algorithm");
 
   app.add_option("--out", c.out,
                  "run directory (default: runs/<model>-<timestamp>; with --resume: "
@@ -66,7 +79,97 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_flag("--evaluate,-e", c.evaluate,
                "evaluate the checkpoint on the test set (loss, accuracy, per-class accuracy, "
                "confusion matrix); no training");
+  app.add_flag("--overwrite", c.overwrite,
+               "replace the run already in --out (without it train refuses to write over one)");
+  app.add_option("--max-steps", c.max_steps,
+                 "stop after this many optimizer steps in all, saving a resumable "
+                 "last.safetensors (0: no limit)");
+  app.add_flag("--save-init", c.save_init,
+               "write init.safetensors, the weights before the first step");
+  app.add_option("--dump-logits", c.dump_logits,
+                 "with --evaluate: write every test image's logits and label to this "
+                 "safetensors file");
+  app.add_option("--seeds", c.seeds,
+                 "train N times with seeds --seed, --seed+1, ... (runs in --out/seed-S) and "
+                 "report mean +- std");
 }
+
+// Levenshtein distance, for "did you mean" hints.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// Checks the flags before CLI11 does, so that the two common mistakes read plainly: a flag that
+// does not exist ("unknown flag --lrate (did you mean --lr?)") and one given twice.
+void check_flag_names(const CLI::App& app, int argc, const char* const* argv) {
+  std::map<const CLI::Option*, std::string> seen;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") return;
+    if (arg.size() < 2 || arg[0] != '-' || (arg[1] >= '0' && arg[1] <= '9') || arg[1] == '.')
+      continue;  // a value (negative numbers included)
+    const std::string name = arg.substr(0, arg.find('='));
+    const CLI::Option* opt = app.get_option_no_throw(name);
+    if (opt == nullptr) {
+      // The closest flag by edit distance (at most 2), else the longest one that the typed name
+      // begins with or that begins with it ("--lrate": --lr).
+      std::string best;
+      size_t best_d = 3, best_len = 0;
+      for (const CLI::Option* o : app.get_options()) {
+        for (const std::string& l : o->get_lnames()) {
+          const std::string flag = "--" + l;
+          const size_t d = edit_distance(name, flag);
+          if (d < best_d) {
+            best_d = d;
+            best = flag;
+          } else if (best_d == 3 && name.size() > 3 && flag.size() > best_len &&
+                     (name.rfind(flag, 0) == 0 || flag.rfind(name, 0) == 0)) {
+            best_len = flag.size();
+            best = flag;
+          }
+        }
+      }
+      throw UsageError(str("unknown flag ", name,
+                           best.empty() ? std::string() : str(" (did you mean ", best, "?)"),
+                           "; train --help lists every flag"));
+    }
+    const auto [it, fresh] = seen.emplace(opt, name);
+    if (!fresh)
+      throw UsageError(str(name, " is given twice", it->second != name ? str(" (as ", it->second,
+                                                                              " before)")
+                                                                         : std::string(),
+                           ": give each flag once"));
+    const bool takes_value = opt->get_items_expected_min() > 0;  // flags expect no value
+    if (takes_value && arg.find('=') == std::string::npos) ++i;  // skip its value
+  }
+}
+
+// CLI11 shows a negated flag as "--augment,--no-augment{false}", which reads as "off by default";
+// the on/off pair is plain "--augment,--no-augment" here, and the description says the default.
+class TrainHelpFormatter : public CLI::Formatter {
+ public:
+  std::string make_option_name(const CLI::Option* opt, bool is_positional) const override {
+    std::string name = CLI::Formatter::make_option_name(opt, is_positional);
+    for (size_t p; (p = name.find("{false}")) != std::string::npos;) name.erase(p, 7);
+    return name;
+  }
+  std::string make_option_opts(const CLI::Option* opt) const override {
+    // No "=true"/"=false" after a flag: its description gives the default.
+    if (opt->get_items_expected_min() == 0) return std::string();
+    return CLI::Formatter::make_option_opts(opt);
+  }
+};
 
 constexpr const char* kDescription =
     "Train a model on CIFAR-10/100 with minidl (docs/TRAINING.md).";
@@ -95,6 +198,7 @@ std::string shell_command(int argc, const char* const* argv) {
 std::string train_help() {
   TrainConfig c;
   CLI::App app(kDescription, "train");
+  app.formatter(std::make_shared<TrainHelpFormatter>());
   add_flags(app, c);
   return app.help();
 }
@@ -102,7 +206,9 @@ std::string train_help() {
 TrainConfig parse_train_args(int argc, const char* const* argv) {
   TrainConfig c;
   CLI::App app(kDescription, "train");
+  app.formatter(std::make_shared<TrainHelpFormatter>());
   add_flags(app, c);
+  check_flag_names(app, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -112,6 +218,7 @@ TrainConfig parse_train_args(int argc, const char* const* argv) {
   }
 
   c.command = shell_command(argc, argv);
+  if (argc > 0) c.program = argv[0];
   for (const CLI::Option* opt : app.get_options()) {
     if (opt->count() > 0 && !opt->get_lnames().empty()) c.given.push_back(opt->get_lnames()[0]);
   }

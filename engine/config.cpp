@@ -87,6 +87,19 @@ void validate(const TrainConfig& c, bool check_data) {
   check_value(c.subset >= 0, "--subset", c.subset, "a number of images >= 0 (0: all)");
   check_value(c.test_subset >= 0, "--test-subset", c.test_subset,
               "a number of images >= 0 (0: all)");
+  check_value(c.val_split >= 0, "--val-split", c.val_split,
+              "a number of training images >= 0 to hold out (0: none)");
+  if (c.subset > 0 && c.val_split >= c.subset)
+    throw UsageError(str("--val-split ", c.val_split, " leaves no training images of --subset ",
+                         c.subset, ": hold out fewer than --subset"));
+  for (const auto* v : {&c.norm_mean, &c.norm_std})
+    if (!v->empty() && v->size() != 3)
+      throw UsageError(str("configuration: norm-mean and norm-std need 3 values (one per channel), "
+                           "got ", v->size()));
+  if (c.norm_mean.empty() != c.norm_std.empty())
+    throw UsageError("configuration: norm-mean and norm-std must be given together");
+  for (float x : c.norm_std)
+    check_value(std::isfinite(x) && x > 0.0f, "norm-std", x, "positive channel std values");
   check_value(c.cutout >= 0 && c.cutout <= 32, "--cutout", c.cutout,
               "a square side in pixels, 0 to 32");
   if (c.cutout > 0 && !c.augment)
@@ -128,6 +141,13 @@ void validate(const TrainConfig& c, bool check_data) {
   }
   check_choice("--kernels", c.kernels, kernel_path_names());
   check_value(c.print_freq >= 1, "--print-freq", c.print_freq, "at least 1 step");
+  check_value(c.max_steps >= 0, "--max-steps", c.max_steps, "a number of steps >= 0 (0: no limit)");
+  check_value(c.seeds >= 1, "--seeds", c.seeds, "at least 1 run");
+  if (c.seeds > 1 && (c.evaluate || !c.resume.empty()))
+    throw UsageError("--seeds runs fresh trainings: it cannot be combined with --evaluate or "
+                     "--resume");
+  if (!c.dump_logits.empty() && !c.evaluate)
+    throw UsageError("--dump-logits writes the logits of an evaluation: add --evaluate");
 
   if (c.evaluate && c.resume.empty() && c.checkpoint.empty())
     throw UsageError(
@@ -161,8 +181,12 @@ json to_json(const TrainConfig& c) {
       {"dataset", c.dataset},
       {"subset", c.subset},
       {"test-subset", c.test_subset},
+      {"val-split", c.val_split},
       {"augment", c.augment},
       {"cutout", c.cutout},
+      {"shuffle", c.shuffle},
+      {"norm-mean", c.norm_mean},
+      {"norm-std", c.norm_std},
       {"epochs", c.epochs},
       {"batch-size", c.batch_size},
       {"optimizer", c.optimizer},
@@ -181,10 +205,16 @@ json to_json(const TrainConfig& c) {
       {"tf32", c.tf32},
       {"seed", c.seed},
       {"print-freq", c.print_freq},
+      {"deterministic", c.deterministic},
       {"out", c.out},
       {"resume", c.resume},
       {"checkpoint", c.checkpoint},
       {"evaluate", c.evaluate},
+      {"overwrite", c.overwrite},
+      {"max-steps", c.max_steps},
+      {"save-init", c.save_init},
+      {"dump-logits", c.dump_logits},
+      {"seeds", c.seeds},
       {"command", c.command},
   };
 }
@@ -218,8 +248,12 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "dataset", c.dataset);
   read_key(j, "subset", c.subset);
   read_key(j, "test-subset", c.test_subset);
+  read_key(j, "val-split", c.val_split);
   read_key(j, "augment", c.augment);
   read_key(j, "cutout", c.cutout);
+  read_key(j, "shuffle", c.shuffle);
+  read_key(j, "norm-mean", c.norm_mean);
+  read_key(j, "norm-std", c.norm_std);
   read_key(j, "epochs", c.epochs);
   read_key(j, "batch-size", c.batch_size);
   read_key(j, "optimizer", c.optimizer);
@@ -238,10 +272,16 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "tf32", c.tf32);
   read_key(j, "seed", c.seed);
   read_key(j, "print-freq", c.print_freq);
+  read_key(j, "deterministic", c.deterministic);
   read_key(j, "out", c.out);
   read_key(j, "resume", c.resume);
   read_key(j, "checkpoint", c.checkpoint);
   read_key(j, "evaluate", c.evaluate);
+  read_key(j, "overwrite", c.overwrite);
+  read_key(j, "max-steps", c.max_steps);
+  read_key(j, "save-init", c.save_init);
+  read_key(j, "dump-logits", c.dump_logits);
+  read_key(j, "seeds", c.seeds);
   read_key(j, "command", c.command);
   return c;
 }
@@ -250,14 +290,17 @@ TrainConfig merge_resumed(const TrainConfig& saved, const TrainConfig& cli) {
   json merged = to_json(saved);
   const json from_cli = to_json(cli);
   for (const std::string& flag : cli.given) {
-    // --no-augment is the negative of --augment; "wd" is spelled as its flag.
-    const std::string key = flag == "no-augment" ? "augment" : flag;
+    // --no-augment/--no-shuffle are the negatives of --augment/--shuffle; "wd" is spelled as
+    // its flag.
+    const std::string key = flag.rfind("no-", 0) == 0 ? flag.substr(3) : flag;
     if (from_cli.contains(key)) merged[key] = from_cli[key];
   }
-  for (const char* key : {"out", "resume", "checkpoint", "evaluate", "command"})
+  for (const char* key : {"out", "resume", "checkpoint", "evaluate", "command", "overwrite",
+                          "max-steps", "save-init", "dump-logits", "seeds"})
     merged[key] = from_cli[key];
   TrainConfig c = config_from_json(merged);
   c.given = cli.given;
+  c.program = cli.program;
   return c;
 }
 

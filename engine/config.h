@@ -35,8 +35,14 @@ struct TrainConfig {
   std::string dataset = "cifar10";
   int64_t subset = 0;       // first N training images (0: all)
   int64_t test_subset = 0;  // first N test images (0: all)
+  int64_t val_split = 0;    // last N of the training images held out for choosing the best epoch
   bool augment = true;      // random crop (pad 4) + horizontal flip
   int cutout = 0;           // cutout square side (0: off)
+  bool shuffle = true;      // reshuffle the training images every epoch
+  // Normalisation constants (per-channel mean and std of the training pixels in [0, 1]). Not flags:
+  // computed from the training images of a fresh run, then stored in config.json and every
+  // checkpoint, so that --resume and --evaluate normalise exactly as the run did. Empty: compute.
+  std::vector<float> norm_mean, norm_std;
 
   // Optimisation
   int epochs = 30;
@@ -59,17 +65,24 @@ struct TrainConfig {
   bool tf32 = false;
   uint64_t seed = 0;
   int print_freq = 10;
+  bool deterministic = false;  // deterministic algorithms only (cuDNN included)
 
   // Run control
   std::string out;         // run directory ("" : runs/<model>-<timestamp>)
   std::string resume;      // checkpoint to continue training from
   std::string checkpoint;  // checkpoint to evaluate (with --evaluate; --resume works too)
   bool evaluate = false;
+  bool overwrite = false;   // replace the run already in --out
+  int64_t max_steps = 0;    // stop after this many optimizer steps in all (0: no limit)
+  bool save_init = false;   // write init.safetensors, the weights before the first step
+  std::string dump_logits;  // with --evaluate: write every test image's logits to this file
+  int seeds = 1;            // run the recipe with seeds seed, seed+1, ... and report mean +- std
 
   // Not settings: the command line as typed, and the flags it named (so that --resume/--evaluate
   // take every other setting from the checkpoint). `given` is not written to JSON.
   std::string command;
   std::vector<std::string> given;
+  std::string program = "train";  // argv[0], for the commands the program suggests
 
   bool operator==(const TrainConfig&) const = default;
 };
@@ -97,7 +110,8 @@ TrainConfig config_from_json(const nlohmann::json& j);
 
 // Overlay for --resume/--evaluate: starts from `saved` (the checkpoint's configuration) and takes
 // from `cli` the flags the user gave (cli.given) plus what never comes from a checkpoint (resume,
-// checkpoint, evaluate, out, command).
+// checkpoint, evaluate, out, command, and the one-invocation controls overwrite, max-steps,
+// save-init, dump-logits, seeds).
 TrainConfig merge_resumed(const TrainConfig& saved, const TrainConfig& cli);
 
 // "a, b or c"

@@ -111,6 +111,10 @@ void write_file_atomic(const std::string& path, const std::string& text) {
 namespace {
 
 constexpr const char* kCsvHeader =
+    "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,epoch_seconds,"
+    "images_per_second";
+// The header before --val-split existed: still read, so that older runs can be resumed.
+constexpr const char* kCsvHeaderV1 =
     "epoch,lr,train_loss,train_acc,test_loss,test_acc,epoch_seconds,images_per_second";
 
 // Shortest text that reads back as the same double, so metrics.csv round-trips exactly (a resumed
@@ -126,8 +130,9 @@ std::string exact(double v) {
 void write_metrics_csv(const std::string& path, const std::vector<EpochMetrics>& rows) {
   std::string s = std::string(kCsvHeader) + "\n";
   for (const EpochMetrics& m : rows) {
-    s += fmt::format("{},{},{},{},{},{},{},{}\n", m.epoch, exact(m.lr), exact(m.train_loss),
-                     exact(m.train_acc), exact(m.test_loss), exact(m.test_acc),
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{}\n", m.epoch, exact(m.lr), exact(m.train_loss),
+                     exact(m.train_acc), m.has_val ? exact(m.val_loss) : "",
+                     m.has_val ? exact(m.val_acc) : "", exact(m.test_loss), exact(m.test_acc),
                      exact(m.epoch_seconds), exact(m.images_per_second));
   }
   write_file_atomic(path, s);
@@ -138,23 +143,47 @@ std::vector<EpochMetrics> read_metrics_csv(const std::string& path) {
   MINIDL_CHECK(f.good(), "cannot read ", path, ": ", std::strerror(errno));
   std::string line;
   std::getline(f, line);
-  MINIDL_CHECK(line == kCsvHeader, path, ": expected the header '", kCsvHeader, "', got '", line,
-               "'");
+  const bool v1 = line == kCsvHeaderV1;
+  MINIDL_CHECK(v1 || line == kCsvHeader, path, ": expected the header '", kCsvHeader, "', got '",
+               line, "'");
+  const size_t columns = v1 ? 8 : 10;
   std::vector<EpochMetrics> rows;
   for (int lineno = 2; std::getline(f, line); ++lineno) {
     if (line.empty()) continue;
     std::vector<double> v;
-    std::stringstream ss(line);
+    std::stringstream ss(line + ",");  // so that an empty last cell is still a cell
     std::string cell;
+    bool has_val = false;
     while (std::getline(ss, cell, ',')) {
+      if (!v1 && (v.size() == 4 || v.size() == 5)) {  // val_loss, val_acc: empty without a split
+        has_val = !cell.empty();
+        if (cell.empty()) {
+          v.push_back(0.0);
+          continue;
+        }
+      }
       double x = 0.0;
       const auto r = std::from_chars(cell.data(), cell.data() + cell.size(), x);
       MINIDL_CHECK(r.ec == std::errc() && r.ptr == cell.data() + cell.size(), path, ":", lineno,
                    ": '", cell, "' is not a number");
       v.push_back(x);
     }
-    MINIDL_CHECK(v.size() == 8, path, ":", lineno, ": expected 8 columns, got ", v.size());
-    rows.push_back({static_cast<int64_t>(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7]});
+    MINIDL_CHECK(v.size() == columns, path, ":", lineno, ": expected ", columns, " columns, got ",
+                 v.size());
+    if (v1) v.insert(v.begin() + 4, {0.0, 0.0});
+    EpochMetrics m;
+    m.epoch = static_cast<int64_t>(v[0]);
+    m.lr = v[1];
+    m.train_loss = v[2];
+    m.train_acc = v[3];
+    m.has_val = has_val;
+    m.val_loss = v[4];
+    m.val_acc = v[5];
+    m.test_loss = v[6];
+    m.test_acc = v[7];
+    m.epoch_seconds = v[8];
+    m.images_per_second = v[9];
+    rows.push_back(m);
   }
   return rows;
 }

@@ -15,6 +15,10 @@ struct EpochMetrics {
   double test_loss = 0.0, test_acc = 0.0;
   double epoch_seconds = 0.0;      // training and evaluation
   double images_per_second = 0.0;  // training images / training time
+  // A --val-split run: the validation set's numbers after the epoch (last, so that the fields
+  // before keep their positions in aggregate initialisers).
+  bool has_val = false;
+  double val_loss = 0.0, val_acc = 0.0;
 
   bool operator==(const EpochMetrics&) const = default;
 };
@@ -49,10 +53,12 @@ std::string format_per_class(const ConfusionMatrix& cm,
                              const std::vector<std::string>& class_names);
 
 // metrics.csv: header
-// epoch,lr,train_loss,train_acc,test_loss,test_acc,epoch_seconds,images_per_second then one row per
-// epoch. Written whole (temp file + rename) so a reader never sees half a file.
+// epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,epoch_seconds,images_per_second
+// then one row per epoch; val_loss and val_acc are empty without --val-split. Written whole (temp
+// file + rename) so a reader never sees half a file.
 void write_metrics_csv(const std::string& path, const std::vector<EpochMetrics>& rows);
-// Reads a file written by write_metrics_csv; throws naming the path and line when malformed.
+// Reads a file written by write_metrics_csv, or by minidl before --val-split (no val columns);
+// throws naming the path and line when malformed.
 std::vector<EpochMetrics> read_metrics_csv(const std::string& path);
 
 // Writes `text` to `path` through "<path>.tmp" and a rename; throws naming the path.

@@ -272,7 +272,7 @@ std::string render_report(const ReportData& r) {
   if (!r.checkpoint.empty())
     h += info_row("checkpoint", "<code>" + html_escape(r.checkpoint) + "</code>");
   if (r.best_epoch >= 0)
-    h += info_row("best test accuracy",
+    h += info_row(r.best_label,
                   fmt::format("{:.2f}% (epoch {})", r.best_accuracy, r.best_epoch));
   if (r.confusion.total() > 0)
     h += info_row("latest test",

@@ -27,6 +27,7 @@ struct ReportData {
   std::string model, dataset, date, device, command, checkpoint;
   double best_accuracy = 0.0;
   int64_t best_epoch = -1;  // -1: no epoch evaluated yet
+  std::string best_label = "best test accuracy";  // "best validation accuracy" with --val-split
   double total_seconds = 0.0;
   std::vector<EpochMetrics> history;
   std::vector<std::pair<double, double>> lr_curve;  // (epoch, lr) of the schedule

@@ -12,10 +12,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
+#include <numeric>
 
 #include "core/allocator.h"
 #include "core/device.h"
 #include "data/cifar.h"
+#include "engine/cli.h"
 #include "engine/progress.h"
 #include "engine/report.h"
 #include "io/checkpoint.h"
@@ -36,44 +39,61 @@ using Clock = std::chrono::steady_clock;
 // ------------------------------------------------------------------------------------ Ctrl-C
 namespace {
 
-// Lock-free, so setting it is async-signal-safe.
+// Lock-free, so setting them is async-signal-safe. g_signal: the signal that asked to stop.
 std::atomic<bool> g_interrupt{false};
-static_assert(std::atomic<bool>::is_always_lock_free);
+std::atomic<int> g_signal{0};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
 
-extern "C" void on_sigint(int) { g_interrupt.store(true); }
+extern "C" void on_stop_signal(int sig) {
+  g_signal.store(sig);
+  g_interrupt.store(true);
+}
 
-// Installs on_sigint for the life of the object. SA_RESETHAND restores the default action after
-// the first signal, so a second Ctrl-C ends the process at once if saving hangs.
-class SigintGuard {
+// Installs on_stop_signal for SIGINT (Ctrl-C) and SIGTERM (kill, a batch system's time limit) for
+// the life of the object. SA_RESETHAND restores the default action after the first signal, so a
+// second one ends the process at once if saving hangs.
+class StopSignalGuard {
  public:
-  SigintGuard() {
+  StopSignalGuard() {
     g_interrupt.store(false);
+    g_signal.store(0);
     struct sigaction sa {};
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESETHAND;
-    sigaction(SIGINT, &sa, &old_);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
   }
-  ~SigintGuard() { sigaction(SIGINT, &old_, nullptr); }
-  SigintGuard(const SigintGuard&) = delete;
-  SigintGuard& operator=(const SigintGuard&) = delete;
+  ~StopSignalGuard() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignalGuard(const StopSignalGuard&) = delete;
+  StopSignalGuard& operator=(const StopSignalGuard&) = delete;
 
  private:
-  struct sigaction old_ {};
+  struct sigaction old_int_ {}, old_term_ {};
 };
+
+// "Ctrl-C" or "SIGTERM", for the messages.
+std::string stop_reason() { return g_signal.load() == SIGTERM ? "SIGTERM" : "Ctrl-C"; }
 
 }  // namespace
 
 void request_interrupt() { g_interrupt.store(true); }
 
+bool interrupt_requested() { return g_interrupt.load(); }
+
 // ------------------------------------------------------------------------------------ evaluation
 EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& criterion,
-                    int num_classes) {
+                    int num_classes, const EvalOptions& options) {
   const Device dev = model.device();
   const int64_t steps = loader.num_batches(), n = loader.num_samples();
   // Per-batch losses and per-image predictions stay on the device until the pass is over.
   Tensor losses = Tensor::empty(Shape{steps}, DType::F32, dev);
   Tensor preds = Tensor::empty(Shape{n}, DType::I32, dev);
+  Tensor all_logits;
+  if (options.keep_logits) all_logits = Tensor::empty(Shape{n, num_classes}, DType::F32, dev);
   std::vector<int32_t> order;
   std::vector<int64_t> sizes;
   order.reserve(static_cast<size_t>(n));
@@ -87,9 +107,11 @@ EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& crit
     losses.slice(i, i + 1).copy_(criterion.loss());
     Tensor p = preds.slice(offset, offset + b.size);
     argmax_rows(p, logits);
+    if (options.keep_logits) all_logits.slice(offset, offset + b.size).copy_(logits);
     order.insert(order.end(), b.indices.begin(), b.indices.end());
     sizes.push_back(b.size);
     offset += b.size;
+    if (options.progress) options.progress(i + 1, steps);
   }
   MINIDL_ASSERT(offset == n && static_cast<int64_t>(sizes.size()) == steps,
                 "evaluate: loader gave ", offset, " images in ", sizes.size(), " batches");
@@ -109,6 +131,13 @@ EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& crit
     r.predictions[order[k]] = pred_v[k];
   }
   r.accuracy = r.confusion.accuracy();
+  if (options.keep_logits) {
+    const std::vector<float> l = all_logits.to_vector<float>();
+    const auto k = static_cast<size_t>(num_classes);
+    r.logits.assign(labels.size() * k, 0.0f);
+    for (size_t j = 0; j < order.size(); ++j)
+      std::copy(l.begin() + j * k, l.begin() + (j + 1) * k, r.logits.begin() + order[j] * k);
+  }
   return r;
 }
 
@@ -175,11 +204,13 @@ PickedDevice pick_device(const std::string& flag) {
   std::string why;
   if (flag == "auto") {
     p.device = cuda_available() ? Device::cuda(0) : Device::cpu();
-    why = p.device.is_cuda() ? "default: a CUDA device is available"
-                             : "default: " + cuda_device_summary();
+    why = p.device.is_cuda() ? "default: a CUDA device is available" : "default: no GPU found";
   } else {
     p.device = Device::parse(flag);
     why = "--device " + flag;
+    if (p.device.is_cuda() && !cuda_available())
+      throw Error(str("--device ", flag, ": no GPU found (", cuda_device_summary(),
+                      "); use --device cpu or --device auto"));
   }
   require_device(p.device);
   const std::string what = p.device.is_cuda() ? str(p.device, ", ", cuda_device_summary())
@@ -195,10 +226,17 @@ std::string format_stats(double loss, double acc, double images_per_second, doub
 
 std::string epoch_line(const EpochMetrics& m, int epochs, bool best) {
   return fmt::format(
-      "epoch {:>{}}/{}  lr {:.4g}  train loss {:.4f} acc {:6.2f}%  test loss {:.4f} acc {:6.2f}%  "
-      "{:.1f} s  {:.0f} img/s{}",
-      m.epoch, std::to_string(epochs).size(), epochs, m.lr, m.train_loss, m.train_acc, m.test_loss,
-      m.test_acc, m.epoch_seconds, m.images_per_second, best ? "  *best*" : "");
+      "epoch {:>{}}/{}  lr {:.4g}  train loss {:.4f} acc {:6.2f}%  {}test loss {:.4f} acc "
+      "{:6.2f}%  {:.1f} s  {:.0f} img/s{}",
+      m.epoch, std::to_string(epochs).size(), epochs, m.lr, m.train_loss, m.train_acc,
+      m.has_val ? fmt::format("val loss {:.4f} acc {:6.2f}%  ", m.val_loss, m.val_acc) : "",
+      m.test_loss, m.test_acc, m.epoch_seconds, m.images_per_second, best ? "  *best*" : "");
+}
+
+// One word for a shell (the program path in the commands train suggests).
+std::string shell_word(const std::string& w) {
+  const char* argv[] = {w.c_str()};
+  return shell_command(1, argv);
 }
 
 // The first images of the test set with their latest predictions, for the report.
@@ -272,11 +310,66 @@ struct Setup {
   SavedRun saved;
   PickedDevice device;
   fs::path out;
-  Dataset train, test;
+  Dataset train, val, test;  // val: the last --val-split training images (empty without)
   ChannelStats norm;
   int num_classes = 0;
   std::unique_ptr<Module> model;
 };
+
+// Moves the last n images of `d` into a new dataset (the --val-split hold-out).
+Dataset split_off_tail(Dataset& d, int64_t n) {
+  const int64_t m = d.size() - n;
+  Dataset tail;
+  tail.name = d.name;
+  tail.class_names = d.class_names;
+  tail.num_classes = d.num_classes;
+  tail.images = d.images.slice(m, d.size()).clone();
+  tail.labels.assign(d.labels.begin() + m, d.labels.end());
+  d.images = d.images.slice(0, m).clone();
+  d.labels.resize(static_cast<size_t>(m));
+  return tail;
+}
+
+// The files a training run writes to its directory; an evaluation writes the last two.
+const std::vector<std::string> kRunFiles{"metrics.csv",      "config.json",      "command.txt",
+                                         "last.safetensors", "best.safetensors", "init.safetensors",
+                                         "report.html",      "eval.json"};
+
+// Refuses to write over a run in `out` (unless --overwrite, which removes its files first). A
+// --resume continuing in its own directory is not writing over anything; the checkpoint being
+// read is never removed.
+void claim_out_dir(const fs::path& out, const TrainConfig& cfg, const std::string& checkpoint,
+                   std::ostream& log) {
+  std::error_code ec;
+  if (!fs::is_directory(out, ec)) return;
+  if (!cfg.evaluate && !cfg.resume.empty() &&
+      fs::equivalent(out, fs::absolute(cfg.resume).parent_path(), ec))
+    return;
+  const std::vector<std::string> written =
+      cfg.evaluate ? std::vector<std::string>{"eval.json", "report.html"} : kRunFiles;
+  std::vector<fs::path> present;
+  std::string names;
+  for (const std::string& f : written) {
+    const fs::path p = out / f;
+    if (!fs::exists(p, ec)) continue;
+    if (!checkpoint.empty() && fs::equivalent(p, checkpoint, ec)) continue;
+    present.push_back(p);
+    names += (names.empty() ? "" : ", ") + f;
+  }
+  if (present.empty()) return;
+  if (!cfg.overwrite) {
+    const std::string hint =
+        cfg.evaluate
+            ? "add --overwrite to replace them, or give another --out"
+            : fmt::format("continue it with --resume {}, add --overwrite to replace it, or give "
+                          "another --out",
+                          (out / "last.safetensors").string());
+    throw UsageError(
+        fmt::format("--out {} already holds a run ({}): {}", out.string(), names, hint));
+  }
+  for (const fs::path& p : present) fs::remove(p);
+  log << fmt::format("--overwrite: removed {} from {}\n", names, out.string());
+}
 
 Setup prepare(const TrainConfig& cli, std::ostream& log) {
   Setup s;
@@ -296,6 +389,7 @@ Setup prepare(const TrainConfig& cli, std::ostream& log) {
 
   s.device = pick_device(cfg.device);
   set_allow_tf32(cfg.tf32);
+  set_deterministic(cfg.deterministic);
 
   if (!cfg.out.empty()) {
     s.out = cfg.out;
@@ -305,19 +399,60 @@ Setup prepare(const TrainConfig& cli, std::ostream& log) {
     s.out = fs::path("runs") /
             (cfg.model + (cfg.evaluate ? "-eval-" : "-") + timestamp("%Y%m%d-%H%M%S"));
   }
-  fs::create_directories(s.out);
+  claim_out_dir(s.out, cfg, s.checkpoint, log);
+  {
+    std::error_code ec;
+    fs::create_directories(s.out, ec);
+    if (ec || !fs::is_directory(s.out))
+      throw Error(str("--out ", s.out.string(), ": cannot create the run directory (",
+                      ec ? ec.message() : std::string("a file of that name exists"), ")"));
+  }
   cfg.out = s.out.string();
 
   log << s.device.line << '\n';
+  if (cfg.deterministic)
+    log << (s.device.device.is_cuda()
+                ? "deterministic: cuDNN convolutions use deterministic algorithms in a fixed "
+                  "order (not timed); each change of algorithm is reported\n"
+                : "deterministic: the CPU path has no non-deterministic algorithms (results are "
+                  "bit-identical for a seed and thread count)\n");
   s.train = load_dataset(cfg.dataset, cfg.data, Split::Train, cfg.subset);
+  if (cfg.val_split > 0) {
+    if (cfg.val_split >= s.train.size())
+      throw UsageError(str("--val-split ", cfg.val_split, " leaves none of the ", s.train.size(),
+                           " training images to train on"));
+    s.val = split_off_tail(s.train, cfg.val_split);
+  }
   s.test = load_dataset(cfg.dataset, cfg.data, Split::Test, cfg.test_subset);
-  s.norm = channel_stats(s.train);
+  std::string norm_source;
+  if (!cfg.norm_mean.empty()) {
+    std::copy(cfg.norm_mean.begin(), cfg.norm_mean.end(), s.norm.mean.begin());
+    std::copy(cfg.norm_std.begin(), cfg.norm_std.end(), s.norm.std.begin());
+    norm_source = s.checkpoint.empty() ? "given" : "stored in the checkpoint";
+  } else {
+    s.norm = channel_stats(s.train);
+    cfg.norm_mean.assign(s.norm.mean.begin(), s.norm.mean.end());
+    cfg.norm_std.assign(s.norm.std.begin(), s.norm.std.end());
+    norm_source = fmt::format("computed on the {} training images{}", s.train.size(),
+                              s.checkpoint.empty() ? ""
+                                                   : "; the checkpoint predates stored constants");
+  }
   s.num_classes = cfg.num_classes > 0 ? cfg.num_classes : s.train.num_classes;
-  log << fmt::format(
-      "data: {} from {}: {} training / {} test images, {} classes; normalisation (computed "
-      "on the training images) mean ({:.4f}, {:.4f}, {:.4f}) std ({:.4f}, {:.4f}, {:.4f})\n",
-      cfg.dataset, cfg.data, s.train.size(), s.test.size(), s.train.num_classes, s.norm.mean[0],
-      s.norm.mean[1], s.norm.mean[2], s.norm.std[0], s.norm.std[1], s.norm.std[2]);
+  log << fmt::format("data: {} from {}: {} training{} / {} test images, {} classes\n", cfg.dataset,
+                     cfg.data, s.train.size(),
+                     cfg.val_split > 0
+                         ? fmt::format(" / {} validation (the last of the training files)",
+                                       s.val.size())
+                         : std::string(),
+                     s.test.size(), s.train.num_classes);
+  // Full precision (shortest text that reads back exactly), as config.json stores them.
+  log << fmt::format("normalisation ({}): mean ({}, {}, {}) std ({}, {}, {})\n", norm_source,
+                     s.norm.mean[0], s.norm.mean[1], s.norm.mean[2], s.norm.std[0], s.norm.std[1],
+                     s.norm.std[2]);
+  if (!cfg.evaluate && cfg.batch_size > s.train.size())
+    log << fmt::format(
+        "warning: --batch-size {} is larger than the {} training images: each step uses all {}\n",
+        cfg.batch_size, s.train.size(), s.train.size());
 
   ModelConfig mc;
   mc.name = cfg.model;
@@ -336,7 +471,7 @@ Setup prepare(const TrainConfig& cli, std::ostream& log) {
 LoaderConfig loader_config(const Setup& s, bool training) {
   LoaderConfig l;
   l.batch_size = s.cfg.batch_size;
-  l.shuffle = training;
+  l.shuffle = training && s.cfg.shuffle;
   l.augment = training && s.cfg.augment;
   l.cutout = training ? s.cfg.cutout : 0;
   l.norm = s.norm;
@@ -369,15 +504,38 @@ void set_eval(ReportData& r, const EvalResult& ev, const Dataset& test) {
   r.samples = sample_images(test, ev.predictions, 32);
 }
 
+// A progress line for an evaluation pass (redrawn on a terminal only: a log gets no lines from
+// it). Ctrl-C or SIGTERM during the pass is acknowledged at once: the run stops only after it.
+std::function<void(int64_t, int64_t)> eval_progress(std::unique_ptr<ProgressBar>& bar,
+                                                    std::ostream& log, bool tty,
+                                                    const std::string& label, bool& told) {
+  return [&bar, &log, tty, label, &told](int64_t done, int64_t total) {
+    if (g_interrupt.load() && !told) {
+      if (bar) bar->finish();
+      log << stop_reason() << ": stopping after evaluation\n" << std::flush;
+      told = true;
+    }
+    if (!tty) return;
+    if (!bar) bar = std::make_unique<ProgressBar>(log, true, label, total);
+    bar->update(done, "");
+    if (done == total) bar->finish();
+  };
+}
+
 // --evaluate: the checkpoint's test loss, accuracy, per-class accuracy and confusion matrix.
-RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0) {
+RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0, bool tty) {
   const TrainState state = load_checkpoint(s.checkpoint, *s.model, nullptr);
   DataLoader test_loader(s.test, loader_config(s, false));
   SoftmaxCrossEntropy criterion(s.cfg.label_smoothing);
   RunResult res;
   res.status = RunStatus::Evaluated;
   res.out_dir = s.out.string();
-  res.last_eval = evaluate(*s.model, test_loader, criterion, s.num_classes);
+  std::unique_ptr<ProgressBar> bar;
+  bool told = false;
+  EvalOptions eo;
+  eo.keep_logits = !s.cfg.dump_logits.empty();
+  eo.progress = eval_progress(bar, log, tty, "evaluating", told);
+  res.last_eval = evaluate(*s.model, test_loader, criterion, s.num_classes, eo);
   res.best_accuracy = state.best_accuracy;
   res.best_epoch = state.best_epoch;
   const EvalResult& ev = res.last_eval;
@@ -404,10 +562,24 @@ RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0) {
                  {"test_images", ev.confusion.total()},
                  {"test_loss", ev.loss},
                  {"test_accuracy", ev.accuracy},
+                 {"normalisation", {{"mean", s.cfg.norm_mean}, {"std", s.cfg.norm_std}}},
                  {"per_class_accuracy", per_class},
                  {"class_names", r.class_names},
-                 {"confusion_matrix", matrix}};
+                 {"confusion_matrix", matrix},
+                 // Per test image, in the order of the test files (of --test-subset).
+                 {"labels", s.test.labels},
+                 {"predictions", ev.predictions}};
   write_file_atomic((s.out / "eval.json").string(), out.dump(2) + "\n");
+  if (!s.cfg.dump_logits.empty()) {
+    const int64_t n = s.test.size();
+    save_safetensors(
+        s.cfg.dump_logits,
+        {{"logits", Tensor::from_vector(ev.logits, Shape{n, s.num_classes})},
+         {"labels", Tensor::from_vector(s.test.labels, Shape{n})},
+         {"predictions", Tensor::from_vector(ev.predictions, Shape{n})}},
+        {{"checkpoint", s.checkpoint}, {"model", s.cfg.model}, {"dataset", s.cfg.dataset}});
+    log << fmt::format("wrote the logits of the {} test images to {}\n", n, s.cfg.dump_logits);
+  }
 
   r.status = fmt::format("evaluation of a checkpoint saved after epoch {}", state.epoch);
   r.checkpoint = s.checkpoint;
@@ -427,12 +599,19 @@ RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0) {
 
 RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks& hooks) {
   const Clock::time_point t0 = Clock::now();
-  SigintGuard sigint;
+  StopSignalGuard stop_signals;
+  const bool tty = &log == &std::cout && stdout_is_tty();
   Setup s = prepare(cli, log);
-  if (s.cfg.evaluate) return run_evaluate(s, log, t0);
+  if (s.cfg.evaluate) return run_evaluate(s, log, t0, tty);
   const TrainConfig& cfg = s.cfg;
   Module& model = *s.model;
   const Device dev = s.device.device;
+  const bool use_val = cfg.val_split > 0;
+  const std::string best_on = use_val ? "validation" : "test";
+  // The command that continues this run, with the program as it was started.
+  auto resume_hint = [&](const std::string& path) {
+    return fmt::format("resume with: {} --resume {}", shell_word(cfg.program), path);
+  };
 
   // The optimizer re-points the parameters into its flat buffers: create it after model.to(dev).
   std::unique_ptr<Optimizer> opt = make_optimizer(model.named_parameters(), optimizer_config(cfg));
@@ -440,15 +619,19 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
   SoftmaxCrossEntropy criterion(cfg.label_smoothing), eval_criterion(cfg.label_smoothing);
   DataLoader train_loader(s.train, loader_config(s, true));
   DataLoader test_loader(s.test, loader_config(s, false));
+  std::unique_ptr<DataLoader> val_loader;
+  if (use_val) val_loader = std::make_unique<DataLoader>(s.val, loader_config(s, false));
   const int64_t steps = train_loader.num_batches();
   log << fmt::format(
       "optimizer: {} (lr {}, momentum {}, weight decay {}{}); schedule: {}; {} steps of {} per "
-      "epoch\n",
+      "epoch{}\n",
       cfg.optimizer, cfg.lr, cfg.optimizer == "sgd" ? cfg.momentum : 0.0, cfg.weight_decay,
-      cfg.nesterov ? ", nesterov" : "", schedule.describe(), steps, cfg.batch_size);
+      cfg.nesterov ? ", nesterov" : "", schedule.describe(), steps,
+      std::min<int64_t>(cfg.batch_size, s.train.size()), cfg.shuffle ? "" : " (not shuffled)");
 
   RunResult res;
   res.out_dir = s.out.string();
+  res.best_on_val = use_val;
   int64_t start_epoch = 0, global_step = 0, skip = 0;
   if (!s.checkpoint.empty()) {
     const TrainState st = load_checkpoint(s.checkpoint, model, opt.get());
@@ -469,20 +652,26 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
     }
     res.history = earlier_history(fs::absolute(s.checkpoint).parent_path(), st.epoch);
     log << fmt::format(
-        "resumed from {}: {} epoch(s) completed{}, best test accuracy {:.2f}%\n", s.checkpoint,
+        "resumed from {}: {} epoch(s) completed{}, best {} accuracy {:.2f}%\n", s.checkpoint,
         st.epoch,
         skip > 0 ? fmt::format(", continuing epoch {} at step {}", st.epoch + 1, skip + 1) : "",
-        st.best_accuracy);
+        best_on, st.best_accuracy);
   }
 
   append_line(s.out / "command.txt", cfg.command);
-  write_file_atomic((s.out / "config.json").string(), to_json(cfg).dump(2) + "\n");
+  const std::string config_path = (s.out / "config.json").string();
+  // A resumed run rewrites config.json only once it has saved a checkpoint, so that a resume that
+  // fails (a diverged loss at once) leaves the run's description as it was.
+  const bool fresh = s.checkpoint.empty();
+  if (fresh) write_file_atomic(config_path, to_json(cfg).dump(2) + "\n");
   const std::string last_path = (s.out / "last.safetensors").string();
   const std::string best_path = (s.out / "best.safetensors").string();
   int64_t last_saved_epoch = fs::exists(last_path) ? start_epoch : -1;
 
   ReportData report = base_report(s);
   report.lr_curve = lr_curve(schedule, cfg.epochs);
+  report.best_label = "best " + best_on + " accuracy";
+  bool wrote_report = false;  // by this invocation
   auto write_run_report = [&](const std::string& status, bool in_progress) {
     report.status = status;
     report.in_progress = in_progress;
@@ -492,6 +681,12 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
     report.total_seconds = 0.0;
     for (const EpochMetrics& m : res.history) report.total_seconds += m.epoch_seconds;
     write_report((s.out / "report.html").string(), report);
+    wrote_report = true;
+  };
+  // After a failure: a resumed run keeps the report of the run it resumed (header and all) unless
+  // this invocation has already rewritten it.
+  auto report_failure = [&](const std::string& msg) {
+    if (fresh || wrote_report) write_run_report("stopped: " + msg, false);
   };
   auto save_last = [&](int64_t completed, bool interrupted, int64_t step_in_epoch) {
     TrainState st;
@@ -502,11 +697,30 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
     st.model_name = cfg.model;
     st.config_json = saved_run_json(cfg, interrupted, step_in_epoch, steps);
     save_checkpoint(last_path, model, opt.get(), st);
+    write_file_atomic(config_path, to_json(cfg).dump(2) + "\n");
     last_saved_epoch = completed;
     return st;
   };
+  auto kept_message = [&]() {
+    return last_saved_epoch >= 0
+               ? fmt::format("{} still holds the last good state (epoch {})", last_path,
+                             last_saved_epoch)
+               : std::string("no checkpoint was written (no epoch had completed)");
+  };
+  auto print_determinism_notes = [&]() {
+    for (const std::string& note : take_determinism_notes())
+      log << "deterministic: " << note << '\n';
+  };
 
-  const bool tty = &log == &std::cout && stdout_is_tty();
+  if (cfg.save_init && fresh) {
+    TrainState st;
+    st.model_name = cfg.model;
+    st.config_json = saved_run_json(cfg, false, 0, steps);
+    const std::string init_path = (s.out / "init.safetensors").string();
+    save_checkpoint(init_path, model, opt.get(), st);
+    log << fmt::format("saved the initial weights (step 0) to {}\n", init_path);
+  }
+
   // Per-step loss and correct count, on the device for a whole epoch (see trainer.h).
   Tensor step_loss = Tensor::zeros(Shape{steps}, DType::F32, dev);
   Tensor step_correct = Tensor::zeros(Shape{steps}, DType::I32, dev);
@@ -515,7 +729,11 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
   if (start_epoch >= cfg.epochs)
     log << fmt::format("nothing to train: the checkpoint has completed {} of --epochs {}\n",
                        start_epoch, cfg.epochs);
-  for (int64_t epoch = start_epoch; epoch < cfg.epochs; ++epoch) {
+  if (cfg.max_steps > 0 && global_step >= cfg.max_steps && start_epoch < cfg.epochs)
+    log << fmt::format("nothing to train: the checkpoint has taken {} of --max-steps {} steps\n",
+                       global_step, cfg.max_steps);
+  bool max_steps_reached = cfg.max_steps > 0 && global_step >= cfg.max_steps;
+  for (int64_t epoch = start_epoch; epoch < cfg.epochs && !max_steps_reached; ++epoch) {
     const Clock::time_point te = Clock::now();
     const int64_t first = epoch == start_epoch ? skip : 0;
     train_loader.start_epoch(epoch);
@@ -532,16 +750,11 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
       const std::vector<int32_t> c = step_correct.slice(read, upto).to_vector<int32_t>();
       for (int64_t k = 0; k < upto - read; ++k) {
         if (!std::isfinite(l[k])) {
-          const std::string kept =
-              last_saved_epoch >= 0
-                  ? fmt::format("{} still holds the last good state (epoch {})", last_path,
-                                last_saved_epoch)
-                  : std::string("no checkpoint was written (no epoch had completed)");
           const std::string msg = fmt::format(
               "loss is {} at epoch {} step {}/{}: training stopped; {}. Try a lower --lr (now {}) "
               "or --warmup.",
-              l[k], epoch + 1, read + k + 1, steps, kept, cfg.lr);
-          write_run_report("stopped: " + msg, false);
+              l[k], epoch + 1, read + k + 1, steps, kept_message(), cfg.lr);
+          report_failure(msg);
           throw Error(msg);
         }
         const int64_t n = step_size[static_cast<size_t>(read + k)];
@@ -556,6 +769,7 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
     const Clock::time_point tt = Clock::now();
     int64_t i = first;
     for (; train_loader.next(b); ++i) {
+      if (hooks.on_batch) hooks.on_batch(epoch + 1, i + 1, b.indices);
       opt->set_lr(schedule.lr_at(static_cast<double>(epoch) +
                                  static_cast<double>(i) / static_cast<double>(steps)));
       opt->zero_grad();
@@ -567,26 +781,43 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
       step_loss.slice(i, i + 1).copy_(criterion.loss());
       step_correct.slice(i, i + 1).copy_(criterion.correct());
       step_size[static_cast<size_t>(i)] = b.size;
+      if (i == first && epoch == start_epoch) print_determinism_notes();  // this run's first step
       if (hooks.after_step) hooks.after_step(epoch + 1, i + 1);
+      max_steps_reached = cfg.max_steps > 0 && global_step >= cfg.max_steps;
 
-      if ((i + 1 - first) % cfg.print_freq == 0 || i + 1 == steps) {
+      if ((i + 1 - first) % cfg.print_freq == 0 || i + 1 == steps || max_steps_reached) {
         read_steps(i + 1);
         const double t = seconds_since(tt), ips = static_cast<double>(seen) / std::max(t, 1e-9);
         const int64_t left = (steps - i - 1) * cfg.batch_size;
         bar.update(i + 1, format_stats(loss_sum / static_cast<double>(seen), 100.0 * correct / seen,
                                        ips, static_cast<double>(left) / std::max(ips, 1e-9)));
       }
+      if (max_steps_reached && i + 1 < steps) {
+        bar.finish();
+        save_last(epoch, true, i + 1);
+        write_run_report(fmt::format("stopped after --max-steps {} (epoch {}, step {}/{})",
+                                     cfg.max_steps, epoch + 1, i + 1, steps),
+                         false);
+        log << fmt::format(
+            "stopped after --max-steps {} (epoch {}, step {}/{}): saved {}.\n{} (and a larger "
+            "--max-steps, or none)\n",
+            cfg.max_steps, epoch + 1, i + 1, steps, last_path, resume_hint(last_path));
+        print_determinism_notes();
+        res.seconds = seconds_since(t0);
+        return res;
+      }
       if (g_interrupt.load() && i + 1 < steps) {
         read_steps(i + 1);  // never save a state whose loss went bad
         bar.finish();
         save_last(epoch, true, i + 1);
-        write_run_report(
-            fmt::format("interrupted in epoch {} at step {}/{}", epoch + 1, i + 1, steps), false);
+        write_run_report(fmt::format("interrupted ({}) in epoch {} at step {}/{}", stop_reason(),
+                                     epoch + 1, i + 1, steps),
+                         false);
         log << fmt::format(
-            "interrupted in epoch {} at step {}/{}: saved {} ({} epoch(s) completed).\n"
-            "resume with: train --resume {}\n",
-            epoch + 1, i + 1, steps, last_path, epoch, last_path);
+            "interrupted ({}) in epoch {} at step {}/{}: saved {} ({} epoch(s) completed).\n{}\n",
+            stop_reason(), epoch + 1, i + 1, steps, last_path, epoch, resume_hint(last_path));
         res.status = RunStatus::Interrupted;
+        res.stop_signal = g_signal.load();
         res.seconds = seconds_since(t0);
         return res;
       }
@@ -595,21 +826,48 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
     read_steps(steps);
     bar.finish();
     const double train_seconds = seconds_since(tt);
+    if (hooks.before_evaluation) hooks.before_evaluation(model);
 
     EpochMetrics m;
     m.epoch = epoch + 1;
     m.lr = opt->lr();
     m.train_loss = loss_sum / static_cast<double>(seen);
     m.train_acc = 100.0 * static_cast<double>(correct) / static_cast<double>(seen);
-    res.last_eval = evaluate(model, test_loader, eval_criterion, s.num_classes);
+    std::unique_ptr<ProgressBar> eval_bar;
+    bool told = false;
+    EvalOptions eo;
+    if (use_val) {
+      eo.progress = eval_progress(eval_bar, log, tty, "validation", told);
+      const EvalResult v = evaluate(model, *val_loader, eval_criterion, s.num_classes, eo);
+      eval_bar.reset();
+      m.has_val = true;
+      m.val_loss = v.loss;
+      m.val_acc = v.accuracy;
+    }
+    eo.progress = eval_progress(eval_bar, log, tty, "test", told);
+    res.last_eval = evaluate(model, test_loader, eval_criterion, s.num_classes, eo);
     m.test_loss = res.last_eval.loss;
     m.test_acc = res.last_eval.accuracy;
+    // A model whose training loss stayed finite can still evaluate to NaN or inf (weights or
+    // BatchNorm statistics that overflowed in the epoch's last steps): that state is not saved,
+    // and certainly not as the best.
+    for (const auto& [what, loss] : {std::pair<const char*, double>{"validation", m.val_loss},
+                                     std::pair<const char*, double>{"test", m.test_loss}}) {
+      if (std::isfinite(loss)) continue;
+      const std::string msg = fmt::format(
+          "{} loss is {} after epoch {}: the weights diverged and training stopped; {}. Try a "
+          "lower --lr (now {}) or --warmup.",
+          what, loss, epoch + 1, kept_message(), cfg.lr);
+      report_failure(msg);
+      throw Error(msg);
+    }
     m.epoch_seconds = seconds_since(te);
     m.images_per_second = static_cast<double>(seen) / std::max(train_seconds, 1e-9);
     res.history.push_back(m);
-    const bool best = res.best_epoch < 0 || m.test_acc > res.best_accuracy;
+    const double score = use_val ? m.val_acc : m.test_acc;
+    const bool best = res.best_epoch < 0 || score > res.best_accuracy;
     if (best) {
-      res.best_accuracy = m.test_acc;
+      res.best_accuracy = score;
       res.best_epoch = m.epoch;
     }
 
@@ -617,31 +875,101 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
     if (best) save_checkpoint(best_path, model, opt.get(), st);
     write_metrics_csv((s.out / "metrics.csv").string(), res.history);
     set_eval(report, res.last_eval, s.test);
-    const bool more = epoch + 1 < cfg.epochs;
+    const bool more = epoch + 1 < cfg.epochs && !max_steps_reached;
     write_run_report(
-        more ? fmt::format("training: epoch {} of {} done", epoch + 1, cfg.epochs) : "finished",
+        more ? fmt::format("training: epoch {} of {} done", epoch + 1, cfg.epochs)
+             : (max_steps_reached && epoch + 1 < cfg.epochs
+                    ? fmt::format("stopped after --max-steps {}", cfg.max_steps)
+                    : std::string("finished")),
         more);
     log << epoch_line(m, cfg.epochs, best) << std::endl;
+    print_determinism_notes();  // the evaluation's batch sizes may have chosen new algorithms
 
     if (g_interrupt.load() && more) {
-      write_run_report(fmt::format("interrupted after epoch {}", epoch + 1), false);
-      log << fmt::format(
-          "interrupted after epoch {}: {} holds it.\nresume with: train --resume {}\n", epoch + 1,
-          last_path, last_path);
+      write_run_report(fmt::format("interrupted ({}) after epoch {}", stop_reason(), epoch + 1),
+                       false);
+      log << fmt::format("interrupted ({}) after epoch {}: {} holds it.\n{}\n", stop_reason(),
+                         epoch + 1, last_path, resume_hint(last_path));
       res.status = RunStatus::Interrupted;
+      res.stop_signal = g_signal.load();
       res.seconds = seconds_since(t0);
       return res;
     }
+    if (max_steps_reached && epoch + 1 < cfg.epochs)
+      log << fmt::format("stopped after --max-steps {} at the end of epoch {}: saved {}.\n",
+                         cfg.max_steps, epoch + 1, last_path);
   }
 
   res.seconds = seconds_since(t0);
-  if (res.best_epoch >= 0)
-    log << fmt::format("best test accuracy {:.2f}% (epoch {}); total time {}\n", res.best_accuracy,
-                       res.best_epoch, format_duration(res.seconds));
+  if (res.best_epoch >= 0) {
+    std::string test_there;
+    if (use_val)
+      for (const EpochMetrics& m : res.history)
+        if (m.epoch == res.best_epoch)
+          test_there = fmt::format(", test accuracy {:.2f}% there", m.test_acc);
+    log << fmt::format("best {} accuracy {:.2f}% (epoch {}{}); total time {}\n", best_on,
+                       res.best_accuracy, res.best_epoch, test_there,
+                       format_duration(res.seconds));
+  }
   log << memory_report(dev) << '\n';
   log << "run directory: " << s.out.string()
       << " (report.html, metrics.csv, last/best.safetensors)\n";
   return res;
+}
+
+SeedsSummary run_seeds(const TrainConfig& cfg, std::ostream& log) {
+  SeedsSummary sum;
+  const fs::path base =
+      cfg.out.empty() ? fs::path("runs") / (cfg.model + "-seeds-" + timestamp("%Y%m%d-%H%M%S"))
+                      : fs::path(cfg.out);
+  std::vector<double> finals, bests;
+  for (int k = 0; k < cfg.seeds; ++k) {
+    TrainConfig c = cfg;
+    c.seeds = 1;
+    c.seed = cfg.seed + static_cast<uint64_t>(k);
+    c.out = (base / ("seed-" + std::to_string(c.seed))).string();
+    log << fmt::format("=== seed {} ({} of {}) in {}\n", c.seed, k + 1, cfg.seeds, c.out);
+    RunResult r = run_train(c, log);
+    if (r.status == RunStatus::Interrupted) {
+      sum.runs.push_back(std::move(r));
+      log << "stopped: the remaining seeds were not run\n";
+      return sum;
+    }
+    MINIDL_CHECK(!r.history.empty(), "--seeds: the run with seed ", c.seed, " trained no epoch");
+    finals.push_back(r.history.back().test_acc);
+    double best_test = r.history.back().test_acc;  // the test accuracy of the best checkpoint
+    for (const EpochMetrics& m : r.history)
+      if (m.epoch == r.best_epoch) best_test = m.test_acc;
+    bests.push_back(best_test);
+    sum.runs.push_back(std::move(r));
+  }
+  // Mean and sample standard deviation (n - 1; 0 for a single run).
+  auto mean_std = [](const std::vector<double>& v, double& mean, double& sd) {
+    mean = std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+    double ss = 0.0;
+    for (double x : v) ss += (x - mean) * (x - mean);
+    sd = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;
+  };
+  mean_std(finals, sum.final_mean, sum.final_std);
+  mean_std(bests, sum.best_mean, sum.best_std);
+  json runs = json::array();
+  for (size_t k = 0; k < sum.runs.size(); ++k)
+    runs.push_back({{"seed", cfg.seed + k},
+                    {"out", sum.runs[k].out_dir},
+                    {"final_test_accuracy", finals[k]},
+                    {"best_epoch", sum.runs[k].best_epoch},
+                    {"best_checkpoint_test_accuracy", bests[k]}});
+  const json j{{"seeds", cfg.seeds},
+               {"runs", runs},
+               {"final_test_accuracy", {{"mean", sum.final_mean}, {"std", sum.final_std}}},
+               {"best_checkpoint_test_accuracy", {{"mean", sum.best_mean}, {"std", sum.best_std}}}};
+  write_file_atomic((base / "seeds.json").string(), j.dump(2) + "\n");
+  log << fmt::format(
+      "{} seeds ({}..{}): final test accuracy {:.2f} +- {:.2f}%, best checkpoint's test accuracy "
+      "{:.2f} +- {:.2f}% (mean +- sample std); {}\n",
+      cfg.seeds, cfg.seed, cfg.seed + cfg.seeds - 1, sum.final_mean, sum.final_std, sum.best_mean,
+      sum.best_std, (base / "seeds.json").string());
+  return sum;
 }
 
 }  // namespace minidl

@@ -39,6 +39,10 @@ namespace minidl {
 struct TrainHooks {
   // Called after every training step with the 1-based epoch and step (tests interrupt with it).
   std::function<void(int64_t epoch, int64_t step)> after_step;
+  // Called before every training step with the dataset indices of its batch.
+  std::function<void(int64_t epoch, int64_t step, const std::vector<int32_t>& indices)> on_batch;
+  // Called after an epoch's last step, before its evaluation (tests damage the model with it).
+  std::function<void(Module& model)> before_evaluation;
 };
 
 struct EvalResult {
@@ -46,6 +50,13 @@ struct EvalResult {
   double accuracy = 0.0;  // percent
   ConfusionMatrix confusion;
   std::vector<int32_t> predictions;  // per test image, in dataset order
+  std::vector<float> logits;         // with EvalOptions::keep_logits: images x classes, same order
+};
+
+struct EvalOptions {
+  bool keep_logits = false;
+  // Called after each batch is queued, with the batches done and the total (the progress line).
+  std::function<void(int64_t done, int64_t total)> progress;
 };
 
 enum class RunStatus { Finished, Interrupted, Evaluated };
@@ -58,19 +69,31 @@ struct RunResult {
   int64_t best_epoch = -1;
   double seconds = 0.0;  // wall time of this call
   EvalResult last_eval;  // the latest test-set evaluation
+  int stop_signal = 0;   // Interrupted: SIGINT or SIGTERM
+  bool best_on_val = false;  // best_accuracy is the validation accuracy (--val-split)
 };
 
 // Trains (or, with cfg.evaluate, evaluates a checkpoint), printing progress to `log`. The progress
-// line is redrawn in place only when `log` is std::cout and stdout is a terminal. Installs a
-// SIGINT handler for its duration. Throws UsageError for bad settings and minidl::Error for the
-// rest (missing files, a diverged loss).
+// line is redrawn in place only when `log` is std::cout and stdout is a terminal. Installs SIGINT
+// and SIGTERM handlers for its duration. Throws UsageError for bad settings and minidl::Error for
+// the rest (missing files, a diverged loss).
 RunResult run_train(const TrainConfig& cfg, std::ostream& log, const TrainHooks& hooks = {});
+
+// --seeds N: run_train N times with seeds seed, seed+1, ..., each in <out>/seed-<S>, then print the
+// final and best accuracies of every run and their mean +- sample std (and write seeds.json).
+struct SeedsSummary {
+  std::vector<RunResult> runs;
+  double final_mean = 0.0, final_std = 0.0;  // test accuracy after the last epoch
+  double best_mean = 0.0, best_std = 0.0;    // test accuracy of the best checkpoint
+};
+SeedsSummary run_seeds(const TrainConfig& cfg, std::ostream& log);
 
 // Loss, accuracy, confusion matrix and predictions of `model` over one pass of `loader`.
 EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& criterion,
-                    int num_classes);
+                    int num_classes, const EvalOptions& options = {});
 
 // What the SIGINT handler does: ask the running training loop to save and stop after its step.
 void request_interrupt();
+bool interrupt_requested();
 
 }  // namespace minidl

@@ -3,6 +3,7 @@
 
 #include <charconv>
 #include <map>
+#include <set>
 
 #include "io/safetensors.h"
 
@@ -67,7 +68,11 @@ class Metadata {
 void save_checkpoint(const std::string& path, Module& model, const Optimizer* opt,
                      const TrainState& state) {
   NamedTensors tensors;
-  for (const auto& [name, t] : model_tensors(model)) tensors.emplace_back(name, *t);
+  std::set<std::string> as_i64;  // torch keeps integer buffers in int64
+  for (const auto& [name, t] : model_tensors(model)) {
+    tensors.emplace_back(name, *t);
+    if (t->dtype() == DType::I32) as_i64.insert(name);
+  }
   std::map<std::string, std::string> meta{
       {"format", "minidl-checkpoint"},
       {"format_version", std::to_string(kCheckpointFormatVersion)},
@@ -83,18 +88,24 @@ void save_checkpoint(const std::string& path, Module& model, const Optimizer* op
     meta["optimizer"] = opt->config().name;
     meta["optimizer_step"] = std::to_string(opt->step_count());
   }
-  save_safetensors(path, tensors, meta);
+  save_safetensors(path, tensors, meta, as_i64);
 }
 
 TrainState load_checkpoint(const std::string& path, Module& model, Optimizer* opt) {
   const std::string who = "load_checkpoint '" + path + "'";
   const SafetensorsFile file = load_safetensors(path);
   const Metadata meta(file.metadata, who);
-  MINIDL_CHECK(meta.has("format") && meta.text("format") == "minidl-checkpoint", who,
-               ": not a minidl checkpoint (no metadata \"format\": \"minidl-checkpoint\")");
-  const int version = meta.number<int>("format_version");
-  MINIDL_CHECK(version == kCheckpointFormatVersion, who, ": checkpoint format version ", version,
-               ", this build reads version ", kCheckpointFormatVersion);
+  // A plain state_dict (safetensors.torch.save_file writes no metadata, or "format": "pt").
+  const bool state_dict_only = !meta.has("format") || meta.text("format") == "pt";
+  MINIDL_CHECK(state_dict_only || meta.text("format") == "minidl-checkpoint", who,
+               ": metadata \"format\" is \"", meta.has("format") ? meta.text("format") : "",
+               "\"; expected \"minidl-checkpoint\" or a PyTorch state_dict (\"pt\" or none)");
+  if (!state_dict_only) {
+    const int version = meta.number<int>("format_version");
+    MINIDL_CHECK(version >= kOldestCheckpointFormatVersion && version <= kCheckpointFormatVersion,
+                 who, ": checkpoint format version ", version, ", this build reads versions ",
+                 kOldestCheckpointFormatVersion, " to ", kCheckpointFormatVersion);
+  }
 
   // Check every model tensor (present, same shape and dtype) and that nothing else is there.
   const auto targets = model_tensors(model);
@@ -112,10 +123,13 @@ TrainState load_checkpoint(const std::string& path, Module& model, Optimizer* op
                  dst->shape(), " (was it saved from a different model or configuration?)");
     sources.push_back(src);
   }
+  std::string origin;
+  if (state_dict_only)
+    origin = " (a state_dict without minidl metadata: is it from the same architecture?)";
+  else if (meta.has("model_name"))
+    origin = str(" (the file holds model '", meta.text("model_name"), "')");
   MINIDL_CHECK(missing.empty(), who, ": ", missing.size(), " model tensor(s) missing from the file: ",
-               list_names(missing), meta.has("model_name")
-                   ? str(" (the file holds model '", meta.text("model_name"), "')")
-                   : std::string());
+               list_names(missing), origin);
   for (const auto& [name, t] : file.tensors) {
     if (name.rfind(kOptimizerPrefix, 0) == 0) continue;
     bool known = false;
@@ -126,6 +140,10 @@ TrainState load_checkpoint(const std::string& path, Module& model, Optimizer* op
                " tensor(s) in the file that the model does not have: ", list_names(unexpected));
 
   TrainState state;
+  if (state_dict_only) {  // weights only: nothing trained yet as far as minidl knows
+    for (size_t i = 0; i < targets.size(); ++i) targets[i].second->copy_(*sources[i]);
+    return state;
+  }
   state.epoch = meta.number<int64_t>("epoch");
   state.global_step = meta.number<int64_t>("global_step");
   state.best_accuracy = meta.number<double>("best_accuracy");

@@ -9,6 +9,11 @@
 //     "optimizer" (its name) and "optimizer_step" (its step count),
 // so that --resume continues exactly where the run stopped. Written atomically (temp + rename).
 // Loading is strict, like torch's load_state_dict(strict=True).
+//
+// Format versions: 2 writes int32 buffers (BatchNorm's num_batches_tracked) as I64, as torch does,
+// so that the file is a state_dict torch loads as it is; 1 (before) wrote them as I32. Both load.
+// A file without minidl's metadata (a state_dict written by safetensors.torch.save_file, with
+// metadata "format": "pt" or none) loads as model weights only: epoch 0, no optimizer state.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +24,8 @@
 
 namespace minidl {
 
-inline constexpr int kCheckpointFormatVersion = 1;
+inline constexpr int kCheckpointFormatVersion = 2;
+inline constexpr int kOldestCheckpointFormatVersion = 1;
 
 struct TrainState {
   int64_t epoch = 0;        // completed epochs

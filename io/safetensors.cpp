@@ -57,7 +57,8 @@ const Tensor* SafetensorsFile::find(const std::string& name) const {
 // ------------------------------------------------------------------ writing
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
+                      const std::map<std::string, std::string>& metadata,
+                      const std::set<std::string>& as_i64) {
   const std::string who = "save_safetensors '" + path + "'";
 
   // Header: metadata first, then the tensors in the order given, their bytes back to back.
@@ -74,15 +75,17 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
                  "'");
     MINIDL_CHECK(names.insert(name).second, who, ": tensor name '", name, "' appears twice");
     MINIDL_CHECK(t.defined(), who, ": tensor '", name, "' is undefined");
-    const char* dtype = safetensors_dtype(t.dtype());
+    const bool wide = as_i64.count(name) != 0;
+    MINIDL_CHECK(!wide || t.dtype() == DType::I32, who, ": tensor '", name, "' is ", t.dtype(),
+                 "; only int32 tensors can be written as I64");
+    const char* dtype = wide ? "I64" : safetensors_dtype(t.dtype());
     MINIDL_CHECK(dtype != nullptr, who, ": tensor '", name, "' has dtype ", t.dtype(),
                  ", which minidl does not write (supported: float32, float64, int32, uint8)");
     std::vector<int64_t> shape;
     for (int d = 0; d < t.dim(); ++d) shape.push_back(t.size(d));
-    header[name] = {{"dtype", dtype},
-                    {"shape", shape},
-                    {"data_offsets", {offset, offset + t.nbytes()}}};
-    offset += t.nbytes();
+    const uint64_t bytes = wide ? 2 * t.nbytes() : t.nbytes();
+    header[name] = {{"dtype", dtype}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
   }
   std::string text;
   try {
@@ -102,6 +105,13 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const auto& [name, t] : tensors) {
       const Tensor host = t.to(Device::cpu());
+      if (as_i64.count(name) != 0) {  // sign-extended, little-endian like the rest
+        const int32_t* v = host.data<int32_t>();
+        const std::vector<int64_t> wide(v, v + host.numel());
+        out.write(reinterpret_cast<const char*>(wide.data()),
+                  static_cast<std::streamsize>(wide.size() * sizeof(int64_t)));
+        continue;
+      }
       out.write(static_cast<const char*>(host.raw_data()),
                 static_cast<std::streamsize>(host.nbytes()));
     }
@@ -130,6 +140,7 @@ namespace {
 struct Entry {
   std::string name;
   DType dtype;
+  bool i64 = false;  // stored as I64, read into an int32 tensor
   Shape shape;
   uint64_t begin, end;
 };
@@ -145,15 +156,17 @@ Entry parse_entry(const std::string& who, const std::string& name, const nlohman
   e.name = name;
   MINIDL_CHECK(j["dtype"].is_string(), where, ": dtype must be a string, got ", j["dtype"].dump());
   const std::string dtype = j["dtype"].get<std::string>();
-  MINIDL_CHECK(parse_dtype(dtype, e.dtype), where, ": dtype ", dtype,
-               " is not supported by minidl (supported: F32, F64, I32, U8)");
+  e.i64 = dtype == "I64";
+  if (e.i64) e.dtype = DType::I32;
+  MINIDL_CHECK(e.i64 || parse_dtype(dtype, e.dtype), where, ": dtype ", dtype,
+               " is not supported by minidl (supported: F32, F64, I32, I64, U8)");
 
   const nlohmann::json& shape = j["shape"];
   MINIDL_CHECK(shape.is_array(), where, ": shape must be an array, got ", shape.dump());
   MINIDL_CHECK(shape.size() <= static_cast<size_t>(Shape::kMaxDims), where, ": shape ",
                shape.dump(), " has more than ", Shape::kMaxDims, " dimensions");
   // numel * element size, computed without overflow: it must not exceed the data region.
-  uint64_t bytes = dtype_size(e.dtype);
+  uint64_t bytes = e.i64 ? sizeof(int64_t) : dtype_size(e.dtype);
   bool too_big = false;
   int64_t dims[Shape::kMaxDims] = {};
   for (size_t i = 0; i < shape.size(); ++i) {
@@ -254,9 +267,26 @@ SafetensorsFile load_safetensors(const std::string& path) {
 
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype, Device::cpu());
-    in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
-    MINIDL_CHECK(in.good() || t.nbytes() == 0, who, ": cannot read the data of tensor '", e.name,
-                 "'");
+    if (e.i64) {
+      std::vector<int64_t> wide(static_cast<size_t>(t.numel()));
+      in.read(reinterpret_cast<char*>(wide.data()),
+              static_cast<std::streamsize>(wide.size() * sizeof(int64_t)));
+      MINIDL_CHECK(in.good() || wide.empty(), who, ": cannot read the data of tensor '", e.name,
+                   "'");
+      int32_t* dst = t.data<int32_t>();
+      for (size_t i = 0; i < wide.size(); ++i) {
+        MINIDL_CHECK(wide[i] >= std::numeric_limits<int32_t>::min() &&
+                         wide[i] <= std::numeric_limits<int32_t>::max(),
+                     who, ": tensor '", e.name, "' (I64) holds ", wide[i],
+                     ", outside the int32 range minidl stores integers in");
+        dst[i] = static_cast<int32_t>(wide[i]);
+      }
+      file.read_as_i64.insert(e.name);
+    } else {
+      in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
+      MINIDL_CHECK(in.good() || t.nbytes() == 0, who, ": cannot read the data of tensor '",
+                   e.name, "'");
+    }
     file.tensors.emplace_back(e.name, std::move(t));
   }
   return file;

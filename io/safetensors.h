@@ -5,14 +5,18 @@
 // of the header, and the tensors tile the data region without gaps or overlaps. Readable by
 // `safetensors.torch.load_file`, so a minidl checkpoint's state_dict loads into PyTorch.
 //
-// Supported dtypes: F32, F64, I32, U8 (minidl's float32, float64, int32, uint8); other entries are
-// rejected by name. Shapes have at most 4 dimensions (minidl's Shape).
+// Supported dtypes: F32, F64, I32, U8 (minidl's float32, float64, int32, uint8), and I64, which
+// PyTorch uses for integer buffers (BatchNorm's num_batches_tracked): an I64 tensor is read into an
+// int32 tensor (a value outside int32 is an error naming the tensor), and int32 tensors named in
+// `as_i64` are written as I64, as torch writes them. Other dtypes are rejected by name. Shapes have
+// at most 4 dimensions (minidl's Shape).
 //
 // Writes go to "<path>.tmp" and are renamed over <path> only when complete: a crash never leaves a
 // half-written file under the real name.
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,13 +28,16 @@ namespace minidl {
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // Tensors may live on any device (copied to the host to write), in the order given. Names must be
-// unique and non-empty, and "__metadata__" is reserved. Throws naming the path on I/O errors.
+// unique and non-empty, and "__metadata__" is reserved. The int32 tensors named in `as_i64` are
+// stored as I64. Throws naming the path on I/O errors.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const std::map<std::string, std::string>& metadata = {},
+                      const std::set<std::string>& as_i64 = {});
 
 struct SafetensorsFile {
   NamedTensors tensors;  // CPU tensors, in file order (increasing data offset)
   std::map<std::string, std::string> metadata;
+  std::set<std::string> read_as_i64;  // the tensors stored as I64 (now int32 tensors)
   const Tensor* find(const std::string& name) const;  // nullptr when absent
 };
 // Validates the header and every offset; errors name the path and the bad entry.

@@ -300,19 +300,41 @@ ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
 // TENSOR_OP_MATH_ALLOW_CONVERSION is never taken, TF32 or not: it may convert float32 operands
 // to fp16/bf16 (~1e-3 relative or worse, far below what --tf32 promises), and a later call in that
 // math type could pick such a kernel. `results` is sorted by time.
+// In deterministic mode (kernel_path.h) the choice is the deterministic algorithm with the lowest
+// id instead, so that timing noise cannot change it between runs, and falling back from a faster
+// non-deterministic algorithm is noted for the log.
 template <typename Perf>
 AlgoChoice pick(const std::vector<Perf>& results, int count, bool tf32, size_t workspace,
                 const char* direction, const ConvGeometry& g) {
+  const bool det = deterministic();
+  int fastest = -1, chosen = -1;
   for (int i = 0; i < count; ++i) {
     const Perf& r = results[i];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > workspace) continue;
     if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
     if (!tf32 && r.mathType == CUDNN_TENSOR_OP_MATH) continue;
+    if (fastest < 0) fastest = i;
+    if (!det) {
+      chosen = i;
+      break;
+    }
+    if (r.determinism == CUDNN_DETERMINISTIC &&
+        (chosen < 0 || static_cast<int>(r.algo) < static_cast<int>(results[chosen].algo)))
+      chosen = i;
+  }
+  if (chosen >= 0) {
+    const Perf& r = results[chosen];
+    if (det && results[fastest].determinism != CUDNN_DETERMINISTIC)
+      add_determinism_note(str("conv2d ", direction, " (input ", g.N, "x", g.C, "x", g.H, "x", g.W,
+                               ", weight ", g.K, "x", g.C, "x", g.R, "x", g.S, "): cuDNN algorithm ",
+                               static_cast<int>(r.algo), " instead of the faster non-deterministic ",
+                               static_cast<int>(results[fastest].algo)));
     return {static_cast<int>(r.algo), r.memory, tf32 ? r.mathType : CUDNN_FMA_MATH};
   }
-  throw_error(str("conv2d (cuDNN path): no usable ", direction, " algorithm for input (", g.N, ", ",
-                  g.C, ", ", g.H, ", ", g.W, "), weight (", g.K, ", ", g.C, ", ", g.R, ", ", g.S,
-                  "), stride ", g.stride, ", pad ", g.pad, "; use the cublas kernel path"));
+  throw_error(str("conv2d (cuDNN path): no usable ", det ? "deterministic " : "", direction,
+                  " algorithm for input (", g.N, ", ", g.C, ", ", g.H, ", ", g.W, "), weight (",
+                  g.K, ", ", g.C, ", ", g.R, ", ", g.S, "), stride ", g.stride, ", pad ", g.pad,
+                  "; use the cublas kernel path"));
 }
 
 // The workspace to offer cudnnFind*: the largest that the heuristic candidates ask for, capped.

@@ -132,6 +132,28 @@ TEST_CASE("train flags: every flag is parsed into its field", "[engine][cli]") {
   CHECK_THAT(c.command,
              Catch::Contains("--out 'my runs/x'") && Catch::StartsWith("train --model resnet50"));
 
+  const TrainConfig h = parse_args({"--data", data.string(), "--subset", "100", "--val-split",
+                                    "20", "--no-shuffle", "--deterministic", "--overwrite",
+                                    "--max-steps", "3", "--save-init", "--seeds", "2"});
+  CHECK(h.val_split == 20);
+  CHECK_FALSE(h.shuffle);
+  CHECK(h.deterministic);
+  CHECK(h.overwrite);
+  CHECK(h.max_steps == 3);
+  CHECK(h.save_init);
+  CHECK(h.seeds == 2);
+  const TrainConfig e2 = parse_args({"--evaluate", "--checkpoint", "b.safetensors",
+                                     "--dump-logits", "l.safetensors"});
+  CHECK(e2.dump_logits == "l.safetensors");
+  for (const auto& bad : std::vector<std::vector<std::string>>{
+           {"--max-steps", "-1"}, {"--seeds", "0"}, {"--val-split", "-5"}}) {
+    std::vector<std::string> args{"--data", data.string()};
+    args.insert(args.end(), bad.begin(), bad.end());
+    REQUIRE_THROWS_WITH(parse_args(args), Catch::Contains(bad[0] + " " + bad[1]));
+  }
+  REQUIRE_THROWS_WITH(parse_args({"--data", data.string(), "--seeds", "2", "--resume", "x"}),
+                      Catch::Contains("--seeds"));
+
   const TrainConfig d = parse_args({"--data", data.string(), "--no-augment", "--optimizer", "adamw",
                                     "--weight-decay", "0.05", "--resume", "r.safetensors"});
   CHECK_FALSE(d.augment);
@@ -242,7 +264,16 @@ TEST_CASE("train --help lists every flag with its default", "[engine][cli]") {
                            "--out",
                            "--resume",
                            "--checkpoint",
-                           "--evaluate"}) {
+                           "--evaluate",
+                           "--val-split",
+                           "--shuffle",
+                           "--no-shuffle",
+                           "--deterministic",
+                           "--overwrite",
+                           "--max-steps",
+                           "--save-init",
+                           "--dump-logits",
+                           "--seeds"}) {
     INFO(flag);
     CHECK_THAT(help, Catch::Contains(flag));
   }

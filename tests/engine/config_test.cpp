@@ -21,8 +21,12 @@ TrainConfig unusual_config() {
   c.dataset = "cifar100";
   c.subset = 1234;
   c.test_subset = 567;
+  c.val_split = 89;
   c.augment = false;
   c.cutout = 16;
+  c.shuffle = false;
+  c.norm_mean = {0.4914f, 0.48216f, 1.0f / 3.0f};  // floats that decimal text must keep exactly
+  c.norm_std = {0.2470f, 0.2435f, 0.2616f};
   c.epochs = 90;
   c.batch_size = 256;
   c.optimizer = "adagrad";
@@ -41,10 +45,16 @@ TrainConfig unusual_config() {
   c.tf32 = true;
   c.seed = 0xFFFFFFFFFFFFull;  // beyond 32 bits
   c.print_freq = 3;
+  c.deterministic = true;
   c.out = "runs/x";
   c.resume = "runs/y/last.safetensors";
   c.checkpoint = "runs/y/best.safetensors";
   c.evaluate = true;
+  c.overwrite = true;
+  c.max_steps = 17;
+  c.save_init = true;
+  c.dump_logits = "logits.safetensors";
+  c.seeds = 4;
   c.command = "train --model resnet56 'a b'";
   return c;
 }
@@ -89,4 +99,16 @@ TEST_CASE("train config: --resume takes the checkpoint's settings except the fla
   CHECK(m.resume == "ckpt.safetensors");  // never from the checkpoint
   CHECK(m.out.empty());
   CHECK(m.command == cli.command);
+  // The run's data settings come from the checkpoint, normalisation constants included.
+  CHECK(m.val_split == saved.val_split);
+  CHECK(m.norm_mean == saved.norm_mean);
+  CHECK(m.norm_std == saved.norm_std);
+  CHECK_FALSE(m.shuffle);
+  CHECK(m.deterministic);
+  // Controls of one invocation are not inherited: a run stopped by --max-steps 17 resumes fully.
+  CHECK(m.max_steps == 0);
+  CHECK_FALSE(m.overwrite);
+  CHECK_FALSE(m.save_init);
+  CHECK(m.dump_logits.empty());
+  CHECK(m.seeds == 1);
 }

@@ -58,11 +58,37 @@ TEST_CASE("metrics.csv round-trips every value exactly", "[engine][metrics]") {
   std::string header;
   std::getline(f, header);
   CHECK(header ==
-        "epoch,lr,train_loss,train_acc,test_loss,test_acc,epoch_seconds,images_per_second");
+        "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,epoch_seconds,"
+        "images_per_second");
 
-  std::ofstream(path, std::ios::app) << "3,0.1,oops,1,1,1,1,1\n";
+  std::ofstream(path, std::ios::app) << "3,0.1,oops,1,,,1,1,1,1\n";
   REQUIRE_THROWS_WITH(read_metrics_csv(path),
                       Catch::Contains(path + ":4") && Catch::Contains("oops"));
   REQUIRE_THROWS_WITH(read_metrics_csv((dir / "missing.csv").string()),
                       Catch::Contains("missing.csv"));
+}
+
+TEST_CASE("metrics.csv keeps validation columns, and reads files from before --val-split",
+          "[engine][metrics][val]") {
+  const auto dir = scratch_dir("metrics_val");
+  const std::string path = (dir / "metrics.csv").string();
+  EpochMetrics with_val{1, 0.1, 2.0, 20.0, 1.9, 25.0, 3.5, 1000.0};
+  with_val.has_val = true;
+  with_val.val_loss = 1.0 / 3;
+  with_val.val_acc = 31.25;
+  const EpochMetrics without{2, 0.05, 1.5, 40.0, 1.4, 45.0, 3.0, 1100.0};
+  write_metrics_csv(path, {with_val, without});
+  const std::vector<EpochMetrics> back = read_metrics_csv(path);
+  REQUIRE(back.size() == 2);
+  CHECK(back[0] == with_val);
+  CHECK(back[1] == without);
+  CHECK_FALSE(back[1].has_val);
+
+  // A run directory written before validation columns existed can still be resumed.
+  const std::string old = (dir / "old.csv").string();
+  std::ofstream(old) << "epoch,lr,train_loss,train_acc,test_loss,test_acc,epoch_seconds,"
+                        "images_per_second\n1,0.1,2,20,1.9,25,3.5,1000\n";
+  const std::vector<EpochMetrics> v1 = read_metrics_csv(old);
+  REQUIRE(v1.size() == 1);
+  CHECK(v1[0] == EpochMetrics{1, 0.1, 2.0, 20.0, 1.9, 25.0, 3.5, 1000.0});
 }

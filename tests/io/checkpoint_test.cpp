@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
@@ -121,7 +124,7 @@ TEST_CASE("checkpoint round trip is bit-exact and resumes exactly", "[checkpoint
                                           "optimizer.exp_avg", "optimizer.exp_avg_sq"});
   CHECK(f.metadata.at("optimizer") == "adam");
   CHECK(f.metadata.at("optimizer_step") == "3");
-  CHECK(f.metadata.at("format_version") == "1");
+  CHECK(f.metadata.at("format_version") == "2");
 
   TinyNet b(3, 2);
   Generator g2(seed + 1);
@@ -230,10 +233,113 @@ TEST_CASE("checkpoint loading is strict and names the tensor", "[checkpoint][err
     CHECK(b.values() == before);
   }
   SECTION("not a checkpoint") {
+    const std::string path2 = (temp_dir() / "other.safetensors").string();
+    save_safetensors(path2, {{"weight", Tensor::zeros(Shape{3, 2}, DType::F64)}},
+                     {{"format", "tf"}});
+    TinyNet b(3, 2);
+    REQUIRE_THROWS_WITH(load_checkpoint(path2, b, nullptr),
+                        Catch::Contains(path2) && Catch::Contains("\"tf\"") &&
+                            Catch::Contains("minidl-checkpoint"));
+  }
+  SECTION("a state_dict without minidl metadata must still be complete") {
     const std::string path2 = (temp_dir() / "plain.safetensors").string();
     save_safetensors(path2, {{"weight", Tensor::zeros(Shape{3, 2}, DType::F64)}});
     TinyNet b(3, 2);
     REQUIRE_THROWS_WITH(load_checkpoint(path2, b, nullptr),
-                        Catch::Contains(path2) && Catch::Contains("not a minidl checkpoint"));
+                        Catch::Contains(path2) && Catch::Contains("'bias'") &&
+                            Catch::Contains("state_dict"));
+  }
+}
+
+namespace {
+
+// A module with an int32 buffer, like BatchNorm2d's num_batches_tracked.
+class Counted : public Module {
+ public:
+  Counted() : Module("Counted") {
+    weight_ = register_parameter("weight", Tensor::zeros(Shape{2}, DType::F32));
+    count_ = register_buffer("num_batches_tracked", Tensor::zeros(Shape{}, DType::I32));
+  }
+  Tensor forward(const Tensor& x, Mode) override { return x; }
+  Tensor backward(const Tensor& dy) override { return dy; }
+  Shape output_shape(const Shape& in) const override { return in; }
+  Parameter* weight_;
+  Tensor* count_;
+};
+
+}  // namespace
+
+TEST_CASE("checkpoints store int32 buffers as I64 like torch, and read torch's and older files",
+          "[checkpoint][torch]") {
+  Counted a;
+  a.weight_->value.copy_(Tensor::from_vector(std::vector<float>{1.5f, -2.0f}, Shape{2}));
+  a.count_->data<int32_t>()[0] = 391;
+  TrainState st;
+  st.epoch = 3;
+  st.model_name = "counted";
+  const std::string path = (temp_dir() / "counted.safetensors").string();
+  save_checkpoint(path, a, nullptr, st);
+
+  // As torch's BatchNorm2d holds it: int64. The header says so and the bytes are 8 wide.
+  const std::string header = [&] {
+    std::ifstream in(path, std::ios::binary);
+    uint64_t n = 0;
+    in.read(reinterpret_cast<char*>(&n), 8);
+    std::string h(n, '\0');
+    in.read(h.data(), static_cast<std::streamsize>(n));
+    return h;
+  }();
+  const auto j = nlohmann::json::parse(header);
+  CHECK(j.at("num_batches_tracked").at("dtype") == "I64");
+  CHECK(j.at("num_batches_tracked").at("data_offsets")[1].get<int>() -
+            j.at("num_batches_tracked").at("data_offsets")[0].get<int>() ==
+        8);
+  CHECK(j.at("weight").at("dtype") == "F32");
+
+  Counted b;
+  const TrainState got = load_checkpoint(path, b, nullptr);
+  CHECK(got.epoch == 3);
+  CHECK(b.count_->data<int32_t>()[0] == 391);
+  CHECK(b.weight_->value.to_vector<float>() == std::vector<float>{1.5f, -2.0f});
+
+  SECTION("a state_dict written by safetensors.torch.save_file (metadata format pt) loads") {
+    const std::string pt = (temp_dir() / "torch.safetensors").string();
+    save_safetensors(pt,
+                     {{"weight", Tensor::from_vector(std::vector<float>{3.0f, 4.0f}, Shape{2})},
+                      {"num_batches_tracked",
+                       Tensor::from_vector(std::vector<int32_t>{7}, Shape{})}},
+                     {{"format", "pt"}}, {"num_batches_tracked"});
+    Counted c;
+    const TrainState s2 = load_checkpoint(pt, c, nullptr);
+    CHECK(s2.epoch == 0);  // weights only
+    CHECK(c.count_->data<int32_t>()[0] == 7);
+    CHECK(c.weight_->value.to_vector<float>() == std::vector<float>{3.0f, 4.0f});
+  }
+  SECTION("a format-1 checkpoint (int32 buffers stored as I32, before this change) loads") {
+    const std::string v1 = (temp_dir() / "v1.safetensors").string();
+    save_safetensors(v1,
+                     {{"weight", Tensor::from_vector(std::vector<float>{5.0f, 6.0f}, Shape{2})},
+                      {"num_batches_tracked",
+                       Tensor::from_vector(std::vector<int32_t>{12}, Shape{})}},
+                     {{"format", "minidl-checkpoint"},
+                      {"format_version", "1"},
+                      {"epoch", "4"},
+                      {"global_step", "40"},
+                      {"best_accuracy", "55.5"},
+                      {"best_epoch", "4"},
+                      {"model_name", "counted"},
+                      {"config_json", "{}"}});
+    Counted c;
+    const TrainState s1 = load_checkpoint(v1, c, nullptr);
+    CHECK(s1.epoch == 4);
+    CHECK(s1.best_accuracy == 55.5);
+    CHECK(c.count_->data<int32_t>()[0] == 12);
+  }
+  SECTION("a newer format is refused with both versions named") {
+    const std::string v9 = (temp_dir() / "v9.safetensors").string();
+    save_safetensors(v9, {}, {{"format", "minidl-checkpoint"}, {"format_version", "9"}});
+    Counted c;
+    REQUIRE_THROWS_WITH(load_checkpoint(v9, c, nullptr),
+                        Catch::Contains("version 9") && Catch::Contains("1 to 2"));
   }
 }

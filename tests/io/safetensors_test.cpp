@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -247,4 +248,37 @@ TEST_CASE("safetensors writes atomically", "[safetensors]") {
   const std::string nodir = (temp_dir() / "no_such_dir" / "x.safetensors").string();
   REQUIRE_THROWS_WITH(save_safetensors(nodir, {{"a", Tensor::zeros(Shape{1})}}),
                       Catch::Contains(nodir));
+}
+
+TEST_CASE("safetensors reads I64 (torch's integer buffers) into int32 and writes it back as I64",
+          "[safetensors][torch]") {
+  const fs::path p = temp_dir() / "i64.safetensors";
+  // As torch writes BatchNorm's num_batches_tracked: a 0-d I64 tensor, and a 1-d I64 tensor.
+  std::string data = le64(391);
+  for (int64_t v : {int64_t{-5}, int64_t{2147483647}}) data += le64(static_cast<uint64_t>(v));
+  write_bytes(p, file_bytes(R"({"n":{"dtype":"I64","shape":[],"data_offsets":[0,8]},)"
+                            R"("v":{"dtype":"I64","shape":[2],"data_offsets":[8,24]}})",
+                            data));
+  const SafetensorsFile f = load_safetensors(p.string());
+  REQUIRE(f.find("n") != nullptr);
+  CHECK(f.find("n")->dtype() == DType::I32);
+  CHECK(f.find("n")->to_vector<int32_t>() == std::vector<int32_t>{391});
+  CHECK(f.find("v")->to_vector<int32_t>() == std::vector<int32_t>{-5, 2147483647});
+  CHECK(f.read_as_i64 == std::set<std::string>{"n", "v"});
+
+  // Written back as I64: byte for byte the same data region.
+  const fs::path q = temp_dir() / "i64_back.safetensors";
+  save_safetensors(q.string(), f.tensors, {}, {"n", "v"});
+  const std::string back = read_bytes(q);
+  CHECK(back.substr(back.size() - 24) == data);
+  CHECK_THAT(back, Catch::Contains(R"("dtype":"I64")"));
+
+  // A value int32 cannot hold is refused, naming the tensor.
+  write_bytes(p, file_bytes(R"({"big":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})",
+                            le64(uint64_t{1} << 40)));
+  REQUIRE_THROWS_WITH(load_safetensors(p.string()),
+                      Catch::Contains("'big'") && Catch::Contains("1099511627776"));
+  // Only int32 tensors can be widened.
+  REQUIRE_THROWS_WITH(save_safetensors(q.string(), {{"f", Tensor::zeros(Shape{1})}}, {}, {"f"}),
+                      Catch::Contains("'f'") && Catch::Contains("I64"));
 }

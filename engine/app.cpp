@@ -1,0 +1,47 @@
+#include "engine/app.h"
+
+#include <csignal>
+#include <new>
+#include <string>
+
+#include "engine/cli.h"
+#include "engine/trainer.h"
+
+namespace minidl {
+
+int train_main(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  try {
+    const TrainConfig cfg = parse_train_args(argc, argv);
+    if (cfg.seeds > 1) {
+      const SeedsSummary s = run_seeds(cfg, out);
+      const bool stopped = !s.runs.empty() && s.runs.back().status == RunStatus::Interrupted;
+      if (stopped) return s.runs.back().stop_signal == SIGTERM ? 143 : 130;
+      return 0;
+    }
+    const RunResult r = run_train(cfg, out);
+    if (r.status == RunStatus::Interrupted) return r.stop_signal == SIGTERM ? 143 : 130;
+    return 0;
+  } catch (const HelpRequested& h) {
+    out << h.text;
+    return 0;
+  } catch (const UsageError& e) {
+    out.flush();
+    err << "train: error: " << e.what() << '\n';
+    return 2;
+  } catch (const std::bad_alloc&) {
+    out.flush();
+    err << "train: error: out of host memory; try a smaller --batch-size (or --subset)\n";
+    return 1;
+  } catch (const std::exception& e) {  // minidl::Error, and I/O errors from the standard library
+    out.flush();
+    const std::string what = e.what();
+    err << "train: error: " << what;
+    // The CUDA allocator's message has its own hint; the host's does not.
+    if (what.find("out of host memory") != std::string::npos)
+      err << "; try a smaller --batch-size (or a smaller model, --num-classes or --subset)";
+    err << '\n';
+    return 1;
+  }
+}
+
+}  // namespace minidl
