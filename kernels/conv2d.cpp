@@ -311,6 +311,73 @@ void backward_weight_im2col(T* dw, const T* dy, const T* x, const ConvGeometry& 
   }
 }
 
+// ---------------------------------------------------------------- 1x1, stride 1, no padding (CPU)
+// col would be x itself, so the products read x and write y in place: per image n,
+//   Y_n (K, L) = W (K, C) X_n (C, L),  dX_n (C, L) = W^T dY_n,  dW (K, C) += dY_n X_n^T.
+
+bool is_pointwise(const ConvGeometry& g, Device dev) {
+  return dev.is_cpu() && g.R == 1 && g.S == 1 && g.stride == 1 && g.pad == 0;
+}
+
+template <typename T>
+void forward_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGeometry& g,
+                       Device dev, KernelPath path) {
+  const int64_t L = g.H * g.W;
+  GemmShape s;
+  s.M = g.K;
+  s.N = L;
+  s.K = g.C;
+  s.lda = g.C;
+  s.ldb = L;
+  s.ldc = L;
+  s.batch = g.N;
+  s.stride_b = g.C * L;
+  s.stride_c = g.K * L;
+  gemm<T>(dev, path, s, T(1), w, x, T(0), y);
+  if (!bias) return;
+#pragma omp parallel for if (g.N * g.K * L > 65536)
+  for (int64_t nk = 0; nk < g.N * g.K; ++nk) {
+    const T b = bias[nk % g.K];
+    T* row = y + nk * L;
+    for (int64_t l = 0; l < L; ++l) row[l] += b;
+  }
+}
+
+template <typename T>
+void backward_data_pointwise(T* dx, const T* dy, const T* w, const ConvGeometry& g, Device dev,
+                             KernelPath path) {
+  const int64_t L = g.H * g.W;
+  GemmShape s;
+  s.trans_a = true;
+  s.M = g.C;
+  s.N = L;
+  s.K = g.K;
+  s.lda = g.C;
+  s.ldb = L;
+  s.ldc = L;
+  s.batch = g.N;
+  s.stride_b = g.K * L;
+  s.stride_c = g.C * L;
+  gemm<T>(dev, path, s, T(1), w, dy, T(0), dx);
+}
+
+template <typename T>
+void backward_weight_pointwise(T* dw, const T* dy, const T* x, const ConvGeometry& g, Device dev,
+                               KernelPath path) {
+  const int64_t L = g.H * g.W;
+  GemmShape s;
+  s.trans_b = true;
+  s.M = g.K;
+  s.N = g.C;
+  s.K = L;
+  s.lda = L;
+  s.ldb = L;
+  s.ldc = g.C;
+  // One product per image, each adding into dw (beta = 1).
+  for (int64_t n = 0; n < g.N; ++n)
+    gemm<T>(dev, path, s, T(1), dy + n * g.K * L, x + n * g.C * L, T(1), dw);
+}
+
 // `t` must live where `ref` does and have its dtype; on a GPU that dtype must be float32.
 void check_like(const Tensor& t, const Tensor& ref, const char* who, const char* what) {
   check_same_device(t, ref, who);
@@ -340,7 +407,15 @@ void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b
                                               cuda_context(x.device())));
     return;
   }
+  if (!x.is_cuda() && x.dtype() == DType::F32 && use_onednn()) {
+    MINIDL_IF_DNNL(onednn::conv2d_forward(y.data<float>(), x.data<float>(), w.data<float>(),
+                                          bias ? bias->data<float>() : nullptr, g));
+    return;
+  }
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    if (is_pointwise(g, x.device()))
+      return forward_pointwise<T>(y.data<T>(), x.data<T>(), w.data<T>(),
+                                  bias ? bias->data<T>() : nullptr, g, x.device(), path);
     forward_im2col<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias ? bias->data<T>() : nullptr, g,
                       x.device(), path);
   });
@@ -359,7 +434,15 @@ void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dP
                                                     w.data<float>(), g, cuda_context(dy.device())));
     return;
   }
+  if (!dy.is_cuda() && dy.dtype() == DType::F32 && use_onednn()) {
+    MINIDL_IF_DNNL(
+        onednn::conv2d_backward_data(dx.data<float>(), dy.data<float>(), w.data<float>(), g));
+    return;
+  }
   dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+    if (is_pointwise(g, dy.device()))
+      return backward_data_pointwise<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(),
+                                        path);
     backward_data_im2col<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(), path);
   });
 }
@@ -377,7 +460,15 @@ void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2
         dw.data<float>(), dy.data<float>(), x.data<float>(), g, cuda_context(dy.device())));
     return;
   }
+  if (!dy.is_cuda() && dy.dtype() == DType::F32 && use_onednn()) {
+    MINIDL_IF_DNNL(
+        onednn::conv2d_backward_weight(dw.data<float>(), dy.data<float>(), x.data<float>(), g));
+    return;
+  }
   dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+    if (is_pointwise(g, dy.device()))
+      return backward_weight_pointwise<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g,
+                                          dy.device(), path);
     backward_weight_im2col<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g, dy.device(), path);
   });
 }
