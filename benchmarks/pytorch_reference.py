@@ -373,18 +373,19 @@ def throughput(args, device):
           f"({args.steps} steps after {args.warmup_steps} warm-up)")
     print(f"throughput: {ips:.1f} images/s from the median step, {wips:.1f} images/s over the window")
     print(f"epoch estimate: {epoch_s:.1f} s ({steps_per_epoch} steps of {args.batch_size} images)")
+    # Peak resident set of the whole process (ru_maxrss, KiB on Linux): on the CPU the figure to
+    # put beside bench_train's, which reports the same measure.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if cuda:
         print(f"peak memory: {peak:.1f} MiB (torch.cuda.max_memory_allocated)")
-    else:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak resident set: {rss:.1f} MiB (process, not comparable to minidl's tensor peak)")
+    print(f"peak resident set: {rss:.1f} MiB (process, ru_maxrss)")
     print(f"loss: {loss_first:.4f} after warm-up, {loss_last:.4f} after the timed steps")
     print(f"RESULT framework=pytorch model={args.model} device={device.type} "
           f"kernels={'cudnn' if cuda else 'cpu'} tf32={int(args.tf32)} batch={args.batch_size} "
           f"data=synthetic steps={args.steps} median_step_ms={median:.4f} p10_step_ms={q[0]:.4f} "
           f"p90_step_ms={q[-1]:.4f} images_per_s={ips:.2f} window_images_per_s={wips:.2f} "
-          f"epoch_estimate_s={epoch_s:.2f} peak_mem_mib={peak:.1f} loss_first={loss_first:.4f} "
-          f"loss_last={loss_last:.4f}")
+          f"epoch_estimate_s={epoch_s:.2f} peak_mem_mib={peak:.1f} peak_rss_mib={rss:.1f} "
+          f"loss_first={loss_first:.4f} loss_last={loss_last:.4f}")
     if args.csv:
         fresh = not os.path.exists(args.csv)
         with open(args.csv, "a", newline="") as f:
