@@ -95,6 +95,18 @@ int64_t images_per_chunk(const ConvGeometry& g, size_t elem_bytes, Device dev) {
 
 namespace cpu {
 
+// The output columns q whose input column w = q*stride - pad + s lies inside [0, W): [q0, q1).
+// Outside it col holds the zero padding. Computing the range once per (s) keeps the inner loops
+// free of bounds tests (a copy, or for stride 1 a memcpy), which is what makes them fast.
+inline void valid_q(int64_t& q0, int64_t& q1, int64_t s, const ConvGeometry& g) {
+  const int64_t lo = g.pad - s;                          // q*stride >= lo
+  const int64_t hi = g.W + g.pad - s;                    // q*stride < hi
+  q0 = lo <= 0 ? 0 : (lo + g.stride - 1) / g.stride;
+  q1 = hi <= 0 ? 0 : (hi + g.stride - 1) / g.stride;
+  q0 = std::min(q0, g.Q);
+  q1 = std::max(q0, std::min(q1, g.Q));
+}
+
 // One row of col per (c, r, s); each row is written by one thread.
 template <typename T>
 void im2col(T* col, const T* x, int64_t nb, const ConvGeometry& g) {
@@ -102,15 +114,25 @@ void im2col(T* col, const T* x, int64_t nb, const ConvGeometry& g) {
 #pragma omp parallel for if (g.C * RS * ld > 65536)
   for (int64_t row = 0; row < g.C * RS; ++row) {
     const int64_t c = row / RS, r = (row / g.S) % g.R, s = row % g.S;
+    int64_t q0, q1;
+    valid_q(q0, q1, s, g);
     for (int64_t n = 0; n < nb; ++n) {
       const T* xc = x + (n * g.C + c) * g.H * g.W;
       T* dst = col + row * ld + n * L;
       for (int64_t p = 0; p < g.P; ++p) {
+        T* out = dst + p * g.Q;
         const int64_t h = p * g.stride - g.pad + r;
-        for (int64_t q = 0; q < g.Q; ++q) {
-          const int64_t w = q * g.stride - g.pad + s;
-          dst[p * g.Q + q] = (h >= 0 && h < g.H && w >= 0 && w < g.W) ? xc[h * g.W + w] : T(0);
+        if (h < 0 || h >= g.H) {
+          std::fill(out, out + g.Q, T(0));
+          continue;
         }
+        std::fill(out, out + q0, T(0));
+        const T* in = xc + h * g.W + (q0 * g.stride - g.pad + s);
+        if (g.stride == 1)
+          std::memcpy(out + q0, in, sizeof(T) * (q1 - q0));
+        else
+          for (int64_t q = q0; q < q1; ++q) out[q] = in[(q - q0) * g.stride];
+        std::fill(out + q1, out + g.Q, T(0));
       }
     }
   }
@@ -131,12 +153,18 @@ void col2im(T* dx, const T* col, int64_t nb, const ConvGeometry& g) {
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
         const T* src = col + ((c * g.R + r) * g.S + s) * ld + n * L;
+        int64_t q0, q1;
+        valid_q(q0, q1, s, g);
         for (int64_t p = 0; p < g.P; ++p) {
           const int64_t h = p * g.stride - g.pad + r;
           if (h < 0 || h >= g.H) continue;
-          for (int64_t q = 0; q < g.Q; ++q) {
-            const int64_t w = q * g.stride - g.pad + s;
-            if (w >= 0 && w < g.W) plane[h * g.W + w] += src[p * g.Q + q];
+          T* out = plane + h * g.W + (q0 * g.stride - g.pad + s);
+          const T* in = src + p * g.Q;
+          if (g.stride == 1) {
+#pragma omp simd
+            for (int64_t q = q0; q < q1; ++q) out[q - q0] += in[q];
+          } else {
+            for (int64_t q = q0; q < q1; ++q) out[(q - q0) * g.stride] += in[q];
           }
         }
       }
