@@ -6,6 +6,9 @@
 // freed blocks go to a free list keyed by their rounded size and the next request of that size
 // reuses them. After the first step of a run every allocation is a list pop. Statistics
 // (in use, peak, reserved) are kept per device for the memory report.
+// MINIDL_CUDA_NO_CACHE=1 disables the CUDA cache: exact-size cudaMalloc per request, and cudaFree
+// (after a device synchronize) at release, so that compute-sanitizer's memcheck sees an access a
+// few bytes past a tensor. scripts/gpu-check.sh sets it for the sanitizer steps.
 #pragma once
 
 #include <cstddef>

@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -156,6 +158,28 @@ void cuda_synchronize(const Device& d) {
   CUDA_CHECK(cudaStreamSynchronize(cuda_context(d.index).stream));
 }
 
+namespace {
+// A copy between two devices runs on the destination's stream, but the source was written by work
+// queued on the source device's stream, which the destination stream does not wait for. An event
+// orders the copy after that work; a second one makes later work on the source stream (which may
+// reuse the source block through the caching allocator) wait until the copy has read it.
+void copy_peer(void* dst, int dst_index, const void* src, int src_index, size_t bytes) {
+  cudaStream_t src_stream = cuda_context(src_index).stream;  // current device: src_index
+  cudaEvent_t src_done = nullptr, copy_done = nullptr;
+  CUDA_CHECK(cudaEventCreateWithFlags(&src_done, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventRecord(src_done, src_stream));
+  cudaStream_t dst_stream = cuda_context(dst_index).stream;  // current device: dst_index
+  CUDA_CHECK(cudaStreamWaitEvent(dst_stream, src_done, 0));
+  CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_index, src, src_index, bytes, dst_stream));
+  CUDA_CHECK(cudaEventCreateWithFlags(&copy_done, cudaEventDisableTiming));
+  CUDA_CHECK(cudaEventRecord(copy_done, dst_stream));
+  CUDA_CHECK(cudaStreamWaitEvent(src_stream, copy_done, 0));
+  // Destroying a recorded event is allowed; its resources go once the stream has passed it.
+  CUDA_CHECK(cudaEventDestroy(src_done));
+  CUDA_CHECK(cudaEventDestroy(copy_done));
+}
+}  // namespace
+
 void memcpy_any(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
   if (bytes == 0) return;
   if (dst_dev.is_cpu() && src_dev.is_cpu()) {
@@ -168,7 +192,7 @@ void memcpy_any(void* dst, Device dst_dev, const void* src, Device src_dev, size
     if (dst_dev.index == src_dev.index)
       CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s));
     else
-      CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_dev.index, src, src_dev.index, bytes, s));
+      copy_peer(dst, dst_dev.index, src, src_dev.index, bytes);
     return;
   }
   // Host <-> device: queue on the stream (after the work that produced the data), then wait so the
@@ -194,6 +218,20 @@ namespace {
 // share a bucket. A freed block is kept on its bucket's list and handed out again; all work is on
 // one stream per device, so a block freed by the host may be reused by later work on that stream
 // without synchronisation (stream order guarantees the earlier kernels read it first).
+//
+// MINIDL_CUDA_NO_CACHE=1 (for compute-sanitizer runs) turns the cache off: every request is a
+// cudaMalloc of exactly the bytes asked for, and a released block is freed at once, after the
+// device has finished the work queued on it. A kernel that writes or reads a few elements past a
+// tensor then leaves its allocation, which memcheck reports; with the cache the rounding padding
+// (up to 2 MiB) or a neighbouring cached block would absorb it silently. Slow: tests only.
+bool no_cache() {
+  static const bool on = [] {
+    const char* v = std::getenv("MINIDL_CUDA_NO_CACHE");
+    return v && *v && std::strcmp(v, "0") != 0;
+  }();
+  return on;
+}
+
 struct DeviceCache {
   std::mutex mutex;
   std::unordered_map<size_t, std::vector<void*>> free_lists;  // rounded size -> blocks
@@ -221,11 +259,12 @@ namespace detail {
 
 void* cuda_allocate(size_t bytes, int device) {
   DeviceCache& c = cache(device);
-  const size_t r = round_size(bytes);
+  // Without the cache: the exact size (1 byte for an empty tensor, so that it still has an address).
+  const size_t r = no_cache() ? std::max<size_t>(bytes, 1) : round_size(bytes);
   std::lock_guard<std::mutex> lock(c.mutex);
   c.stats.allocations++;
   void* p = nullptr;
-  auto& list = c.free_lists[r];
+  auto& list = c.free_lists[r];  // always empty without the cache
   if (!list.empty()) {
     p = list.back();
     list.pop_back();
@@ -243,10 +282,18 @@ void* cuda_allocate(size_t bytes, int device) {
       c.free_lists.clear();
       e = cudaMalloc(&p, r);
     }
-    if (e != cudaSuccess) {
+    if (e == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       throw Error(str("CUDA out of memory: could not allocate ", bytes, " bytes on cuda:", device,
                       " (", c.stats.in_use >> 20, " MiB in use by minidl); reduce --batch-size"));
+    }
+    if (e != cudaSuccess) {
+      // Not a shortage of memory: typically a sticky error left by an earlier kernel (e.g. an
+      // illegal address) or a broken context. Say which, since "out of memory" would mislead.
+      cudaGetLastError();
+      throw Error(str("CUDA error ", cudaGetErrorName(e), " (", cudaGetErrorString(e),
+                      ") in cudaMalloc of ", bytes, " bytes on cuda:", device,
+                      "; an earlier kernel may have failed (MINIDL_SYNC_LAUNCHES=1 finds it)"));
     }
     c.stats.reserved += r;
     c.stats.system_allocations++;
@@ -258,6 +305,25 @@ void* cuda_allocate(size_t bytes, int device) {
 
 void cuda_deallocate(void* p, size_t bytes, int device) {
   DeviceCache& c = cache(device);
+  if (no_cache()) {
+    const size_t r = std::max<size_t>(bytes, 1);
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.stats.in_use -= r;
+    c.stats.reserved -= r;
+    // Kernels queued on any stream may still use the block: wait for them, then free it. Called
+    // from destructors, so errors are reported, not thrown; at process exit the runtime may
+    // already be unloading, which is not an error worth a message.
+    int previous = -1;
+    cudaGetDevice(&previous);
+    cudaError_t e = cudaSetDevice(device);
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = cudaFree(p);
+    if (previous >= 0 && previous != device) cudaSetDevice(previous);
+    if (e != cudaSuccess && e != cudaErrorCudartUnloading)
+      std::fprintf(stderr, "minidl: freeing %zu bytes on cuda:%d (MINIDL_CUDA_NO_CACHE): %s (%s)\n",
+                   bytes, device, cudaGetErrorName(e), cudaGetErrorString(e));
+    return;
+  }
   const size_t r = round_size(bytes);
   std::lock_guard<std::mutex> lock(c.mutex);
   c.free_lists[r].push_back(p);

@@ -296,16 +296,18 @@ ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
 
 // The fastest measured result that succeeded and fits the workspace we gave. Without TF32 the
 // descriptor stays in FMA_MATH (results using tensor-op math are skipped as well); with TF32 the
-// descriptor takes the math type the algorithm was measured with. `results` is sorted by time.
+// descriptor takes the math type the algorithm was measured with. A result in
+// TENSOR_OP_MATH_ALLOW_CONVERSION is never taken, TF32 or not: it may convert float32 operands
+// to fp16/bf16 (~1e-3 relative or worse, far below what --tf32 promises), and a later call in that
+// math type could pick such a kernel. `results` is sorted by time.
 template <typename Perf>
 AlgoChoice pick(const std::vector<Perf>& results, int count, bool tf32, size_t workspace,
                 const char* direction, const ConvGeometry& g) {
   for (int i = 0; i < count; ++i) {
     const Perf& r = results[i];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > workspace) continue;
-    const bool tensor_op =
-        r.mathType == CUDNN_TENSOR_OP_MATH || r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-    if (!tf32 && tensor_op) continue;
+    if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
+    if (!tf32 && r.mathType == CUDNN_TENSOR_OP_MATH) continue;
     return {static_cast<int>(r.algo), r.memory, tf32 ? r.mathType : CUDNN_FMA_MATH};
   }
   throw_error(str("conv2d (cuDNN path): no usable ", direction, " algorithm for input (", g.N, ", ",

@@ -5,7 +5,8 @@
 // op(X) is X or X^T; C is M x N, op(A) is M x K, op(B) is K x N; lda/ldb/ldc are row strides and
 // strideA/B/C the distance between consecutive matrices of the batch (0 repeats one matrix).
 //
-// CPU: one cblas_{s,d}gemm per batch entry (OpenBLAS). CUDA, float32 only: our tiled
+// CPU: one cblas_{s,d}gemm per batch entry (OpenBLAS), or, in a build configured with
+// -DMINIDL_BLAS=OFF, detail::gemm_builtin below (slower; fine for references). CUDA, float32 only: our tiled
 // shared-memory SGEMM (KernelPath::Handwritten) or cuBLAS (Cublas and Cudnn paths; cuBLAS is
 // column-major, so it computes C^T = op(B)^T op(A)^T, which is the same memory).
 #pragma once
@@ -40,6 +41,15 @@ void matmul(Tensor& C, const Tensor& A, const Tensor& B, bool trans_a, bool tran
 // differ from the fp32 reference by ~1e-3 relative). Affects the Cublas and Cudnn paths.
 void set_allow_tf32(bool allow);
 bool allow_tf32();
+
+namespace detail {
+// The CPU product without BLAS: A and B packed into cache blocks, a register-tiled micro-kernel,
+// OpenMP over tiles of C. Used by gemm() when minidl is built with -DMINIDL_BLAS=OFF; always
+// compiled, so that its test runs in every build. Same contract as gemm() on the CPU (beta == 0
+// never reads C).
+template <typename T>
+void gemm_builtin(const GemmShape& s, T alpha, const T* A, const T* B, T beta, T* C);
+}  // namespace detail
 
 namespace cuda {
 void sgemm_handwritten(const GemmShape& s, float alpha, const float* A, const float* B, float beta,

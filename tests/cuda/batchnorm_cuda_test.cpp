@@ -16,6 +16,7 @@
 
 #include "kernels/batchnorm.h"
 #include "layers/batchnorm.h"
+#include "../support/cuda_paths.h"
 #include "../support/test_util.h"
 
 using namespace minidl;
@@ -24,7 +25,6 @@ using namespace minidl::test;
 namespace {
 
 const Device kGpu = Device::cuda(0);
-const KernelPath kPaths[] = {KernelPath::Handwritten, KernelPath::Cublas, KernelPath::Cudnn};
 const Shape kShapes[] = {Shape{4, 64, 32, 32}, Shape{3, 256, 8, 8},   Shape{1, 512, 4, 4},
                          Shape{32, 16, 32, 32}, Shape{3, 5, 7, 9},     Shape{13, 16, 31, 31}};
 
@@ -60,13 +60,13 @@ struct Channels {
 
 }  // namespace
 
-TEST_CASE("batchnorm CUDA train mode matches the float64 CPU reference", "[cuda][batchnorm]") {
+TEST_CASE("batchnorm CUDA train mode matches the float64 CPU reference", "[cuda][batchnorm][sanitize]") {
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);
   const BatchNormParams p{};
   for (const Shape& s : kShapes) {
-    for (KernelPath path : kPaths) {
+    for (KernelPath path : cuda_paths()) {
       INFO("shape " << s << ", path " << kernel_path_name(path));
       const int64_t C = s[1];
       const double M = static_cast<double>(s.numel() / C);
@@ -116,7 +116,7 @@ TEST_CASE("batchnorm CUDA eval mode matches the float64 CPU reference", "[cuda][
   Generator g(seed);
   const BatchNormParams p{};
   for (const Shape& s : kShapes) {
-    for (KernelPath path : kPaths) {
+    for (KernelPath path : cuda_paths()) {
       INFO("shape " << s << ", path " << kernel_path_name(path));
       const int64_t C = s[1];
       const double M = static_cast<double>(s.numel() / C);
@@ -158,7 +158,7 @@ TEST_CASE("BatchNorm2d on CUDA: running statistics and num_batches_tracked on th
   INFO("seed " << seed);
   Generator g(seed);
   const Shape s{3, 5, 7, 9};
-  for (KernelPath path : kPaths) {
+  for (KernelPath path : cuda_paths()) {
     INFO("path " << kernel_path_name(path));
     BatchNorm2d cpu(BatchNorm2dConfig{5, 0.1, 1e-5, DType::F64});
     BatchNorm2d gpu(BatchNorm2dConfig{5});

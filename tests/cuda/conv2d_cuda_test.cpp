@@ -7,6 +7,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../support/cuda_paths.h"
 #include "../support/test_util.h"
 #include "kernels/conv2d.h"
 #include "layers/conv2d.h"
@@ -135,7 +136,7 @@ TEST_CASE("CUDA conv2d matches the CPU on model layer shapes", "[cuda][conv2d]")
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);
-  for (KernelPath path : {KernelPath::Handwritten, KernelPath::Cublas, KernelPath::Cudnn})
+  for (KernelPath path : cuda_paths())
     for (const ConvCase& c : model_cases()) check_case(c, path, g);
 }
 
@@ -143,7 +144,7 @@ TEST_CASE("CUDA conv2d matches the CPU on awkward shapes", "[cuda][conv2d][sanit
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);
-  for (KernelPath path : {KernelPath::Handwritten, KernelPath::Cublas, KernelPath::Cudnn})
+  for (KernelPath path : cuda_paths())
     for (const ConvCase& c : awkward_cases()) check_case(c, path, g);
 }
 
@@ -172,7 +173,7 @@ TEST_CASE("CUDA Conv2d layer matches the CPU layer", "[cuda][conv2d]") {
   cfg.kernel = 3;
   cfg.stride = 2;
   cfg.pad = 1;
-  for (KernelPath path : {KernelPath::Handwritten, KernelPath::Cublas, KernelPath::Cudnn}) {
+  for (KernelPath path : cuda_paths()) {
     INFO(kernel_path_name(path));
     Generator init(seed);
     Conv2d cpu(cfg, init);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../support/cuda_paths.h"
 #include "../support/test_util.h"
 #include "kernels/gemm.h"
 
@@ -86,7 +87,7 @@ TEST_CASE("CUDA gemm matches the CPU float64 product on every path", "[cuda][gem
                                        {128, 257, 300, 1, 0, false},  {130, 129, 31, 2, 3, false},
                                        {5, 300, 7, 3, 1, true},       {256, 128, 512, 1, 0, false},
                                        {515, 1031, 700, 1, 0, false}, {64, 64, 4608, 2, 0, true}};
-  for (KernelPath path : {KernelPath::Handwritten, KernelPath::Cublas, KernelPath::Cudnn})
+  for (KernelPath path : cuda_paths())
     for (const GemmCase& c : cases)
       for (bool ta : {false, true})
         for (bool tb : {false, true})

@@ -5,6 +5,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../support/cuda_paths.h"
 #include "../support/test_util.h"
 #include "kernels/linear.h"
 #include "layers/linear.h"
@@ -45,7 +46,7 @@ TEST_CASE("CUDA linear forward and backward match the CPU on every path", "[cuda
   // The classifier shapes (512 -> 10, 4096 -> 10 for AlexNet's 256*4*4), one sample, and sizes that
   // are not multiples of the GEMM tile.
   const std::vector<Case> cases = {{3, 512, 10}, {1, 17, 33}, {130, 300, 257}, {64, 4096, 10}};
-  for (KernelPath path : {KernelPath::Handwritten, KernelPath::Cublas, KernelPath::Cudnn})
+  for (KernelPath path : cuda_paths())
     for (const Case& c : cases)
       for (bool with_bias : {true, false}) {
         INFO(kernel_path_name(path)
@@ -94,7 +95,7 @@ TEST_CASE("CUDA Linear layer flattens 4-D input like the CPU layer", "[cuda][lin
   LinearConfig cfg;
   cfg.in_features = 12;
   cfg.out_features = 5;
-  for (KernelPath path : {KernelPath::Handwritten, KernelPath::Cublas, KernelPath::Cudnn}) {
+  for (KernelPath path : cuda_paths()) {
     INFO(kernel_path_name(path));
     Generator init(seed), init2(seed);
     Linear cpu(cfg, init), gpu(cfg, init2);  // same initial weights

@@ -11,6 +11,7 @@
 #include <numeric>
 
 #include "kernels/pooling.h"
+#include "../support/cuda_paths.h"
 #include "../support/test_util.h"
 
 using namespace minidl;
@@ -19,7 +20,6 @@ using namespace minidl::test;
 namespace {
 
 const Device kGpu = Device::cuda(0);
-const KernelPath kPaths[] = {KernelPath::Handwritten, KernelPath::Cublas, KernelPath::Cudnn};
 
 struct Case {
   Shape x;
@@ -62,7 +62,7 @@ TEST_CASE("maxpool CUDA matches the float64 CPU reference", "[cuda][pooling][san
   INFO("seed " << seed);
   Generator g(seed);
   for (const Case& k : kCases) {
-    for (KernelPath path : kPaths) {
+    for (KernelPath path : cuda_paths()) {
       INFO("x " << k.x << ", k=" << k.p.kernel << " s=" << k.p.stride << " p=" << k.p.pad
                 << ", path " << kernel_path_name(path));
       const Shape ys = pool2d_output_shape(k.x, k.p, "test");
@@ -100,7 +100,7 @@ TEST_CASE("avgpool CUDA matches the float64 CPU reference", "[cuda][pooling]") {
   INFO("seed " << seed);
   Generator g(seed);
   for (const Case& k : kCases) {
-    for (KernelPath path : kPaths) {
+    for (KernelPath path : cuda_paths()) {
       INFO("x " << k.x << ", k=" << k.p.kernel << " s=" << k.p.stride << " p=" << k.p.pad
                 << ", path " << kernel_path_name(path));
       const Shape ys = pool2d_output_shape(k.x, k.p, "test");

@@ -163,3 +163,76 @@ TEST_CASE("allow_tf32 is a process-wide switch, off by default", "[gemm]") {
   set_allow_tf32(false);
   CHECK_FALSE(allow_tf32());
 }
+
+// The built-in product (-DMINIDL_BLAS=OFF) on shapes that cross its block edges: K beyond one
+// 256-deep block, M beyond 64-row tiles, N beyond 256-column tiles, and sizes that leave partial
+// 4 x 8 (float) and 4 x 4 (double) micro-tiles; transposes, padded rows, a batch with a shared A.
+TEST_CASE("built-in CPU gemm matches a naive triple loop across its blocks", "[gemm][builtin]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  struct Case {
+    int64_t M, N, K, batch;
+    int pad;
+  };
+  const std::vector<Case> cases = {{1, 1, 1, 1, 0},    {3, 5, 7, 2, 1},    {67, 259, 300, 1, 0},
+                                   {130, 70, 513, 1, 3}, {65, 17, 257, 3, 2}, {9, 300, 64, 1, 0}};
+  for (const Case& c : cases)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (DType dt : {DType::F64, DType::F32}) {
+          GemmShape s;
+          s.trans_a = ta;
+          s.trans_b = tb;
+          s.M = c.M;
+          s.N = c.N;
+          s.K = c.K;
+          s.batch = c.batch;
+          const int64_t a_rows = ta ? c.K : c.M, b_rows = tb ? c.N : c.K;
+          s.lda = (ta ? c.M : c.K) + c.pad;
+          s.ldb = (tb ? c.K : c.N) + c.pad;
+          s.ldc = c.N + c.pad;
+          s.stride_a = c.batch > 1 && c.pad == 2 ? 0 : a_rows * s.lda;
+          s.stride_b = b_rows * s.ldb;
+          s.stride_c = c.M * s.ldc;
+          INFO("M=" << c.M << " N=" << c.N << " K=" << c.K << " batch=" << c.batch << " ta=" << ta
+                    << " tb=" << tb << " " << dtype_name(dt));
+          const Tensor A =
+              uniform_tensor(Shape{extent(a_rows, s.lda, s.stride_a, c.batch)}, g, -1, 1, dt);
+          const Tensor B =
+              uniform_tensor(Shape{extent(b_rows, s.ldb, s.stride_b, c.batch)}, g, -1, 1, dt);
+          Tensor C = uniform_tensor(Shape{extent(c.M, s.ldc, s.stride_c, c.batch)}, g, -1, 1, dt);
+          const double alpha = -1.25, beta = 0.5;
+          const std::vector<double> ref =
+              naive_gemm(s, alpha, to_doubles(A), to_doubles(B), beta, to_doubles(C));
+          dispatch_floating(dt, "test", [&]<typename T>() {
+            detail::gemm_builtin<T>(s, T(alpha), A.data<T>(), B.data<T>(), T(beta), C.data<T>());
+          });
+          // As above, with K up to 513: float64 ~K * 1e-16, float32 accumulation below
+          // K * 2^-24 * |terms| ~ 3e-5 (the elements of C are sums of K terms of size <= 1.25).
+          const double tol = dt == DType::F64 ? 1e-12 : 1e-4;
+          const Comparison cmp = compare(C, Tensor::from_vector(ref, C.shape()), tol, tol);
+          INFO(cmp.report);
+          CHECK(cmp.ok);
+        }
+}
+
+TEST_CASE("built-in CPU gemm: beta 0 ignores NaN in C, K 0 or alpha 0 only scale C", "[gemm][builtin]") {
+  GemmShape s;
+  s.M = 2;
+  s.N = 2;
+  s.K = 1;
+  s.lda = 1;
+  s.ldb = 2;
+  s.ldc = 2;
+  const std::vector<double> A = {1, 2}, B = {3, 4};
+  Tensor C = Tensor::empty(Shape{2, 2}, DType::F64);
+  poison(C);
+  detail::gemm_builtin<double>(s, 1.0, A.data(), B.data(), 0.0, C.data<double>());
+  CHECK(C.to_vector<double>() == std::vector<double>{3, 4, 6, 8});
+  detail::gemm_builtin<double>(s, 0.0, A.data(), B.data(), 2.0, C.data<double>());
+  CHECK(C.to_vector<double>() == std::vector<double>{6, 8, 12, 16});
+  s.K = 0;
+  detail::gemm_builtin<double>(s, 1.0, A.data(), B.data(), 0.5, C.data<double>());
+  CHECK(C.to_vector<double>() == std::vector<double>{3, 4, 6, 8});
+}
