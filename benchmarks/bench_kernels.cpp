@@ -49,6 +49,7 @@
 #include "kernels/augment.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
+#include "kernels/cpu_kernels.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
@@ -927,12 +928,15 @@ const char* kHelp = R"(bench_kernels: check and time every minidl op at model la
   --csv PATH                 also write the rows as CSV
   --seed N                   seed of the random inputs (default: drawn, and printed)
   --threads N                OpenMP threads on the CPU (default: all)
+  --cpu-kernels a,b          CPU paths for the convolutions (default: every path this build has,
+                             onednn,handwritten); the other ops have one CPU path (handwritten)
   --list                     print the cases (op, shape, models, GPU paths) and exit
 )";
 
 int run(int argc, char** argv) {
   const Args args(argc, argv,
-                  {"device", "batch", "ops", "shapes", "repeats", "csv", "seed", "threads", "gemm-size", "list"},
+                  {"device", "batch", "ops", "shapes", "repeats", "csv", "seed", "threads", "gemm-size", "list",
+                   "cpu-kernels"},
                   "bench_kernels");
   if (args.has("help")) {
     fmt::print("{}", kHelp);
@@ -950,6 +954,12 @@ int run(int argc, char** argv) {
   o.csv = args.get("csv", "");
   o.seed = static_cast<uint64_t>(args.get_int("seed", static_cast<int64_t>(std::random_device{}() & 0x7fffffff)));
   o.gemm_size = args.get_int("gemm-size", o.device.is_cuda() ? 8192 : 2048);
+  std::vector<CpuKernels> cpu_paths;
+  for (const std::string& name :
+       bench::split_commas(args.get("cpu-kernels", "")).empty()
+           ? cpu_kernels_names()
+           : bench::split_commas(args.get("cpu-kernels", "")))
+    cpu_paths.push_back(parse_cpu_kernels(name));
 
   std::vector<Case> cases = build_cases(model_shapes(o.shapes), o.batch, o.gemm_size);
   if (!o.ops.empty()) {
@@ -983,6 +993,7 @@ int run(int argc, char** argv) {
   fmt::print("# bench_kernels: correctness against the float64 CPU reference, then the median of "
              "many repeats (caches flushed before each)\n");
   fmt::print("# device: {}\n", bench::device_summary(o.device));
+  if (o.device.is_cpu()) fmt::print("# {}\n", cpu_kernels_summary());
   fmt::print("# commit: {}   date: {}   seed: {}\n", bench::git_commit(), bench::utc_now(), o.seed);
   fmt::print("# command: {}\n", bench::command_line(argc, argv));
   fmt::print("# batch {}, shapes {}, {} cases\n", o.batch, o.shapes, cases.size());
@@ -1011,13 +1022,19 @@ int run(int argc, char** argv) {
   for (const Case& c : cases) {
     ++case_seed;
     std::vector<Row> rows;
-    const std::vector<KernelPath> paths =
-        o.device.is_cuda() ? c.gpu_paths : std::vector<KernelPath>{KernelPath::Cudnn};
-    for (KernelPath p : paths) {
+    // On a GPU: the case's kernel paths. On the CPU: the selected CPU paths for a convolution
+    // (the only op with a vendor path there), the handwritten kernels for the rest.
+    const bool cpu_conv = o.device.is_cpu() && c.op.starts_with("conv2d");
+    const size_t n_paths =
+        o.device.is_cuda() ? c.gpu_paths.size() : (cpu_conv ? cpu_paths.size() : 1);
+    for (size_t pi = 0; pi < n_paths; ++pi) {
+      const KernelPath p = o.device.is_cuda() ? c.gpu_paths[pi] : KernelPath::Cudnn;
+      const CpuKernels cpu_path = cpu_conv ? cpu_paths[pi] : CpuKernels::Handwritten;
       Row r;
       r.c = &c;
       r.path = p;
-      r.path_name = o.device.is_cuda() ? kernel_path_name(p) : "cpu";
+      r.path_name = o.device.is_cuda() ? kernel_path_name(p) : cpu_kernels_name(cpu_path);
+      if (o.device.is_cpu()) set_cpu_kernels(cpu_path);
       try {
         // The small case, on the device in float32 and on the CPU in float64, same inputs.
         Inputs ref_in(Device::cpu(), DType::F64, p, case_seed), dev_in(o.device, DType::F32, p, case_seed);

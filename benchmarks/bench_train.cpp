@@ -17,6 +17,7 @@
 //   bench_train --model resnet18 --batch-size 32 --device cpu --steps 10 --warmup-steps 2
 #include <fmt/core.h>
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <cmath>
 #include <fstream>
@@ -31,6 +32,7 @@
 #include "core/timer.h"
 #include "data/cifar.h"
 #include "data/loader.h"
+#include "kernels/cpu_kernels.h"
 #include "kernels/gemm.h"
 #include "layers/loss.h"
 #include "models/models.h"
@@ -45,6 +47,7 @@ const char* kHelp = R"(bench_train: end-to-end training throughput of one model
   --model NAME          model from the zoo (default resnet18)
   --batch-size N        images per step (default 128)
   --kernels PATH        handwritten | cublas | cudnn (default cudnn; ignored on the CPU)
+  --cpu-kernels PATH    onednn | handwritten (default: the fastest this build has; CPU only)
   --device D            cpu | cuda | cuda:N (default cuda when available, else cpu)
   --steps N             timed steps (default 30)
   --warmup-steps N      untimed steps first (default 5)
@@ -62,7 +65,7 @@ constexpr int64_t kCifarTrainImages = 50000;
 
 int run(int argc, char** argv) {
   const bench::Args args(argc, argv,
-                         {"model", "batch-size", "kernels", "device", "steps", "warmup-steps", "data",
+                         {"model", "batch-size", "kernels", "cpu-kernels", "device", "steps", "warmup-steps", "data",
                           "optimizer", "lr", "tf32", "threads", "seed", "csv"},
                          "bench_train");
   if (args.has("help")) {
@@ -83,6 +86,7 @@ int run(int argc, char** argv) {
   MINIDL_CHECK(steps >= 1, "--steps: expected at least 1, got ", steps);
   MINIDL_CHECK(warmup >= 0, "--warmup-steps: expected 0 or more, got ", warmup);
   set_allow_tf32(tf32);
+  if (args.has("cpu-kernels")) set_cpu_kernels(parse_cpu_kernels(args.get("cpu-kernels", "")));
 
   ModelConfig mcfg;
   mcfg.name = model_name;
@@ -101,10 +105,11 @@ int run(int argc, char** argv) {
 
   const int64_t params = model->parameter_count();
   const double fwd_flops = static_cast<double>(model->forward_flops(Shape{1, 3, 32, 32}));
-  const std::string path_name = device.is_cuda() ? kernel_path_name(path) : "cpu";
+  const std::string path_name = device.is_cuda() ? kernel_path_name(path) : cpu_kernels_name(cpu_kernels());
   fmt::print("# bench_train: median over steps of the time of one whole training step "
              "(forward, loss, backward, optimizer)\n");
   fmt::print("# device: {}\n", bench::device_summary(device));
+  if (device.is_cpu()) fmt::print("# {}\n", cpu_kernels_summary());
   fmt::print("# commit: {}   date: {}\n", bench::git_commit(), bench::utc_now());
   fmt::print("# command: {}\n", bench::command_line(argc, argv));
   fmt::print("# model {} ({:.2f} M parameters, {:.3f} GFLOP forward per image), batch {}, kernels {}{}, "
@@ -197,17 +202,23 @@ int run(int argc, char** argv) {
              images_per_s, window_images_per_s, loader ? ", data loading included" : "", gflops);
   fmt::print("epoch estimate: {:.1f} s ({} steps of {} images)\n", epoch_s, steps_per_epoch, batch);
   fmt::print("{}\n", memory_report(device));
+  // Peak resident set of the whole process (ru_maxrss, KiB on Linux): the same measure
+  // pytorch_reference.py prints, so the two can be put side by side on the CPU.
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  const double peak_rss_mib = static_cast<double>(ru.ru_maxrss) / 1024.0;
+  fmt::print("peak resident set: {:.1f} MiB (process, ru_maxrss)\n", peak_rss_mib);
   fmt::print("loss: {:.4f} after warm-up, {:.4f} after the timed steps\n", loss_before, loss_after);
   MINIDL_CHECK(std::isfinite(loss_after), "bench_train: the loss is ", loss_after,
                " after the timed steps: the training step is broken");
   const std::string data = loader ? "cifar10" : "synthetic";
   fmt::print("RESULT framework=minidl model={} device={} kernels={} tf32={} batch={} data={} steps={} "
              "median_step_ms={:.4f} p10_step_ms={:.4f} p90_step_ms={:.4f} images_per_s={:.2f} "
-             "window_images_per_s={:.2f} epoch_estimate_s={:.2f} peak_mem_mib={:.1f} loss_first={:.4f} "
-             "loss_last={:.4f}\n",
+             "window_images_per_s={:.2f} epoch_estimate_s={:.2f} peak_mem_mib={:.1f} peak_rss_mib={:.1f} "
+             "loss_first={:.4f} loss_last={:.4f}\n",
              model_name, device.is_cuda() ? "cuda" : "cpu", path_name, int(tf32), batch, data, steps,
              st.median, st.p10, st.p90, images_per_s, window_images_per_s, epoch_s, peak_mib,
-             loss_before, loss_after);
+             peak_rss_mib, loss_before, loss_after);
 
   if (args.has("csv")) {
     const std::string p = args.get("csv", "");

@@ -15,9 +15,12 @@ Every ratio is a TIME ratio, "minidl / reference": below 1 minidl is faster, abo
                                         pytorch_reference.py --train --out DIR): per-epoch test
                                         accuracy side by side, best accuracy, time per epoch
   compare.py run-train --build DIR [--model M] [--device D] [--batch-size N] [--kernels a,b]
-                                        runs bench_train (each kernel path) and
-                                        pytorch_reference.py --throughput with the same settings,
+                      [--cpu-kernels a,b] [--repeats R]
+                                        runs bench_train (each kernel path: --kernels on a GPU,
+                                        --cpu-kernels on the CPU) and pytorch_reference.py
+                                        --throughput with the same settings, R interleaved rounds,
                                         saves the logs (--logs DIR) and prints the train table
+                                        (medians over the rounds)
 
 --markdown prints the tables as Markdown (for docs/BENCHMARKS.md).
 """
@@ -103,16 +106,16 @@ def cmd_ops_cpu(args):
         rows = list(csv.DictReader(f))
     ops = {}
     for r in rows:
-        ops.setdefault(r["op"], []).append(r)
+        ops.setdefault((r["op"], r.get("path", "cpu")), []).append(r)
     out = []
-    for op, rs in ops.items():
+    for (op, path), rs in ops.items():
         m = sum(num(r["minidl_ms"]) for r in rs)
         t = sum(num(r["torch_ms"]) for r in rs)
         rat = [num(r["minidl_over_torch"]) for r in rs]
-        out.append([op, len(rs), fmt(m, ".4g"), fmt(t, ".4g"), fmt(geomean(rat), ".2f"),
+        out.append([op, path, len(rs), fmt(m, ".4g"), fmt(t, ".4g"), fmt(geomean(rat), ".2f"),
                     fmt(min(rat), ".2f"), fmt(max(rat), ".2f")])
-    print(table(["op", "shapes", "minidl ms (sum)", "torch ms (sum)", "minidl/torch geomean", "best",
-                 "worst"], out, args.markdown))
+    print(table(["op", "minidl path", "shapes", "minidl ms (sum)", "torch ms (sum)", "minidl/torch geomean",
+                 "best", "worst"], out, args.markdown))
 
 
 # ---------------------------------------------------------------- train
@@ -134,7 +137,18 @@ def parse_results(paths):
     return [r for r in results if r.get("mode", "throughput") == "throughput"]
 
 
+def median(xs):
+    xs = sorted(x for x in xs if math.isfinite(x))
+    if not xs:
+        return float("nan")
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else 0.5 * (xs[m - 1] + xs[m])
+
+
 def cmd_train(args):
+    """One row per (model, device, batch, data, minidl kernels). Repeated runs of the same setting
+    (run-train --repeats) are summarised by the median of their median step times, for minidl and
+    PyTorch alike; `runs` says how many there were."""
     results = parse_results(args.files)
     if not results:
         sys.exit("compare.py train: no RESULT lines found")
@@ -144,23 +158,30 @@ def cmd_train(args):
     out = []
     for (model, device, batch, data), rs in groups.items():
         torch_r = [r for r in rs if r["framework"] == "pytorch"]
-        t = num(torch_r[-1]["median_step_ms"]) if torch_r else float("nan")
+        t = median([num(r["median_step_ms"]) for r in torch_r])
+        t_rss = median([num(r.get("peak_rss_mib")) for r in torch_r])
+        t_mem = median([num(r.get("peak_mem_mib")) for r in torch_r])
+        by_kernels = {}
         for r in rs:
-            if r["framework"] != "minidl":
-                continue
-            m = num(r["median_step_ms"])
-            out.append([model, device, batch, data, r["kernels"] + (" +tf32" if r.get("tf32") == "1" else ""),
-                        fmt(num(r["images_per_s"]), ".1f"),
-                        fmt(num(torch_r[-1]["images_per_s"]), ".1f") if torch_r else "-",
-                        fmt(m / t, ".2f"), fmt(num(r["median_step_ms"]), ".4g"), fmt(t, ".4g"),
-                        fmt(num(r.get("peak_mem_mib")), ".0f"),
-                        fmt(num(torch_r[-1].get("peak_mem_mib")), ".0f") if torch_r else "-"])
-        if not any(r["framework"] == "minidl" for r in rs):
-            out.append([model, device, batch, data, "-", "-", fmt(num(torch_r[-1]["images_per_s"]), ".1f"),
-                        "-", "-", fmt(t, ".4g"), "-", fmt(num(torch_r[-1].get("peak_mem_mib")), ".0f")])
-    print(table(["model", "device", "batch", "data", "minidl kernels", "minidl img/s", "torch img/s",
-                 "minidl/torch time", "minidl step ms", "torch step ms", "minidl peak MiB",
-                 "torch peak MiB"], out, args.markdown))
+            if r["framework"] == "minidl":
+                k = r["kernels"] + (" +tf32" if r.get("tf32") == "1" else "")
+                by_kernels.setdefault(k, []).append(r)
+        for k, mr in by_kernels.items():
+            m = median([num(r["median_step_ms"]) for r in mr])
+            out.append([model, device, batch, data, k, f"{len(mr)}/{len(torch_r)}",
+                        fmt(float(batch) / (m * 1e-3), ".1f"),
+                        fmt(float(batch) / (t * 1e-3), ".1f") if torch_r else "-",
+                        fmt(m / t, ".2f"), fmt(m, ".4g"), fmt(t, ".4g"),
+                        fmt(median([num(r.get("peak_mem_mib")) for r in mr]), ".0f"), fmt(t_mem, ".0f"),
+                        fmt(median([num(r.get("peak_rss_mib")) for r in mr]), ".0f"), fmt(t_rss, ".0f")])
+        if not by_kernels:
+            out.append([model, device, batch, data, "-", f"0/{len(torch_r)}", "-",
+                        fmt(float(batch) / (t * 1e-3), ".1f"), "-", "-", fmt(t, ".4g"), "-",
+                        fmt(t_mem, ".0f"), "-", fmt(t_rss, ".0f")])
+    print(table(["model", "device", "batch", "data", "minidl kernels", "runs minidl/torch", "minidl img/s",
+                 "torch img/s", "minidl/torch time", "minidl step ms", "torch step ms",
+                 "minidl peak tensor MiB", "torch peak tensor MiB", "minidl peak RSS MiB",
+                 "torch peak RSS MiB"], out, args.markdown))
 
 
 # ---------------------------------------------------------------- metrics
@@ -186,6 +207,9 @@ def cmd_metrics(args):
 # ---------------------------------------------------------------- run-train
 
 def cmd_run_train(args):
+    """bench_train for each kernel path and pytorch_reference.py --throughput, `--repeats` rounds,
+    interleaved (every path once per round) so that a load change on a shared machine hits all of
+    them alike; the table takes medians over the rounds."""
     os.makedirs(args.logs, exist_ok=True)
     common = ["--model", args.model, "--device", args.device, "--batch-size", str(args.batch_size),
               "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps)]
@@ -202,12 +226,16 @@ def cmd_run_train(args):
         print("\n".join(tail) if p.returncode == 0 else p.stdout[-3000:], flush=True)
         logs.append(log)
 
-    kernels = args.kernels.split(",") if args.device != "cpu" else ["cudnn"]
-    for k in kernels:
-        run([os.path.join(args.build, "bench_train"), *common, "--kernels", k],
-            os.path.join(args.logs, f"minidl-{args.model}-{args.device.replace(':', '')}-{k}.log"))
-    run([sys.executable, os.path.join(HERE, "pytorch_reference.py"), "--throughput", *common],
-        os.path.join(args.logs, f"torch-{args.model}-{args.device.replace(':', '')}.log"))
+    cpu = args.device == "cpu"
+    paths = args.cpu_kernels.split(",") if cpu else args.kernels.split(",")
+    flag = "--cpu-kernels" if cpu else "--kernels"
+    dev = args.device.replace(":", "")
+    for rep in range(args.repeats):
+        for k in paths:
+            run([os.path.join(args.build, "bench_train"), *common, flag, k],
+                os.path.join(args.logs, f"minidl-{args.model}-b{args.batch_size}-{dev}-{k}-{rep}.log"))
+        run([sys.executable, os.path.join(HERE, "pytorch_reference.py"), "--throughput", *common],
+            os.path.join(args.logs, f"torch-{args.model}-b{args.batch_size}-{dev}-{rep}.log"))
     args.files = logs
     print()
     cmd_train(args)
@@ -235,6 +263,8 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup-steps", type=int, default=5)
     p.add_argument("--kernels", default="cudnn,handwritten", help="minidl kernel paths (GPU)")
+    p.add_argument("--cpu-kernels", default="onednn,handwritten", help="minidl kernel paths (CPU)")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved rounds; medians over them")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--logs", default="out/bench-logs")
     args = ap.parse_args()

@@ -211,26 +211,32 @@ def main():
     print(f"# date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}   command: {' '.join(sys.argv)}")
     fmt = "{:<20} {:<30} {:>10} {:>10} {:>10} {:>10} {:>12}"
     print(fmt.format("op", "shape", "minidl_ms", "torch_ms", "torch_p10", "torch_p90", "minidl/torch"))
-    out, by_op = [], {}
+    out, by_op, timed = [], {}, {}
     for r in rows:
         params = {k: int(v) for k, v in (kv.split("=") for kv in r["params"].split(";") if kv)}
         run = make(r["op"], params)
         if run is None or not r["median_ms"]:
             continue
-        t = time_op(run, args.repeats)
+        # A shape that minidl ran on several CPU paths (bench_kernels --cpu-kernels) is timed in
+        # torch once and compared with each path.
+        key = (r["op"], r["params"])
+        if key not in timed:
+            timed[key] = time_op(run, args.repeats)
+        t = timed[key]
+        path = r.get("path", "cpu")
         m = float(r["median_ms"])
         ratio = m / t["median"]
-        by_op.setdefault(r["op"], []).append(ratio)
-        print(fmt.format(r["op"], r["shape"], f"{m:.4g}", f"{t['median']:.4g}", f"{t['p10']:.4g}",
+        by_op.setdefault((r["op"], path), []).append(ratio)
+        print(fmt.format(r["op"] + " " + path, r["shape"], f"{m:.4g}", f"{t['median']:.4g}", f"{t['p10']:.4g}",
                          f"{t['p90']:.4g}", f"{ratio:.2f}"))
         sys.stdout.flush()
-        out.append({"op": r["op"], "shape": r["shape"], "params": r["params"], "models": r["models"],
+        out.append({"op": r["op"], "path": path, "shape": r["shape"], "params": r["params"], "models": r["models"],
                     "minidl_ms": f"{m:.6g}", "torch_ms": f"{t['median']:.6g}", "torch_min_ms": f"{t['min']:.6g}",
                     "torch_p10_ms": f"{t['p10']:.6g}", "torch_p90_ms": f"{t['p90']:.6g}",
                     "torch_repeats": t["count"], "minidl_over_torch": f"{ratio:.4g}"})
     print("\n# per op: geometric mean of minidl/torch over the shapes (above 1: minidl slower)")
-    for op, rs in by_op.items():
-        print(f"{op:<20} {len(rs):>3} shapes  {math.exp(sum(map(math.log, rs)) / len(rs)):.2f}")
+    for (op, path), rs in by_op.items():
+        print(f"{op:<20} {path:<12} {len(rs):>3} shapes  {math.exp(sum(map(math.log, rs)) / len(rs)):.2f}")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(out[0].keys()))

@@ -4,6 +4,7 @@
 The same models as minidl's zoo (models/models.h), written out here so no torchvision is needed:
   resnet18/34/50/101/152  torchvision's ResNet with the CIFAR stem (conv1 3x3 stride 1, no max-pool),
                           convs kaiming_normal(fan_out, relu), BN weight 1 bias 0, fc nn.Linear default
+  resnet20/32/44/56/110   the same class with He et al.'s three CIFAR stages of 16/32/64 planes
   alexnet                 AlexNet for 32x32: features Conv(3,64,3,s2,p1)-ReLU-MaxPool2,
                           Conv(64,192,3,p1)-ReLU-MaxPool2, Conv(192,384,3,p1)-ReLU,
                           Conv(384,256,3,p1)-ReLU, Conv(256,256,3,p1)-ReLU-MaxPool2; classifier
@@ -98,18 +99,20 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block, layers, num_classes=10, zero_init_residual=False):
+    """widths: planes per stage (the stem has widths[0]); one stage per entry of `layers`, every
+    stage after the first starting with stride 2 (minidl's make_resnet)."""
+    def __init__(self, block, layers, num_classes=10, zero_init_residual=False,
+                 widths=(64, 128, 256, 512)):
         super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)  # CIFAR stem; no max-pool
-        self.bn1 = nn.BatchNorm2d(64)
+        self.inplanes = widths[0]
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)  # CIFAR stem; no max-pool
+        self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.stages = len(layers)
+        for i, (w, n) in enumerate(zip(widths, layers)):
+            setattr(self, f"layer{i + 1}", self._make_layer(block, w, n, stride=1 if i == 0 else 2))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.fc = nn.Linear(widths[len(layers) - 1] * block.expansion, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -135,7 +138,8 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for i in range(self.stages):
+            x = getattr(self, f"layer{i + 1}")(x)
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
@@ -164,16 +168,22 @@ RESNETS = {
     "resnet101": (Bottleneck, [3, 4, 23, 3]),
     "resnet152": (Bottleneck, [3, 8, 36, 3]),
 }
+# He et al.'s CIFAR ResNets (3 stages of 16/32/64 planes), with minidl's shortcuts: a 1x1
+# convolution + BN where the shape changes (option B).
+CIFAR_RESNETS = {f"resnet{d}": (d - 2) // 6 for d in (20, 32, 44, 56, 110)}
 
 
 def build_model(args, num_classes=10):
     if args.model in RESNETS:
         block, layers = RESNETS[args.model]
         return ResNet(block, layers, num_classes, args.zero_init_residual)
+    if args.model in CIFAR_RESNETS:
+        n = CIFAR_RESNETS[args.model]
+        return ResNet(BasicBlock, [n, n, n], num_classes, args.zero_init_residual, widths=(16, 32, 64))
     if args.model == "alexnet":
         return AlexNet(num_classes, args.dropout)
     sys.exit(f"pytorch_reference: --model {args.model!r}: expected one of "
-             f"{', '.join(list(RESNETS) + ['alexnet'])}")
+             f"{', '.join(list(RESNETS) + list(CIFAR_RESNETS) + ['alexnet'])}")
 
 
 # ---------------------------------------------------------------- data
@@ -373,18 +383,19 @@ def throughput(args, device):
           f"({args.steps} steps after {args.warmup_steps} warm-up)")
     print(f"throughput: {ips:.1f} images/s from the median step, {wips:.1f} images/s over the window")
     print(f"epoch estimate: {epoch_s:.1f} s ({steps_per_epoch} steps of {args.batch_size} images)")
+    # Peak resident set of the whole process (ru_maxrss, KiB on Linux): on the CPU the figure to
+    # put beside bench_train's, which reports the same measure.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if cuda:
         print(f"peak memory: {peak:.1f} MiB (torch.cuda.max_memory_allocated)")
-    else:
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"peak resident set: {rss:.1f} MiB (process, not comparable to minidl's tensor peak)")
+    print(f"peak resident set: {rss:.1f} MiB (process, ru_maxrss)")
     print(f"loss: {loss_first:.4f} after warm-up, {loss_last:.4f} after the timed steps")
     print(f"RESULT framework=pytorch model={args.model} device={device.type} "
           f"kernels={'cudnn' if cuda else 'cpu'} tf32={int(args.tf32)} batch={args.batch_size} "
           f"data=synthetic steps={args.steps} median_step_ms={median:.4f} p10_step_ms={q[0]:.4f} "
           f"p90_step_ms={q[-1]:.4f} images_per_s={ips:.2f} window_images_per_s={wips:.2f} "
-          f"epoch_estimate_s={epoch_s:.2f} peak_mem_mib={peak:.1f} loss_first={loss_first:.4f} "
-          f"loss_last={loss_last:.4f}")
+          f"epoch_estimate_s={epoch_s:.2f} peak_mem_mib={peak:.1f} peak_rss_mib={rss:.1f} "
+          f"loss_first={loss_first:.4f} loss_last={loss_last:.4f}")
     if args.csv:
         fresh = not os.path.exists(args.csv)
         with open(args.csv, "a", newline="") as f:

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/cpu_kernels.h"
 #include "models/models.h"
 
 namespace minidl {
@@ -64,6 +65,9 @@ void add_flags(CLI::App& app, TrainConfig& c) {
                  "auto (cuda if a GPU is available, else cpu), cpu, cuda or cuda:N");
   app.add_option("--kernels", c.kernels,
                  "CUDA implementation: " + join_choices(kernel_path_names()));
+  app.add_option("--cpu-kernels", c.cpu_kernels,
+                 "CPU implementation: " + join_choices(cpu_kernels_names()) + " (default: first)")
+      ->check(CLI::IsMember(cpu_kernels_names()));
   app.add_flag("--tf32", c.tf32, "let cuBLAS use TF32 tensor cores for float32 products");
   app.add_option("--seed", c.seed, "seed for initialisation, shuffling and augmentation");
   app.add_option("--print-freq,-p", c.print_freq, "steps between progress updates");

@@ -62,6 +62,7 @@ struct TrainConfig {
   // Execution
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
   std::string kernels = "cudnn";
+  std::string cpu_kernels;  // handwritten | onednn; empty: the fastest built in (cpu_kernels.h)
   bool tf32 = false;
   uint64_t seed = 0;
   int print_freq = 10;

@@ -23,6 +23,7 @@
 #include "engine/report.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "kernels/cpu_kernels.h"
 #include "kernels/gemm.h"
 #include "kernels/kernel_path.h"
 #include "kernels/softmax_xent.h"
@@ -464,6 +465,7 @@ Setup prepare(const TrainConfig& cli, std::ostream& log) {
   s.model = make_model(mc);
   s.model->to(s.device.device);
   s.model->set_kernel_path(parse_kernel_path(cfg.kernels));
+  if (!cfg.cpu_kernels.empty()) set_cpu_kernels(parse_cpu_kernels(cfg.cpu_kernels));
   log << "model: " << cfg.model << '\n' << model_summary(*s.model);
   return s;
 }

@@ -18,31 +18,43 @@ const char* activation_name(Activation a) {
 
 namespace cpu {
 
+// The activation is chosen once, outside the element loop, so that each loop is a plain map the
+// compiler vectorises (the ReLU loops compile to AVX max/blend on x86-64); threads split the
+// elements of large tensors.
+template <typename T, typename F>
+void map1(T* y, const T* x, int64_t n, F f) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+}
+
+template <typename T, typename F>
+void map2(T* dx, const T* a, const T* b, int64_t n, F f) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) dx[i] = f(a[i], b[i]);
+}
+
 template <typename T>
 void activation_forward(T* y, const T* x, int64_t n, Activation act, T slope) {
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = x[i];
-    switch (act) {
-      case Activation::ReLU: y[i] = v > T(0) ? v : T(0); break;
-      case Activation::LeakyReLU: y[i] = v > T(0) ? v : slope * v; break;
-      case Activation::Sigmoid: y[i] = T(1) / (T(1) + std::exp(-v)); break;
-      case Activation::Tanh: y[i] = std::tanh(v); break;
-    }
+  switch (act) {
+    case Activation::ReLU: return map1(y, x, n, [](T v) { return v > T(0) ? v : T(0); });
+    case Activation::LeakyReLU:
+      return map1(y, x, n, [slope](T v) { return v > T(0) ? v : slope * v; });
+    case Activation::Sigmoid: return map1(y, x, n, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
+    case Activation::Tanh: return map1(y, x, n, [](T v) { return std::tanh(v); });
   }
 }
 
 template <typename T>
 void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Activation act,
                          T slope) {
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    switch (act) {
-      case Activation::ReLU: dx[i] = x[i] > T(0) ? dy[i] : T(0); break;
-      case Activation::LeakyReLU: dx[i] = x[i] > T(0) ? dy[i] : slope * dy[i]; break;
-      case Activation::Sigmoid: dx[i] = dy[i] * y[i] * (T(1) - y[i]); break;
-      case Activation::Tanh: dx[i] = dy[i] * (T(1) - y[i] * y[i]); break;
-    }
+  switch (act) {
+    case Activation::ReLU:
+      return map2(dx, dy, x, n, [](T g, T v) { return v > T(0) ? g : T(0); });
+    case Activation::LeakyReLU:
+      return map2(dx, dy, x, n, [slope](T g, T v) { return v > T(0) ? g : slope * g; });
+    case Activation::Sigmoid:
+      return map2(dx, dy, y, n, [](T g, T v) { return g * v * (T(1) - v); });
+    case Activation::Tanh: return map2(dx, dy, y, n, [](T g, T v) { return g * (T(1) - v * v); });
   }
 }
 

@@ -95,6 +95,18 @@ int64_t images_per_chunk(const ConvGeometry& g, size_t elem_bytes, Device dev) {
 
 namespace cpu {
 
+// The output columns q whose input column w = q*stride - pad + s lies inside [0, W): [q0, q1).
+// Outside it col holds the zero padding. Computing the range once per (s) keeps the inner loops
+// free of bounds tests (a copy, or for stride 1 a memcpy), which is what makes them fast.
+inline void valid_q(int64_t& q0, int64_t& q1, int64_t s, const ConvGeometry& g) {
+  const int64_t lo = g.pad - s;                          // q*stride >= lo
+  const int64_t hi = g.W + g.pad - s;                    // q*stride < hi
+  q0 = lo <= 0 ? 0 : (lo + g.stride - 1) / g.stride;
+  q1 = hi <= 0 ? 0 : (hi + g.stride - 1) / g.stride;
+  q0 = std::min(q0, g.Q);
+  q1 = std::max(q0, std::min(q1, g.Q));
+}
+
 // One row of col per (c, r, s); each row is written by one thread.
 template <typename T>
 void im2col(T* col, const T* x, int64_t nb, const ConvGeometry& g) {
@@ -102,15 +114,25 @@ void im2col(T* col, const T* x, int64_t nb, const ConvGeometry& g) {
 #pragma omp parallel for if (g.C * RS * ld > 65536)
   for (int64_t row = 0; row < g.C * RS; ++row) {
     const int64_t c = row / RS, r = (row / g.S) % g.R, s = row % g.S;
+    int64_t q0, q1;
+    valid_q(q0, q1, s, g);
     for (int64_t n = 0; n < nb; ++n) {
       const T* xc = x + (n * g.C + c) * g.H * g.W;
       T* dst = col + row * ld + n * L;
       for (int64_t p = 0; p < g.P; ++p) {
+        T* out = dst + p * g.Q;
         const int64_t h = p * g.stride - g.pad + r;
-        for (int64_t q = 0; q < g.Q; ++q) {
-          const int64_t w = q * g.stride - g.pad + s;
-          dst[p * g.Q + q] = (h >= 0 && h < g.H && w >= 0 && w < g.W) ? xc[h * g.W + w] : T(0);
+        if (h < 0 || h >= g.H) {
+          std::fill(out, out + g.Q, T(0));
+          continue;
         }
+        std::fill(out, out + q0, T(0));
+        const T* in = xc + h * g.W + (q0 * g.stride - g.pad + s);
+        if (g.stride == 1)
+          std::memcpy(out + q0, in, sizeof(T) * (q1 - q0));
+        else
+          for (int64_t q = q0; q < q1; ++q) out[q] = in[(q - q0) * g.stride];
+        std::fill(out + q1, out + g.Q, T(0));
       }
     }
   }
@@ -131,12 +153,18 @@ void col2im(T* dx, const T* col, int64_t nb, const ConvGeometry& g) {
     for (int64_t r = 0; r < g.R; ++r)
       for (int64_t s = 0; s < g.S; ++s) {
         const T* src = col + ((c * g.R + r) * g.S + s) * ld + n * L;
+        int64_t q0, q1;
+        valid_q(q0, q1, s, g);
         for (int64_t p = 0; p < g.P; ++p) {
           const int64_t h = p * g.stride - g.pad + r;
           if (h < 0 || h >= g.H) continue;
-          for (int64_t q = 0; q < g.Q; ++q) {
-            const int64_t w = q * g.stride - g.pad + s;
-            if (w >= 0 && w < g.W) plane[h * g.W + w] += src[p * g.Q + q];
+          T* out = plane + h * g.W + (q0 * g.stride - g.pad + s);
+          const T* in = src + p * g.Q;
+          if (g.stride == 1) {
+#pragma omp simd
+            for (int64_t q = q0; q < q1; ++q) out[q - q0] += in[q];
+          } else {
+            for (int64_t q = q0; q < q1; ++q) out[(q - q0) * g.stride] += in[q];
           }
         }
       }
@@ -311,6 +339,73 @@ void backward_weight_im2col(T* dw, const T* dy, const T* x, const ConvGeometry& 
   }
 }
 
+// ---------------------------------------------------------------- 1x1, stride 1, no padding (CPU)
+// col would be x itself, so the products read x and write y in place: per image n,
+//   Y_n (K, L) = W (K, C) X_n (C, L),  dX_n (C, L) = W^T dY_n,  dW (K, C) += dY_n X_n^T.
+
+bool is_pointwise(const ConvGeometry& g, Device dev) {
+  return dev.is_cpu() && g.R == 1 && g.S == 1 && g.stride == 1 && g.pad == 0;
+}
+
+template <typename T>
+void forward_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGeometry& g,
+                       Device dev, KernelPath path) {
+  const int64_t L = g.H * g.W;
+  GemmShape s;
+  s.M = g.K;
+  s.N = L;
+  s.K = g.C;
+  s.lda = g.C;
+  s.ldb = L;
+  s.ldc = L;
+  s.batch = g.N;
+  s.stride_b = g.C * L;
+  s.stride_c = g.K * L;
+  gemm<T>(dev, path, s, T(1), w, x, T(0), y);
+  if (!bias) return;
+#pragma omp parallel for if (g.N * g.K * L > 65536)
+  for (int64_t nk = 0; nk < g.N * g.K; ++nk) {
+    const T b = bias[nk % g.K];
+    T* row = y + nk * L;
+    for (int64_t l = 0; l < L; ++l) row[l] += b;
+  }
+}
+
+template <typename T>
+void backward_data_pointwise(T* dx, const T* dy, const T* w, const ConvGeometry& g, Device dev,
+                             KernelPath path) {
+  const int64_t L = g.H * g.W;
+  GemmShape s;
+  s.trans_a = true;
+  s.M = g.C;
+  s.N = L;
+  s.K = g.K;
+  s.lda = g.C;
+  s.ldb = L;
+  s.ldc = L;
+  s.batch = g.N;
+  s.stride_b = g.K * L;
+  s.stride_c = g.C * L;
+  gemm<T>(dev, path, s, T(1), w, dy, T(0), dx);
+}
+
+template <typename T>
+void backward_weight_pointwise(T* dw, const T* dy, const T* x, const ConvGeometry& g, Device dev,
+                               KernelPath path) {
+  const int64_t L = g.H * g.W;
+  GemmShape s;
+  s.trans_b = true;
+  s.M = g.K;
+  s.N = g.C;
+  s.K = L;
+  s.lda = L;
+  s.ldb = L;
+  s.ldc = g.C;
+  // One product per image, each adding into dw (beta = 1).
+  for (int64_t n = 0; n < g.N; ++n)
+    gemm<T>(dev, path, s, T(1), dy + n * g.K * L, x + n * g.C * L, T(1), dw);
+}
+
 // `t` must live where `ref` does and have its dtype; on a GPU that dtype must be float32.
 void check_like(const Tensor& t, const Tensor& ref, const char* who, const char* what) {
   check_same_device(t, ref, who);
@@ -340,7 +435,15 @@ void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b
                                               cuda_context(x.device())));
     return;
   }
+  if (!x.is_cuda() && x.dtype() == DType::F32 && use_onednn()) {
+    MINIDL_IF_DNNL(onednn::conv2d_forward(y.data<float>(), x.data<float>(), w.data<float>(),
+                                          bias ? bias->data<float>() : nullptr, g));
+    return;
+  }
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    if (is_pointwise(g, x.device()))
+      return forward_pointwise<T>(y.data<T>(), x.data<T>(), w.data<T>(),
+                                  bias ? bias->data<T>() : nullptr, g, x.device(), path);
     forward_im2col<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias ? bias->data<T>() : nullptr, g,
                       x.device(), path);
   });
@@ -359,7 +462,15 @@ void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dP
                                                     w.data<float>(), g, cuda_context(dy.device())));
     return;
   }
+  if (!dy.is_cuda() && dy.dtype() == DType::F32 && use_onednn()) {
+    MINIDL_IF_DNNL(
+        onednn::conv2d_backward_data(dx.data<float>(), dy.data<float>(), w.data<float>(), g));
+    return;
+  }
   dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+    if (is_pointwise(g, dy.device()))
+      return backward_data_pointwise<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(),
+                                        path);
     backward_data_im2col<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(), path);
   });
 }
@@ -377,7 +488,15 @@ void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2
         dw.data<float>(), dy.data<float>(), x.data<float>(), g, cuda_context(dy.device())));
     return;
   }
+  if (!dy.is_cuda() && dy.dtype() == DType::F32 && use_onednn()) {
+    MINIDL_IF_DNNL(
+        onednn::conv2d_backward_weight(dw.data<float>(), dy.data<float>(), x.data<float>(), g));
+    return;
+  }
   dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+    if (is_pointwise(g, dy.device()))
+      return backward_weight_pointwise<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g,
+                                          dy.device(), path);
     backward_weight_im2col<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g, dy.device(), path);
   });
 }

@@ -14,7 +14,10 @@
 //
 // The algorithm above is written once (conv2d.cpp) over device-generic primitives (im2col,
 // col2im, the (n,k,pq) <-> (k,n,pq) rearrangements, gemm); on a GPU the Cudnn path calls cuDNN
-// instead (algorithms chosen once per shape and cached with their workspace).
+// instead (algorithms chosen once per shape and cached with their workspace). On the CPU a 1x1
+// stride-1 unpadded convolution skips im2col (col would be x itself): per image, Y_n = W X_n,
+// dX_n = W^T dY_n, dW += dY_n X_n^T. With CpuKernels::Onednn (kernels/cpu_kernels.h) float32 CPU
+// convolutions run on oneDNN instead (conv2d_onednn.cpp, primitives cached per shape).
 //
 // Gradient rule: dx is overwritten, dw and db accumulate.
 #pragma once
@@ -23,6 +26,7 @@
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
+#include "kernels/cpu_kernels.h"
 #include "kernels/kernel_path.h"
 
 namespace minidl {
@@ -70,6 +74,16 @@ namespace detail {
 // the previous one, so tests can force the batch to be split into several chunks.
 size_t conv2d_set_col_budget(size_t bytes);
 }  // namespace detail
+
+#if MINIDL_HAVE_DNNL
+// oneDNN path, float32 on the CPU (raw host pointers, shapes as in `g`; same rules as above).
+namespace onednn {
+void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
+                    const ConvGeometry& g);
+void conv2d_backward_data(float* dx, const float* dy, const float* w, const ConvGeometry& g);
+void conv2d_backward_weight(float* dw, const float* dy, const float* x, const ConvGeometry& g);
+}  // namespace onednn
+#endif
 
 namespace cuda {
 void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx);

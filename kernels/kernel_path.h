@@ -1,5 +1,5 @@
-// Which implementation an op uses on a CUDA device. On the CPU there is one path: the reference
-// (plain loops, OpenBLAS for matrix products), and this choice is ignored.
+// Which implementation an op uses on a CUDA device. On the CPU this choice is ignored; the CPU
+// path is chosen once per run by kernels/cpu_kernels.h (handwritten | onednn).
 //
 //   Handwritten: minidl's own kernels only: im2col + our tiled SGEMM for convolution and linear
 //                layers, our reductions for batchnorm, our pooling/activation/loss kernels.

@@ -139,7 +139,9 @@ TEST_CASE("conv2d im2col algorithm matches the direct sums, in one chunk and in 
                                    {3, 2, 9, 9, 3, 7, 2, 3},
                                    {5, 3, 5, 7, 2, 1, 2, 0},
                                    {4, 2, 6, 5, 3, 3, 2, 1},
-                                   {2, 1, 4, 4, 2, 4, 3, 2}};
+                                   {2, 1, 4, 4, 2, 4, 3, 2},
+                                   // 1x1, stride 1, no padding: the CPU's GEMM without im2col
+                                   {3, 5, 6, 7, 4, 1, 1, 0}};
   // Budgets: default (one chunk); one image's column buffer (N chunks of 1); two images' worth (a
   // partial last chunk when N is odd).
   for (const Case& c : cases)

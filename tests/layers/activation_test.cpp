@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <tuple>
 
 #include "layers/activation.h"
 #include "../support/gradcheck.h"
@@ -46,4 +47,33 @@ TEST_CASE("activation: shape mismatch names the layer and both shapes", "[activa
   Tensor y = Tensor::zeros(Shape{3, 2}, DType::F64);
   REQUIRE_THROWS_WITH(activation_forward(y, x, Activation::ReLU),
                       Catch::Contains("ReLU") && Catch::Contains("(3, 2)") && Catch::Contains("(2, 3)"));
+}
+
+TEST_CASE("activation float32 CPU kernels match the float64 reference", "[activation][cpu_paths]") {
+  // 70,001 elements: above the threading threshold and not a multiple of any vector width.
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const Shape s{70001};
+  const Tensor x = uniform_tensor(s, g, -3.0, 3.0), dy = uniform_tensor(s, g);
+  for (Activation act :
+       {Activation::ReLU, Activation::LeakyReLU, Activation::Sigmoid, Activation::Tanh}) {
+    INFO(activation_name(act));
+    Tensor y64 = Tensor::empty(s, DType::F64), dx64 = Tensor::empty(s, DType::F64);
+    activation_forward(y64, x, act, 0.1);
+    activation_backward(dx64, dy, x, y64, act, 0.1);
+    const Tensor x32 = cast(x, DType::F32);
+    Tensor y32 = Tensor::empty(s), dx32 = Tensor::empty(s);
+    poison(y32);
+    poison(dx32);
+    activation_forward(y32, x32, act, 0.1);
+    activation_backward(dx32, cast(dy, DType::F32), x32, y32, act, 0.1);
+    // float32 rounding of values of size <= 3 (and of exp/tanh): ~1e-7 relative; 1e-6 margin.
+    for (const auto& [what, out, ref] :
+         {std::tuple{"forward", y32, y64}, std::tuple{"backward", dx32, dx64}}) {
+      const Comparison cmp = compare(cast(out, DType::F64), ref, 1e-6, 1e-6);
+      INFO(what << ": " << cmp.report);
+      CHECK(cmp.ok);
+    }
+  }
 }
