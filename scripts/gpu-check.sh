@@ -123,7 +123,8 @@ setup_env() {
     fi
   fi
   export LD_LIBRARY_PATH="$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  CMAKE_ARGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIDL_CUDA=ON -DMINIDL_CUDA_ARCH="$CUDA_ARCH"
+  # No oneDNN on the device machine (and the CPU vendor path is not what this run checks).
+  CMAKE_ARGS=(-G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIDL_CUDA=ON -DMINIDL_CUDA_ARCH="$CUDA_ARCH" -DMINIDL_DNNL=OFF
               -DMINIDL_BLAS="$BLAS" "${CUDNN_ARGS[@]}")
 }
 setup_env
