@@ -7,19 +7,13 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/cpu_kernels.h"
+#include "../support/cpu_paths.h"
 #include "../support/test_util.h"
 
 using namespace minidl;
 using namespace minidl::test;
 
 namespace {
-
-// Sets the run-wide CPU path for one test and restores the previous one, even when a check throws.
-struct CpuKernelsGuard {
-  CpuKernels old = cpu_kernels();
-  explicit CpuKernelsGuard(CpuKernels k) { set_cpu_kernels(k); }
-  ~CpuKernelsGuard() { set_cpu_kernels(old); }
-};
 
 struct Case {
   int64_t N, C, H, W, K, R;

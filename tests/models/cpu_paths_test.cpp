@@ -8,18 +8,13 @@
 
 #include "kernels/cpu_kernels.h"
 #include "models/models.h"
+#include "../support/cpu_paths.h"
 #include "../support/test_util.h"
 
 using namespace minidl;
 using namespace minidl::test;
 
 namespace {
-
-struct CpuKernelsGuard {
-  CpuKernels old = cpu_kernels();
-  explicit CpuKernelsGuard(CpuKernels k) { set_cpu_kernels(k); }
-  ~CpuKernelsGuard() { set_cpu_kernels(old); }
-};
 
 // A fixed seed unless MINIDL_TEST_SEED asks for another: for some inputs a pre-activation lies
 // within float32 rounding of 0, the float32 network puts it on the other side of a ReLU than the
