@@ -104,6 +104,9 @@ struct Fiber {
   unsigned gen = 0;  // warp collectives completed by this lane
 };
 
+std::string tid_str(const uint3& t);
+std::string thread_name(const Fiber& f) { return "thread " + tid_str(f.ts.thread_idx); }
+
 struct Warp {
   alignas(16) unsigned char slot[2][32][16];
   unsigned vote[2][32];
@@ -228,7 +231,6 @@ struct Runner {
     return nthreads - first < 32 ? nthreads - first : 32;
   }
 
-  std::string thread_name(const Fiber& f) const { return "thread " + tid_str(f.ts.thread_idx); }
 
   // Completes the warp collectives whose lanes have all arrived. Returns true if any lane was
   // released; sets `error` for a mask that can never complete.
@@ -384,8 +386,6 @@ void fiber_main(Fiber* f) {
   __builtin_trap();  // a finished fiber is never resumed
 }
 
-std::string thread_name_of(const Fiber& f) { return "thread " + tid_str(f.ts.thread_idx); }
-
 Fiber& current_fiber(const Loc& loc, const char* what) {
   Runner* r = tl_runner;
   if (!r || !r->current) {
@@ -407,14 +407,14 @@ std::vector<SharedRange>* current_shared() { return tl_runner && tl_runner->curr
 std::string describe_thread(unsigned linear) {
   Runner* r = tl_runner;
   if (!r || linear >= r->nthreads) return "thread ?";
-  return "thread " + tid_str(r->fibers[linear].ts.thread_idx);
+  return thread_name(r->fibers[linear]);
 }
 
 
 void abandon_fiber(const std::string& message) {
   Runner& r = *tl_runner;
   Fiber& f = *r.current;
-  r.error = message + " (" + thread_name_of(f) + ")";
+  r.error = message + " (" + thread_name(f) + ")";
   f.state = State::Done;
   r.yield(f);
   __builtin_trap();  // never resumed: the block has failed
