@@ -25,7 +25,6 @@
 #include "io/safetensors.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/gemm.h"
-#include "kernels/kernel_path.h"
 #include "kernels/softmax_xent.h"
 #include "models/models.h"
 #include "optim/optimizer.h"
@@ -372,6 +371,16 @@ void claim_out_dir(const fs::path& out, const TrainConfig& cfg, const std::strin
   log << fmt::format("--overwrite: removed {} from {}\n", names, out.string());
 }
 
+// What the run's ops select their backends with, on every device (core/device_settings.h).
+DeviceSettings run_settings(const TrainConfig& cfg) {
+  DeviceSettings d;
+  d.kernels = parse_kernel_path(cfg.kernels);
+  if (!cfg.cpu_kernels.empty()) d.cpu_kernels = parse_cpu_kernels(cfg.cpu_kernels);
+  d.allow_tf32 = cfg.tf32;
+  d.deterministic = cfg.deterministic;
+  return d;
+}
+
 Setup prepare(const TrainConfig& cli, std::ostream& log) {
   Setup s;
   s.cfg = cli;
@@ -389,8 +398,7 @@ Setup prepare(const TrainConfig& cli, std::ostream& log) {
   cfg.data = fs::absolute(cfg.data).lexically_normal().string();
 
   s.device = pick_device(cfg.device);
-  set_allow_tf32(cfg.tf32);
-  set_deterministic(cfg.deterministic);
+  set_run_settings(run_settings(cfg));
 
   if (!cfg.out.empty()) {
     s.out = cfg.out;
@@ -464,8 +472,6 @@ Setup prepare(const TrainConfig& cli, std::ostream& log) {
   mc.seed = cfg.seed;
   s.model = make_model(mc);
   s.model->to(s.device.device);
-  s.model->set_kernel_path(parse_kernel_path(cfg.kernels));
-  if (!cfg.cpu_kernels.empty()) set_cpu_kernels(parse_cpu_kernels(cfg.cpu_kernels));
   log << "model: " << cfg.model << '\n' << model_summary(*s.model);
   return s;
 }

@@ -60,42 +60,81 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
 
 }  // namespace cpu
 
-void activation_forward(Tensor& y, const Tensor& x, Activation act, double slope, KernelPath path) {
+const OpInfo& activation_op() {
+  static const OpInfo op{"activation",
+                         "`activation_forward`, `activation_backward`",
+                         {{Backend::CpuReference, "vectorised loops"},
+                          {Backend::CudaHandwritten, "one thread per element"},
+                          {Backend::CudaVendor, "cudnnActivationForward/Backward"}},
+                         "cuDNN has the function (not LeakyReLU) and the tensor has < 2^31 elements"};
+  return op;
+}
+
+namespace {
+bool cudnn_has(Activation act) { return act != Activation::LeakyReLU; }
+}  // namespace
+
+Backend select_activation_backend(const Device& d, DType dtype, Activation act, int64_t numel) {
+  return select_backend(activation_op(), d, dtype,
+                        cudnn_has(act) && numel < (int64_t(1) << 31));
+}
+
+void activation_forward(Tensor& y, const Tensor& x, Activation act, double slope) {
+  activation_forward(select_activation_backend(x.device(), x.dtype(), act, x.numel()), y, x, act, slope);
+}
+
+void activation_forward(Backend b, Tensor& y, const Tensor& x, Activation act, double slope) {
   const char* who = activation_name(act);
   check_same_shape(y, x, who);
   check_same_device(y, x, who);
   check_dtype(y, x.dtype(), who, "output");
-  if (x.is_cuda()) {
-    check_dtype(x, DType::F32, who, "input");
-    MINIDL_IF_CUDA(cuda::activation_forward(y.data<float>(), x.data<float>(), x.numel(), act,
-                                            static_cast<float>(slope), path, cuda_context(x.device())));
-    return;
+  check_backend(activation_op(), b, x.device(), x.dtype(), who);
+  MINIDL_CHECK(b != Backend::CudaVendor || cudnn_has(act), who, ": cuDNN has no ", who,
+               "; use the cuda-handwritten backend");
+  switch (b) {
+    case Backend::CudaHandwritten:
+    case Backend::CudaVendor:
+      MINIDL_IF_CUDA(cuda::activation_forward(y.data<float>(), x.data<float>(), x.numel(), act,
+                                              static_cast<float>(slope), b == Backend::CudaVendor,
+                                              cuda_context(x.device())));
+      return;
+    default:
+      dispatch_floating(x.dtype(), who, [&]<typename T>() {
+        cpu::activation_forward<T>(y.data<T>(), x.data<T>(), x.numel(), act, static_cast<T>(slope));
+      });
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    cpu::activation_forward<T>(y.data<T>(), x.data<T>(), x.numel(), act, static_cast<T>(slope));
-  });
 }
 
 void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
-                         Activation act, double slope, KernelPath path) {
+                         Activation act, double slope) {
+  activation_backward(select_activation_backend(x.device(), x.dtype(), act, x.numel()), dx, dy, x, y, act, slope);
+}
+
+void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x,
+                         const Tensor& y, Activation act, double slope) {
   const char* who = activation_name(act);
   check_same_shape(dx, dy, who);
   check_same_shape(x, dy, who);
   check_same_shape(y, dy, who);
   check_same_device(dx, dy, who);
   check_same_device(x, dy, who);
-  if (dy.is_cuda()) {
-    check_dtype(dy, DType::F32, who, "gradient");
-    MINIDL_IF_CUDA(cuda::activation_backward(dx.data<float>(), dy.data<float>(), x.data<float>(),
-                                             y.data<float>(), dy.numel(), act,
-                                             static_cast<float>(slope), path,
-                                             cuda_context(dy.device())));
-    return;
+  check_backend(activation_op(), b, dy.device(), dy.dtype(), who);
+  MINIDL_CHECK(b != Backend::CudaVendor || cudnn_has(act), who, ": cuDNN has no ", who,
+               "; use the cuda-handwritten backend");
+  switch (b) {
+    case Backend::CudaHandwritten:
+    case Backend::CudaVendor:
+      MINIDL_IF_CUDA(cuda::activation_backward(dx.data<float>(), dy.data<float>(), x.data<float>(),
+                                               y.data<float>(), dy.numel(), act,
+                                               static_cast<float>(slope), b == Backend::CudaVendor,
+                                               cuda_context(dy.device())));
+      return;
+    default:
+      dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+        cpu::activation_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), y.data<T>(),
+                                    dy.numel(), act, static_cast<T>(slope));
+      });
   }
-  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
-    cpu::activation_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), y.data<T>(), dy.numel(),
-                                act, static_cast<T>(slope));
-  });
 }
 
 }  // namespace minidl

@@ -66,16 +66,13 @@ struct CudnnActivation {
   }
 };
 
-bool use_cudnn(KernelPath path, Activation act, int64_t n) {
-  return path == KernelPath::Cudnn && cudnn_has(act) && n < (int64_t(1) << 31);
-}
-
 }  // namespace
 
 void activation_forward(float* y, const float* x, int64_t n, Activation act, float slope,
-                        KernelPath path, CudaContext& ctx) {
+                        bool vendor, CudaContext& ctx) {
   if (n == 0) return;
-  if (use_cudnn(path, act, n)) {
+  if (vendor) {
+    MINIDL_ASSERT(cudnn_has(act), "cuDNN has no ", activation_name(act));
     CudnnActivation d(n, act);
     const float one = 1.f, zero = 0.f;
     CUDNN_CHECK(cudnnActivationForward(ctx.cudnn, d.act, &one, d.desc, x, &zero, d.desc, y));
@@ -87,9 +84,10 @@ void activation_forward(float* y, const float* x, int64_t n, Activation act, flo
 }
 
 void activation_backward(float* dx, const float* dy, const float* x, const float* y, int64_t n,
-                         Activation act, float slope, KernelPath path, CudaContext& ctx) {
+                         Activation act, float slope, bool vendor, CudaContext& ctx) {
   if (n == 0) return;
-  if (use_cudnn(path, act, n)) {
+  if (vendor) {
+    MINIDL_ASSERT(cudnn_has(act), "cuDNN has no ", activation_name(act));
     CudnnActivation d(n, act);
     const float one = 1.f, zero = 0.f;
     CUDNN_CHECK(cudnnActivationBackward(ctx.cudnn, d.act, &one, d.desc, y, d.desc, dy, d.desc, x,

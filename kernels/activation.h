@@ -6,31 +6,39 @@
 //   Tanh       y = tanh x                       dx = dy * (1 - y^2)
 //
 // backward takes both x and y: ReLU/LeakyReLU read x, Sigmoid/Tanh read y (cheaper than
-// recomputing). The Cudnn path uses cudnnActivationForward/Backward where cuDNN has the function
-// (all but LeakyReLU); the other paths use our kernels.
+// recomputing). Backends: cpu-reference; cuda-handwritten (one thread per element);
+// cuda-vendor = cudnnActivationForward/Backward, selected where cuDNN has the function (all but
+// LeakyReLU) and the tensor has fewer than 2^31 elements.
 #pragma once
 
 #include <cstdint>
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
-#include "kernels/kernel_path.h"
+#include "kernels/backend.h"
 
 namespace minidl {
 
 enum class Activation { ReLU, LeakyReLU, Sigmoid, Tanh };
 const char* activation_name(Activation a);
 
-void activation_forward(Tensor& y, const Tensor& x, Activation act, double slope = 0.01,
-                        KernelPath path = KernelPath::Cudnn);
+const OpInfo& activation_op();
+Backend select_activation_backend(const Device& d, DType dtype, Activation act, int64_t numel);
+
+void activation_forward(Tensor& y, const Tensor& x, Activation act, double slope = 0.01);
+void activation_forward(Backend b, Tensor& y, const Tensor& x, Activation act,
+                        double slope = 0.01);
 void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
-                         Activation act, double slope = 0.01, KernelPath path = KernelPath::Cudnn);
+                         Activation act, double slope = 0.01);
+void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x,
+                         const Tensor& y, Activation act, double slope = 0.01);
 
 namespace cuda {
+// `vendor`: cuDNN (cuda-vendor) instead of our kernel (cuda-handwritten).
 void activation_forward(float* y, const float* x, int64_t n, Activation act, float slope,
-                        KernelPath path, CudaContext& ctx);
+                        bool vendor, CudaContext& ctx);
 void activation_backward(float* dx, const float* dy, const float* x, const float* y, int64_t n,
-                         Activation act, float slope, KernelPath path, CudaContext& ctx);
+                         Activation act, float slope, bool vendor, CudaContext& ctx);
 }  // namespace cuda
 
 }  // namespace minidl

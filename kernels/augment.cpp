@@ -47,7 +47,25 @@ void augment_batch(T* out, const uint8_t* images, const int32_t* indices, const 
 
 }  // namespace cpu
 
+const OpInfo& augment_op() {
+  static const OpInfo op{"augment",
+                         "`augment_batch`",
+                         {
+                          {Backend::CpuReference, "loops: crop, flip, normalise"},
+                          {Backend::CudaHandwritten, "one thread per output pixel"}}};
+  return op;
+}
+
+Backend select_augment_backend(const Device& d, DType dtype) {
+  return select_backend(augment_op(), d, dtype);
+}
+
 void augment_batch(Tensor& out, const Tensor& images, const Tensor& indices, const Tensor& params,
+                   const AugmentConfig& cfg) {
+  augment_batch(select_augment_backend(out.device(), out.dtype()), out, images, indices, params, cfg);
+}
+
+void augment_batch(Backend b, Tensor& out, const Tensor& images, const Tensor& indices, const Tensor& params,
                    const AugmentConfig& cfg) {
   const char* who = "augment_batch";
   check_dtype(images, DType::U8, who, "images");
@@ -70,7 +88,8 @@ void augment_batch(Tensor& out, const Tensor& images, const Tensor& indices, con
                  ", expected > 0");
   if (N == 0) return;
 
-  if (images.is_cuda()) {
+  check_backend(augment_op(), b, out.device(), out.dtype(), who);
+  if (b == Backend::CudaHandwritten) {
     // The indices and params stay on the GPU unchecked (reading them would cost a synchronising
     // copy per batch); the data loader draws them in range, and the kernel never reads outside an
     // image whatever the offsets are.

@@ -20,6 +20,7 @@
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
+#include "kernels/backend.h"
 
 namespace minidl {
 
@@ -30,7 +31,14 @@ struct AugmentConfig {
   std::array<float, 3> std{1.f, 1.f, 1.f};
 };
 
+// Backends: `cpu-reference`, `cuda-handwritten` (kernels/backend.h).
+const OpInfo& augment_op();
+Backend select_augment_backend(const Device& d, DType dtype);
+// Each function below comes in a selecting form and an explicit one (first argument a Backend).
+
 void augment_batch(Tensor& out, const Tensor& images, const Tensor& indices, const Tensor& params,
+                   const AugmentConfig& cfg);
+void augment_batch(Backend b, Tensor& out, const Tensor& images, const Tensor& indices, const Tensor& params,
                    const AugmentConfig& cfg);
 
 namespace cuda {

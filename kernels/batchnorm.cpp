@@ -167,16 +167,39 @@ BnDims check_bn(const char* who, const Tensor& x, std::initializer_list<const Te
     check_same_device(*t, x, who);
     check_dtype(*t, x.dtype(), who, what);
   }
-  if (x.is_cuda()) check_dtype(x, DType::F32, who, "input");
   return d;
 }
 
 }  // namespace
 
+const OpInfo& batchnorm_op() {
+  static const OpInfo op{
+      "batchnorm",
+      "`batchnorm_forward_train`, `batchnorm_forward_eval`, `batchnorm_backward_train`, "
+      "`batchnorm_backward_eval`",
+      {{Backend::CpuReference, "per-channel loops, statistics in float64"},
+       {Backend::CudaHandwritten, "per-channel partial sums in float64, then one elementwise pass"},
+       {Backend::CudaVendor, "cudnnBatchNormalization* (spatial); eval backward runs ours"}},
+      "eps >= CUDNN_BN_MIN_EPSILON (0 in cuDNN 9)"};
+  return op;
+}
+
+// One rule for forward and backward (both carry p), so a training step never mixes cuDNN's
+// statistics with our backward.
+Backend select_batchnorm_backend(const Device& d, DType dtype, BatchNormParams p) {
+  return select_backend(batchnorm_op(), d, dtype, p.eps >= kCudnnBnMinEpsilon);
+}
+
 void batchnorm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
                              Tensor& running_mean, Tensor& running_var, const Tensor& x,
-                             const Tensor& gamma, const Tensor& beta, BatchNormParams p,
-                             KernelPath path) {
+                             const Tensor& gamma, const Tensor& beta, BatchNormParams p) {
+  batchnorm_forward_train(select_batchnorm_backend(x.device(), x.dtype(), p), y, save_mean, save_invstd, running_mean,
+                          running_var, x, gamma, beta, p);
+}
+
+void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& save_invstd,
+                             Tensor& running_mean, Tensor& running_var, const Tensor& x,
+                             const Tensor& gamma, const Tensor& beta, BatchNormParams p) {
   const char* who = "batchnorm_forward_train";
   const BnDims d = check_bn(who, x, {&y},
                             {{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
@@ -185,85 +208,133 @@ void batchnorm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
   // As torch: one value per channel has no variance (and M / (M - 1) would divide by zero).
   MINIDL_CHECK(d.N * d.HW > 1, who, ": expected more than 1 value per channel when training, got "
                "input ", x.shape());
-  if (x.is_cuda()) {
-    MINIDL_IF_CUDA(cuda::batchnorm_forward_train(
-        y.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
-        running_mean.data<float>(), running_var.data<float>(), x.data<float>(), gamma.data<float>(),
-        beta.data<float>(), d.N, d.C, d.HW, p, path, cuda_context(x.device())));
-    return;
+  check_backend(batchnorm_op(), b, x.device(), x.dtype(), who);
+  switch (b) {
+    case Backend::CudaHandwritten:
+    case Backend::CudaVendor:
+      MINIDL_IF_CUDA(
+          (b == Backend::CudaVendor ? cuda::batchnorm_forward_train_cudnn
+                                    : cuda::batchnorm_forward_train)(
+              y.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
+              running_mean.data<float>(), running_var.data<float>(), x.data<float>(),
+              gamma.data<float>(), beta.data<float>(), d.N, d.C, d.HW, p, cuda_context(x.device())));
+      return;
+    default:
+      dispatch_floating(x.dtype(), who, [&]<typename T>() {
+        cpu::batchnorm_forward_train<T>(y.data<T>(), save_mean.data<T>(), save_invstd.data<T>(),
+                                        running_mean.data<T>(), running_var.data<T>(), x.data<T>(),
+                                        gamma.data<T>(), beta.data<T>(), d.N, d.C, d.HW,
+                                        p.momentum, p.eps);
+      });
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    cpu::batchnorm_forward_train<T>(y.data<T>(), save_mean.data<T>(), save_invstd.data<T>(),
-                                    running_mean.data<T>(), running_var.data<T>(), x.data<T>(),
-                                    gamma.data<T>(), beta.data<T>(), d.N, d.C, d.HW, p.momentum,
-                                    p.eps);
-  });
 }
 
 void batchnorm_forward_eval(Tensor& y, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                             const Tensor& running_mean, const Tensor& running_var,
-                            BatchNormParams p, KernelPath path) {
+                            BatchNormParams p) {
+  batchnorm_forward_eval(select_batchnorm_backend(x.device(), x.dtype(), p), y, x, gamma, beta, running_mean,
+                         running_var, p);
+}
+
+void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor& gamma,
+                            const Tensor& beta, const Tensor& running_mean,
+                            const Tensor& running_var, BatchNormParams p) {
   const char* who = "batchnorm_forward_eval";
   const BnDims d = check_bn(who, x, {&y},
                             {{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
                              {&running_var, "running_var"}});
-  if (x.is_cuda()) {
-    MINIDL_IF_CUDA(cuda::batchnorm_forward_eval(
-        y.data<float>(), x.data<float>(), gamma.data<float>(), beta.data<float>(),
-        running_mean.data<float>(), running_var.data<float>(), d.N, d.C, d.HW, p, path,
-        cuda_context(x.device())));
-    return;
+  check_backend(batchnorm_op(), b, x.device(), x.dtype(), who);
+  switch (b) {
+    case Backend::CudaHandwritten:
+    case Backend::CudaVendor:
+      MINIDL_IF_CUDA((b == Backend::CudaVendor ? cuda::batchnorm_forward_eval_cudnn
+                                               : cuda::batchnorm_forward_eval)(
+          y.data<float>(), x.data<float>(), gamma.data<float>(), beta.data<float>(),
+          running_mean.data<float>(), running_var.data<float>(), d.N, d.C, d.HW, p,
+          cuda_context(x.device())));
+      return;
+    default:
+      dispatch_floating(x.dtype(), who, [&]<typename T>() {
+        cpu::batchnorm_forward_eval<T>(y.data<T>(), x.data<T>(), gamma.data<T>(), beta.data<T>(),
+                                       running_mean.data<T>(), running_var.data<T>(), d.N, d.C,
+                                       d.HW, p.eps);
+      });
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    cpu::batchnorm_forward_eval<T>(y.data<T>(), x.data<T>(), gamma.data<T>(), beta.data<T>(),
-                                   running_mean.data<T>(), running_var.data<T>(), d.N, d.C, d.HW,
-                                   p.eps);
-  });
 }
 
 void batchnorm_backward_train(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
                               const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
-                              const Tensor& save_invstd, KernelPath path) {
+                              const Tensor& save_invstd, BatchNormParams p) {
+  batchnorm_backward_train(select_batchnorm_backend(x.device(), x.dtype(), p), dx, dgamma, dbeta, dy, x, gamma,
+                           save_mean, save_invstd, p);
+}
+
+void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbeta,
+                              const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                              const Tensor& save_mean, const Tensor& save_invstd,
+                              BatchNormParams p) {
   const char* who = "batchnorm_backward_train";
   const BnDims d = check_bn(who, x, {&dy, &dx},
                             {{&gamma, "weight"}, {&dgamma, "weight gradient"},
                              {&dbeta, "bias gradient"}, {&save_mean, "save_mean"},
                              {&save_invstd, "save_invstd"}});
-  if (x.is_cuda()) {
-    MINIDL_IF_CUDA(cuda::batchnorm_backward_train(
-        dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
-        x.data<float>(), gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
-        d.N, d.C, d.HW, path, cuda_context(x.device())));
-    return;
+  check_backend(batchnorm_op(), b, x.device(), x.dtype(), who);
+  switch (b) {
+    case Backend::CudaVendor:
+      MINIDL_IF_CUDA(cuda::batchnorm_backward_train_cudnn(
+          dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
+          x.data<float>(), gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
+          d.N, d.C, d.HW, p, cuda_context(x.device())));
+      return;
+    case Backend::CudaHandwritten:
+      MINIDL_IF_CUDA(cuda::batchnorm_backward_train(
+          dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
+          x.data<float>(), gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
+          d.N, d.C, d.HW, cuda_context(x.device())));
+      return;
+    default:
+      dispatch_floating(x.dtype(), who, [&]<typename T>() {
+        cpu::batchnorm_backward_train<T>(dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(),
+                                         dy.data<T>(), x.data<T>(), gamma.data<T>(),
+                                         save_mean.data<T>(), save_invstd.data<T>(), d.N, d.C, d.HW);
+      });
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    cpu::batchnorm_backward_train<T>(dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), dy.data<T>(),
-                                     x.data<T>(), gamma.data<T>(), save_mean.data<T>(),
-                                     save_invstd.data<T>(), d.N, d.C, d.HW);
-  });
 }
 
 void batchnorm_backward_eval(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
                              const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
-                             const Tensor& running_var, BatchNormParams p, KernelPath path) {
+                             const Tensor& running_var, BatchNormParams p) {
+  batchnorm_backward_eval(select_batchnorm_backend(x.device(), x.dtype(), p), dx, dgamma, dbeta, dy, x, gamma,
+                          running_mean, running_var, p);
+}
+
+void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbeta,
+                             const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                             const Tensor& running_mean, const Tensor& running_var,
+                             BatchNormParams p) {
   const char* who = "batchnorm_backward_eval";
   const BnDims d = check_bn(who, x, {&dy, &dx},
                             {{&gamma, "weight"}, {&dgamma, "weight gradient"},
                              {&dbeta, "bias gradient"}, {&running_mean, "running_mean"},
                              {&running_var, "running_var"}});
-  // cuDNN has no eval-mode backward, so every path uses our kernel and `path` is not passed on.
-  if (x.is_cuda()) {
-    MINIDL_IF_CUDA(cuda::batchnorm_backward_eval(
-        dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
-        x.data<float>(), gamma.data<float>(), running_mean.data<float>(), running_var.data<float>(),
-        d.N, d.C, d.HW, p, cuda_context(x.device())));
-    return;
+  check_backend(batchnorm_op(), b, x.device(), x.dtype(), who);
+  switch (b) {
+    // cuDNN has no eval-mode backward, so both CUDA backends run our kernel.
+    case Backend::CudaHandwritten:
+    case Backend::CudaVendor:
+      MINIDL_IF_CUDA(cuda::batchnorm_backward_eval(
+          dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
+          x.data<float>(), gamma.data<float>(), running_mean.data<float>(),
+          running_var.data<float>(), d.N, d.C, d.HW, p, cuda_context(x.device())));
+      return;
+    default:
+      dispatch_floating(x.dtype(), who, [&]<typename T>() {
+        cpu::batchnorm_backward_eval<T>(dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(),
+                                        dy.data<T>(), x.data<T>(), gamma.data<T>(),
+                                        running_mean.data<T>(), running_var.data<T>(), d.N, d.C,
+                                        d.HW, p.eps);
+      });
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    cpu::batchnorm_backward_eval<T>(dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), dy.data<T>(),
-                                    x.data<T>(), gamma.data<T>(), running_mean.data<T>(),
-                                    running_var.data<T>(), d.N, d.C, d.HW, p.eps);
-  });
 }
 
 // The counter stays on the model's device; bumping it there with a one-thread kernel keeps the

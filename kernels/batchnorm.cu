@@ -363,7 +363,8 @@ struct CudnnBn {
   }
 };
 
-bool use_cudnn(KernelPath path, double eps) { return path == KernelPath::Cudnn && eps >= CUDNN_BN_MIN_EPSILON; }
+static_assert(kCudnnBnMinEpsilon == CUDNN_BN_MIN_EPSILON,
+              "batchnorm.h's copy of cuDNN's smallest epsilon is out of date");
 
 }  // namespace
 
@@ -372,17 +373,9 @@ bool use_cudnn(KernelPath path, double eps) { return path == KernelPath::Cudnn &
 void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
                              float* running_var, const float* x, const float* gamma,
                              const float* beta, int64_t N, int64_t C, int64_t HW,
-                             BatchNormParams p, KernelPath path, CudaContext& ctx) {
+                             BatchNormParams p, CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_train");
   if (plan.units == 0) return;
-  if (use_cudnn(path, p.eps)) {
-    CudnnBn d(N, C, HW);
-    const float one = 1.f, zero = 0.f;
-    CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
-        ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x.d, x, d.x.d, y, d.param.d, gamma,
-        beta, p.momentum, running_mean, running_var, p.eps, save_mean, save_invstd));
-    return;
-  }
   Tensor partial = Tensor::empty(Shape{C * plan.S * 3}, DType::F64, Device::cuda(ctx.device));
   Moments* part = static_cast<Moments*>(partial.raw_data());
   const dim3 grid(static_cast<unsigned>(C), plan.S);
@@ -405,18 +398,9 @@ void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, flo
 
 void batchnorm_forward_eval(float* y, const float* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, int64_t N,
-                            int64_t C, int64_t HW, BatchNormParams p, KernelPath path,
-                            CudaContext& ctx) {
+                            int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_eval");
   if (plan.units == 0) return;
-  if (use_cudnn(path, p.eps)) {
-    CudnnBn d(N, C, HW);
-    const float one = 1.f, zero = 0.f;
-    CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
-        ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x.d, x, d.x.d, y, d.param.d, gamma,
-        beta, running_mean, running_var, p.eps));
-    return;
-  }
   const unsigned blocks = elementwise_grid(plan.units);
   const float eps = static_cast<float>(p.eps);
   if (plan.W == 4)
@@ -429,19 +413,9 @@ void batchnorm_forward_eval(float* y, const float* x, const float* gamma, const 
 void batchnorm_backward_train(float* dx, float* dgamma, float* dbeta, const float* dy,
                               const float* x, const float* gamma, const float* save_mean,
                               const float* save_invstd, int64_t N, int64_t C, int64_t HW,
-                              KernelPath path, CudaContext& ctx) {
+                              CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, {dx, dy, x}, "batchnorm_backward_train");
   if (plan.units == 0) return;
-  if (path == KernelPath::Cudnn) {
-    CudnnBn d(N, C, HW);
-    const float one = 1.f, zero = 0.f;
-    // cuDNN reads epsilon only when savedMean/savedInvVariance are null; we always pass them, so
-    // the default eps stands in for the forward's (this signature does not carry it).
-    CUDNN_CHECK(cudnnBatchNormalizationBackward(
-        ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, d.x.d, x, d.x.d, dy, d.x.d,
-        dx, d.param.d, gamma, dgamma, dbeta, BatchNormParams{}.eps, save_mean, save_invstd));
-    return;
-  }
   Tensor partial = Tensor::empty(Shape{C * plan.S * 2}, DType::F64, Device::cuda(ctx.device));
   Tensor means = Tensor::empty(Shape{C * 2}, DType::F32, Device::cuda(ctx.device));
   double2* part = static_cast<double2*>(partial.raw_data());
@@ -487,6 +461,50 @@ void batchnorm_backward_eval(float* dx, float* dgamma, float* dbeta, const float
       dgamma, dbeta, nullptr, part, static_cast<int>(C), static_cast<int>(plan.S),
       static_cast<double>(N * HW));
   MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+// ---------------------------------------------------------------- cuDNN (cuda-vendor)
+// The same contract as the launchers above. Empty inputs return before cuDNN sees them (it rejects
+// zero-sized descriptors).
+
+void batchnorm_forward_train_cudnn(float* y, float* save_mean, float* save_invstd,
+                                   float* running_mean, float* running_var, const float* x,
+                                   const float* gamma, const float* beta, int64_t N, int64_t C,
+                                   int64_t HW, BatchNormParams p, CudaContext& ctx) {
+  const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_train");
+  if (plan.units == 0) return;
+  CudnnBn d(N, C, HW);
+  const float one = 1.f, zero = 0.f;
+  CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
+      ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x.d, x, d.x.d, y, d.param.d, gamma, beta,
+      p.momentum, running_mean, running_var, p.eps, save_mean, save_invstd));
+}
+
+void batchnorm_forward_eval_cudnn(float* y, const float* x, const float* gamma, const float* beta,
+                                  const float* running_mean, const float* running_var, int64_t N,
+                                  int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx) {
+  const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_eval");
+  if (plan.units == 0) return;
+  CudnnBn d(N, C, HW);
+  const float one = 1.f, zero = 0.f;
+  CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
+      ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x.d, x, d.x.d, y, d.param.d, gamma, beta,
+      running_mean, running_var, p.eps));
+}
+
+void batchnorm_backward_train_cudnn(float* dx, float* dgamma, float* dbeta, const float* dy,
+                                    const float* x, const float* gamma, const float* save_mean,
+                                    const float* save_invstd, int64_t N, int64_t C, int64_t HW,
+                                    BatchNormParams p, CudaContext& ctx) {
+  const Plan plan = make_plan(N, C, HW, {dx, dy, x}, "batchnorm_backward_train");
+  if (plan.units == 0) return;
+  CudnnBn d(N, C, HW);
+  const float one = 1.f, zero = 0.f;
+  // cuDNN reads epsilon only when savedMean/savedInvVariance are null; we always pass them.
+  // alpha/beta for the parameter gradients are 1 and 1: dgamma and dbeta accumulate.
+  CUDNN_CHECK(cudnnBatchNormalizationBackward(
+      ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, d.x.d, x, d.x.d, dy, d.x.d, dx,
+      d.param.d, gamma, dgamma, dbeta, p.eps, save_mean, save_invstd));
 }
 
 void batchnorm_count_batch(int32_t* count, CudaContext& ctx) {

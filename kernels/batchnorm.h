@@ -14,14 +14,18 @@
 // Backward (eval): the statistics are constants, so dx = dy gamma_c / sqrt(running_var_c + eps).
 // Derivation: docs/backprop/batchnorm.md. dx is overwritten; dgamma and dbeta accumulate.
 //
-// The Cudnn path uses cudnnBatchNormalizationForwardTraining/Inference and Backward (spatial mode).
+// Backends: cpu-reference; cuda-handwritten (batchnorm.cu: per-channel partial sums in float64,
+// then an elementwise pass); cuda-vendor = cudnnBatchNormalizationForwardTraining/Inference and
+// Backward (spatial mode), selected only when eps >= CUDNN_BN_MIN_EPSILON (0 in cuDNN 9, 1e-5 in
+// cuDNN 7), by one rule for forward and backward so that a step never mixes the two. cuDNN has no eval-mode backward:
+// batchnorm_backward_eval runs our kernel for every CUDA backend.
 #pragma once
 
 #include <cstdint>
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
-#include "kernels/kernel_path.h"
+#include "kernels/backend.h"
 
 namespace minidl {
 
@@ -30,20 +34,40 @@ struct BatchNormParams {
   double eps = 1e-5;
 };
 
+// CUDNN_BN_MIN_EPSILON of the cuDNN minidl is built with (9.x), for code that does not include
+// cudnn.h; batchnorm.cu checks the copy at compile time.
+inline constexpr double kCudnnBnMinEpsilon = 0.0;
+
+const OpInfo& batchnorm_op();
+Backend select_batchnorm_backend(const Device& d, DType dtype, BatchNormParams p);
+
+// Each op in a selecting form (select_batchnorm_backend on x) and an explicit one.
 void batchnorm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
                              Tensor& running_mean, Tensor& running_var, const Tensor& x,
-                             const Tensor& gamma, const Tensor& beta, BatchNormParams p,
-                             KernelPath path = KernelPath::Cudnn);
+                             const Tensor& gamma, const Tensor& beta, BatchNormParams p);
+void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& save_invstd,
+                             Tensor& running_mean, Tensor& running_var, const Tensor& x,
+                             const Tensor& gamma, const Tensor& beta, BatchNormParams p);
 void batchnorm_forward_eval(Tensor& y, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                             const Tensor& running_mean, const Tensor& running_var,
-                            BatchNormParams p, KernelPath path = KernelPath::Cudnn);
+                            BatchNormParams p);
+void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor& gamma,
+                            const Tensor& beta, const Tensor& running_mean,
+                            const Tensor& running_var, BatchNormParams p);
 void batchnorm_backward_train(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
                               const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
-                              const Tensor& save_invstd, KernelPath path = KernelPath::Cudnn);
+                              const Tensor& save_invstd, BatchNormParams p);
+void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbeta,
+                              const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                              const Tensor& save_mean, const Tensor& save_invstd,
+                              BatchNormParams p);
 void batchnorm_backward_eval(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
                              const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
-                             const Tensor& running_var, BatchNormParams p,
-                             KernelPath path = KernelPath::Cudnn);
+                             const Tensor& running_var, BatchNormParams p);
+void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbeta,
+                             const Tensor& dy, const Tensor& x, const Tensor& gamma,
+                             const Tensor& running_mean, const Tensor& running_var,
+                             BatchNormParams p);
 
 // num_batches_tracked += 1 on the counter's own device without synchronising (BatchNorm2d, train
 // mode). The counter is a 0-dim int32 tensor, as in PyTorch's state_dict.
@@ -52,22 +76,34 @@ void batchnorm_count_batch(Tensor& num_batches_tracked);
 namespace cuda {
 void batchnorm_count_batch(int32_t* count, CudaContext& ctx);
 // Shapes: x, y, dy, dx (N, C, HW); per-channel vectors of length C.
+// cuda-handwritten.
 void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
                              float* running_var, const float* x, const float* gamma,
                              const float* beta, int64_t N, int64_t C, int64_t HW,
-                             BatchNormParams p, KernelPath path, CudaContext& ctx);
+                             BatchNormParams p, CudaContext& ctx);
 void batchnorm_forward_eval(float* y, const float* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, int64_t N,
-                            int64_t C, int64_t HW, BatchNormParams p, KernelPath path,
-                            CudaContext& ctx);
+                            int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx);
 void batchnorm_backward_train(float* dx, float* dgamma, float* dbeta, const float* dy,
                               const float* x, const float* gamma, const float* save_mean,
                               const float* save_invstd, int64_t N, int64_t C, int64_t HW,
-                              KernelPath path, CudaContext& ctx);
+                              CudaContext& ctx);
 void batchnorm_backward_eval(float* dx, float* dgamma, float* dbeta, const float* dy,
                              const float* x, const float* gamma, const float* running_mean,
                              const float* running_var, int64_t N, int64_t C, int64_t HW,
                              BatchNormParams p, CudaContext& ctx);
+// cuda-vendor.
+void batchnorm_forward_train_cudnn(float* y, float* save_mean, float* save_invstd,
+                                   float* running_mean, float* running_var, const float* x,
+                                   const float* gamma, const float* beta, int64_t N, int64_t C,
+                                   int64_t HW, BatchNormParams p, CudaContext& ctx);
+void batchnorm_forward_eval_cudnn(float* y, const float* x, const float* gamma, const float* beta,
+                                  const float* running_mean, const float* running_var, int64_t N,
+                                  int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx);
+void batchnorm_backward_train_cudnn(float* dx, float* dgamma, float* dbeta, const float* dy,
+                                    const float* x, const float* gamma, const float* save_mean,
+                                    const float* save_invstd, int64_t N, int64_t C, int64_t HW,
+                                    BatchNormParams p, CudaContext& ctx);
 }  // namespace cuda
 
 }  // namespace minidl

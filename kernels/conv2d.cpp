@@ -16,6 +16,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "kernels/cpu_kernels.h"
 #include "kernels/gemm.h"
 
 namespace minidl {
@@ -53,32 +54,16 @@ ConvGeometry ConvGeometry::make(const Shape& x, const Shape& w, Conv2dParams p, 
 
 // ---------------------------------------------------------------- chunking
 
-namespace detail {
-
-// Budget for the column buffer; 0 means the default for the device. Tests lower it to force the
-// chunk loop over several chunks (see conv2d_set_col_budget below).
-static size_t g_col_budget_override = 0;
-
-// Test hook (declared in conv2d.h): sets the column-buffer budget in bytes, 0 for the
-// default, and returns the previous setting.
-size_t conv2d_set_col_budget(size_t bytes) {
-  const size_t old = g_col_budget_override;
-  g_col_budget_override = bytes;
-  return old;
-}
-
-}  // namespace detail
-
 namespace {
 
 // Images per chunk: as many as fit in the column budget (64 MiB on the CPU, where a bigger GEMM
 // gains nothing; 512 MiB on a GPU, where wider GEMMs fill the device better), at least one. On a
 // GPU the kernels index a chunk with 32-bit integers, so every per-chunk tensor (col, x, y) is also
 // kept below 2^31 elements.
+// The device's settings may set another budget (conv_col_budget; tests force several chunks).
 int64_t images_per_chunk(const ConvGeometry& g, size_t elem_bytes, Device dev) {
-  const size_t budget = detail::g_col_budget_override
-                            ? detail::g_col_budget_override
-                            : (dev.is_cuda() ? size_t(512) << 20 : size_t(64) << 20);
+  const size_t set = device_settings(dev).conv_col_budget;
+  const size_t budget = set ? set : (dev.is_cuda() ? size_t(512) << 20 : size_t(64) << 20);
   const int64_t col_per_image = g.C * g.R * g.S * g.P * g.Q;
   int64_t nb = std::max<int64_t>(1, static_cast<int64_t>(budget / elem_bytes) / col_per_image);
   if (dev.is_cuda()) {
@@ -171,41 +156,6 @@ void col2im(T* dx, const T* col, int64_t nb, const ConvGeometry& g) {
   }
 }
 
-template <typename T>
-void nkl_to_knl(T* out, const T* in, int64_t nb, int64_t K, int64_t L) {
-#pragma omp parallel for if (nb * K * L > 65536)
-  for (int64_t nk = 0; nk < nb * K; ++nk) {
-    const int64_t n = nk / K, k = nk % K;
-    std::memcpy(out + (k * nb + n) * L, in + nk * L, sizeof(T) * L);
-  }
-}
-
-template <typename T>
-void knl_to_nkl(T* out, const T* in, const T* bias, int64_t nb, int64_t K, int64_t L) {
-#pragma omp parallel for if (nb * K * L > 65536)
-  for (int64_t nk = 0; nk < nb * K; ++nk) {
-    const int64_t n = nk / K, k = nk % K;
-    const T b = bias ? bias[k] : T(0);
-    const T* src = in + (k * nb + n) * L;
-    T* dst = out + nk * L;
-    for (int64_t l = 0; l < L; ++l) dst[l] = src[l] + b;
-  }
-}
-
-// Sums in double for both types: this is the reference the CUDA reductions are compared with.
-template <typename T>
-void channel_sum_accumulate(T* db, const T* dy, int64_t N, int64_t K, int64_t L) {
-#pragma omp parallel for if (N * K * L > 65536)
-  for (int64_t k = 0; k < K; ++k) {
-    double sum = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const T* row = dy + (n * K + k) * L;
-      for (int64_t l = 0; l < L; ++l) sum += row[l];
-    }
-    db[k] += static_cast<T>(sum);
-  }
-}
-
 }  // namespace cpu
 
 // The CUDA primitives are float32 only (the public ops reject float64 on a GPU before getting here);
@@ -235,31 +185,10 @@ void col2im(Device dev, T* dx, const T* col, int64_t nb, const ConvGeometry& g) 
   MINIDL_IF_CUDA(cuda::col2im(f32(dx), f32(col), nb, g, cuda_context(dev)));
 }
 
-template <typename T>
-void nkl_to_knl(Device dev, T* out, const T* in, int64_t nb, int64_t K, int64_t L) {
-  if (dev.is_cpu()) return cpu::nkl_to_knl(out, in, nb, K, L);
-  MINIDL_IF_CUDA(cuda::nkl_to_knl(f32(out), f32(in), nb, K, L, cuda_context(dev)));
-}
-
-template <typename T>
-void knl_to_nkl(Device dev, T* out, const T* in, const T* bias, int64_t nb, int64_t K, int64_t L) {
-  if (dev.is_cpu()) return cpu::knl_to_nkl(out, in, bias, nb, K, L);
-  MINIDL_IF_CUDA(cuda::knl_to_nkl(f32(out), f32(in), bias ? f32(bias) : nullptr, nb, K, L,
-                                  cuda_context(dev)));
-}
-
-template <typename T>
-void channel_sum_accumulate(Device dev, T* db, const T* dy, int64_t N, int64_t K, int64_t L) {
-  if (dev.is_cpu()) return cpu::channel_sum_accumulate(db, dy, N, K, L);
-  MINIDL_IF_CUDA(cuda::channel_sum_accumulate(f32(db), f32(dy), N, K, L, cuda_context(dev)));
-}
-
 #define MINIDL_INSTANTIATE_CONV_PRIMITIVES(T)                                             \
   template void im2col<T>(Device, T*, const T*, int64_t, const ConvGeometry&);            \
-  template void col2im<T>(Device, T*, const T*, int64_t, const ConvGeometry&);            \
-  template void nkl_to_knl<T>(Device, T*, const T*, int64_t, int64_t, int64_t);           \
-  template void knl_to_nkl<T>(Device, T*, const T*, const T*, int64_t, int64_t, int64_t); \
-  template void channel_sum_accumulate<T>(Device, T*, const T*, int64_t, int64_t, int64_t);
+  template void col2im<T>(Device, T*, const T*, int64_t, const ConvGeometry&);
+
 MINIDL_INSTANTIATE_CONV_PRIMITIVES(float)
 MINIDL_INSTANTIATE_CONV_PRIMITIVES(double)
 #undef MINIDL_INSTANTIATE_CONV_PRIMITIVES
@@ -270,7 +199,7 @@ namespace {
 
 template <typename T>
 void forward_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeometry& g, Device dev,
-                    KernelPath path) {
+                    Backend b) {
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(T), dev);
   Tensor col = Tensor::empty(Shape{CRS, nb * L}, dtype_v<T>, dev);
@@ -286,14 +215,14 @@ void forward_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeome
     s.lda = CRS;
     s.ldb = nc * L;
     s.ldc = nc * L;
-    gemm<T>(dev, path, s, T(1), w, col.data<T>(), T(0), yk.data<T>());
+    gemm<T>(b, dev, s, T(1), w, col.data<T>(), T(0), yk.data<T>());
     knl_to_nkl<T>(dev, y + n0 * g.K * L, yk.data<T>(), bias, nc, g.K, L);
   }
 }
 
 template <typename T>
 void backward_data_im2col(T* dx, const T* dy, const T* w, const ConvGeometry& g, Device dev,
-                          KernelPath path) {
+                          Backend b) {
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(T), dev);
   Tensor dcol = Tensor::empty(Shape{CRS, nb * L}, dtype_v<T>, dev);
@@ -310,14 +239,14 @@ void backward_data_im2col(T* dx, const T* dy, const T* w, const ConvGeometry& g,
     s.lda = CRS;
     s.ldb = nc * L;
     s.ldc = nc * L;
-    gemm<T>(dev, path, s, T(1), w, dyk.data<T>(), T(0), dcol.data<T>());
+    gemm<T>(b, dev, s, T(1), w, dyk.data<T>(), T(0), dcol.data<T>());
     col2im<T>(dev, dx + n0 * g.C * g.H * g.W, dcol.data<T>(), nc, g);
   }
 }
 
 template <typename T>
 void backward_weight_im2col(T* dw, const T* dy, const T* x, const ConvGeometry& g, Device dev,
-                            KernelPath path) {
+                            Backend b) {
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(T), dev);
   Tensor col = Tensor::empty(Shape{CRS, nb * L}, dtype_v<T>, dev);
@@ -335,7 +264,7 @@ void backward_weight_im2col(T* dw, const T* dy, const T* x, const ConvGeometry& 
     s.lda = nc * L;
     s.ldb = nc * L;
     s.ldc = CRS;
-    gemm<T>(dev, path, s, T(1), dyk.data<T>(), col.data<T>(), T(1), dw);
+    gemm<T>(b, dev, s, T(1), dyk.data<T>(), col.data<T>(), T(1), dw);
   }
 }
 
@@ -343,13 +272,13 @@ void backward_weight_im2col(T* dw, const T* dy, const T* x, const ConvGeometry& 
 // col would be x itself, so the products read x and write y in place: per image n,
 //   Y_n (K, L) = W (K, C) X_n (C, L),  dX_n (C, L) = W^T dY_n,  dW (K, C) += dY_n X_n^T.
 
-bool is_pointwise(const ConvGeometry& g, Device dev) {
-  return dev.is_cpu() && g.R == 1 && g.S == 1 && g.stride == 1 && g.pad == 0;
+bool is_pointwise(const ConvGeometry& g, Backend b) {
+  return b == Backend::CpuReference && g.R == 1 && g.S == 1 && g.stride == 1 && g.pad == 0;
 }
 
 template <typename T>
 void forward_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGeometry& g,
-                       Device dev, KernelPath path) {
+                       Device dev, Backend b) {
   const int64_t L = g.H * g.W;
   GemmShape s;
   s.M = g.K;
@@ -361,7 +290,7 @@ void forward_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGe
   s.batch = g.N;
   s.stride_b = g.C * L;
   s.stride_c = g.K * L;
-  gemm<T>(dev, path, s, T(1), w, x, T(0), y);
+  gemm<T>(b, dev, s, T(1), w, x, T(0), y);
   if (!bias) return;
 #pragma omp parallel for if (g.N * g.K * L > 65536)
   for (int64_t nk = 0; nk < g.N * g.K; ++nk) {
@@ -373,7 +302,7 @@ void forward_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGe
 
 template <typename T>
 void backward_data_pointwise(T* dx, const T* dy, const T* w, const ConvGeometry& g, Device dev,
-                             KernelPath path) {
+                             Backend b) {
   const int64_t L = g.H * g.W;
   GemmShape s;
   s.trans_a = true;
@@ -386,12 +315,12 @@ void backward_data_pointwise(T* dx, const T* dy, const T* w, const ConvGeometry&
   s.batch = g.N;
   s.stride_b = g.K * L;
   s.stride_c = g.C * L;
-  gemm<T>(dev, path, s, T(1), w, dy, T(0), dx);
+  gemm<T>(b, dev, s, T(1), w, dy, T(0), dx);
 }
 
 template <typename T>
 void backward_weight_pointwise(T* dw, const T* dy, const T* x, const ConvGeometry& g, Device dev,
-                               KernelPath path) {
+                               Backend b) {
   const int64_t L = g.H * g.W;
   GemmShape s;
   s.trans_b = true;
@@ -403,7 +332,7 @@ void backward_weight_pointwise(T* dw, const T* dy, const T* x, const ConvGeometr
   s.ldc = g.C;
   // One product per image, each adding into dw (beta = 1).
   for (int64_t n = 0; n < g.N; ++n)
-    gemm<T>(dev, path, s, T(1), dy + n * g.K * L, x + n * g.C * L, T(1), dw);
+    gemm<T>(b, dev, s, T(1), dy + n * g.K * L, x + n * g.C * L, T(1), dw);
 }
 
 // `t` must live where `ref` does and have its dtype; on a GPU that dtype must be float32.
@@ -417,8 +346,29 @@ void check_like(const Tensor& t, const Tensor& ref, const char* who, const char*
 
 // ---------------------------------------------------------------- public ops
 
-void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias, Conv2dParams p,
-                    KernelPath path) {
+const OpInfo& conv2d_op() {
+  static const OpInfo op{
+      "conv2d",
+      "`conv2d_forward`, `conv2d_backward_data`, `conv2d_backward_weight`",
+      {{Backend::CpuReference, "im2col + OpenBLAS; a 1x1 stride-1 convolution as one product per image"},
+       {Backend::CpuFast, "oneDNN convolution primitives, one per shape, cached"},
+       {Backend::CudaHandwritten, "im2col + our SGEMM"},
+       {Backend::CudaCublas, "im2col + cuBLAS"},
+       {Backend::CudaVendor, "cuDNN, algorithms chosen once per shape and cached"}}};
+  return op;
+}
+
+Backend select_conv2d_backend(const Device& d, DType dtype) {
+  return select_backend(conv2d_op(), d, dtype);
+}
+
+void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias,
+                    Conv2dParams p) {
+  conv2d_forward(select_conv2d_backend(x.device(), x.dtype()), y, x, w, bias, p);
+}
+
+void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias,
+                    Conv2dParams p) {
   const char* who = "conv2d_forward";
   const ConvGeometry g = ConvGeometry::make(x.shape(), w.shape(), p, who);
   check_shape(y, Shape{g.N, g.K, g.P, g.Q}, who, "output");
@@ -428,91 +378,99 @@ void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b
     check_shape(*bias, Shape{g.K}, who, "bias");
     check_like(*bias, x, who, "bias");
   }
+  check_backend(conv2d_op(), b, x.device(), x.dtype(), who);
   if (g.N == 0) return;
-  if (x.is_cuda() && path == KernelPath::Cudnn) {
-    MINIDL_IF_CUDA(cuda::conv2d_forward_cudnn(y.data<float>(), x.data<float>(), w.data<float>(),
-                                              bias ? bias->data<float>() : nullptr, g,
-                                              cuda_context(x.device())));
-    return;
+  const float* bias32 = bias && x.dtype() == DType::F32 ? bias->data<float>() : nullptr;
+  switch (b) {
+    case Backend::CudaVendor:
+      MINIDL_IF_CUDA(cuda::conv2d_forward_cudnn(y.data<float>(), x.data<float>(), w.data<float>(),
+                                                bias32, g, cuda_context(x.device())));
+      return;
+    case Backend::CpuFast:
+      MINIDL_IF_DNNL(
+          onednn::conv2d_forward(y.data<float>(), x.data<float>(), w.data<float>(), bias32, g));
+      return;
+    default:
+      dispatch_floating(x.dtype(), who, [&]<typename T>() {
+        const T* bias_t = bias ? bias->data<T>() : nullptr;
+        if (is_pointwise(g, b))
+          return forward_pointwise<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias_t, g, x.device(), b);
+        forward_im2col<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias_t, g, x.device(), b);
+      });
   }
-  if (!x.is_cuda() && x.dtype() == DType::F32 && use_onednn()) {
-    MINIDL_IF_DNNL(onednn::conv2d_forward(y.data<float>(), x.data<float>(), w.data<float>(),
-                                          bias ? bias->data<float>() : nullptr, g));
-    return;
-  }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    if (is_pointwise(g, x.device()))
-      return forward_pointwise<T>(y.data<T>(), x.data<T>(), w.data<T>(),
-                                  bias ? bias->data<T>() : nullptr, g, x.device(), path);
-    forward_im2col<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias ? bias->data<T>() : nullptr, g,
-                      x.device(), path);
-  });
 }
 
-void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dParams p,
-                          KernelPath path) {
+void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dParams p) {
+  conv2d_backward_data(select_conv2d_backend(dy.device(), dy.dtype()), dx, dy, w, p);
+}
+
+void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor& w,
+                          Conv2dParams p) {
   const char* who = "conv2d_backward_data";
   const ConvGeometry g = ConvGeometry::make(dx.shape(), w.shape(), p, who);
   check_shape(dy, Shape{g.N, g.K, g.P, g.Q}, who, "output gradient");
   check_like(w, dy, who, "weight");
   check_like(dx, dy, who, "input gradient");
+  check_backend(conv2d_op(), b, dy.device(), dy.dtype(), who);
   if (g.N == 0) return;
-  if (dy.is_cuda() && path == KernelPath::Cudnn) {
-    MINIDL_IF_CUDA(cuda::conv2d_backward_data_cudnn(dx.data<float>(), dy.data<float>(),
-                                                    w.data<float>(), g, cuda_context(dy.device())));
-    return;
+  switch (b) {
+    case Backend::CudaVendor:
+      MINIDL_IF_CUDA(cuda::conv2d_backward_data_cudnn(dx.data<float>(), dy.data<float>(),
+                                                      w.data<float>(), g, cuda_context(dy.device())));
+      return;
+    case Backend::CpuFast:
+      MINIDL_IF_DNNL(
+          onednn::conv2d_backward_data(dx.data<float>(), dy.data<float>(), w.data<float>(), g));
+      return;
+    default:
+      dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+        if (is_pointwise(g, b))
+          return backward_data_pointwise<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(), b);
+        backward_data_im2col<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(), b);
+      });
   }
-  if (!dy.is_cuda() && dy.dtype() == DType::F32 && use_onednn()) {
-    MINIDL_IF_DNNL(
-        onednn::conv2d_backward_data(dx.data<float>(), dy.data<float>(), w.data<float>(), g));
-    return;
-  }
-  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
-    if (is_pointwise(g, dy.device()))
-      return backward_data_pointwise<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(),
-                                        path);
-    backward_data_im2col<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(), path);
-  });
 }
 
-void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2dParams p,
-                            KernelPath path) {
+void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2dParams p) {
+  conv2d_backward_weight(select_conv2d_backend(dy.device(), dy.dtype()), dw, dy, x, p);
+}
+
+void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tensor& x,
+                            Conv2dParams p) {
   const char* who = "conv2d_backward_weight";
   const ConvGeometry g = ConvGeometry::make(x.shape(), dw.shape(), p, who);
   check_shape(dy, Shape{g.N, g.K, g.P, g.Q}, who, "output gradient");
   check_like(x, dy, who, "input");
   check_like(dw, dy, who, "weight gradient");
+  check_backend(conv2d_op(), b, dy.device(), dy.dtype(), who);
   if (g.N == 0) return;
-  if (dy.is_cuda() && path == KernelPath::Cudnn) {
-    MINIDL_IF_CUDA(cuda::conv2d_backward_weight_cudnn(
-        dw.data<float>(), dy.data<float>(), x.data<float>(), g, cuda_context(dy.device())));
-    return;
+  switch (b) {
+    case Backend::CudaVendor:
+      MINIDL_IF_CUDA(cuda::conv2d_backward_weight_cudnn(dw.data<float>(), dy.data<float>(),
+                                                        x.data<float>(), g, cuda_context(dy.device())));
+      return;
+    case Backend::CpuFast:
+      MINIDL_IF_DNNL(
+          onednn::conv2d_backward_weight(dw.data<float>(), dy.data<float>(), x.data<float>(), g));
+      return;
+    default:
+      dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+        if (is_pointwise(g, b))
+          return backward_weight_pointwise<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g, dy.device(), b);
+        backward_weight_im2col<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g, dy.device(), b);
+      });
   }
-  if (!dy.is_cuda() && dy.dtype() == DType::F32 && use_onednn()) {
-    MINIDL_IF_DNNL(
-        onednn::conv2d_backward_weight(dw.data<float>(), dy.data<float>(), x.data<float>(), g));
-    return;
-  }
-  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
-    if (is_pointwise(g, dy.device()))
-      return backward_weight_pointwise<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g,
-                                          dy.device(), path);
-    backward_weight_im2col<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g, dy.device(), path);
-  });
 }
 
-// The bias gradient is a plain reduction on every path (cuDNN's cudnnConvolutionBackwardBias
-// would overwrite, and is no faster than the channel sum).
-void conv2d_backward_bias(Tensor& db, const Tensor& dy, KernelPath path) {
+// The bias gradient is a plain channel sum on every backend (cuDNN's cudnnConvolutionBackwardBias
+// would overwrite, and is no faster): kernels/layout.h.
+void conv2d_backward_bias(Tensor& db, const Tensor& dy) {
   const char* who = "conv2d_backward_bias";
   MINIDL_CHECK(dy.dim() == 4, who, ": output gradient must be 4-D (N, K, P, Q), got shape ",
                dy.shape());
   check_shape(db, Shape{dy.size(1)}, who, "bias gradient");
   check_like(db, dy, who, "bias gradient");
-  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
-    channel_sum_accumulate<T>(dy.device(), db.data<T>(), dy.data<T>(), dy.size(0), dy.size(1),
-                              dy.size(2) * dy.size(3));
-  });
+  channel_sum_accumulate(db, dy.view(Shape{dy.size(0), dy.size(1), dy.size(2) * dy.size(3)}));
 }
 
 }  // namespace minidl

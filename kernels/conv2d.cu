@@ -1,5 +1,5 @@
 // CUDA convolution: the primitives of the im2col + GEMM algorithm (conv2d.cpp calls them for the
-// Handwritten and Cublas paths) and the cuDNN path.
+// cuda-handwritten and cuda-cublas backends) and the cuDNN backend (cuda-vendor).
 //
 // Primitives (all memory-bound; the goal is coalesced access and no atomics):
 //   im2col     one thread per (c, n, p, q): it reads the R*S input pixels of its window and writes
@@ -9,11 +9,7 @@
 //              copied from it (the output positions whose window covers the pixel) and writes the
 //              pixel once. Scattering from col instead would need atomicAdd (overlapping windows
 //              hit the same pixel) and would make the result depend on the order of the additions.
-//   nkl_to_knl / knl_to_nkl   one thread per output element; l is innermost on both sides, so
-//              reads and writes are contiguous runs of L elements.
-//   channel_sum_accumulate    one block per channel k reduces the N*L values dy[:, k, :] (threads
-//              stride over them, then a warp-shuffle tree), and one thread adds the sum to db[k]:
-//              deterministic, and db accumulates as the gradient rule requires.
+// (the (n,k,l) <-> (k,n,l) rearrangements and the channel sum are in layout.cu).
 // conv2d.cpp keeps every per-chunk buffer below 2^31 elements, so the index arithmetic is 32-bit
 // (64-bit divisions would dominate these kernels); only the grid-stride counter is 64-bit, so that
 // stepping past the end cannot overflow.
@@ -21,7 +17,7 @@
 // cuDNN path: descriptors and algorithms are built once per (device, geometry, TF32 setting) and
 // cached. The algorithm of each direction is chosen by cudnnFind*AlgorithmEx, which times the
 // candidates on the real inputs (writing into a scratch output, so dw's accumulated value is never
-// touched), keeping only full-fp32 (FMA) algorithms unless allow_tf32(). Workspaces come from the
+// touched), keeping only full-fp32 (FMA) algorithms unless the device's settings allow TF32. Workspaces come from the
 // caching allocator at every call. Backward filter runs with beta = 1 to accumulate into dw.
 #include <algorithm>
 #include <cstdint>
@@ -111,50 +107,6 @@ __global__ void col2im_kernel(float* __restrict__ dx, const float* __restrict__ 
   }
 }
 
-__global__ void nkl_to_knl_kernel(float* __restrict__ out, const float* __restrict__ in, int nb,
-                                  int K, int L) {
-  const int total = nb * K * L;
-  for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
-       it += int64_t(gridDim.x) * blockDim.x) {
-    const int i = static_cast<int>(it);
-    const int k = i / (nb * L), n = (i / L) % nb, l = i % L;  // i = (k*nb + n)*L + l
-    out[i] = in[(n * K + k) * L + l];
-  }
-}
-
-__global__ void knl_to_nkl_kernel(float* __restrict__ out, const float* __restrict__ in,
-                                  const float* __restrict__ bias, int nb, int K, int L) {
-  const int total = nb * K * L;
-  for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
-       it += int64_t(gridDim.x) * blockDim.x) {
-    const int i = static_cast<int>(it);
-    const int n = i / (K * L), k = (i / L) % K, l = i % L;  // i = (n*K + k)*L + l
-    out[i] = in[(k * nb + n) * L + l] + (bias ? bias[k] : 0.f);
-  }
-}
-
-// Block k: db[k] += sum_{n, l} dy[n, k, l]. N*L may exceed 2^31 across a whole batch, so the loop
-// index is 64-bit here (one division per element is cheap next to the load).
-__global__ void channel_sum_kernel(float* __restrict__ db, const float* __restrict__ dy, int64_t N,
-                                   int64_t K, int64_t L) {
-  const int64_t k = blockIdx.x;
-  float sum = 0.f;
-  for (int64_t i = threadIdx.x; i < N * L; i += blockDim.x) {
-    const int64_t n = i / L, l = i % L;
-    sum += dy[(n * K + k) * L + l];
-  }
-  for (int off = 16; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off);
-  __shared__ float warp_sums[kThreads / 32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) warp_sums[warp] = sum;
-  __syncthreads();
-  if (warp == 0) {
-    sum = lane < kThreads / 32 ? warp_sums[lane] : 0.f;
-    for (int off = 16; off > 0; off >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, off);
-    if (lane == 0) db[k] += sum;
-  }
-}
-
 }  // namespace
 
 void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx) {
@@ -174,33 +126,6 @@ void col2im(float* dx, const float* col, int64_t nb, const ConvGeometry& g, Cuda
   as_int(g.C * g.R * g.S * nb * g.P * g.Q, "col2im column buffer size");
   col2im_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(dx, col, as_int(nb, "nb"),
                                                                         geo32(g));
-  MINIDL_CHECK_LAUNCH(ctx.stream);
-}
-
-void nkl_to_knl(float* out, const float* in, int64_t nb, int64_t K, int64_t L, CudaContext& ctx) {
-  const int64_t total = nb * K * L;
-  if (total == 0) return;
-  as_int(total, "nkl_to_knl size nb*K*L");
-  nkl_to_knl_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(
-      out, in, as_int(nb, "nb"), as_int(K, "K"), as_int(L, "L"));
-  MINIDL_CHECK_LAUNCH(ctx.stream);
-}
-
-void knl_to_nkl(float* out, const float* in, const float* bias, int64_t nb, int64_t K, int64_t L,
-                CudaContext& ctx) {
-  const int64_t total = nb * K * L;
-  if (total == 0) return;
-  as_int(total, "knl_to_nkl size nb*K*L");
-  knl_to_nkl_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(
-      out, in, bias, as_int(nb, "nb"), as_int(K, "K"), as_int(L, "L"));
-  MINIDL_CHECK_LAUNCH(ctx.stream);
-}
-
-void channel_sum_accumulate(float* db, const float* dy, int64_t N, int64_t K, int64_t L,
-                            CudaContext& ctx) {
-  if (K == 0) return;
-  MINIDL_CHECK(K <= INT32_MAX, "channel_sum_accumulate: K = ", K, " channels exceed one grid");
-  channel_sum_kernel<<<static_cast<unsigned>(K), kThreads, 0, ctx.stream>>>(db, dy, N, K, L);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -224,6 +149,7 @@ struct ConvPlan {
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   bool tf32 = false;
+  bool deterministic = false;  // choose by algorithm id, not by time (core/device_settings.h)
   std::once_flag fwd_once, bwd_data_once, bwd_filter_once;
   AlgoChoice fwd, bwd_data, bwd_filter;
 
@@ -275,22 +201,24 @@ struct ConvPlan {
   void use(const AlgoChoice& c) const { CUDNN_CHECK(cudnnSetConvolutionMathType(conv, c.math)); }
 };
 
-using PlanKey =
-    std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, bool>;
+using PlanKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int,
+                           int, bool, bool>;
 
 std::mutex g_plans_mutex;
 std::map<PlanKey, std::unique_ptr<ConvPlan>> g_plans;
 
-// The plan for this device, geometry and TF32 setting, built on first use. Plans are never
-// removed, so the reference stays valid.
+// The plan for this device, geometry, TF32 and deterministic setting, built on first use. Plans
+// are never removed, so the reference stays valid.
 ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
-  const bool tf32 = allow_tf32();
-  const PlanKey key{ctx.device, g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.pad, tf32};
+  const DeviceSettings s = device_settings(Device::cuda(ctx.device));
+  const PlanKey key{ctx.device, g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.pad,
+                    s.allow_tf32, s.deterministic};
   std::lock_guard<std::mutex> lock(g_plans_mutex);
   auto it = g_plans.find(key);
   if (it != g_plans.end()) return *it->second;
   auto plan = std::make_unique<ConvPlan>();
-  plan->init(g, tf32);
+  plan->init(g, s.allow_tf32);
+  plan->deterministic = s.deterministic;
   return *g_plans.emplace(key, std::move(plan)).first->second;
 }
 
@@ -300,13 +228,12 @@ ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
 // TENSOR_OP_MATH_ALLOW_CONVERSION is never taken, TF32 or not: it may convert float32 operands
 // to fp16/bf16 (~1e-3 relative or worse, far below what --tf32 promises), and a later call in that
 // math type could pick such a kernel. `results` is sorted by time.
-// In deterministic mode (kernel_path.h) the choice is the deterministic algorithm with the lowest
-// id instead, so that timing noise cannot change it between runs, and falling back from a faster
+// In deterministic mode (core/device_settings.h) the choice is the deterministic algorithm with
+// the lowest id instead, so that timing noise cannot change it between runs, and falling back from a faster
 // non-deterministic algorithm is noted for the log.
 template <typename Perf>
-AlgoChoice pick(const std::vector<Perf>& results, int count, bool tf32, size_t workspace,
+AlgoChoice pick(const std::vector<Perf>& results, int count, bool tf32, bool det, size_t workspace,
                 const char* direction, const ConvGeometry& g) {
-  const bool det = deterministic();
   int fastest = -1, chosen = -1;
   for (int i = 0; i < count; ++i) {
     const Perf& r = results[i];
@@ -371,7 +298,7 @@ void conv2d_forward_cudnn(float* y, const float* x, const float* w, const float*
     CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
         ctx.cudnn, plan.x, x, plan.w, w, plan.conv, plan.y, scratch_y.data<float>(), max_count,
         &count, results.data(), find_ws.raw_data(), ws));
-    plan.fwd = pick(results, count, plan.tf32, ws, "forward", g);
+    plan.fwd = pick(results, count, plan.tf32, plan.deterministic, ws, "forward", g);
   });
   plan.use(plan.fwd);
   Tensor ws = workspace_tensor(plan.fwd.workspace, ctx);
@@ -399,7 +326,7 @@ void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w, cons
     CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
         ctx.cudnn, plan.w, w, plan.y, dy, plan.conv, plan.x, scratch_dx.data<float>(), max_count,
         &count, results.data(), find_ws.raw_data(), ws));
-    plan.bwd_data = pick(results, count, plan.tf32, ws, "backward-data", g);
+    plan.bwd_data = pick(results, count, plan.tf32, plan.deterministic, ws, "backward-data", g);
   });
   plan.use(plan.bwd_data);
   Tensor ws = workspace_tensor(plan.bwd_data.workspace, ctx);
@@ -428,7 +355,7 @@ void conv2d_backward_weight_cudnn(float* dw, const float* dy, const float* x, co
     CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
         ctx.cudnn, plan.x, x, plan.y, dy, plan.conv, plan.w, scratch_dw.data<float>(), max_count,
         &count, results.data(), find_ws.raw_data(), ws));
-    plan.bwd_filter = pick(results, count, plan.tf32, ws, "backward-filter", g);
+    plan.bwd_filter = pick(results, count, plan.tf32, plan.deterministic, ws, "backward-filter", g);
   });
   plan.use(plan.bwd_filter);
   Tensor ws = workspace_tensor(plan.bwd_filter.workspace, ctx);

@@ -12,12 +12,15 @@
 //   backward bias:   db[k]            += sum_{n,p,q} dy[n,k,p,q]
 // where dY' is dy rearranged to (K, nb*P*Q). Derivation: docs/backprop/conv2d.md.
 //
-// The algorithm above is written once (conv2d.cpp) over device-generic primitives (im2col,
-// col2im, the (n,k,pq) <-> (k,n,pq) rearrangements, gemm); on a GPU the Cudnn path calls cuDNN
-// instead (algorithms chosen once per shape and cached with their workspace). On the CPU a 1x1
-// stride-1 unpadded convolution skips im2col (col would be x itself): per image, Y_n = W X_n,
-// dX_n = W^T dY_n, dW += dY_n X_n^T. With CpuKernels::Onednn (kernels/cpu_kernels.h) float32 CPU
-// convolutions run on oneDNN instead (conv2d_onednn.cpp, primitives cached per shape).
+// Backends (kernels/backend.h; conv2d_op() lists them):
+//   cpu-reference, cuda-handwritten, cuda-cublas   the algorithm above, written once (conv2d.cpp)
+//       over device-generic primitives (im2col, col2im, the (n,k,pq) <-> (k,n,pq) rearrangements
+//       of kernels/layout.h, gemm on the same backend). On the CPU a 1x1 stride-1 unpadded
+//       convolution skips im2col (col would be x itself): per image, Y_n = W X_n,
+//       dX_n = W^T dY_n, dW += dY_n X_n^T.
+//   cpu-fast      oneDNN, float32 (conv2d_onednn.cpp, primitives cached per shape).
+//   cuda-vendor   cuDNN (conv2d.cu; algorithms chosen once per shape, cached with the workspace).
+// select_conv2d_backend applies the shared rule with no condition of its own.
 //
 // Gradient rule: dx is overwritten, dw and db accumulate.
 #pragma once
@@ -26,8 +29,8 @@
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
-#include "kernels/cpu_kernels.h"
-#include "kernels/kernel_path.h"
+#include "kernels/backend.h"
+#include "kernels/layout.h"
 
 namespace minidl {
 
@@ -45,13 +48,22 @@ struct ConvGeometry {
   static ConvGeometry make(const Shape& x, const Shape& w, Conv2dParams p, const char* who);
 };
 
+const OpInfo& conv2d_op();
+Backend select_conv2d_backend(const Device& d, DType dtype);
+
+// Selecting (from x's, resp. dy's, device, dtype and the device's settings) and explicit forms.
 void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias,
-                    Conv2dParams p, KernelPath path = KernelPath::Cudnn);
-void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dParams p,
-                          KernelPath path = KernelPath::Cudnn);
-void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2dParams p,
-                            KernelPath path = KernelPath::Cudnn);
-void conv2d_backward_bias(Tensor& db, const Tensor& dy, KernelPath path = KernelPath::Cudnn);
+                    Conv2dParams p);
+void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias,
+                    Conv2dParams p);
+void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dParams p);
+void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor& w,
+                          Conv2dParams p);
+void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2dParams p);
+void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tensor& x,
+                            Conv2dParams p);
+// db += the channel sum of dy, on every backend (kernels/layout.h).
+void conv2d_backward_bias(Tensor& db, const Tensor& dy);
 
 // ---- primitives (device-generic; `x`/`col` etc. are raw pointers on `dev`) ----
 // col (C*R*S, nb*P*Q) gets image n at column offset n*P*Q.
@@ -60,21 +72,6 @@ void im2col(Device dev, T* col, const T* x, int64_t nb, const ConvGeometry& g);
 // dx (nb images) = scatter-add of col; dx is overwritten.
 template <typename T>
 void col2im(Device dev, T* dx, const T* col, int64_t nb, const ConvGeometry& g);
-// (nb, K, L) <-> (K, nb, L) rearrangement; the forward direction optionally adds bias[k].
-template <typename T>
-void nkl_to_knl(Device dev, T* out, const T* in, int64_t nb, int64_t K, int64_t L);
-template <typename T>
-void knl_to_nkl(Device dev, T* out, const T* in, const T* bias, int64_t nb, int64_t K, int64_t L);
-// db[k] += sum over n, l of dy[n, k, l]
-template <typename T>
-void channel_sum_accumulate(Device dev, T* db, const T* dy, int64_t N, int64_t K, int64_t L);
-
-namespace detail {
-// Test hook: sets the byte budget of the im2col column buffer (0 restores the default) and returns
-// the previous one, so tests can force the batch to be split into several chunks.
-size_t conv2d_set_col_budget(size_t bytes);
-}  // namespace detail
-
 #if MINIDL_HAVE_DNNL
 // oneDNN path, float32 on the CPU (raw host pointers, shapes as in `g`; same rules as above).
 namespace onednn {
@@ -88,11 +85,6 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
 namespace cuda {
 void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx);
 void col2im(float* dx, const float* col, int64_t nb, const ConvGeometry& g, CudaContext& ctx);
-void nkl_to_knl(float* out, const float* in, int64_t nb, int64_t K, int64_t L, CudaContext& ctx);
-void knl_to_nkl(float* out, const float* in, const float* bias, int64_t nb, int64_t K, int64_t L,
-                CudaContext& ctx);
-void channel_sum_accumulate(float* db, const float* dy, int64_t N, int64_t K, int64_t L,
-                            CudaContext& ctx);
 // cuDNN path: y = conv(x, w) (+ bias); dx = conv^T(dy, w); dw += ...; (accumulate as above).
 void conv2d_forward_cudnn(float* y, const float* x, const float* w, const float* bias,
                           const ConvGeometry& g, CudaContext& ctx);

@@ -45,7 +45,25 @@ T inverse_keep(double p) {
 }
 }  // namespace
 
+const OpInfo& dropout_op() {
+  static const OpInfo op{"dropout",
+                         "`dropout_forward`, `dropout_backward`",
+                         {
+                          {Backend::CpuReference, "counter-based RNG (Philox), same mask as the GPU"},
+                          {Backend::CudaHandwritten, "one thread per Philox counter (four elements), the same RNG"}}};
+  return op;
+}
+
+Backend select_dropout_backend(const Device& d, DType dtype) {
+  return select_backend(dropout_op(), d, dtype);
+}
+
 void dropout_forward(Tensor& y, Tensor& mask, const Tensor& x, double p, uint64_t seed,
+                     uint64_t offset) {
+  dropout_forward(select_dropout_backend(x.device(), x.dtype()), y, mask, x, p, seed, offset);
+}
+
+void dropout_forward(Backend b, Tensor& y, Tensor& mask, const Tensor& x, double p, uint64_t seed,
                      uint64_t offset) {
   const char* who = "dropout_forward";
   check_p(p, who);
@@ -55,8 +73,8 @@ void dropout_forward(Tensor& y, Tensor& mask, const Tensor& x, double p, uint64_
   check_dtype(mask, DType::U8, who, "mask");
   check_same_device(y, x, who);
   check_same_device(mask, x, who);
-  if (x.is_cuda()) {
-    check_dtype(x, DType::F32, who, "input");
+  check_backend(dropout_op(), b, x.device(), x.dtype(), who);
+  if (b == Backend::CudaHandwritten) {
     MINIDL_IF_CUDA(cuda::dropout_forward(y.data<float>(), mask.data<uint8_t>(), x.data<float>(),
                                          x.numel(), static_cast<float>(p), seed, offset,
                                          cuda_context(x.device())));
@@ -69,6 +87,10 @@ void dropout_forward(Tensor& y, Tensor& mask, const Tensor& x, double p, uint64_
 }
 
 void dropout_backward(Tensor& dx, const Tensor& dy, const Tensor& mask, double p) {
+  dropout_backward(select_dropout_backend(dy.device(), dy.dtype()), dx, dy, mask, p);
+}
+
+void dropout_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& mask, double p) {
   const char* who = "dropout_backward";
   check_p(p, who);
   check_same_shape(dx, dy, who);
@@ -77,8 +99,8 @@ void dropout_backward(Tensor& dx, const Tensor& dy, const Tensor& mask, double p
   check_dtype(mask, DType::U8, who, "mask");
   check_same_device(dx, dy, who);
   check_same_device(mask, dy, who);
-  if (dy.is_cuda()) {
-    check_dtype(dy, DType::F32, who, "gradient");
+  check_backend(dropout_op(), b, dy.device(), dy.dtype(), who);
+  if (b == Backend::CudaHandwritten) {
     MINIDL_IF_CUDA(cuda::dropout_backward(dx.data<float>(), dy.data<float>(), mask.data<uint8_t>(),
                                           dy.numel(), static_cast<float>(p),
                                           cuda_context(dy.device())));

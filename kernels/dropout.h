@@ -9,12 +9,21 @@
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
+#include "kernels/backend.h"
 
 namespace minidl {
 
+// Backends: `cpu-reference`, `cuda-handwritten` (kernels/backend.h).
+const OpInfo& dropout_op();
+Backend select_dropout_backend(const Device& d, DType dtype);
+// Each function below comes in a selecting form and an explicit one (first argument a Backend).
+
 void dropout_forward(Tensor& y, Tensor& mask, const Tensor& x, double p, uint64_t seed,
                      uint64_t offset);
+void dropout_forward(Backend b, Tensor& y, Tensor& mask, const Tensor& x, double p, uint64_t seed,
+                     uint64_t offset);
 void dropout_backward(Tensor& dx, const Tensor& dy, const Tensor& mask, double p);
+void dropout_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& mask, double p);
 
 namespace cuda {
 void dropout_forward(float* y, uint8_t* mask, const float* x, int64_t n, float p, uint64_t seed,

@@ -17,7 +17,24 @@ void add_scaled(T* out, const T* a, const T* b, T alpha, int64_t n) {
 
 }  // namespace cpu
 
+const OpInfo& elementwise_op() {
+  static const OpInfo op{"elementwise",
+                         "`add`, `add_scaled`",
+                         {
+                          {Backend::CpuReference, "vectorised loop"},
+                          {Backend::CudaHandwritten, "one thread per element"}}};
+  return op;
+}
+
+Backend select_elementwise_backend(const Device& d, DType dtype) {
+  return select_backend(elementwise_op(), d, dtype);
+}
+
 void add_scaled(Tensor& out, const Tensor& a, const Tensor& b, double alpha) {
+  add_scaled(select_elementwise_backend(a.device(), a.dtype()), out, a, b, alpha);
+}
+
+void add_scaled(Backend be, Tensor& out, const Tensor& a, const Tensor& b, double alpha) {
   const char* who = "add_scaled";
   check_same_shape(a, b, who);
   check_same_shape(out, a, who);
@@ -25,8 +42,8 @@ void add_scaled(Tensor& out, const Tensor& a, const Tensor& b, double alpha) {
   check_dtype(out, a.dtype(), who, "out");
   check_same_device(b, a, who);
   check_same_device(out, a, who);
-  if (a.is_cuda()) {
-    check_dtype(a, DType::F32, who, "a");
+  check_backend(elementwise_op(), be, a.device(), a.dtype(), who);
+  if (be == Backend::CudaHandwritten) {
     MINIDL_IF_CUDA(cuda::add_scaled(out.data<float>(), a.data<float>(), b.data<float>(),
                                     static_cast<float>(alpha), a.numel(), cuda_context(a.device())));
     return;

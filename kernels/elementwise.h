@@ -8,11 +8,18 @@
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
+#include "kernels/backend.h"
 
 namespace minidl {
 
+// Backends: `cpu-reference`, `cuda-handwritten` (kernels/backend.h).
+const OpInfo& elementwise_op();
+Backend select_elementwise_backend(const Device& d, DType dtype);
+// Each function below comes in a selecting form and an explicit one (first argument a Backend).
+
 void add(Tensor& out, const Tensor& a, const Tensor& b);
 void add_scaled(Tensor& out, const Tensor& a, const Tensor& b, double alpha);
+void add_scaled(Backend be, Tensor& out, const Tensor& a, const Tensor& b, double alpha);
 
 namespace cuda {
 void add_scaled(float* out, const float* a, const float* b, float alpha, int64_t n, CudaContext& ctx);

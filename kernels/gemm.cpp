@@ -17,8 +17,6 @@ namespace minidl {
 
 namespace {
 
-std::atomic<bool> g_allow_tf32{false};
-
 // BLAS's rules for a row-major product: op(A) is M x K, so A is stored M x K (lda >= K) or, when
 // transposed, K x M (lda >= M); likewise for B; C is M x N (ldc >= N). A leading dimension is at
 // least 1 even for an empty matrix (BLAS and cuBLAS both insist).
@@ -192,39 +190,60 @@ template void gemm_builtin<double>(const GemmShape&, double, const double*, cons
 
 }  // namespace detail
 
-void set_allow_tf32(bool allow) { g_allow_tf32.store(allow); }
-bool allow_tf32() { return g_allow_tf32.load(); }
-
-template <typename T>
-void gemm(Device dev, KernelPath path, const GemmShape& s, T alpha, const T* A, const T* B, T beta,
-          T* C) {
-  check_gemm_shape(s);
-  if (s.M == 0 || s.N == 0) return;
-  if (dev.is_cuda()) {
-    if constexpr (std::is_same_v<T, float>) {
-      MINIDL_IF_CUDA({
-        CudaContext& ctx = cuda_context(dev);
-        if (path == KernelPath::Handwritten)
-          cuda::sgemm_handwritten(s, alpha, A, B, beta, C, ctx);
-        else
-          cuda::sgemm_cublas(s, alpha, A, B, beta, C, allow_tf32(), ctx);
-      });
-    } else {
-      throw_error(str("gemm: float64 is not supported on ", dev,
-                      " (CUDA products are float32; use float64 on the CPU for reference checks)"));
-    }
-    return;
-  }
-  cpu::gemm<T>(s, alpha, A, B, beta, C);
+const OpInfo& gemm_op() {
+  static const OpInfo op{"gemm",
+                         "`gemm`, `matmul`",
+                         {{Backend::CpuReference, "OpenBLAS (or the built-in blocked product)"},
+                          {Backend::CudaHandwritten, "our tiled shared-memory SGEMM"},
+                          {Backend::CudaCublas, "cublasSgemm"}}};
+  return op;
 }
 
-template void gemm<float>(Device, KernelPath, const GemmShape&, float, const float*, const float*,
+Backend select_gemm_backend(const Device& d, DType dtype) { return select_backend(gemm_op(), d, dtype); }
+
+template <typename T>
+void gemm(Backend b, Device dev, const GemmShape& s, T alpha, const T* A, const T* B, T beta, T* C) {
+  check_gemm_shape(s);
+  check_backend(gemm_op(), b, dev, dtype_v<T>, "gemm");
+  if (s.M == 0 || s.N == 0) return;
+  switch (b) {
+    case Backend::CudaHandwritten:
+    case Backend::CudaCublas:
+      if constexpr (std::is_same_v<T, float>) {
+        MINIDL_IF_CUDA({
+          CudaContext& ctx = cuda_context(dev);
+          if (b == Backend::CudaHandwritten)
+            cuda::sgemm_handwritten(s, alpha, A, B, beta, C, ctx);
+          else
+            cuda::sgemm_cublas(s, alpha, A, B, beta, C, device_settings(dev).allow_tf32, ctx);
+        });
+      }
+      return;
+    default: cpu::gemm<T>(s, alpha, A, B, beta, C);
+  }
+}
+
+template <typename T>
+void gemm(Device dev, const GemmShape& s, T alpha, const T* A, const T* B, T beta, T* C) {
+  gemm<T>(select_gemm_backend(dev, dtype_v<T>), dev, s, alpha, A, B, beta, C);
+}
+
+template void gemm<float>(Backend, Device, const GemmShape&, float, const float*, const float*,
                           float, float*);
-template void gemm<double>(Device, KernelPath, const GemmShape&, double, const double*,
+template void gemm<double>(Backend, Device, const GemmShape&, double, const double*,
                            const double*, double, double*);
+template void gemm<float>(Device, const GemmShape&, float, const float*, const float*, float,
+                          float*);
+template void gemm<double>(Device, const GemmShape&, double, const double*, const double*, double,
+                           double*);
 
 void matmul(Tensor& C, const Tensor& A, const Tensor& B, bool trans_a, bool trans_b, double alpha,
-            double beta, KernelPath path) {
+            double beta) {
+  matmul(select_gemm_backend(A.device(), A.dtype()), C, A, B, trans_a, trans_b, alpha, beta);
+}
+
+void matmul(Backend b, Tensor& C, const Tensor& A, const Tensor& B, bool trans_a, bool trans_b,
+            double alpha, double beta) {
   const char* who = "matmul";
   MINIDL_CHECK(A.dim() == 2 && B.dim() == 2 && C.dim() == 2, who, ": expects 2-D tensors, got A ",
                A.shape(), ", B ", B.shape(), ", C ", C.shape());
@@ -248,7 +267,7 @@ void matmul(Tensor& C, const Tensor& A, const Tensor& B, bool trans_a, bool tran
   s.ldb = std::max<int64_t>(1, B.size(1));
   s.ldc = std::max<int64_t>(1, N);
   dispatch_floating(A.dtype(), who, [&]<typename T>() {
-    gemm<T>(A.device(), path, s, static_cast<T>(alpha), A.data<T>(), B.data<T>(),
+    gemm<T>(b, A.device(), s, static_cast<T>(alpha), A.data<T>(), B.data<T>(),
             static_cast<T>(beta), C.data<T>());
   });
 }

@@ -5,17 +5,21 @@
 // op(X) is X or X^T; C is M x N, op(A) is M x K, op(B) is K x N; lda/ldb/ldc are row strides and
 // strideA/B/C the distance between consecutive matrices of the batch (0 repeats one matrix).
 //
-// CPU: one cblas_{s,d}gemm per batch entry (OpenBLAS), or, in a build configured with
-// -DMINIDL_BLAS=OFF, detail::gemm_builtin below (slower; fine for references). CUDA, float32 only: our tiled
-// shared-memory SGEMM (KernelPath::Handwritten) or cuBLAS (Cublas and Cudnn paths; cuBLAS is
-// column-major, so it computes C^T = op(B)^T op(A)^T, which is the same memory).
+// Backends (kernels/backend.h):
+//   cpu-reference     one cblas_{s,d}gemm per batch entry (OpenBLAS), or, in a build configured
+//                     with -DMINIDL_BLAS=OFF, detail::gemm_builtin below (slower; fine for
+//                     references);
+//   cuda-handwritten  our tiled shared-memory SGEMM (float32);
+//   cuda-cublas       cublasSgemm (column-major, so it computes C^T = op(B)^T op(A)^T, which is the
+//                     same memory), TF32 when the device's settings allow it.
+// cuBLAS counts as the vendor of matrix products, so the cudnn kernel path selects cuda-cublas.
 #pragma once
 
 #include <cstdint>
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
-#include "kernels/kernel_path.h"
+#include "kernels/backend.h"
 
 namespace minidl {
 
@@ -27,20 +31,22 @@ struct GemmShape {
   int64_t batch = 1;
 };
 
+const OpInfo& gemm_op();
+Backend select_gemm_backend(const Device& d, DType dtype);
+
 // Raw-pointer product on `dev` (all pointers on that device). T is float or double (double:
-// CPU only).
+// CPU only). The first form runs backend `b` (ops built on products pass their own backend on:
+// conv2d's cuda-cublas runs its products on cuda-cublas).
 template <typename T>
-void gemm(Device dev, KernelPath path, const GemmShape& s, T alpha, const T* A, const T* B, T beta,
-          T* C);
+void gemm(Backend b, Device dev, const GemmShape& s, T alpha, const T* A, const T* B, T beta, T* C);
+template <typename T>
+void gemm(Device dev, const GemmShape& s, T alpha, const T* A, const T* B, T beta, T* C);
 
 // Tensor form for 2-D operands: C = alpha * op(A) op(B) + beta * C, shapes checked.
 void matmul(Tensor& C, const Tensor& A, const Tensor& B, bool trans_a, bool trans_b,
-            double alpha = 1.0, double beta = 0.0, KernelPath path = KernelPath::Cudnn);
-
-// When true, cuBLAS may use TF32 tensor cores for float32 products (off by default: results then
-// differ from the fp32 reference by ~1e-3 relative). Affects the Cublas and Cudnn paths.
-void set_allow_tf32(bool allow);
-bool allow_tf32();
+            double alpha = 1.0, double beta = 0.0);
+void matmul(Backend b, Tensor& C, const Tensor& A, const Tensor& B, bool trans_a, bool trans_b,
+            double alpha = 1.0, double beta = 0.0);
 
 namespace detail {
 // The CPU product without BLAS: A and B packed into cache blocks, a register-tiled micro-kernel,

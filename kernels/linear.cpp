@@ -1,12 +1,12 @@
 // Linear layer math (formulas in linear.h): three GEMMs plus the bias, written once for every
-// device. The bias uses the convolution's primitives with L = 1, so no kernel of its own is needed:
+// backend. The bias uses the layout primitives with L = 1, so no kernel of its own is needed:
 //   forward with bias:  Y^T (out, N) = W x^T, then knl_to_nkl (a transpose that adds b[k]) gives
 //                       y[n, k] = Y^T[k, n] + b[k]
 //   db += sum_n dy[n]:  channel_sum_accumulate over dy viewed as (N, out, 1)
 #include "kernels/linear.h"
 
-#include "kernels/conv2d.h"
 #include "kernels/gemm.h"
+#include "kernels/layout.h"
 
 namespace minidl {
 
@@ -25,7 +25,6 @@ LinearSizes check_linear(const Tensor& x, const Tensor& w, const char* who) {
                " features but weight ", w.shape(), " expects ", w.size(1));
   check_same_device(x, w, who);
   check_dtype(w, x.dtype(), who, "weight");
-  if (x.is_cuda()) check_dtype(x, DType::F32, who, "CUDA input");
   return {x.size(0), x.size(1), w.size(0)};
 }
 
@@ -38,11 +37,29 @@ void check_like(const Tensor& t, const Tensor& ref, const Shape& shape, const ch
 
 }  // namespace
 
-void linear_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b, KernelPath path) {
+const OpInfo& linear_op() {
+  static const OpInfo op{"linear",
+                         "`linear_forward`, `linear_backward`",
+                         {{Backend::CpuReference, "three products on OpenBLAS"},
+                          {Backend::CudaHandwritten, "three products on our SGEMM"},
+                          {Backend::CudaCublas, "three products on cuBLAS"}}};
+  return op;
+}
+
+Backend select_linear_backend(const Device& d, DType dtype) {
+  return select_backend(linear_op(), d, dtype);
+}
+
+void linear_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b) {
+  linear_forward(select_linear_backend(x.device(), x.dtype()), y, x, w, b);
+}
+
+void linear_forward(Backend be, Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b) {
   const char* who = "linear_forward";
   const LinearSizes z = check_linear(x, w, who);
   check_like(y, x, Shape{z.N, z.out}, who, "output");
   if (b) check_like(*b, x, Shape{z.out}, who, "bias");
+  check_backend(linear_op(), be, x.device(), x.dtype(), who);
   if (z.N == 0) return;
   const Device dev = x.device();
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
@@ -56,7 +73,7 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b
       s.lda = z.in;
       s.ldb = z.in;
       s.ldc = z.out;
-      gemm<T>(dev, path, s, T(1), x.data<T>(), w.data<T>(), T(0), y.data<T>());
+      gemm<T>(be, dev, s, T(1), x.data<T>(), w.data<T>(), T(0), y.data<T>());
       return;
     }
     // Y^T (out, N) = w (out, in) * x^T (in, N), then y = (Y^T)^T + b
@@ -68,19 +85,25 @@ void linear_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b
     s.lda = z.in;
     s.ldb = z.in;
     s.ldc = z.N;
-    gemm<T>(dev, path, s, T(1), w.data<T>(), x.data<T>(), T(0), yt.data<T>());
+    gemm<T>(be, dev, s, T(1), w.data<T>(), x.data<T>(), T(0), yt.data<T>());
     knl_to_nkl<T>(dev, y.data<T>(), yt.data<T>(), b->data<T>(), z.N, z.out, 1);
   });
 }
 
 void linear_backward(Tensor* dx, Tensor& dw, Tensor* db, const Tensor& dy, const Tensor& x,
-                     const Tensor& w, KernelPath path) {
+                     const Tensor& w) {
+  linear_backward(select_linear_backend(x.device(), x.dtype()), dx, dw, db, dy, x, w);
+}
+
+void linear_backward(Backend be, Tensor* dx, Tensor& dw, Tensor* db, const Tensor& dy,
+                     const Tensor& x, const Tensor& w) {
   const char* who = "linear_backward";
   const LinearSizes z = check_linear(x, w, who);
   check_like(dy, x, Shape{z.N, z.out}, who, "output gradient");
   check_like(dw, x, w.shape(), who, "weight gradient");
   if (dx) check_like(*dx, x, x.shape(), who, "input gradient");
   if (db) check_like(*db, x, Shape{z.out}, who, "bias gradient");
+  check_backend(linear_op(), be, x.device(), x.dtype(), who);
   const Device dev = x.device();
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
     if (dx && z.N > 0) {
@@ -92,7 +115,7 @@ void linear_backward(Tensor* dx, Tensor& dw, Tensor* db, const Tensor& dy, const
       s.lda = z.out;
       s.ldb = z.in;
       s.ldc = z.in;
-      gemm<T>(dev, path, s, T(1), dy.data<T>(), w.data<T>(), T(0), dx->data<T>());
+      gemm<T>(be, dev, s, T(1), dy.data<T>(), w.data<T>(), T(0), dx->data<T>());
     }
     // dw (out, in) += dy^T (out, N) * x (N, in)
     GemmShape s;
@@ -103,7 +126,7 @@ void linear_backward(Tensor* dx, Tensor& dw, Tensor* db, const Tensor& dy, const
     s.lda = z.out;
     s.ldb = z.in;
     s.ldc = z.in;
-    gemm<T>(dev, path, s, T(1), dy.data<T>(), x.data<T>(), T(1), dw.data<T>());
+    gemm<T>(be, dev, s, T(1), dy.data<T>(), x.data<T>(), T(1), dw.data<T>());
     if (db) channel_sum_accumulate<T>(dev, db->data<T>(), dy.data<T>(), z.N, z.out, 1);
   });
 }

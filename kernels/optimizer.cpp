@@ -20,7 +20,6 @@ void check_state(const char* who, const Tensor& param, const Tensor& other, cons
 void check_param(const char* who, const Tensor& param, int64_t step) {
   MINIDL_CHECK(param.defined(), who, ": parameter tensor is undefined");
   MINIDL_CHECK(step >= 1, who, ": step must be >= 1 (counted from 1 as in torch.optim), got ", step);
-  if (param.is_cuda()) check_dtype(param, DType::F32, who, "parameter");
 }
 
 }  // namespace
@@ -77,14 +76,33 @@ void adagrad_update(T* p, const T* grad, T* sum, int64_t n, const AdagradParams&
 
 }  // namespace cpu
 
+const OpInfo& optimizer_op() {
+  static const OpInfo op{"optimizer",
+                         "`sgd_update`, `adam_update`, `adagrad_update`",
+                         {
+                          {Backend::CpuReference, "one loop over the flat parameters"},
+                          {Backend::CudaHandwritten, "one fused kernel over the flat parameters"}}};
+  return op;
+}
+
+Backend select_optimizer_backend(const Device& d, DType dtype) {
+  return select_backend(optimizer_op(), d, dtype);
+}
+
 void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdParams& p,
+                int64_t step) {
+  sgd_update(select_optimizer_backend(param.device(), param.dtype()), param, grad, momentum_buf, p, step);
+}
+
+void sgd_update(Backend b, Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdParams& p,
                 int64_t step) {
   const char* who = "sgd_update";
   check_param(who, param, step);
   check_state(who, param, grad, "gradient");
   const bool use_momentum = p.momentum != 0.0;
   if (use_momentum) check_state(who, param, momentum_buf, "momentum buffer");
-  if (param.is_cuda()) {
+  check_backend(optimizer_op(), b, param.device(), param.dtype(), who);
+  if (b == Backend::CudaHandwritten) {
     MINIDL_IF_CUDA(cuda::sgd_update(param.data<float>(), grad.data<float>(),
                                     use_momentum ? momentum_buf.data<float>() : nullptr,
                                     param.numel(), p, step, cuda_context(param.device())));
@@ -98,12 +116,18 @@ void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const S
 
 void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                  int64_t step) {
+  adam_update(select_optimizer_backend(param.device(), param.dtype()), param, grad, m, v, p, step);
+}
+
+void adam_update(Backend b, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
+                 int64_t step) {
   const char* who = p.decoupled ? "adamw_update" : "adam_update";
   check_param(who, param, step);
   check_state(who, param, grad, "gradient");
   check_state(who, param, m, "first moment (exp_avg)");
   check_state(who, param, v, "second moment (exp_avg_sq)");
-  if (param.is_cuda()) {
+  check_backend(optimizer_op(), b, param.device(), param.dtype(), who);
+  if (b == Backend::CudaHandwritten) {
     MINIDL_IF_CUDA(cuda::adam_update(param.data<float>(), grad.data<float>(), m.data<float>(),
                                      v.data<float>(), param.numel(), p, step,
                                      cuda_context(param.device())));
@@ -117,11 +141,17 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const 
 
 void adagrad_update(Tensor& param, const Tensor& grad, Tensor& sum, const AdagradParams& p,
                     int64_t step) {
+  adagrad_update(select_optimizer_backend(param.device(), param.dtype()), param, grad, sum, p, step);
+}
+
+void adagrad_update(Backend b, Tensor& param, const Tensor& grad, Tensor& sum, const AdagradParams& p,
+                    int64_t step) {
   const char* who = "adagrad_update";
   check_param(who, param, step);
   check_state(who, param, grad, "gradient");
   check_state(who, param, sum, "squared-gradient sum");
-  if (param.is_cuda()) {
+  check_backend(optimizer_op(), b, param.device(), param.dtype(), who);
+  if (b == Backend::CudaHandwritten) {
     MINIDL_IF_CUDA(cuda::adagrad_update(param.data<float>(), grad.data<float>(), sum.data<float>(),
                                         param.numel(), p, step, cuda_context(param.device())));
     return;

@@ -24,6 +24,7 @@
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
+#include "kernels/backend.h"
 
 namespace minidl {
 
@@ -42,11 +43,22 @@ struct AdagradParams {
 // param, grad and state tensors have the same number of elements, dtype and device (float32 or
 // float64 on the CPU, float32 on a GPU). step >= 1. momentum_buf may be undefined when
 // momentum == 0 (plain SGD keeps no state).
+// Backends: `cpu-reference`, `cuda-handwritten` (kernels/backend.h).
+const OpInfo& optimizer_op();
+Backend select_optimizer_backend(const Device& d, DType dtype);
+// Each function below comes in a selecting form and an explicit one (first argument a Backend).
+
 void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdParams& p,
+                int64_t step);
+void sgd_update(Backend b, Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdParams& p,
                 int64_t step);
 void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                  int64_t step);
+void adam_update(Backend b, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
+                 int64_t step);
 void adagrad_update(Tensor& param, const Tensor& grad, Tensor& sum, const AdagradParams& p,
+                    int64_t step);
+void adagrad_update(Backend b, Tensor& param, const Tensor& grad, Tensor& sum, const AdagradParams& p,
                     int64_t step);
 
 namespace cuda {

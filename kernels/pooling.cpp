@@ -143,7 +143,6 @@ cuda::PoolGeometry pool_geometry(const char* who, const Tensor& x, const Tensor&
   check_shape(y, out, who, "output (gradient)");
   check_same_device(y, x, who);
   check_dtype(y, x.dtype(), who, "output (gradient)");
-  if (x.is_cuda()) check_dtype(x, DType::F32, who, "input");
   return {x.size(0), x.size(1), x.size(2), x.size(3), out[2], out[3], p.kernel, p.stride, p.pad};
 }
 
@@ -159,23 +158,68 @@ void check_argmax(const char* who, const Tensor& argmax, const Tensor& y) {
 
 }  // namespace
 
-void maxpool2d_forward(Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams p,
-                       KernelPath path) {
+const OpInfo& maxpool2d_op() {
+  static const OpInfo op{"maxpool2d",
+                         "`maxpool2d_forward`, `maxpool2d_backward`",
+                         {{Backend::CpuReference, "loops, argmax kept for backward"},
+                          {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
+                          {Backend::CudaVendor, "cudnnPoolingForward/Backward (x and y instead of argmax)"}}};
+  return op;
+}
+
+const OpInfo& avgpool2d_op() {
+  static const OpInfo op{"avgpool2d",
+                         "`avgpool2d_forward`, `avgpool2d_backward`",
+                         {{Backend::CpuReference, "loops"},
+                          {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
+                          {Backend::CudaVendor, "cudnnPoolingForward; backward runs ours"}}};
+  return op;
+}
+
+const OpInfo& global_avgpool_op() {
+  static const OpInfo op{"global_avgpool",
+                         "`global_avgpool_forward`, `global_avgpool_backward`",
+                         {{Backend::CpuReference, "loops"},
+                          {Backend::CudaHandwritten, "a warp per (n, c) plane"}}};
+  return op;
+}
+
+Backend select_maxpool2d_backend(const Device& d, DType dtype) {
+  return select_backend(maxpool2d_op(), d, dtype);
+}
+Backend select_avgpool2d_backend(const Device& d, DType dtype) {
+  return select_backend(avgpool2d_op(), d, dtype);
+}
+Backend select_global_avgpool_backend(const Device& d, DType dtype) {
+  return select_backend(global_avgpool_op(), d, dtype);
+}
+
+void maxpool2d_forward(Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams p) {
+  maxpool2d_forward(select_maxpool2d_backend(x.device(), x.dtype()), y, argmax, x, p);
+}
+
+void maxpool2d_forward(Backend b, Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams p) {
   const char* who = "maxpool2d_forward";
   const cuda::PoolGeometry g = pool_geometry(who, x, y, p);
   check_argmax(who, argmax, y);
-  if (x.is_cuda()) {
-    MINIDL_IF_CUDA(cuda::maxpool2d_forward(y.data<float>(), argmax.data<int32_t>(),
-                                           x.data<float>(), g, path, cuda_context(x.device())));
+  check_backend(maxpool2d_op(), b, x.device(), x.dtype(), who);
+  if (b == Backend::CpuReference) {
+    dispatch_floating(x.dtype(), who, [&]<typename T>() {
+      cpu::maxpool2d_forward<T>(y.data<T>(), argmax.data<int32_t>(), x.data<T>(), cpu_geometry(g));
+    });
     return;
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    cpu::maxpool2d_forward<T>(y.data<T>(), argmax.data<int32_t>(), x.data<T>(), cpu_geometry(g));
-  });
+  MINIDL_IF_CUDA(cuda::maxpool2d_forward(y.data<float>(), argmax.data<int32_t>(), x.data<float>(),
+                                         g, b == Backend::CudaVendor, cuda_context(x.device())));
 }
 
 void maxpool2d_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
-                        const Tensor& argmax, Pool2dParams p, KernelPath path) {
+                        const Tensor& argmax, Pool2dParams p) {
+  maxpool2d_backward(select_maxpool2d_backend(x.device(), x.dtype()), dx, dy, x, y, argmax, p);
+}
+
+void maxpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                        const Tensor& argmax, Pool2dParams p) {
   const char* who = "maxpool2d_backward";
   const cuda::PoolGeometry g = pool_geometry(who, x, dy, p);
   check_same_shape(dx, x, who);
@@ -184,44 +228,60 @@ void maxpool2d_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Ten
   check_shape(y, dy.shape(), who, "output");
   check_same_device(y, x, who);
   check_argmax(who, argmax, dy);
-  if (x.is_cuda()) {
-    MINIDL_IF_CUDA(cuda::maxpool2d_backward(dx.data<float>(), dy.data<float>(), x.data<float>(),
-                                            y.data<float>(), argmax.data<int32_t>(), g, path,
-                                            cuda_context(x.device())));
+  check_backend(maxpool2d_op(), b, x.device(), x.dtype(), who);
+  if (b == Backend::CpuReference) {
+    dispatch_floating(x.dtype(), who, [&]<typename T>() {
+      cpu::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), argmax.data<int32_t>(), cpu_geometry(g));
+    });
     return;
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    cpu::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), argmax.data<int32_t>(), cpu_geometry(g));
-  });
+  MINIDL_IF_CUDA(cuda::maxpool2d_backward(dx.data<float>(), dy.data<float>(), x.data<float>(),
+                                          y.data<float>(), argmax.data<int32_t>(), g,
+                                          b == Backend::CudaVendor, cuda_context(x.device())));
 }
 
-void avgpool2d_forward(Tensor& y, const Tensor& x, Pool2dParams p, KernelPath path) {
+void avgpool2d_forward(Tensor& y, const Tensor& x, Pool2dParams p) {
+  avgpool2d_forward(select_avgpool2d_backend(x.device(), x.dtype()), y, x, p);
+}
+
+void avgpool2d_forward(Backend b, Tensor& y, const Tensor& x, Pool2dParams p) {
   const char* who = "avgpool2d_forward";
   const cuda::PoolGeometry g = pool_geometry(who, x, y, p);
-  if (x.is_cuda()) {
-    MINIDL_IF_CUDA(cuda::avgpool2d_forward(y.data<float>(), x.data<float>(), g, path,
-                                           cuda_context(x.device())));
+  check_backend(avgpool2d_op(), b, x.device(), x.dtype(), who);
+  if (b == Backend::CpuReference) {
+    dispatch_floating(x.dtype(), who, [&]<typename T>() {
+      cpu::avgpool2d_forward<T>(y.data<T>(), x.data<T>(), cpu_geometry(g));
+    });
     return;
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    cpu::avgpool2d_forward<T>(y.data<T>(), x.data<T>(), cpu_geometry(g));
-  });
+  MINIDL_IF_CUDA(cuda::avgpool2d_forward(y.data<float>(), x.data<float>(), g,
+                                         b == Backend::CudaVendor, cuda_context(x.device())));
 }
 
-void avgpool2d_backward(Tensor& dx, const Tensor& dy, Pool2dParams p, KernelPath path) {
+void avgpool2d_backward(Tensor& dx, const Tensor& dy, Pool2dParams p) {
+  avgpool2d_backward(select_avgpool2d_backend(dx.device(), dx.dtype()), dx, dy, p);
+}
+
+void avgpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, Pool2dParams p) {
   const char* who = "avgpool2d_backward";
   const cuda::PoolGeometry g = pool_geometry(who, dx, dy, p);
-  if (dx.is_cuda()) {
-    MINIDL_IF_CUDA(cuda::avgpool2d_backward(dx.data<float>(), dy.data<float>(), g, path,
-                                            cuda_context(dx.device())));
+  check_backend(avgpool2d_op(), b, dx.device(), dx.dtype(), who);
+  if (b == Backend::CpuReference) {
+    dispatch_floating(dx.dtype(), who, [&]<typename T>() {
+      cpu::avgpool2d_backward<T>(dx.data<T>(), dy.data<T>(), cpu_geometry(g));
+    });
     return;
   }
-  dispatch_floating(dx.dtype(), who, [&]<typename T>() {
-    cpu::avgpool2d_backward<T>(dx.data<T>(), dy.data<T>(), cpu_geometry(g));
-  });
+  // Both CUDA backends run our kernel (pooling.h).
+  MINIDL_IF_CUDA(cuda::avgpool2d_backward(dx.data<float>(), dy.data<float>(), g,
+                                          cuda_context(dx.device())));
 }
 
 void global_avgpool_forward(Tensor& y, const Tensor& x) {
+  global_avgpool_forward(select_global_avgpool_backend(x.device(), x.dtype()), y, x);
+}
+
+void global_avgpool_forward(Backend b, Tensor& y, const Tensor& x) {
   const char* who = "global_avgpool_forward";
   MINIDL_CHECK(x.defined() && x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got ",
                x.defined() ? x.shape().str() : std::string("an undefined tensor"));
@@ -230,18 +290,22 @@ void global_avgpool_forward(Tensor& y, const Tensor& x) {
   check_dtype(y, x.dtype(), who, "output");
   const int64_t NC = x.size(0) * x.size(1), HW = x.size(2) * x.size(3);
   MINIDL_CHECK(HW > 0, who, ": input ", x.shape(), " has no pixels to average");
-  if (x.is_cuda()) {
-    check_dtype(x, DType::F32, who, "input");
-    MINIDL_IF_CUDA(cuda::global_avgpool_forward(y.data<float>(), x.data<float>(), NC, HW,
-                                                cuda_context(x.device())));
+  check_backend(global_avgpool_op(), b, x.device(), x.dtype(), who);
+  if (b == Backend::CpuReference) {
+    dispatch_floating(x.dtype(), who, [&]<typename T>() {
+      cpu::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), NC, HW);
+    });
     return;
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    cpu::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), NC, HW);
-  });
+  MINIDL_IF_CUDA(cuda::global_avgpool_forward(y.data<float>(), x.data<float>(), NC, HW,
+                                              cuda_context(x.device())));
 }
 
 void global_avgpool_backward(Tensor& dx, const Tensor& dy) {
+  global_avgpool_backward(select_global_avgpool_backend(dx.device(), dx.dtype()), dx, dy);
+}
+
+void global_avgpool_backward(Backend b, Tensor& dx, const Tensor& dy) {
   const char* who = "global_avgpool_backward";
   MINIDL_CHECK(dx.defined() && dx.dim() == 4, who,
                ": input gradient must be 4-D (N, C, H, W), got ",
@@ -251,15 +315,15 @@ void global_avgpool_backward(Tensor& dx, const Tensor& dy) {
   check_dtype(dy, dx.dtype(), who, "output gradient");
   const int64_t NC = dx.size(0) * dx.size(1), HW = dx.size(2) * dx.size(3);
   MINIDL_CHECK(HW > 0, who, ": input gradient ", dx.shape(), " has no pixels");
-  if (dx.is_cuda()) {
-    check_dtype(dx, DType::F32, who, "input gradient");
-    MINIDL_IF_CUDA(cuda::global_avgpool_backward(dx.data<float>(), dy.data<float>(), NC, HW,
-                                                 cuda_context(dx.device())));
+  check_backend(global_avgpool_op(), b, dx.device(), dx.dtype(), who);
+  if (b == Backend::CpuReference) {
+    dispatch_floating(dx.dtype(), who, [&]<typename T>() {
+      cpu::global_avgpool_backward<T>(dx.data<T>(), dy.data<T>(), NC, HW);
+    });
     return;
   }
-  dispatch_floating(dx.dtype(), who, [&]<typename T>() {
-    cpu::global_avgpool_backward<T>(dx.data<T>(), dy.data<T>(), NC, HW);
-  });
+  MINIDL_IF_CUDA(cuda::global_avgpool_backward(dx.data<float>(), dy.data<float>(), NC, HW,
+                                               cuda_context(dx.device())));
 }
 
 }  // namespace minidl

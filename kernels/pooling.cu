@@ -185,10 +185,10 @@ struct CudnnPool {
 }  // namespace
 
 void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const PoolGeometry& g,
-                       KernelPath path, CudaContext& ctx) {
+                       bool vendor, CudaContext& ctx) {
   const Geo geo = to_geo(g, "maxpool2d_forward");
   if (g.N * g.C == 0) return;
-  if (path == KernelPath::Cudnn) {
+  if (vendor) {
     CudnnPool d(g, CUDNN_POOLING_MAX_DETERMINISTIC);
     const float one = 1.f, zero = 0.f;
     CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn, d.pool, &one, d.x.d, x, &zero, d.y.d, y));
@@ -200,11 +200,11 @@ void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const PoolGeom
 }
 
 void maxpool2d_backward(float* dx, const float* dy, const float* x, const float* y,
-                        const int32_t* argmax, const PoolGeometry& g, KernelPath path,
+                        const int32_t* argmax, const PoolGeometry& g, bool vendor,
                         CudaContext& ctx) {
   const Geo geo = to_geo(g, "maxpool2d_backward");
   if (g.N * g.C == 0) return;
-  if (path == KernelPath::Cudnn) {
+  if (vendor) {
     CudnnPool d(g, CUDNN_POOLING_MAX_DETERMINISTIC);
     const float one = 1.f, zero = 0.f;
     CUDNN_CHECK(cudnnPoolingBackward(ctx.cudnn, d.pool, &one, d.y.d, y, d.y.d, dy, d.x.d, x, &zero,
@@ -216,11 +216,11 @@ void maxpool2d_backward(float* dx, const float* dy, const float* x, const float*
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, KernelPath path,
+void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, bool vendor,
                        CudaContext& ctx) {
   const Geo geo = to_geo(g, "avgpool2d_forward");
   if (g.N * g.C == 0) return;
-  if (path == KernelPath::Cudnn) {
+  if (vendor) {
     CudnnPool d(g, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING);
     const float one = 1.f, zero = 0.f;
     CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn, d.pool, &one, d.x.d, x, &zero, d.y.d, y));
@@ -231,7 +231,7 @@ void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, KernelPa
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, KernelPath path,
+void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, bool vendor,
                         CudaContext& ctx) {
   // Every path: see the file comment (cudnnPoolingBackward would need x and y).
   const Geo geo = to_geo(g, "avgpool2d_backward");

@@ -6,15 +6,19 @@
 //         (first one on ties), backward routes dy there: dx[argmax] += dy.
 //   avg:  y = sum over the window / k^2;  dx[window] += dy / k^2.
 //   global average: y[n,c] = mean over H*W;  dx = dy / (H*W).
-// dx is overwritten. The Cudnn path uses cudnnPoolingForward/Backward (which needs x and y
-// instead of argmax).
+// dx is overwritten.
+// Backends: cpu-reference; cuda-handwritten (one thread per output, resp. input, element; a warp
+// per plane for the global average); cuda-vendor = cudnnPoolingForward/Backward for max and
+// average pooling. cuDNN's max-pooling backward needs x and y instead of argmax (its forward
+// leaves argmax unwritten), and its average backward would need them too, so avgpool2d_backward
+// runs our kernel on both CUDA backends. Global average pooling is ours on every path.
 #pragma once
 
 #include <cstdint>
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
-#include "kernels/kernel_path.h"
+#include "kernels/backend.h"
 
 namespace minidl {
 
@@ -27,32 +31,44 @@ struct Pool2dParams {
 // Output shape for x (N, C, H, W); throws naming `who` when the window does not fit.
 Shape pool2d_output_shape(const Shape& x, Pool2dParams p, const char* who);
 
-void maxpool2d_forward(Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams p,
-                       KernelPath path = KernelPath::Cudnn);
+const OpInfo& maxpool2d_op();
+const OpInfo& avgpool2d_op();
+const OpInfo& global_avgpool_op();
+// The shared rule of each op (kernels/backend.h), from x's device and dtype.
+Backend select_maxpool2d_backend(const Device& d, DType dtype);
+Backend select_avgpool2d_backend(const Device& d, DType dtype);
+Backend select_global_avgpool_backend(const Device& d, DType dtype);
+
+void maxpool2d_forward(Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams p);
+void maxpool2d_forward(Backend b, Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams p);
 void maxpool2d_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
-                        const Tensor& argmax, Pool2dParams p, KernelPath path = KernelPath::Cudnn);
-void avgpool2d_forward(Tensor& y, const Tensor& x, Pool2dParams p,
-                       KernelPath path = KernelPath::Cudnn);
-void avgpool2d_backward(Tensor& dx, const Tensor& dy, Pool2dParams p,
-                        KernelPath path = KernelPath::Cudnn);
+                        const Tensor& argmax, Pool2dParams p);
+void maxpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                        const Tensor& argmax, Pool2dParams p);
+void avgpool2d_forward(Tensor& y, const Tensor& x, Pool2dParams p);
+void avgpool2d_forward(Backend b, Tensor& y, const Tensor& x, Pool2dParams p);
+void avgpool2d_backward(Tensor& dx, const Tensor& dy, Pool2dParams p);
+void avgpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, Pool2dParams p);
 // y (N, C, 1, 1)
 void global_avgpool_forward(Tensor& y, const Tensor& x);
+void global_avgpool_forward(Backend b, Tensor& y, const Tensor& x);
 void global_avgpool_backward(Tensor& dx, const Tensor& dy);
+void global_avgpool_backward(Backend b, Tensor& dx, const Tensor& dy);
 
 namespace cuda {
 struct PoolGeometry {
   int64_t N, C, H, W, P, Q;
   int kernel, stride, pad;
 };
+// `vendor`: cuDNN (cuda-vendor) instead of our kernel (cuda-handwritten).
 void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const PoolGeometry& g,
-                       KernelPath path, CudaContext& ctx);
+                       bool vendor, CudaContext& ctx);
 void maxpool2d_backward(float* dx, const float* dy, const float* x, const float* y,
-                        const int32_t* argmax, const PoolGeometry& g, KernelPath path,
+                        const int32_t* argmax, const PoolGeometry& g, bool vendor,
                         CudaContext& ctx);
-void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, KernelPath path,
+void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, bool vendor,
                        CudaContext& ctx);
-void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, KernelPath path,
-                        CudaContext& ctx);
+void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, CudaContext& ctx);
 void global_avgpool_forward(float* y, const float* x, int64_t NC, int64_t HW, CudaContext& ctx);
 void global_avgpool_backward(float* dx, const float* dy, int64_t NC, int64_t HW, CudaContext& ctx);
 }  // namespace cuda

@@ -106,7 +106,25 @@ void check_smoothing(double eps, const char* who) {
 
 }  // namespace
 
+const OpInfo& softmax_xent_op() {
+  static const OpInfo op{"softmax_xent",
+                         "`softmax_xent_forward`, `softmax_xent_backward`, `argmax_rows`",
+                         {
+                          {Backend::CpuReference, "loops, log-sum-exp in the input dtype"},
+                          {Backend::CudaHandwritten, "a warp per row, shuffles for max and sum"}}};
+  return op;
+}
+
+Backend select_softmax_xent_backend(const Device& d, DType dtype) {
+  return select_backend(softmax_xent_op(), d, dtype);
+}
+
 void softmax_xent_forward(Tensor& loss, Tensor& probs, Tensor& correct, const Tensor& logits,
+                          const Tensor& labels, double label_smoothing) {
+  softmax_xent_forward(select_softmax_xent_backend(logits.device(), logits.dtype()), loss, probs, correct, logits, labels, label_smoothing);
+}
+
+void softmax_xent_forward(Backend b, Tensor& loss, Tensor& probs, Tensor& correct, const Tensor& logits,
                           const Tensor& labels, double label_smoothing) {
   const char* who = "softmax_xent_forward";
   check_logits(logits, who, "logits");
@@ -122,8 +140,8 @@ void softmax_xent_forward(Tensor& loss, Tensor& probs, Tensor& correct, const Te
   check_same_device(loss, logits, who);
   check_same_device(probs, logits, who);
   check_same_device(correct, logits, who);
-  if (logits.is_cuda()) {
-    check_dtype(logits, DType::F32, who, "logits");
+  check_backend(softmax_xent_op(), b, logits.device(), logits.dtype(), who);
+  if (b == Backend::CudaHandwritten) {
     MINIDL_IF_CUDA(cuda::softmax_xent_forward(
         loss.data<float>(), probs.data<float>(), correct.data<int32_t>(), logits.data<float>(),
         labels.data<int32_t>(), N, K, static_cast<float>(label_smoothing),
@@ -140,6 +158,11 @@ void softmax_xent_forward(Tensor& loss, Tensor& probs, Tensor& correct, const Te
 
 void softmax_xent_backward(Tensor& dlogits, const Tensor& probs, const Tensor& labels,
                            double label_smoothing, double scale) {
+  softmax_xent_backward(select_softmax_xent_backend(probs.device(), probs.dtype()), dlogits, probs, labels, label_smoothing, scale);
+}
+
+void softmax_xent_backward(Backend b, Tensor& dlogits, const Tensor& probs, const Tensor& labels,
+                           double label_smoothing, double scale) {
   const char* who = "softmax_xent_backward";
   check_logits(probs, who, "probs");
   const int64_t N = probs.size(0), K = probs.size(1);
@@ -148,8 +171,8 @@ void softmax_xent_backward(Tensor& dlogits, const Tensor& probs, const Tensor& l
   check_shape(dlogits, probs.shape(), who, "dlogits");
   check_dtype(dlogits, probs.dtype(), who, "dlogits");
   check_same_device(dlogits, probs, who);
-  if (probs.is_cuda()) {
-    check_dtype(probs, DType::F32, who, "probs");
+  check_backend(softmax_xent_op(), b, probs.device(), probs.dtype(), who);
+  if (b == Backend::CudaHandwritten) {
     MINIDL_IF_CUDA(cuda::softmax_xent_backward(
         dlogits.data<float>(), probs.data<float>(), labels.data<int32_t>(), N, K,
         static_cast<float>(label_smoothing), static_cast<float>(scale),
@@ -164,14 +187,18 @@ void softmax_xent_backward(Tensor& dlogits, const Tensor& probs, const Tensor& l
 }
 
 void argmax_rows(Tensor& pred, const Tensor& logits) {
+  argmax_rows(select_softmax_xent_backend(logits.device(), logits.dtype()), pred, logits);
+}
+
+void argmax_rows(Backend b, Tensor& pred, const Tensor& logits) {
   const char* who = "argmax_rows";
   check_logits(logits, who, "logits");
   const int64_t N = logits.size(0), K = logits.size(1);
   check_shape(pred, Shape{N}, who, "pred");
   check_dtype(pred, DType::I32, who, "pred");
   check_same_device(pred, logits, who);
-  if (logits.is_cuda()) {
-    check_dtype(logits, DType::F32, who, "logits");
+  check_backend(softmax_xent_op(), b, logits.device(), logits.dtype(), who);
+  if (b == Backend::CudaHandwritten) {
     MINIDL_IF_CUDA(cuda::argmax_rows(pred.data<int32_t>(), logits.data<float>(), N, K,
                                      cuda_context(logits.device())));
     return;

@@ -17,15 +17,26 @@
 
 #include "core/cuda_context.h"
 #include "core/tensor.h"
+#include "kernels/backend.h"
 
 namespace minidl {
 
+// Backends: `cpu-reference`, `cuda-handwritten` (kernels/backend.h).
+const OpInfo& softmax_xent_op();
+Backend select_softmax_xent_backend(const Device& d, DType dtype);
+// Each function below comes in a selecting form and an explicit one (first argument a Backend).
+
 void softmax_xent_forward(Tensor& loss, Tensor& probs, Tensor& correct, const Tensor& logits,
                           const Tensor& labels, double label_smoothing = 0.0);
+void softmax_xent_forward(Backend b, Tensor& loss, Tensor& probs, Tensor& correct, const Tensor& logits,
+                          const Tensor& labels, double label_smoothing);
 void softmax_xent_backward(Tensor& dlogits, const Tensor& probs, const Tensor& labels,
                            double label_smoothing = 0.0, double scale = 1.0);
+void softmax_xent_backward(Backend b, Tensor& dlogits, const Tensor& probs, const Tensor& labels,
+                           double label_smoothing, double scale);
 // pred[i] = argmax_j logits[i, j] (int32), for confusion matrices.
 void argmax_rows(Tensor& pred, const Tensor& logits);
+void argmax_rows(Backend b, Tensor& pred, const Tensor& logits);
 
 namespace cuda {
 void softmax_xent_forward(float* loss, float* probs, int32_t* correct, const float* logits,

@@ -46,11 +46,10 @@ Tensor BatchNorm2d::forward(const Tensor& x, Mode mode) {
     ensure_tensor(save_mean_, Shape{cfg_.channels}, x.dtype(), x.device());
     ensure_tensor(save_invstd_, Shape{cfg_.channels}, x.dtype(), x.device());
     batchnorm_forward_train(y_, save_mean_, save_invstd_, *running_mean_, *running_var_, x,
-                            gamma_->value, beta_->value, p, kernel_path_);
+                            gamma_->value, beta_->value, p);
     batchnorm_count_batch(*num_batches_tracked_);
   } else {
-    batchnorm_forward_eval(y_, x, gamma_->value, beta_->value, *running_mean_, *running_var_, p,
-                           kernel_path_);
+    batchnorm_forward_eval(y_, x, gamma_->value, beta_->value, *running_mean_, *running_var_, p);
   }
   x_ = x;
   last_mode_ = mode;
@@ -61,12 +60,13 @@ Tensor BatchNorm2d::backward(const Tensor& dy) {
   MINIDL_CHECK(x_.defined(), who(), ": backward called before forward");
   check_shape(dy, x_.shape(), who().c_str(), "output gradient");
   ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device());
+  const BatchNormParams p{cfg_.momentum, cfg_.eps};
   if (last_mode_ == Mode::Train) {
     batchnorm_backward_train(dx_, gamma_->grad, beta_->grad, dy, x_, gamma_->value, save_mean_,
-                             save_invstd_, kernel_path_);
+                             save_invstd_, p);
   } else {
     batchnorm_backward_eval(dx_, gamma_->grad, beta_->grad, dy, x_, gamma_->value, *running_mean_,
-                            *running_var_, BatchNormParams{cfg_.momentum, cfg_.eps}, kernel_path_);
+                            *running_var_, p);
   }
   return dx_;
 }

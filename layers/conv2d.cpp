@@ -52,8 +52,7 @@ int64_t Conv2d::forward_flops(const Shape& in) const {
 Tensor Conv2d::forward(const Tensor& x, Mode) {
   check_input(x);
   ensure_tensor(y_, output_shape(x.shape()), x.dtype(), x.device());
-  conv2d_forward(y_, x, weight_->value, bias_ ? &bias_->value : nullptr, {cfg_.stride, cfg_.pad},
-                 kernel_path_);
+  conv2d_forward(y_, x, weight_->value, bias_ ? &bias_->value : nullptr, {cfg_.stride, cfg_.pad});
   x_ = x;
   return y_;
 }
@@ -62,11 +61,11 @@ Tensor Conv2d::backward(const Tensor& dy) {
   MINIDL_CHECK(x_.defined(), who(), ": backward called before forward");
   check_shape(dy, y_.shape(), who().c_str(), "output gradient");
   const Conv2dParams p{cfg_.stride, cfg_.pad};
-  conv2d_backward_weight(weight_->grad, dy, x_, p, kernel_path_);
-  if (bias_) conv2d_backward_bias(bias_->grad, dy, kernel_path_);
+  conv2d_backward_weight(weight_->grad, dy, x_, p);
+  if (bias_) conv2d_backward_bias(bias_->grad, dy);
   if (!needs_input_grad_) return Tensor();
   ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device());
-  conv2d_backward_data(dx_, dy, weight_->value, p, kernel_path_);
+  conv2d_backward_data(dx_, dy, weight_->value, p);
   return dx_;
 }
 

@@ -45,7 +45,7 @@ Tensor Linear::forward(const Tensor& x, Mode) {
   in_shape_ = x.shape();
   x2d_ = x.view(Shape{out[0], cfg_.in_features});
   ensure_tensor(y_, out, x.dtype(), x.device());
-  linear_forward(y_, x2d_, weight_->value, bias_ ? &bias_->value : nullptr, kernel_path_);
+  linear_forward(y_, x2d_, weight_->value, bias_ ? &bias_->value : nullptr);
   return y_;
 }
 
@@ -54,11 +54,11 @@ Tensor Linear::backward(const Tensor& dy) {
   check_shape(dy, y_.shape(), who().c_str(), "output gradient");
   Tensor* db = bias_ ? &bias_->grad : nullptr;
   if (!needs_input_grad_) {
-    linear_backward(nullptr, weight_->grad, db, dy, x2d_, weight_->value, kernel_path_);
+    linear_backward(nullptr, weight_->grad, db, dy, x2d_, weight_->value);
     return Tensor();
   }
   ensure_tensor(dx_, x2d_.shape(), x2d_.dtype(), x2d_.device());
-  linear_backward(&dx_, weight_->grad, db, dy, x2d_, weight_->value, kernel_path_);
+  linear_backward(&dx_, weight_->grad, db, dy, x2d_, weight_->value);
   return dx_.view(in_shape_);
 }
 

@@ -86,11 +86,6 @@ void Module::to(Device d) {
   device_ = d;
 }
 
-void Module::set_kernel_path(KernelPath p) {
-  kernel_path_ = p;
-  for (auto& [name, c] : children_) c->set_kernel_path(p);
-}
-
 void Module::check_input(const Tensor& x) const {
   MINIDL_CHECK(x.defined(), who(), ": input is undefined");
   if (!has_state_) return;  // stateless layers run wherever their input is

@@ -11,8 +11,9 @@
 //
 // Buffers (outputs, input gradients, caches) belong to the layer and are allocated once per input
 // shape (ensure_tensor), so the returned tensors are valid until the layer's next forward/backward.
-// Layers call ops from kernels/ and never branch on the device: the same code runs on the CPU and
-// on a GPU, and the tensors' device decides.
+// Layers call ops from kernels/ and never branch on the device or name a backend: the same code
+// runs on the CPU and on a GPU, the tensors' device decides, and each op selects its backend from
+// that device's run-wide settings (core/device_settings.h, kernels/backend.h).
 //
 // Parameters and buffers carry PyTorch state_dict names ("layer1.0.conv1.weight",
 // "bn1.running_mean") built from the names children are registered under.
@@ -24,7 +25,6 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "kernels/kernel_path.h"
 
 namespace minidl {
 
@@ -81,9 +81,6 @@ class Module {
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
 
-  // Selects the CUDA implementation for this layer and its children (see kernels/kernel_path.h).
-  void set_kernel_path(KernelPath p);
-  KernelPath kernel_path() const { return kernel_path_; }
   // When false the layer may skip computing dL/dx (the first layer of a network): backward then
   // returns an undefined tensor. Parameter gradients are still accumulated.
   void set_needs_input_grad(bool v) { needs_input_grad_ = v; }
@@ -101,7 +98,6 @@ class Module {
 
   Device device_ = Device::cpu();
   DType dtype_ = DType::F32;
-  KernelPath kernel_path_ = KernelPath::Cudnn;
   bool needs_input_grad_ = true;
   bool has_state_ = false;  // owns parameters or buffers (itself or a child): then device matters
 

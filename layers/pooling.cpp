@@ -40,7 +40,7 @@ Tensor MaxPool2d::forward(const Tensor& x, Mode) {
   const Shape out = output_shape(x.shape());
   ensure_tensor(y_, out, x.dtype(), x.device());
   ensure_tensor(argmax_, out, DType::I32, x.device());
-  maxpool2d_forward(y_, argmax_, x, p_, kernel_path_);
+  maxpool2d_forward(y_, argmax_, x, p_);
   x_ = x;
   return y_;
 }
@@ -49,7 +49,7 @@ Tensor MaxPool2d::backward(const Tensor& dy) {
   MINIDL_CHECK(x_.defined(), who(), ": backward called before forward");
   check_shape(dy, y_.shape(), who().c_str(), "output gradient");
   ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device());
-  maxpool2d_backward(dx_, dy, x_, y_, argmax_, p_, kernel_path_);
+  maxpool2d_backward(dx_, dy, x_, y_, argmax_, p_);
   return dx_;
 }
 
@@ -71,7 +71,7 @@ int64_t AvgPool2d::forward_flops(const Shape& in) const {
 Tensor AvgPool2d::forward(const Tensor& x, Mode) {
   check_input(x);
   ensure_tensor(y_, output_shape(x.shape()), x.dtype(), x.device());
-  avgpool2d_forward(y_, x, p_, kernel_path_);
+  avgpool2d_forward(y_, x, p_);
   in_shape_ = x.shape();
   return y_;
 }
@@ -80,7 +80,7 @@ Tensor AvgPool2d::backward(const Tensor& dy) {
   MINIDL_CHECK(y_.defined(), who(), ": backward called before forward");
   check_shape(dy, y_.shape(), who().c_str(), "output gradient");
   ensure_tensor(dx_, in_shape_, dy.dtype(), dy.device());
-  avgpool2d_backward(dx_, dy, p_, kernel_path_);
+  avgpool2d_backward(dx_, dy, p_);
   return dx_;
 }
 

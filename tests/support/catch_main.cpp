@@ -4,9 +4,11 @@
 
 #include <cstdio>
 
+#include "backends.h"
 #include "test_util.h"
 
 int main(int argc, char* argv[]) {
+  minidl::test::set_tested_device_type(minidl::DeviceType::CPU);
   std::printf("minidl tests: random seed %llu (set MINIDL_TEST_SEED=%llu to repeat)\n",
               static_cast<unsigned long long>(minidl::test::test_seed()),
               static_cast<unsigned long long>(minidl::test::test_seed()));

@@ -1,15 +1,18 @@
-// Test helper: sets the run-wide CPU kernel path (kernels/cpu_kernels.h) for one scope and restores
-// the previous one, even when a check throws.
+// Test helper: sets the run-wide CPU kernel choice (core/device_settings.h) for one scope and
+// restores every device's settings afterwards, even when a check throws.
 #pragma once
 
-#include "kernels/cpu_kernels.h"
+#include "core/device_settings.h"
 
 namespace minidl::test {
 
 struct CpuKernelsGuard {
-  CpuKernels old = cpu_kernels();
-  explicit CpuKernelsGuard(CpuKernels k) { set_cpu_kernels(k); }
-  ~CpuKernelsGuard() { set_cpu_kernels(old); }
+  ScopedDeviceSettings saved;
+  explicit CpuKernelsGuard(CpuKernels k) {
+    DeviceSettings s = device_settings(Device::cpu());
+    s.cpu_kernels = k;
+    set_device_settings(Device::cpu(), s);
+  }
 };
 
 }  // namespace minidl::test

@@ -8,9 +8,11 @@
 #include <cstring>
 
 #include "core/device.h"
+#include "backends.h"
 #include "test_util.h"
 
 int main(int argc, char* argv[]) {
+  minidl::test::set_tested_device_type(minidl::DeviceType::CUDA);
   bool listing = false;
   for (int i = 1; i < argc; ++i)
     if (std::strncmp(argv[i], "--list", 6) == 0) listing = true;

@@ -1,0 +1,40 @@
+// The backends an op's test body runs on: Caffe's TYPED_TEST over {CPU, GPU} x {float, double} and
+// ATen's OpInfo, driven by the op table (kernels/backend.h). One test body per op loops over
+// backend_cases(op) and compares each case with the float64 cpu-reference on the same inputs.
+//
+// Which device types a binary covers is set by its main(): the CPU suite (minidl_tests) runs the
+// CPU backends, the CUDA suite (minidl_cuda_tests, on a GPU or on the emulator) the CUDA ones, so
+// no case runs twice. A backend of the op that cannot run in this process (cpu-fast without
+// oneDNN, cuda-vendor on the emulator) is named in a WARN, never skipped silently.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "core/device_settings.h"
+#include "kernels/backend.h"
+
+namespace minidl::test {
+
+struct BackendCase {
+  Backend backend;
+  DType dtype;
+  Device device;  // cpu, or cuda:0
+  std::string name() const;  // "cuda-cublas float32"
+};
+
+// Set once by the test binary's main(): the device type whose backends this binary tests.
+void set_tested_device_type(DeviceType t);
+DeviceType tested_device_type();
+
+// Every runnable backend of `op` on the tested device type, at every dtype it computes in. The
+// float64 cpu-reference (the reference itself) is left out unless `with_reference`.
+std::vector<BackendCase> backend_cases(const OpInfo& op, bool with_reference = false);
+
+// The settings under which select_backend picks `b` (kernels = handwritten/cublas/cudnn,
+// cpu_kernels = handwritten/onednn), for tests that run a whole layer or model on one backend.
+DeviceSettings settings_selecting(Backend b);
+
+}  // namespace minidl::test
