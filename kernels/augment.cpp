@@ -51,7 +51,7 @@ const OpInfo& augment_op() {
   static const OpInfo op{"augment",
                          "`augment_batch`",
                          {
-                          {Backend::CpuReference, "loops: crop, flip, normalise"},
+                          {Backend::CpuReference, "loops: crop, flip, normalise, cutout"},
                           {Backend::CudaHandwritten, "one thread per output pixel"}}};
   return op;
 }

@@ -110,7 +110,7 @@ const OpInfo& softmax_xent_op() {
   static const OpInfo op{"softmax_xent",
                          "`softmax_xent_forward`, `softmax_xent_backward`, `argmax_rows`",
                          {
-                          {Backend::CpuReference, "loops, log-sum-exp in the input dtype"},
+                          {Backend::CpuReference, "loops, stable log-sum-exp per row, the batch sum in double"},
                           {Backend::CudaHandwritten, "a warp per row, shuffles for max and sum"}}};
   return op;
 }
