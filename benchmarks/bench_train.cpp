@@ -87,7 +87,8 @@ int run(int argc, char** argv) {
   MINIDL_CHECK(warmup >= 0, "--warmup-steps: expected 0 or more, got ", warmup);
   DeviceSettings settings;
   settings.kernels = path;
-  if (args.has("cpu-kernels")) settings.cpu_kernels = parse_cpu_kernels(args.get("cpu-kernels", ""));
+  if (args.has("cpu-kernels"))
+    settings.cpu_kernels = parse_cpu_kernels(args.get("cpu-kernels", ""));
   settings.allow_tf32 = tf32;
   set_run_settings(settings);
 
@@ -107,7 +108,8 @@ int run(int argc, char** argv) {
 
   const int64_t params = model->parameter_count();
   const double fwd_flops = static_cast<double>(model->forward_flops(Shape{1, 3, 32, 32}));
-  const std::string path_name = device.is_cuda() ? kernel_path_name(path) : cpu_kernels_name(settings.cpu_kernels);
+  const std::string path_name =
+      device.is_cuda() ? kernel_path_name(path) : cpu_kernels_name(settings.cpu_kernels);
   fmt::print("# bench_train: median over steps of the time of one whole training step "
              "(forward, loss, backward, optimizer)\n");
   fmt::print("# device: {}\n", bench::device_summary(device));

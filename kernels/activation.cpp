@@ -61,12 +61,13 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
 }  // namespace cpu
 
 const OpInfo& activation_op() {
-  static const OpInfo op{"activation",
-                         "`activation_forward`, `activation_backward`",
-                         {{Backend::CpuReference, "vectorised loops"},
-                          {Backend::CudaHandwritten, "one thread per element"},
-                          {Backend::CudaVendor, "cudnnActivationForward/Backward"}},
-                         "cuDNN has the function (not LeakyReLU) and the tensor has < 2^31 elements"};
+  static const OpInfo op{
+      "activation",
+      "`activation_forward`, `activation_backward`",
+      {{Backend::CpuReference, "vectorised loops"},
+       {Backend::CudaHandwritten, "one thread per element"},
+       {Backend::CudaVendor, "cudnnActivationForward/Backward"}},
+      "cuDNN has the function (not LeakyReLU) and the tensor has < 2^31 elements"};
   return op;
 }
 
@@ -75,12 +76,12 @@ bool cudnn_has(Activation act) { return act != Activation::LeakyReLU; }
 }  // namespace
 
 Backend select_activation_backend(const Device& d, DType dtype, Activation act, int64_t numel) {
-  return select_backend(activation_op(), d, dtype,
-                        cudnn_has(act) && numel < (int64_t(1) << 31));
+  return select_backend(activation_op(), d, dtype, cudnn_has(act) && numel < (int64_t(1) << 31));
 }
 
 void activation_forward(Tensor& y, const Tensor& x, Activation act, double slope) {
-  activation_forward(select_activation_backend(x.device(), x.dtype(), act, x.numel()), y, x, act, slope);
+  activation_forward(select_activation_backend(x.device(), x.dtype(), act, x.numel()), y, x, act,
+                     slope);
 }
 
 void activation_forward(Backend b, Tensor& y, const Tensor& x, Activation act, double slope) {
@@ -107,11 +108,12 @@ void activation_forward(Backend b, Tensor& y, const Tensor& x, Activation act, d
 
 void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
                          Activation act, double slope) {
-  activation_backward(select_activation_backend(x.device(), x.dtype(), act, x.numel()), dx, dy, x, y, act, slope);
+  activation_backward(select_activation_backend(x.device(), x.dtype(), act, x.numel()), dx, dy, x,
+                      y, act, slope);
 }
 
-void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x,
-                         const Tensor& y, Activation act, double slope) {
+void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                         Activation act, double slope) {
   const char* who = activation_name(act);
   check_same_shape(dx, dy, who);
   check_same_shape(x, dy, who);
@@ -124,10 +126,9 @@ void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& 
   switch (b) {
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA(cuda::activation_backward(dx.data<float>(), dy.data<float>(), x.data<float>(),
-                                               y.data<float>(), dy.numel(), act,
-                                               static_cast<float>(slope), b == Backend::CudaVendor,
-                                               cuda_context(dy.device())));
+      MINIDL_IF_CUDA(cuda::activation_backward(
+          dx.data<float>(), dy.data<float>(), x.data<float>(), y.data<float>(), dy.numel(), act,
+          static_cast<float>(slope), b == Backend::CudaVendor, cuda_context(dy.device())));
       return;
     default:
       dispatch_floating(dy.dtype(), who, [&]<typename T>() {

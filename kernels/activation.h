@@ -26,12 +26,11 @@ const OpInfo& activation_op();
 Backend select_activation_backend(const Device& d, DType dtype, Activation act, int64_t numel);
 
 void activation_forward(Tensor& y, const Tensor& x, Activation act, double slope = 0.01);
-void activation_forward(Backend b, Tensor& y, const Tensor& x, Activation act,
-                        double slope = 0.01);
+void activation_forward(Backend b, Tensor& y, const Tensor& x, Activation act, double slope = 0.01);
 void activation_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
                          Activation act, double slope = 0.01);
-void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x,
-                         const Tensor& y, Activation act, double slope = 0.01);
+void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
+                         Activation act, double slope = 0.01);
 
 namespace cuda {
 // `vendor`: cuDNN (cuda-vendor) instead of our kernel (cuda-handwritten).

@@ -50,8 +50,7 @@ void augment_batch(T* out, const uint8_t* images, const int32_t* indices, const 
 const OpInfo& augment_op() {
   static const OpInfo op{"augment",
                          "`augment_batch`",
-                         {
-                          {Backend::CpuReference, "loops: crop, flip, normalise, cutout"},
+                         {{Backend::CpuReference, "loops: crop, flip, normalise, cutout"},
                           {Backend::CudaHandwritten, "one thread per output pixel"}}};
   return op;
 }
@@ -62,11 +61,12 @@ Backend select_augment_backend(const Device& d, DType dtype) {
 
 void augment_batch(Tensor& out, const Tensor& images, const Tensor& indices, const Tensor& params,
                    const AugmentConfig& cfg) {
-  augment_batch(select_augment_backend(out.device(), out.dtype()), out, images, indices, params, cfg);
+  augment_batch(select_augment_backend(out.device(), out.dtype()), out, images, indices, params,
+                cfg);
 }
 
-void augment_batch(Backend b, Tensor& out, const Tensor& images, const Tensor& indices, const Tensor& params,
-                   const AugmentConfig& cfg) {
+void augment_batch(Backend b, Tensor& out, const Tensor& images, const Tensor& indices,
+                   const Tensor& params, const AugmentConfig& cfg) {
   const char* who = "augment_batch";
   check_dtype(images, DType::U8, who, "images");
   check_dtype(indices, DType::I32, who, "indices");

@@ -38,8 +38,8 @@ Backend select_augment_backend(const Device& d, DType dtype);
 
 void augment_batch(Tensor& out, const Tensor& images, const Tensor& indices, const Tensor& params,
                    const AugmentConfig& cfg);
-void augment_batch(Backend b, Tensor& out, const Tensor& images, const Tensor& indices, const Tensor& params,
-                   const AugmentConfig& cfg);
+void augment_batch(Backend b, Tensor& out, const Tensor& images, const Tensor& indices,
+                   const Tensor& params, const AugmentConfig& cfg);
 
 namespace cuda {
 void augment_batch(float* out, const uint8_t* images, const int32_t* indices, const int32_t* params,

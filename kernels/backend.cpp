@@ -61,9 +61,9 @@ bool OpInfo::has(Backend b) const {
 
 const std::vector<const OpInfo*>& op_table() {
   static const std::vector<const OpInfo*> table{
-      &conv2d_op(),    &gemm_op(),           &linear_op(),         &batchnorm_op(),
-      &activation_op(), &maxpool2d_op(),     &avgpool2d_op(),      &global_avgpool_op(),
-      &softmax_xent_op(), &dropout_op(),     &elementwise_op(),    &optimizer_op(),
+      &conv2d_op(),       &gemm_op(),      &linear_op(),      &batchnorm_op(),
+      &activation_op(),   &maxpool2d_op(), &avgpool2d_op(),   &global_avgpool_op(),
+      &softmax_xent_op(), &dropout_op(),   &elementwise_op(), &optimizer_op(),
       &augment_op()};
   return table;
 }
@@ -127,8 +127,10 @@ std::string op_table_markdown() {
   for (const OpInfo* op : op_table()) {
     std::string backends;
     for (const OpBackend& ob : op->backends)
-      backends += str(backends.empty() ? "" : "<br>", "`", backend_name(ob.backend), "`: ", ob.what);
-    if (*op->vendor_condition) backends += str("<br>(cuda-vendor only when ", op->vendor_condition, ")");
+      backends +=
+          str(backends.empty() ? "" : "<br>", "`", backend_name(ob.backend), "`: ", ob.what);
+    if (*op->vendor_condition)
+      backends += str("<br>(cuda-vendor only when ", op->vendor_condition, ")");
     s += str("| ", op->name, " | ", op->functions, " | ", backends, " |\n");
   }
   return s;

@@ -193,8 +193,8 @@ Backend select_batchnorm_backend(const Device& d, DType dtype, BatchNormParams p
 void batchnorm_forward_train(Tensor& y, Tensor& save_mean, Tensor& save_invstd,
                              Tensor& running_mean, Tensor& running_var, const Tensor& x,
                              const Tensor& gamma, const Tensor& beta, BatchNormParams p) {
-  batchnorm_forward_train(select_batchnorm_backend(x.device(), x.dtype(), p), y, save_mean, save_invstd, running_mean,
-                          running_var, x, gamma, beta, p);
+  batchnorm_forward_train(select_batchnorm_backend(x.device(), x.dtype(), p), y, save_mean,
+                          save_invstd, running_mean, running_var, x, gamma, beta, p);
 }
 
 void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& save_invstd,
@@ -212,19 +212,18 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
   switch (b) {
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA(
-          (b == Backend::CudaVendor ? cuda::batchnorm_forward_train_cudnn
-                                    : cuda::batchnorm_forward_train)(
-              y.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
-              running_mean.data<float>(), running_var.data<float>(), x.data<float>(),
-              gamma.data<float>(), beta.data<float>(), d.N, d.C, d.HW, p, cuda_context(x.device())));
+      MINIDL_IF_CUDA((b == Backend::CudaVendor ? cuda::batchnorm_forward_train_cudnn
+                                               : cuda::batchnorm_forward_train)(
+          y.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
+          running_mean.data<float>(), running_var.data<float>(), x.data<float>(),
+          gamma.data<float>(), beta.data<float>(), d.N, d.C, d.HW, p, cuda_context(x.device())));
       return;
     default:
       dispatch_floating(x.dtype(), who, [&]<typename T>() {
         cpu::batchnorm_forward_train<T>(y.data<T>(), save_mean.data<T>(), save_invstd.data<T>(),
                                         running_mean.data<T>(), running_var.data<T>(), x.data<T>(),
-                                        gamma.data<T>(), beta.data<T>(), d.N, d.C, d.HW,
-                                        p.momentum, p.eps);
+                                        gamma.data<T>(), beta.data<T>(), d.N, d.C, d.HW, p.momentum,
+                                        p.eps);
       });
   }
 }
@@ -232,8 +231,8 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
 void batchnorm_forward_eval(Tensor& y, const Tensor& x, const Tensor& gamma, const Tensor& beta,
                             const Tensor& running_mean, const Tensor& running_var,
                             BatchNormParams p) {
-  batchnorm_forward_eval(select_batchnorm_backend(x.device(), x.dtype(), p), y, x, gamma, beta, running_mean,
-                         running_var, p);
+  batchnorm_forward_eval(select_batchnorm_backend(x.device(), x.dtype(), p), y, x, gamma, beta,
+                         running_mean, running_var, p);
 }
 
 void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor& gamma,
@@ -265,8 +264,8 @@ void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor&
 void batchnorm_backward_train(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
                               const Tensor& x, const Tensor& gamma, const Tensor& save_mean,
                               const Tensor& save_invstd, BatchNormParams p) {
-  batchnorm_backward_train(select_batchnorm_backend(x.device(), x.dtype(), p), dx, dgamma, dbeta, dy, x, gamma,
-                           save_mean, save_invstd, p);
+  batchnorm_backward_train(select_batchnorm_backend(x.device(), x.dtype(), p), dx, dgamma, dbeta,
+                           dy, x, gamma, save_mean, save_invstd, p);
 }
 
 void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbeta,
@@ -294,9 +293,9 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
       return;
     default:
       dispatch_floating(x.dtype(), who, [&]<typename T>() {
-        cpu::batchnorm_backward_train<T>(dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(),
-                                         dy.data<T>(), x.data<T>(), gamma.data<T>(),
-                                         save_mean.data<T>(), save_invstd.data<T>(), d.N, d.C, d.HW);
+        cpu::batchnorm_backward_train<T>(
+            dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), dy.data<T>(), x.data<T>(),
+            gamma.data<T>(), save_mean.data<T>(), save_invstd.data<T>(), d.N, d.C, d.HW);
       });
   }
 }
@@ -304,14 +303,13 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
 void batchnorm_backward_eval(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
                              const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
                              const Tensor& running_var, BatchNormParams p) {
-  batchnorm_backward_eval(select_batchnorm_backend(x.device(), x.dtype(), p), dx, dgamma, dbeta, dy, x, gamma,
-                          running_mean, running_var, p);
+  batchnorm_backward_eval(select_batchnorm_backend(x.device(), x.dtype(), p), dx, dgamma, dbeta, dy,
+                          x, gamma, running_mean, running_var, p);
 }
 
-void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbeta,
-                             const Tensor& dy, const Tensor& x, const Tensor& gamma,
-                             const Tensor& running_mean, const Tensor& running_var,
-                             BatchNormParams p) {
+void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
+                             const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
+                             const Tensor& running_var, BatchNormParams p) {
   const char* who = "batchnorm_backward_eval";
   const BnDims d = check_bn(who, x, {&dy, &dx},
                             {{&gamma, "weight"}, {&dgamma, "weight gradient"},
@@ -329,10 +327,9 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
       return;
     default:
       dispatch_floating(x.dtype(), who, [&]<typename T>() {
-        cpu::batchnorm_backward_eval<T>(dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(),
-                                        dy.data<T>(), x.data<T>(), gamma.data<T>(),
-                                        running_mean.data<T>(), running_var.data<T>(), d.N, d.C,
-                                        d.HW, p.eps);
+        cpu::batchnorm_backward_eval<T>(
+            dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), dy.data<T>(), x.data<T>(),
+            gamma.data<T>(), running_mean.data<T>(), running_var.data<T>(), d.N, d.C, d.HW, p.eps);
       });
   }
 }

@@ -372,8 +372,8 @@ static_assert(kCudnnBnMinEpsilon == CUDNN_BN_MIN_EPSILON,
 
 void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
                              float* running_var, const float* x, const float* gamma,
-                             const float* beta, int64_t N, int64_t C, int64_t HW,
-                             BatchNormParams p, CudaContext& ctx) {
+                             const float* beta, int64_t N, int64_t C, int64_t HW, BatchNormParams p,
+                             CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_train");
   if (plan.units == 0) return;
   Tensor partial = Tensor::empty(Shape{C * plan.S * 3}, DType::F64, Device::cuda(ctx.device));
@@ -487,9 +487,9 @@ void batchnorm_forward_eval_cudnn(float* y, const float* x, const float* gamma, 
   if (plan.units == 0) return;
   CudnnBn d(N, C, HW);
   const float one = 1.f, zero = 0.f;
-  CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
-      ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x.d, x, d.x.d, y, d.param.d, gamma, beta,
-      running_mean, running_var, p.eps));
+  CUDNN_CHECK(cudnnBatchNormalizationForwardInference(ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one,
+                                                      &zero, d.x.d, x, d.x.d, y, d.param.d, gamma,
+                                                      beta, running_mean, running_var, p.eps));
 }
 
 void batchnorm_backward_train_cudnn(float* dx, float* dgamma, float* dbeta, const float* dy,
@@ -502,9 +502,9 @@ void batchnorm_backward_train_cudnn(float* dx, float* dgamma, float* dbeta, cons
   const float one = 1.f, zero = 0.f;
   // cuDNN reads epsilon only when savedMean/savedInvVariance are null; we always pass them.
   // alpha/beta for the parameter gradients are 1 and 1: dgamma and dbeta accumulate.
-  CUDNN_CHECK(cudnnBatchNormalizationBackward(
-      ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &one, d.x.d, x, d.x.d, dy, d.x.d, dx,
-      d.param.d, gamma, dgamma, dbeta, p.eps, save_mean, save_invstd));
+  CUDNN_CHECK(cudnnBatchNormalizationBackward(ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one,
+                                              &one, d.x.d, x, d.x.d, dy, d.x.d, dx, d.param.d,
+                                              gamma, dgamma, dbeta, p.eps, save_mean, save_invstd));
 }
 
 void batchnorm_count_batch(int32_t* count, CudaContext& ctx) {

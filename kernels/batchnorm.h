@@ -1,10 +1,10 @@
 // Batch normalisation over (N, H, W) per channel, NCHW, as torch.nn.BatchNorm2d.
 //
 // Train:  mean_c = E[x],  var_c = E[(x - mean_c)^2] (biased, used to normalise)
-//         invstd_c = 1 / sqrt(var_c + eps),  xhat = (x - mean_c) invstd_c,  y = gamma_c xhat + beta_c
-//         running_mean = (1 - m) running_mean + m mean_c
-//         running_var  = (1 - m) running_var  + m var_c * M / (M - 1)   (unbiased; M = N*H*W)
-//         save_mean, save_invstd keep mean_c and invstd_c for backward.
+//         invstd_c = 1 / sqrt(var_c + eps),  xhat = (x - mean_c) invstd_c,  y = gamma_c xhat +
+//         beta_c running_mean = (1 - m) running_mean + m mean_c running_var  = (1 - m) running_var
+//         + m var_c * M / (M - 1)   (unbiased; M = N*H*W) save_mean, save_invstd keep mean_c and
+//         invstd_c for backward.
 // Eval:   y = gamma_c (x - running_mean_c) / sqrt(running_var_c + eps) + beta_c
 //
 // Backward (train), with M = N*H*W and sums over (n, h, w) of channel c:
@@ -17,8 +17,8 @@
 // Backends: cpu-reference; cuda-handwritten (batchnorm.cu: per-channel partial sums in float64,
 // then an elementwise pass); cuda-vendor = cudnnBatchNormalizationForwardTraining/Inference and
 // Backward (spatial mode), selected only when eps >= CUDNN_BN_MIN_EPSILON (0 in cuDNN 9, 1e-5 in
-// cuDNN 7), by one rule for forward and backward so that a step never mixes the two. cuDNN has no eval-mode backward:
-// batchnorm_backward_eval runs our kernel for every CUDA backend.
+// cuDNN 7), by one rule for forward and backward so that a step never mixes the two. cuDNN has no
+// eval-mode backward: batchnorm_backward_eval runs our kernel for every CUDA backend.
 #pragma once
 
 #include <cstdint>
@@ -64,10 +64,9 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
 void batchnorm_backward_eval(Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
                              const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
                              const Tensor& running_var, BatchNormParams p);
-void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbeta,
-                             const Tensor& dy, const Tensor& x, const Tensor& gamma,
-                             const Tensor& running_mean, const Tensor& running_var,
-                             BatchNormParams p);
+void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbeta, const Tensor& dy,
+                             const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
+                             const Tensor& running_var, BatchNormParams p);
 
 // num_batches_tracked += 1 on the counter's own device without synchronising (BatchNorm2d, train
 // mode). The counter is a 0-dim int32 tensor, as in PyTorch's state_dict.
@@ -79,8 +78,8 @@ void batchnorm_count_batch(int32_t* count, CudaContext& ctx);
 // cuda-handwritten.
 void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
                              float* running_var, const float* x, const float* gamma,
-                             const float* beta, int64_t N, int64_t C, int64_t HW,
-                             BatchNormParams p, CudaContext& ctx);
+                             const float* beta, int64_t N, int64_t C, int64_t HW, BatchNormParams p,
+                             CudaContext& ctx);
 void batchnorm_forward_eval(float* y, const float* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, int64_t N,
                             int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx);

@@ -185,8 +185,8 @@ void col2im(Device dev, T* dx, const T* col, int64_t nb, const ConvGeometry& g) 
   MINIDL_IF_CUDA(cuda::col2im(f32(dx), f32(col), nb, g, cuda_context(dev)));
 }
 
-#define MINIDL_INSTANTIATE_CONV_PRIMITIVES(T)                                             \
-  template void im2col<T>(Device, T*, const T*, int64_t, const ConvGeometry&);            \
+#define MINIDL_INSTANTIATE_CONV_PRIMITIVES(T)                                  \
+  template void im2col<T>(Device, T*, const T*, int64_t, const ConvGeometry&); \
   template void col2im<T>(Device, T*, const T*, int64_t, const ConvGeometry&);
 
 MINIDL_INSTANTIATE_CONV_PRIMITIVES(float)
@@ -350,7 +350,8 @@ const OpInfo& conv2d_op() {
   static const OpInfo op{
       "conv2d",
       "`conv2d_forward`, `conv2d_backward_data`, `conv2d_backward_weight`",
-      {{Backend::CpuReference, "im2col + OpenBLAS; a 1x1 stride-1 convolution as one product per image"},
+      {{Backend::CpuReference,
+        "im2col + OpenBLAS; a 1x1 stride-1 convolution as one product per image"},
        {Backend::CpuFast, "oneDNN convolution primitives, one per shape, cached"},
        {Backend::CudaHandwritten, "im2col + our SGEMM"},
        {Backend::CudaCublas, "im2col + cuBLAS"},
@@ -394,7 +395,8 @@ void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, cons
       dispatch_floating(x.dtype(), who, [&]<typename T>() {
         const T* bias_t = bias ? bias->data<T>() : nullptr;
         if (is_pointwise(g, b))
-          return forward_pointwise<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias_t, g, x.device(), b);
+          return forward_pointwise<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias_t, g, x.device(),
+                                      b);
         forward_im2col<T>(y.data<T>(), x.data<T>(), w.data<T>(), bias_t, g, x.device(), b);
       });
   }
@@ -415,8 +417,8 @@ void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor&
   if (g.N == 0) return;
   switch (b) {
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA(cuda::conv2d_backward_data_cudnn(dx.data<float>(), dy.data<float>(),
-                                                      w.data<float>(), g, cuda_context(dy.device())));
+      MINIDL_IF_CUDA(cuda::conv2d_backward_data_cudnn(
+          dx.data<float>(), dy.data<float>(), w.data<float>(), g, cuda_context(dy.device())));
       return;
     case Backend::CpuFast:
       MINIDL_IF_DNNL(
@@ -425,7 +427,8 @@ void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor&
     default:
       dispatch_floating(dy.dtype(), who, [&]<typename T>() {
         if (is_pointwise(g, b))
-          return backward_data_pointwise<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(), b);
+          return backward_data_pointwise<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(),
+                                            b);
         backward_data_im2col<T>(dx.data<T>(), dy.data<T>(), w.data<T>(), g, dy.device(), b);
       });
   }
@@ -446,8 +449,8 @@ void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tenso
   if (g.N == 0) return;
   switch (b) {
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA(cuda::conv2d_backward_weight_cudnn(dw.data<float>(), dy.data<float>(),
-                                                        x.data<float>(), g, cuda_context(dy.device())));
+      MINIDL_IF_CUDA(cuda::conv2d_backward_weight_cudnn(
+          dw.data<float>(), dy.data<float>(), x.data<float>(), g, cuda_context(dy.device())));
       return;
     case Backend::CpuFast:
       MINIDL_IF_DNNL(
@@ -456,7 +459,8 @@ void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tenso
     default:
       dispatch_floating(dy.dtype(), who, [&]<typename T>() {
         if (is_pointwise(g, b))
-          return backward_weight_pointwise<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g, dy.device(), b);
+          return backward_weight_pointwise<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g,
+                                              dy.device(), b);
         backward_weight_im2col<T>(dw.data<T>(), dy.data<T>(), x.data<T>(), g, dy.device(), b);
       });
   }

@@ -17,8 +17,9 @@
 // cuDNN path: descriptors and algorithms are built once per (device, geometry, TF32 setting) and
 // cached. The algorithm of each direction is chosen by cudnnFind*AlgorithmEx, which times the
 // candidates on the real inputs (writing into a scratch output, so dw's accumulated value is never
-// touched), keeping only full-fp32 (FMA) algorithms unless the device's settings allow TF32. Workspaces come from the
-// caching allocator at every call. Backward filter runs with beta = 1 to accumulate into dw.
+// touched), keeping only full-fp32 (FMA) algorithms unless the device's settings allow TF32.
+// Workspaces come from the caching allocator at every call. Backward filter runs with beta = 1 to
+// accumulate into dw.
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -211,8 +212,8 @@ std::map<PlanKey, std::unique_ptr<ConvPlan>> g_plans;
 // are never removed, so the reference stays valid.
 ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
   const DeviceSettings s = device_settings(Device::cuda(ctx.device));
-  const PlanKey key{ctx.device, g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.pad,
-                    s.allow_tf32, s.deterministic};
+  const PlanKey key{ctx.device, g.N, g.C,      g.H,   g.W,          g.K,
+                    g.R,        g.S, g.stride, g.pad, s.allow_tf32, s.deterministic};
   std::lock_guard<std::mutex> lock(g_plans_mutex);
   auto it = g_plans.find(key);
   if (it != g_plans.end()) return *it->second;
@@ -229,8 +230,8 @@ ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
 // to fp16/bf16 (~1e-3 relative or worse, far below what --tf32 promises), and a later call in that
 // math type could pick such a kernel. `results` is sorted by time.
 // In deterministic mode (core/device_settings.h) the choice is the deterministic algorithm with
-// the lowest id instead, so that timing noise cannot change it between runs, and falling back from a faster
-// non-deterministic algorithm is noted for the log.
+// the lowest id instead, so that timing noise cannot change it between runs, and falling back from
+// a faster non-deterministic algorithm is noted for the log.
 template <typename Perf>
 AlgoChoice pick(const std::vector<Perf>& results, int count, bool tf32, bool det, size_t workspace,
                 const char* direction, const ConvGeometry& g) {

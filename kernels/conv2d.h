@@ -5,11 +5,11 @@
 //   y[n,k,p,q] = bias[k] + sum_{c,r,s} w[k,c,r,s] x[n, c, p*stride - pad + r, q*stride - pad + s]
 //
 // im2col turns the sum into one matrix product. For a chunk of nb images,
-//   col (C*R*S, nb*P*Q):  col[(c,r,s), (n,p,q)] = x[n, c, p*stride-pad+r, q*stride-pad+s] (0 outside)
-//   forward:         Y' (K, nb*P*Q)    = W (K, CRS) * col           then Y' -> y (n,k,pq) + bias
-//   backward data:   dcol (CRS, nbPQ)  = W^T * dY'                  then col2im (scatter-add) -> dx
-//   backward weight: dW (K, CRS)      += dY' * col^T
-//   backward bias:   db[k]            += sum_{n,p,q} dy[n,k,p,q]
+//   col (C*R*S, nb*P*Q):  col[(c,r,s), (n,p,q)] = x[n, c, p*stride-pad+r, q*stride-pad+s] (0
+//   outside) forward:         Y' (K, nb*P*Q)    = W (K, CRS) * col           then Y' -> y (n,k,pq)
+//   + bias backward data:   dcol (CRS, nbPQ)  = W^T * dY'                  then col2im
+//   (scatter-add) -> dx backward weight: dW (K, CRS)      += dY' * col^T backward bias:   db[k] +=
+//   sum_{n,p,q} dy[n,k,p,q]
 // where dY' is dy rearranged to (K, nb*P*Q). Derivation: docs/backprop/conv2d.md.
 //
 // Backends (kernels/backend.h; conv2d_op() lists them):
@@ -57,8 +57,7 @@ void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b
 void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias,
                     Conv2dParams p);
 void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dParams p);
-void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor& w,
-                          Conv2dParams p);
+void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dParams p);
 void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2dParams p);
 void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tensor& x,
                             Conv2dParams p);

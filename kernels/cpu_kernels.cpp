@@ -17,7 +17,8 @@ std::string cpu_kernels_summary() {
   else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     isa = "avx2";
 #endif
-  std::string s = str("cpu kernels ", cpu_kernels_name(device_settings(Device::cpu()).cpu_kernels), ", cpu features ", isa);
+  std::string s = str("cpu kernels ", cpu_kernels_name(device_settings(Device::cpu()).cpu_kernels),
+                      ", cpu features ", isa);
 #if MINIDL_HAVE_DNNL
   const dnnl_version_t* v = dnnl_version();
   s += str(", oneDNN ", v->major, ".", v->minor, ".", v->patch);

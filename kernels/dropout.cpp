@@ -46,11 +46,11 @@ T inverse_keep(double p) {
 }  // namespace
 
 const OpInfo& dropout_op() {
-  static const OpInfo op{"dropout",
-                         "`dropout_forward`, `dropout_backward`",
-                         {
-                          {Backend::CpuReference, "counter-based RNG (Philox), same mask as the GPU"},
-                          {Backend::CudaHandwritten, "one thread per Philox counter (four elements), the same RNG"}}};
+  static const OpInfo op{
+      "dropout",
+      "`dropout_forward`, `dropout_backward`",
+      {{Backend::CpuReference, "counter-based RNG (Philox), same mask as the GPU"},
+       {Backend::CudaHandwritten, "one thread per Philox counter (four elements), the same RNG"}}};
   return op;
 }
 

@@ -20,8 +20,7 @@ void add_scaled(T* out, const T* a, const T* b, T alpha, int64_t n) {
 const OpInfo& elementwise_op() {
   static const OpInfo op{"elementwise",
                          "`add`, `add_scaled`",
-                         {
-                          {Backend::CpuReference, "vectorised loop"},
+                         {{Backend::CpuReference, "vectorised loop"},
                           {Backend::CudaHandwritten, "one thread per element"}}};
   return op;
 }

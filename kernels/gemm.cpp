@@ -199,10 +199,13 @@ const OpInfo& gemm_op() {
   return op;
 }
 
-Backend select_gemm_backend(const Device& d, DType dtype) { return select_backend(gemm_op(), d, dtype); }
+Backend select_gemm_backend(const Device& d, DType dtype) {
+  return select_backend(gemm_op(), d, dtype);
+}
 
 template <typename T>
-void gemm(Backend b, Device dev, const GemmShape& s, T alpha, const T* A, const T* B, T beta, T* C) {
+void gemm(Backend b, Device dev, const GemmShape& s, T alpha, const T* A, const T* B, T beta,
+          T* C) {
   check_gemm_shape(s);
   check_backend(gemm_op(), b, dev, dtype_v<T>, "gemm");
   if (s.M == 0 || s.N == 0) return;
@@ -230,8 +233,8 @@ void gemm(Device dev, const GemmShape& s, T alpha, const T* A, const T* B, T bet
 
 template void gemm<float>(Backend, Device, const GemmShape&, float, const float*, const float*,
                           float, float*);
-template void gemm<double>(Backend, Device, const GemmShape&, double, const double*,
-                           const double*, double, double*);
+template void gemm<double>(Backend, Device, const GemmShape&, double, const double*, const double*,
+                           double, double*);
 template void gemm<float>(Device, const GemmShape&, float, const float*, const float*, float,
                           float*);
 template void gemm<double>(Device, const GemmShape&, double, const double*, const double*, double,
@@ -267,8 +270,8 @@ void matmul(Backend b, Tensor& C, const Tensor& A, const Tensor& B, bool trans_a
   s.ldb = std::max<int64_t>(1, B.size(1));
   s.ldc = std::max<int64_t>(1, N);
   dispatch_floating(A.dtype(), who, [&]<typename T>() {
-    gemm<T>(b, A.device(), s, static_cast<T>(alpha), A.data<T>(), B.data<T>(),
-            static_cast<T>(beta), C.data<T>());
+    gemm<T>(b, A.device(), s, static_cast<T>(alpha), A.data<T>(), B.data<T>(), static_cast<T>(beta),
+            C.data<T>());
   });
 }
 

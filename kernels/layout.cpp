@@ -52,7 +52,9 @@ void channel_sum_accumulate(T* db, const T* dy, int64_t N, int64_t K, int64_t L)
 #if MINIDL_WITH_CUDA
 float* f32(float* p) { return p; }
 const float* f32(const float* p) { return p; }
-[[noreturn]] float* f32(double*) { throw_error("layout primitives: CUDA kernels are float32 only"); }
+[[noreturn]] float* f32(double*) {
+  throw_error("layout primitives: CUDA kernels are float32 only");
+}
 [[noreturn]] const float* f32(const double*) {
   throw_error("layout primitives: CUDA kernels are float32 only");
 }
@@ -69,8 +71,8 @@ void nkl_to_knl(Device dev, T* out, const T* in, int64_t nb, int64_t K, int64_t 
 template <typename T>
 void knl_to_nkl(Device dev, T* out, const T* in, const T* bias, int64_t nb, int64_t K, int64_t L) {
   if (dev.is_cpu()) return cpu::knl_to_nkl(out, in, bias, nb, K, L);
-  MINIDL_IF_CUDA(cuda::knl_to_nkl(f32(out), f32(in), bias ? f32(bias) : nullptr, nb, K, L,
-                                  cuda_context(dev)));
+  MINIDL_IF_CUDA(
+      cuda::knl_to_nkl(f32(out), f32(in), bias ? f32(bias) : nullptr, nb, K, L, cuda_context(dev)));
 }
 
 template <typename T>

@@ -19,7 +19,8 @@ void check_state(const char* who, const Tensor& param, const Tensor& other, cons
 
 void check_param(const char* who, const Tensor& param, int64_t step) {
   MINIDL_CHECK(param.defined(), who, ": parameter tensor is undefined");
-  MINIDL_CHECK(step >= 1, who, ": step must be >= 1 (counted from 1 as in torch.optim), got ", step);
+  MINIDL_CHECK(step >= 1, who, ": step must be >= 1 (counted from 1 as in torch.optim), got ",
+               step);
 }
 
 }  // namespace
@@ -79,8 +80,7 @@ void adagrad_update(T* p, const T* grad, T* sum, int64_t n, const AdagradParams&
 const OpInfo& optimizer_op() {
   static const OpInfo op{"optimizer",
                          "`sgd_update`, `adam_update`, `adagrad_update`",
-                         {
-                          {Backend::CpuReference, "one loop over the flat parameters"},
+                         {{Backend::CpuReference, "one loop over the flat parameters"},
                           {Backend::CudaHandwritten, "one fused kernel over the flat parameters"}}};
   return op;
 }
@@ -91,11 +91,12 @@ Backend select_optimizer_backend(const Device& d, DType dtype) {
 
 void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdParams& p,
                 int64_t step) {
-  sgd_update(select_optimizer_backend(param.device(), param.dtype()), param, grad, momentum_buf, p, step);
+  sgd_update(select_optimizer_backend(param.device(), param.dtype()), param, grad, momentum_buf, p,
+             step);
 }
 
-void sgd_update(Backend b, Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdParams& p,
-                int64_t step) {
+void sgd_update(Backend b, Tensor& param, const Tensor& grad, Tensor& momentum_buf,
+                const SgdParams& p, int64_t step) {
   const char* who = "sgd_update";
   check_param(who, param, step);
   check_state(who, param, grad, "gradient");
@@ -119,8 +120,8 @@ void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const 
   adam_update(select_optimizer_backend(param.device(), param.dtype()), param, grad, m, v, p, step);
 }
 
-void adam_update(Backend b, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
-                 int64_t step) {
+void adam_update(Backend b, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
+                 const AdamParams& p, int64_t step) {
   const char* who = p.decoupled ? "adamw_update" : "adam_update";
   check_param(who, param, step);
   check_state(who, param, grad, "gradient");
@@ -141,11 +142,12 @@ void adam_update(Backend b, Tensor& param, const Tensor& grad, Tensor& m, Tensor
 
 void adagrad_update(Tensor& param, const Tensor& grad, Tensor& sum, const AdagradParams& p,
                     int64_t step) {
-  adagrad_update(select_optimizer_backend(param.device(), param.dtype()), param, grad, sum, p, step);
+  adagrad_update(select_optimizer_backend(param.device(), param.dtype()), param, grad, sum, p,
+                 step);
 }
 
-void adagrad_update(Backend b, Tensor& param, const Tensor& grad, Tensor& sum, const AdagradParams& p,
-                    int64_t step) {
+void adagrad_update(Backend b, Tensor& param, const Tensor& grad, Tensor& sum,
+                    const AdagradParams& p, int64_t step) {
   const char* who = "adagrad_update";
   check_param(who, param, step);
   check_state(who, param, grad, "gradient");

@@ -50,16 +50,16 @@ Backend select_optimizer_backend(const Device& d, DType dtype);
 
 void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdParams& p,
                 int64_t step);
-void sgd_update(Backend b, Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdParams& p,
-                int64_t step);
+void sgd_update(Backend b, Tensor& param, const Tensor& grad, Tensor& momentum_buf,
+                const SgdParams& p, int64_t step);
 void adam_update(Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
                  int64_t step);
-void adam_update(Backend b, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v, const AdamParams& p,
-                 int64_t step);
+void adam_update(Backend b, Tensor& param, const Tensor& grad, Tensor& m, Tensor& v,
+                 const AdamParams& p, int64_t step);
 void adagrad_update(Tensor& param, const Tensor& grad, Tensor& sum, const AdagradParams& p,
                     int64_t step);
-void adagrad_update(Backend b, Tensor& param, const Tensor& grad, Tensor& sum, const AdagradParams& p,
-                    int64_t step);
+void adagrad_update(Backend b, Tensor& param, const Tensor& grad, Tensor& sum,
+                    const AdagradParams& p, int64_t step);
 
 namespace cuda {
 // buf may be nullptr when p.momentum == 0.

@@ -159,28 +159,30 @@ void check_argmax(const char* who, const Tensor& argmax, const Tensor& y) {
 }  // namespace
 
 const OpInfo& maxpool2d_op() {
-  static const OpInfo op{"maxpool2d",
-                         "`maxpool2d_forward`, `maxpool2d_backward`",
-                         {{Backend::CpuReference, "loops, argmax kept for backward"},
-                          {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
-                          {Backend::CudaVendor, "cudnnPoolingForward/Backward (x and y instead of argmax)"}}};
+  static const OpInfo op{
+      "maxpool2d",
+      "`maxpool2d_forward`, `maxpool2d_backward`",
+      {{Backend::CpuReference, "loops, argmax kept for backward"},
+       {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
+       {Backend::CudaVendor, "cudnnPoolingForward/Backward (x and y instead of argmax)"}}};
   return op;
 }
 
 const OpInfo& avgpool2d_op() {
-  static const OpInfo op{"avgpool2d",
-                         "`avgpool2d_forward`, `avgpool2d_backward`",
-                         {{Backend::CpuReference, "loops"},
-                          {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
-                          {Backend::CudaVendor, "cudnnPoolingForward; backward runs ours"}}};
+  static const OpInfo op{
+      "avgpool2d",
+      "`avgpool2d_forward`, `avgpool2d_backward`",
+      {{Backend::CpuReference, "loops"},
+       {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
+       {Backend::CudaVendor, "cudnnPoolingForward; backward runs ours"}}};
   return op;
 }
 
 const OpInfo& global_avgpool_op() {
-  static const OpInfo op{"global_avgpool",
-                         "`global_avgpool_forward`, `global_avgpool_backward`",
-                         {{Backend::CpuReference, "loops"},
-                          {Backend::CudaHandwritten, "a warp per (n, c) plane"}}};
+  static const OpInfo op{
+      "global_avgpool",
+      "`global_avgpool_forward`, `global_avgpool_backward`",
+      {{Backend::CpuReference, "loops"}, {Backend::CudaHandwritten, "a warp per (n, c) plane"}}};
   return op;
 }
 
@@ -231,7 +233,8 @@ void maxpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x
   check_backend(maxpool2d_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
     dispatch_floating(x.dtype(), who, [&]<typename T>() {
-      cpu::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), argmax.data<int32_t>(), cpu_geometry(g));
+      cpu::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), argmax.data<int32_t>(),
+                                 cpu_geometry(g));
     });
     return;
   }
@@ -273,8 +276,8 @@ void avgpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, Pool2dParams p)
     return;
   }
   // Both CUDA backends run our kernel (pooling.h).
-  MINIDL_IF_CUDA(cuda::avgpool2d_backward(dx.data<float>(), dy.data<float>(), g,
-                                          cuda_context(dx.device())));
+  MINIDL_IF_CUDA(
+      cuda::avgpool2d_backward(dx.data<float>(), dy.data<float>(), g, cuda_context(dx.device())));
 }
 
 void global_avgpool_forward(Tensor& y, const Tensor& x) {

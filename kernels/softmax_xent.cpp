@@ -107,11 +107,11 @@ void check_smoothing(double eps, const char* who) {
 }  // namespace
 
 const OpInfo& softmax_xent_op() {
-  static const OpInfo op{"softmax_xent",
-                         "`softmax_xent_forward`, `softmax_xent_backward`, `argmax_rows`",
-                         {
-                          {Backend::CpuReference, "loops, stable log-sum-exp per row, the batch sum in double"},
-                          {Backend::CudaHandwritten, "a warp per row, shuffles for max and sum"}}};
+  static const OpInfo op{
+      "softmax_xent",
+      "`softmax_xent_forward`, `softmax_xent_backward`, `argmax_rows`",
+      {{Backend::CpuReference, "loops, stable log-sum-exp per row, the batch sum in double"},
+       {Backend::CudaHandwritten, "a warp per row, shuffles for max and sum"}}};
   return op;
 }
 
@@ -121,11 +121,12 @@ Backend select_softmax_xent_backend(const Device& d, DType dtype) {
 
 void softmax_xent_forward(Tensor& loss, Tensor& probs, Tensor& correct, const Tensor& logits,
                           const Tensor& labels, double label_smoothing) {
-  softmax_xent_forward(select_softmax_xent_backend(logits.device(), logits.dtype()), loss, probs, correct, logits, labels, label_smoothing);
+  softmax_xent_forward(select_softmax_xent_backend(logits.device(), logits.dtype()), loss, probs,
+                       correct, logits, labels, label_smoothing);
 }
 
-void softmax_xent_forward(Backend b, Tensor& loss, Tensor& probs, Tensor& correct, const Tensor& logits,
-                          const Tensor& labels, double label_smoothing) {
+void softmax_xent_forward(Backend b, Tensor& loss, Tensor& probs, Tensor& correct,
+                          const Tensor& logits, const Tensor& labels, double label_smoothing) {
   const char* who = "softmax_xent_forward";
   check_logits(logits, who, "logits");
   const int64_t N = logits.size(0), K = logits.size(1);
@@ -158,7 +159,8 @@ void softmax_xent_forward(Backend b, Tensor& loss, Tensor& probs, Tensor& correc
 
 void softmax_xent_backward(Tensor& dlogits, const Tensor& probs, const Tensor& labels,
                            double label_smoothing, double scale) {
-  softmax_xent_backward(select_softmax_xent_backend(probs.device(), probs.dtype()), dlogits, probs, labels, label_smoothing, scale);
+  softmax_xent_backward(select_softmax_xent_backend(probs.device(), probs.dtype()), dlogits, probs,
+                        labels, label_smoothing, scale);
 }
 
 void softmax_xent_backward(Backend b, Tensor& dlogits, const Tensor& probs, const Tensor& labels,

@@ -28,8 +28,8 @@ Backend select_softmax_xent_backend(const Device& d, DType dtype);
 
 void softmax_xent_forward(Tensor& loss, Tensor& probs, Tensor& correct, const Tensor& logits,
                           const Tensor& labels, double label_smoothing = 0.0);
-void softmax_xent_forward(Backend b, Tensor& loss, Tensor& probs, Tensor& correct, const Tensor& logits,
-                          const Tensor& labels, double label_smoothing);
+void softmax_xent_forward(Backend b, Tensor& loss, Tensor& probs, Tensor& correct,
+                          const Tensor& logits, const Tensor& labels, double label_smoothing);
 void softmax_xent_backward(Tensor& dlogits, const Tensor& probs, const Tensor& labels,
                            double label_smoothing = 0.0, double scale = 1.0);
 void softmax_xent_backward(Backend b, Tensor& dlogits, const Tensor& probs, const Tensor& labels,

@@ -2,14 +2,14 @@
 // setting selects on each device type, the per-op conditions, the refusals of check_backend, and
 // that docs/ARCHITECTURE.md lists the table as the code declares it. The backends themselves are
 // compared with the float64 reference in tests/ops.
-#include <catch2/catch.hpp>
+#include "kernels/backend.h"
 
+#include <catch2/catch.hpp>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "kernels/activation.h"
-#include "kernels/backend.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/gemm.h"
@@ -146,18 +146,23 @@ TEST_CASE("ScopedDeviceSettings restores every device's settings", "[backend]") 
 
 TEST_CASE("check_backend names the op, the backend and the fix", "[backend]") {
   const OpInfo& xent = softmax_xent_op();
-  CHECK_THROWS_WITH(check_backend(xent, Backend::CudaVendor, kGpu, DType::F32, "softmax_xent_forward"),
-                    Catch::Contains("softmax_xent has no cuda-vendor backend"));
-  CHECK_THROWS_WITH(check_backend(conv2d_op(), Backend::CpuReference, kGpu, DType::F32, "conv2d_forward"),
-                    Catch::Contains("cpu-reference backend cannot run on tensors on cuda:0"));
+  CHECK_THROWS_WITH(
+      check_backend(xent, Backend::CudaVendor, kGpu, DType::F32, "softmax_xent_forward"),
+      Catch::Contains("softmax_xent has no cuda-vendor backend"));
+  CHECK_THROWS_WITH(
+      check_backend(conv2d_op(), Backend::CpuReference, kGpu, DType::F32, "conv2d_forward"),
+      Catch::Contains("cpu-reference backend cannot run on tensors on cuda:0"));
   if (built_with_cuda()) {
-    CHECK_THROWS_WITH(check_backend(conv2d_op(), Backend::CudaCublas, kGpu, DType::F64, "conv2d_forward"),
-                      Catch::Contains("float32 only, got float64 (float64 runs on the CPU)"));
+    CHECK_THROWS_WITH(
+        check_backend(conv2d_op(), Backend::CudaCublas, kGpu, DType::F64, "conv2d_forward"),
+        Catch::Contains("float32 only, got float64 (float64 runs on the CPU)"));
   } else {
-    CHECK_THROWS_WITH(check_backend(conv2d_op(), Backend::CudaCublas, kGpu, DType::F32, "conv2d_forward"),
-                      Catch::Contains("not in this build"));
+    CHECK_THROWS_WITH(
+        check_backend(conv2d_op(), Backend::CudaCublas, kGpu, DType::F32, "conv2d_forward"),
+        Catch::Contains("not in this build"));
   }
-  CHECK_NOTHROW(check_backend(conv2d_op(), Backend::CpuReference, kCpu, DType::F64, "conv2d_forward"));
+  CHECK_NOTHROW(
+      check_backend(conv2d_op(), Backend::CpuReference, kCpu, DType::F64, "conv2d_forward"));
   // The explicit form of an op refuses a backend that is not its own, before touching memory.
   Tensor a = Tensor::zeros(Shape{2, 2}, DType::F32), c = Tensor::zeros(Shape{2, 2}, DType::F32);
   CHECK_THROWS_WITH(matmul(Backend::CpuFast, c, a, a, false, false),
@@ -169,6 +174,7 @@ TEST_CASE("docs/ARCHITECTURE.md lists the op table as the code declares it", "[b
   REQUIRE(f.good());
   std::stringstream ss;
   ss << f.rdbuf();
-  INFO("the table docs/ARCHITECTURE.md should contain (op_table_markdown()):\n" << op_table_markdown());
+  INFO("the table docs/ARCHITECTURE.md should contain (op_table_markdown()):\n"
+       << op_table_markdown());
   CHECK(ss.str().find(op_table_markdown()) != std::string::npos);
 }
