@@ -53,5 +53,8 @@ void add_scaled(Backend be, Tensor& out, const Tensor& a, const Tensor& b, doubl
 }
 
 void add(Tensor& out, const Tensor& a, const Tensor& b) { add_scaled(out, a, b, 1.0); }
+void add(Backend be, Tensor& out, const Tensor& a, const Tensor& b) {
+  add_scaled(be, out, a, b, 1.0);
+}
 
 }  // namespace minidl

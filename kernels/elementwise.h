@@ -18,6 +18,7 @@ Backend select_elementwise_backend(const Device& d, DType dtype);
 // Each function below comes in a selecting form and an explicit one (first argument a Backend).
 
 void add(Tensor& out, const Tensor& a, const Tensor& b);
+void add(Backend be, Tensor& out, const Tensor& a, const Tensor& b);
 void add_scaled(Tensor& out, const Tensor& a, const Tensor& b, double alpha);
 void add_scaled(Backend be, Tensor& out, const Tensor& a, const Tensor& b, double alpha);
 

@@ -1,6 +1,6 @@
 // CUDA pooling (formulas and semantics in pooling.h).
 //
-// Hand-written path. Forward: one thread per output element (grid-stride), which reads its k x k
+// cuda-handwritten. Forward: one thread per output element (grid-stride), which reads its k x k
 // window (neighbouring threads read neighbouring windows, so loads are largely coalesced and the
 // overlap of windows is served from L1/L2). Backward is a GATHER, one thread per input pixel: it
 // visits the few outputs whose windows cover the pixel and sums their contributions. A scatter
@@ -10,15 +10,15 @@
 // needs no zeroing pass. Max backward compares the stored argmax with the pixel's flat index, so
 // ties route dy to the first maximum exactly as the CPU reference does.
 //
-// Cudnn path: cudnnPoolingForward/Backward with CUDNN_POOLING_MAX_DETERMINISTIC (NaN propagated,
+// cuda-vendor: cudnnPoolingForward/Backward with CUDNN_POOLING_MAX_DETERMINISTIC (NaN propagated,
 // as the CPU reference and torch) and CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING. Decision for
 // max pooling: the cuDNN forward does NOT fill argmax (cuDNN has no such output); the cuDNN
-// backward recomputes the winners from x and y instead, so a layer must use the same path for
-// forward and backward (the MaxPool2d layer does). On ties cuDNN chooses its own winner.
+// backward recomputes the winners from x and y instead, so forward and backward must run on the same
+// backend (select_maxpool2d_backend has no condition, so they do). On ties cuDNN chooses its own winner.
 // Average backward always uses our gather kernel: cudnnPoolingBackward requires x and y, which
 // avgpool2d_backward does not take (average pooling's gradient does not depend on them).
 //
-// Global average pooling (hand-written on every path): forward is one warp per (n, c) plane, the
+// Global average pooling (ours on every backend): forward is one warp per (n, c) plane, the
 // lanes striding over the plane (coalesced) and a shuffle reduction; backward dx = dy / HW is a
 // flat elementwise kernel, one thread per element of dx.
 //
@@ -231,9 +231,8 @@ void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, bool ven
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, bool vendor,
-                        CudaContext& ctx) {
-  // Every path: see the file comment (cudnnPoolingBackward would need x and y).
+void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, CudaContext& ctx) {
+  // Both CUDA backends: see the file comment (cudnnPoolingBackward would need x and y).
   const Geo geo = to_geo(g, "avgpool2d_backward");
   if (g.N * g.C == 0) return;
   avgpool_backward_kernel<<<grid_for(geo.NC * geo.H * geo.W, kThreads, kMaxBlocks), kThreads, 0,
