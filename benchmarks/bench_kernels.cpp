@@ -1,7 +1,13 @@
-// bench_kernels: every minidl op, on every kernel path the device has, at the layer shapes of
+// bench_kernels: every minidl op, on every backend the device has, at the layer shapes of
 // ResNet-18, ResNet-50 and AlexNet (CIFAR inputs, 32x32), checked and then timed.
 //
-// For each op, shape and path:
+// Each case names its op in the op table (kernels/backend.h: conv2d_op(), ...) and runs the op's
+// explicit form, op_fn(backend, ...), on every backend runnable_backends(op, device type) gives:
+// cpu-reference and cpu-fast on the CPU, cuda-handwritten, cuda-cublas and cuda-vendor on a GPU,
+// whichever the op has and this build and machine can run. Adding a backend to an op's table
+// entry adds its rows here.
+//
+// For each case (op function and shape) and backend:
 //   1. correctness: the op on a small case (batch 3, or odd matrix sizes) on the device in float32
 //      against the CPU reference in float64 computed from the same float32 inputs (on the CPU
 //      itself: the float32 CPU code against the float64 CPU code). Outputs are poisoned with NaN
@@ -14,15 +20,21 @@
 //      a large device-to-device copy (bytes read + written) and the SGEMM rate (cuBLAS at 8192^3
 //      on a GPU, OpenBLAS at 2048^3 on the CPU). roof% = the time the roofline allows,
 //      max(flops / sgemm rate, bytes / copy bandwidth), over the measured median. vs_ref = median
-//      over the median of the vendor path (cuDNN, or cuBLAS for products) on the same shape:
-//      above 1 is slower than the vendor.
+//      over the median of the op's reference backend on the same shape in the same run: its
+//      vendor backend, cuda-vendor (cuDNN) where the op has one, else cuda-cublas (products); on
+//      the CPU cpu-fast (oneDNN). Above 1 is slower than the vendor.
+//
+// Settings (core/device_settings.h) are set once for the run: TF32 off (the check compares with
+// float64, and minidl trains in float32); the TF32 ceiling turns it on in a ScopedDeviceSettings.
 //
 // FLOPs count 2 per multiply-add; bytes count each tensor the op must read or write once (the
 // minimum traffic; a kernel that reads its input twice shows it as a lower roof%). Each op's
 // formula sits next to its factory below.
 //
 //   bench_kernels --device cuda --shapes all --csv kernels.csv
+//   bench_kernels --device cuda --ops conv2d --backends cuda-handwritten,cuda-vendor
 //   bench_kernels --device cpu --batch 8 --shapes resnet18 --ops conv2d,batchnorm
+//   bench_kernels --list
 #include <fmt/core.h>
 #include <fmt/format.h>
 #include <omp.h>
@@ -36,20 +48,24 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "benchmarks/bench_common.h"
 #include "core/cuda_context.h"
+#include "core/device_settings.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 #include "core/timer.h"
 #include "kernels/activation.h"
 #include "kernels/augment.h"
+#include "kernels/backend.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/cpu_kernels.h"
+#include "kernels/dropout.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
@@ -72,12 +88,14 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // the float64 reference starts from exactly the device's inputs.
 class Inputs {
  public:
-  Inputs(Device device, DType dtype, KernelPath path, uint64_t seed)
-      : device_(device), dtype_(dtype), path_(path), seed_(seed) {}
+  // `backend`: the one the instance's op (and any setup call, such as the forward in front of a
+  // backward) runs on.
+  Inputs(Device device, DType dtype, Backend backend, uint64_t seed)
+      : device_(device), dtype_(dtype), backend_(backend), seed_(seed) {}
 
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
-  KernelPath path() const { return path_; }
+  Backend backend() const { return backend_; }
 
   // Uniform in [lo, hi) (counter-based, so the host fills it in parallel).
   Tensor uniform(const Shape& s, double lo = -1.0, double hi = 1.0) {
@@ -113,13 +131,15 @@ class Inputs {
   Tensor poisoned(const Shape& s, DType t) { return Tensor::full(s, kNaN, t, device_); }
   Tensor poisoned(const Shape& s) { return poisoned(s, dtype_); }
   Tensor poisoned_ints(const Shape& s) { return Tensor::full(s, -7, DType::I32, device_); }
+  // A uint8 output (dropout's 0/1 mask): 7 is neither value.
+  Tensor poisoned_bytes(const Shape& s) { return Tensor::full(s, 7, DType::U8, device_); }
 
  private:
   uint64_t next_seed() { return seed_ * 1000003u + (++draws_); }
 
   Device device_;
   DType dtype_;
-  KernelPath path_;
+  Backend backend_;
   uint64_t seed_;
   uint64_t draws_ = 0;
 };
@@ -133,24 +153,18 @@ struct Instance {
 // Builds the instance for a full-size (timed) or small (checked) case.
 using Factory = std::function<Instance(Inputs&, bool small)>;
 
+// One function of one op at one shape. The backends it runs on are its op's (op_table()); the
+// rows of a case are one per backend.
 struct Case {
-  std::string op;      // "conv2d_fwd"
+  std::string name;            // the function: "conv2d_fwd" (the table's and the CSV's `op` column)
+  const OpInfo* op = nullptr;  // its entry in the op table: &conv2d_op() (a pointer: cases sort)
   std::string shape;   // human-readable
   std::string params;  // "N=128;C=64;..." for scripts (benchmarks/pytorch_ops_cpu.py)
   std::string models;  // "resnet18,resnet50"
-  std::vector<KernelPath> gpu_paths;
-  bool has_reference = false;  // reference path: the vendor library
-  KernelPath reference = KernelPath::Cudnn;
-  double flops = 0.0;                     // of the full-size case
-  std::function<double(KernelPath)> bytes;  // of the full-size case, per path
+  double flops = 0.0;  // of the full-size case
+  std::function<double(Backend)> bytes;  // of the full-size case, per backend
   Factory make;
 };
-
-const std::vector<KernelPath> kConvPaths{KernelPath::Handwritten, KernelPath::Cublas,
-                                         KernelPath::Cudnn};
-const std::vector<KernelPath> kGemmPaths{KernelPath::Handwritten, KernelPath::Cublas};
-const std::vector<KernelPath> kCudnnPaths{KernelPath::Handwritten, KernelPath::Cudnn};
-const std::vector<KernelPath> kOwnPaths{KernelPath::Handwritten};
 
 // ---------------------------------------------------------------- layer shapes of the models
 
@@ -178,6 +192,7 @@ struct ModelShapes {
   std::vector<MapSpec> bn, relu, add, gpool;
   std::vector<PoolSpec> pools;
   std::vector<LinearSpec> linears;
+  std::vector<int64_t> dropouts;  // features per image of each dropout's input
   int64_t params = 0;  // parameter count (for the optimizer updates)
   int64_t classes = 10;
 };
@@ -260,6 +275,7 @@ ModelShapes alexnet_shapes() {
     m.linears.push_back(l);
     m.params += l.in * l.out + l.out;
   }
+  m.dropouts = {fcs[0].in, fcs[1].in};
   m.relu.push_back({4096, 1, 1});
   return m;
 }
@@ -286,8 +302,8 @@ std::string dims(std::initializer_list<int64_t> d) {
 
 double f32(double elements) { return 4.0 * elements; }  // bytes of float32 elements
 
-std::function<double(KernelPath)> same_bytes(double b) {
-  return [b](KernelPath) { return b; };
+std::function<double(Backend)> same_bytes(double b) {
+  return [b](Backend) { return b; };
 }
 
 void add_conv_cases(std::vector<Case>& out, const ConvSpec& c, int64_t N) {
@@ -305,36 +321,38 @@ void add_conv_cases(std::vector<Case>& out, const ConvSpec& c, int64_t N) {
   auto nb = [N](bool small) { return small ? int64_t(3) : N; };
 
   // forward: read x, w (and bias), write y
-  out.push_back({"conv2d_fwd", shape, params, "", kConvPaths, true, KernelPath::Cudnn, flops,
-                 same_bytes(f32(x + w + y + (c.bias ? c.K : 0))), [=](Inputs& in, bool small) {
-                   const int64_t n = nb(small);
-                   Tensor xt = in.uniform({n, c.C, c.H, c.W}), wt = in.uniform({c.K, c.C, c.R, c.R});
-                   Tensor bt = c.bias ? in.uniform({c.K}) : Tensor();
-                   Tensor yt = in.poisoned({n, c.K, P, Q});
-                   const KernelPath path = in.path();
-                   return Instance{[=]() mutable {
-                                     conv2d_forward(yt, xt, wt, bt.defined() ? &bt : nullptr, cp, path);
-                                   },
-                                   {yt}};
-                 }});
+  out.push_back(
+      {"conv2d_fwd", &conv2d_op(), shape, params, "", flops,
+       same_bytes(f32(x + w + y + (c.bias ? c.K : 0))), [=](Inputs& in, bool small) {
+         const int64_t n = nb(small);
+         Tensor xt = in.uniform({n, c.C, c.H, c.W}), wt = in.uniform({c.K, c.C, c.R, c.R});
+         Tensor bt = c.bias ? in.uniform({c.K}) : Tensor();
+         Tensor yt = in.poisoned({n, c.K, P, Q});
+         const Backend be = in.backend();
+         return Instance{
+             [=]() mutable { conv2d_forward(be, yt, xt, wt, bt.defined() ? &bt : nullptr, cp); },
+             {yt}};
+       }});
   // backward data: read dy, w, write dx
-  out.push_back({"conv2d_bwd_data", shape, params, "", kConvPaths, true, KernelPath::Cudnn, flops,
-                 same_bytes(f32(y + w + x)), [=](Inputs& in, bool small) {
-                   const int64_t n = nb(small);
-                   Tensor dy = in.uniform({n, c.K, P, Q}), wt = in.uniform({c.K, c.C, c.R, c.R});
-                   Tensor dx = in.poisoned({n, c.C, c.H, c.W});
-                   const KernelPath path = in.path();
-                   return Instance{[=]() mutable { conv2d_backward_data(dx, dy, wt, cp, path); }, {dx}};
-                 }});
+  out.push_back(
+      {"conv2d_bwd_data", &conv2d_op(), shape, params, "", flops, same_bytes(f32(y + w + x)),
+       [=](Inputs& in, bool small) {
+         const int64_t n = nb(small);
+         Tensor dy = in.uniform({n, c.K, P, Q}), wt = in.uniform({c.K, c.C, c.R, c.R});
+         Tensor dx = in.poisoned({n, c.C, c.H, c.W});
+         const Backend be = in.backend();
+         return Instance{[=]() mutable { conv2d_backward_data(be, dx, dy, wt, cp); }, {dx}};
+       }});
   // backward weight: read dy, x, read and write dw (accumulated)
-  out.push_back({"conv2d_bwd_weight", shape, params, "", kConvPaths, true, KernelPath::Cudnn, flops,
-                 same_bytes(f32(y + x + 2 * w)), [=](Inputs& in, bool small) {
-                   const int64_t n = nb(small);
-                   Tensor dy = in.uniform({n, c.K, P, Q}), xt = in.uniform({n, c.C, c.H, c.W});
-                   Tensor dw = in.uniform({c.K, c.C, c.R, c.R});
-                   const KernelPath path = in.path();
-                   return Instance{[=]() mutable { conv2d_backward_weight(dw, dy, xt, cp, path); }, {dw}};
-                 }});
+  out.push_back(
+      {"conv2d_bwd_weight", &conv2d_op(), shape, params, "", flops, same_bytes(f32(y + x + 2 * w)),
+       [=](Inputs& in, bool small) {
+         const int64_t n = nb(small);
+         Tensor dy = in.uniform({n, c.K, P, Q}), xt = in.uniform({n, c.C, c.H, c.W});
+         Tensor dw = in.uniform({c.K, c.C, c.R, c.R});
+         const Backend be = in.backend();
+         return Instance{[=]() mutable { conv2d_backward_weight(be, dw, dy, xt, cp); }, {dw}};
+       }});
 }
 
 void add_linear_cases(std::vector<Case>& out, const LinearSpec& l, int64_t N) {
@@ -343,26 +361,24 @@ void add_linear_cases(std::vector<Case>& out, const LinearSpec& l, int64_t N) {
   const double x = double(N) * l.in, w = double(l.in) * l.out, y = double(N) * l.out;
   auto nb = [N](bool small) { return small ? int64_t(3) : N; };
   // forward y = x w^T + b: 2 N in out; read x, w, b, write y
-  out.push_back({"linear_fwd", shape, params, "", kGemmPaths, true, KernelPath::Cublas,
-                 2.0 * N * l.in * l.out, same_bytes(f32(x + w + l.out + y)),
-                 [=](Inputs& in, bool small) {
+  out.push_back({"linear_fwd", &linear_op(), shape, params, "", 2.0 * N * l.in * l.out,
+                 same_bytes(f32(x + w + l.out + y)), [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
                    Tensor xt = in.uniform({n, l.in}), wt = in.uniform({l.out, l.in}),
                           bt = in.uniform({l.out}), yt = in.poisoned({n, l.out});
-                   const KernelPath path = in.path();
-                   return Instance{[=]() mutable { linear_forward(yt, xt, wt, &bt, path); }, {yt}};
+                   const Backend be = in.backend();
+                   return Instance{[=]() mutable { linear_forward(be, yt, xt, wt, &bt); }, {yt}};
                  }});
   // backward dx = dy w, dw += dy^T x, db += sum dy: 4 N in out; read dy, x, w, dw, db, write dx,
   // dw, db
-  out.push_back({"linear_bwd", shape, params, "", kGemmPaths, true, KernelPath::Cublas,
-                 4.0 * N * l.in * l.out, same_bytes(f32(y + x + w + 2 * w + 2 * l.out + x)),
-                 [=](Inputs& in, bool small) {
+  out.push_back({"linear_bwd", &linear_op(), shape, params, "", 4.0 * N * l.in * l.out,
+                 same_bytes(f32(y + x + w + 2 * w + 2 * l.out + x)), [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
                    Tensor dy = in.uniform({n, l.out}), xt = in.uniform({n, l.in}),
                           wt = in.uniform({l.out, l.in}), dw = in.uniform({l.out, l.in}),
                           db = in.uniform({l.out}), dx = in.poisoned({n, l.in});
-                   const KernelPath path = in.path();
-                   return Instance{[=]() mutable { linear_backward(&dx, dw, &db, dy, xt, wt, path); },
+                   const Backend be = in.backend();
+                   return Instance{[=]() mutable { linear_backward(be, &dx, dw, &db, dy, xt, wt); },
                                    {dx, dw, db}};
                  }});
 }
@@ -371,15 +387,15 @@ void add_gemm_case(std::vector<Case>& out, int64_t M) {
   const std::string shape = fmt::format("{}x{}x{}", M, M, M);
   // C = A B: 2 M N K; read A, B, write C (beta = 0)
   const double m = double(M);
-  out.push_back({"gemm", shape, fmt::format("M={};N={};K={}", M, M, M), "", kGemmPaths, true,
-                 KernelPath::Cublas, 2.0 * m * m * m, same_bytes(f32(3 * m * m)),
-                 [=](Inputs& in, bool small) {
-                   // The small case has sizes that are no multiple of any tile.
-                   const int64_t mm = small ? 97 : M, nn = small ? 83 : M, kk = small ? 111 : M;
-                   Tensor a = in.uniform({mm, kk}), b = in.uniform({kk, nn}), c = in.poisoned({mm, nn});
-                   const KernelPath path = in.path();
-                   return Instance{[=]() mutable { matmul(c, a, b, false, false, 1.0, 0.0, path); }, {c}};
-                 }});
+  out.push_back(
+      {"gemm", &gemm_op(), shape, fmt::format("M={};N={};K={}", M, M, M), "", 2.0 * m * m * m,
+       same_bytes(f32(3 * m * m)), [=](Inputs& in, bool small) {
+         // The small case has sizes that are no multiple of any tile.
+         const int64_t mm = small ? 97 : M, nn = small ? 83 : M, kk = small ? 111 : M;
+         Tensor a = in.uniform({mm, kk}), b = in.uniform({kk, nn}), c = in.poisoned({mm, nn});
+         const Backend be = in.backend();
+         return Instance{[=]() mutable { matmul(be, c, a, b, false, false, 1.0, 0.0); }, {c}};
+       }});
 }
 
 void add_batchnorm_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
@@ -396,40 +412,41 @@ void add_batchnorm_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
                  in.uniform({m.C}, -0.5, 0.5), in.uniform({m.C}, 0.5, 1.5)};
   };
   // train forward: read x, write y (per-channel statistics are negligible)
-  out.push_back({"batchnorm_train_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+  out.push_back({"batchnorm_train_fwd", &batchnorm_op(), shape, params, "", 0.0,
                  same_bytes(f32(2 * x + 6 * c)), [=](Inputs& in, bool small) {
                    State s = state(in, nb(small));
                    Tensor y = in.poisoned(s.x.shape()), sm = in.poisoned({m.C}), si = in.poisoned({m.C});
-                   const KernelPath path = in.path();
+                   const Backend be = in.backend();
                    return Instance{[=]() mutable {
-                                     batchnorm_forward_train(y, sm, si, s.rmean, s.rvar, s.x, s.gamma,
-                                                             s.beta, bp, path);
+                                     batchnorm_forward_train(be, y, sm, si, s.rmean, s.rvar, s.x,
+                                                             s.gamma, s.beta, bp);
                                    },
                                    {y, sm, si, s.rmean, s.rvar}};
                  }});
   // train backward: read dy, x, write dx
-  out.push_back({"batchnorm_train_bwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
-                 same_bytes(f32(3 * x + 6 * c)), [=](Inputs& in, bool small) {
-                   State s = state(in, nb(small));
-                   const KernelPath path = in.path();
-                   Tensor y = in.poisoned(s.x.shape()), sm = in.poisoned({m.C}), si = in.poisoned({m.C});
-                   batchnorm_forward_train(y, sm, si, s.rmean, s.rvar, s.x, s.gamma, s.beta, bp, path);
-                   Tensor dy = in.uniform(s.x.shape()), dx = in.poisoned(s.x.shape());
-                   Tensor dg = in.uniform({m.C}), db = in.uniform({m.C});
-                   return Instance{[=]() mutable {
-                                     batchnorm_backward_train(dx, dg, db, dy, s.x, s.gamma, sm, si, path);
-                                   },
-                                   {dx, dg, db}};
-                 }});
+  out.push_back(
+      {"batchnorm_train_bwd", &batchnorm_op(), shape, params, "", 0.0,
+       same_bytes(f32(3 * x + 6 * c)), [=](Inputs& in, bool small) {
+         State s = state(in, nb(small));
+         const Backend be = in.backend();
+         Tensor y = in.poisoned(s.x.shape()), sm = in.poisoned({m.C}), si = in.poisoned({m.C});
+         batchnorm_forward_train(be, y, sm, si, s.rmean, s.rvar, s.x, s.gamma, s.beta, bp);
+         Tensor dy = in.uniform(s.x.shape()), dx = in.poisoned(s.x.shape());
+         Tensor dg = in.uniform({m.C}), db = in.uniform({m.C});
+         return Instance{[=]() mutable {
+                           batchnorm_backward_train(be, dx, dg, db, dy, s.x, s.gamma, sm, si, bp);
+                         },
+                         {dx, dg, db}};
+       }});
   // eval forward: read x, write y
-  out.push_back({"batchnorm_eval_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
+  out.push_back({"batchnorm_eval_fwd", &batchnorm_op(), shape, params, "", 0.0,
                  same_bytes(f32(2 * x + 4 * c)), [=](Inputs& in, bool small) {
                    State s = state(in, nb(small));
                    Tensor y = in.poisoned(s.x.shape());
-                   const KernelPath path = in.path();
+                   const Backend be = in.backend();
                    return Instance{[=]() mutable {
-                                     batchnorm_forward_eval(y, s.x, s.gamma, s.beta, s.rmean, s.rvar, bp,
-                                                            path);
+                                     batchnorm_forward_eval(be, y, s.x, s.gamma, s.beta, s.rmean,
+                                                            s.rvar, bp);
                                    },
                                    {y}};
                  }});
@@ -441,24 +458,23 @@ void add_relu_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
   const double x = double(N) * m.C * m.H * m.W;
   auto nb = [N](bool small) { return small ? int64_t(3) : N; };
   // forward: read x, write y
-  out.push_back({"relu_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
-                 same_bytes(f32(2 * x)), [=](Inputs& in, bool small) {
+  out.push_back({"relu_fwd", &activation_op(), shape, params, "", 0.0, same_bytes(f32(2 * x)),
+                 [=](Inputs& in, bool small) {
                    Tensor xt = in.uniform({nb(small), m.C, m.H, m.W}), y = in.poisoned(xt.shape());
-                   const KernelPath path = in.path();
-                   return Instance{[=]() mutable {
-                                     activation_forward(y, xt, Activation::ReLU, 0.01, path);
-                                   },
-                                   {y}};
+                   const Backend be = in.backend();
+                   return Instance{
+                       [=]() mutable { activation_forward(be, y, xt, Activation::ReLU, 0.01); },
+                       {y}};
                  }});
   // backward: read dy and x (or y), write dx
-  out.push_back({"relu_bwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
-                 same_bytes(f32(3 * x)), [=](Inputs& in, bool small) {
+  out.push_back({"relu_bwd", &activation_op(), shape, params, "", 0.0, same_bytes(f32(3 * x)),
+                 [=](Inputs& in, bool small) {
                    Tensor xt = in.uniform({nb(small), m.C, m.H, m.W}), y = in.poisoned(xt.shape());
-                   const KernelPath path = in.path();
-                   activation_forward(y, xt, Activation::ReLU, 0.01, path);
+                   const Backend be = in.backend();
+                   activation_forward(be, y, xt, Activation::ReLU, 0.01);
                    Tensor dy = in.uniform(xt.shape()), dx = in.poisoned(xt.shape());
                    return Instance{[=]() mutable {
-                                     activation_backward(dx, dy, xt, y, Activation::ReLU, 0.01, path);
+                                     activation_backward(be, dx, dy, xt, y, Activation::ReLU, 0.01);
                                    },
                                    {dx}};
                  }});
@@ -473,45 +489,45 @@ void add_pool_cases(std::vector<Case>& out, const PoolSpec& p, int64_t N) {
   const double x = double(N) * p.C * p.H * p.W, y = double(N) * p.C * P * Q;
   auto nb = [N](bool small) { return small ? int64_t(3) : N; };
   // max forward: read x, write y and (our kernels) the int32 argmax; cuDNN keeps no argmax
-  out.push_back({"maxpool_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
-                 [=](KernelPath k) { return f32(x + y + (k == KernelPath::Cudnn ? 0 : y)); },
+  out.push_back({"maxpool_fwd", &maxpool2d_op(), shape, params, "", 0.0,
+                 [=](Backend b) { return f32(x + y + (b == Backend::CudaVendor ? 0 : y)); },
                  [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
                    Tensor xt = in.uniform({n, p.C, p.H, p.W}), y = in.poisoned({n, p.C, P, Q});
                    Tensor am = in.poisoned_ints({n, p.C, P, Q});
-                   const KernelPath path = in.path();
+                   const Backend be = in.backend();
                    // cuDNN writes no argmax, so only ours is compared.
                    std::vector<Tensor> outs{y};
-                   if (!(in.device().is_cuda() && path == KernelPath::Cudnn)) outs.push_back(am);
-                   return Instance{[=]() mutable { maxpool2d_forward(y, am, xt, pp, path); }, outs};
+                   if (be != Backend::CudaVendor) outs.push_back(am);
+                   return Instance{[=]() mutable { maxpool2d_forward(be, y, am, xt, pp); }, outs};
                  }});
   // max backward: ours reads dy and argmax, cuDNN reads dy, x and y; both write dx
-  out.push_back({"maxpool_bwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
-                 [=](KernelPath k) { return f32(2 * y + x + (k == KernelPath::Cudnn ? x : 0)); },
+  out.push_back(
+      {"maxpool_bwd", &maxpool2d_op(), shape, params, "", 0.0,
+       [=](Backend b) { return f32(2 * y + x + (b == Backend::CudaVendor ? x : 0)); },
+       [=](Inputs& in, bool small) {
+         const int64_t n = nb(small);
+         Tensor xt = in.uniform({n, p.C, p.H, p.W}), y = in.poisoned({n, p.C, P, Q});
+         Tensor am = in.poisoned_ints({n, p.C, P, Q});
+         const Backend be = in.backend();
+         maxpool2d_forward(be, y, am, xt, pp);
+         Tensor dy = in.uniform(y.shape()), dx = in.poisoned(xt.shape());
+         return Instance{[=]() mutable { maxpool2d_backward(be, dx, dy, xt, y, am, pp); }, {dx}};
+       }});
+  // average forward: read x, write y; backward: read dy, write dx
+  out.push_back({"avgpool_fwd", &avgpool2d_op(), shape, params, "", 0.0, same_bytes(f32(x + y)),
                  [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
                    Tensor xt = in.uniform({n, p.C, p.H, p.W}), y = in.poisoned({n, p.C, P, Q});
-                   Tensor am = in.poisoned_ints({n, p.C, P, Q});
-                   const KernelPath path = in.path();
-                   maxpool2d_forward(y, am, xt, pp, path);
-                   Tensor dy = in.uniform(y.shape()), dx = in.poisoned(xt.shape());
-                   return Instance{[=]() mutable { maxpool2d_backward(dx, dy, xt, y, am, pp, path); },
-                                   {dx}};
+                   const Backend be = in.backend();
+                   return Instance{[=]() mutable { avgpool2d_forward(be, y, xt, pp); }, {y}};
                  }});
-  // average forward: read x, write y; backward: read dy, write dx
-  out.push_back({"avgpool_fwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
-                 same_bytes(f32(x + y)), [=](Inputs& in, bool small) {
-                   const int64_t n = nb(small);
-                   Tensor xt = in.uniform({n, p.C, p.H, p.W}), y = in.poisoned({n, p.C, P, Q});
-                   const KernelPath path = in.path();
-                   return Instance{[=]() mutable { avgpool2d_forward(y, xt, pp, path); }, {y}};
-                 }});
-  out.push_back({"avgpool_bwd", shape, params, "", kCudnnPaths, true, KernelPath::Cudnn, 0.0,
-                 same_bytes(f32(x + y)), [=](Inputs& in, bool small) {
+  out.push_back({"avgpool_bwd", &avgpool2d_op(), shape, params, "", 0.0, same_bytes(f32(x + y)),
+                 [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
                    Tensor dy = in.uniform({n, p.C, P, Q}), dx = in.poisoned({n, p.C, p.H, p.W});
-                   const KernelPath path = in.path();
-                   return Instance{[=]() mutable { avgpool2d_backward(dx, dy, pp, path); }, {dx}};
+                   const Backend be = in.backend();
+                   return Instance{[=]() mutable { avgpool2d_backward(be, dx, dy, pp); }, {dx}};
                  }});
 }
 
@@ -521,17 +537,19 @@ void add_global_pool_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) 
   const double x = double(N) * m.C * m.H * m.W, y = double(N) * m.C;
   auto nb = [N](bool small) { return small ? int64_t(3) : N; };
   // forward: read x, write y (N, C); backward: read dy, write dx
-  out.push_back({"global_avgpool_fwd", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+  out.push_back({"global_avgpool_fwd", &global_avgpool_op(), shape, params, "", 0.0,
                  same_bytes(f32(x + y)), [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
                    Tensor xt = in.uniform({n, m.C, m.H, m.W}), yt = in.poisoned({n, m.C, 1, 1});
-                   return Instance{[=]() mutable { global_avgpool_forward(yt, xt); }, {yt}};
+                   const Backend be = in.backend();
+                   return Instance{[=]() mutable { global_avgpool_forward(be, yt, xt); }, {yt}};
                  }});
-  out.push_back({"global_avgpool_bwd", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+  out.push_back({"global_avgpool_bwd", &global_avgpool_op(), shape, params, "", 0.0,
                  same_bytes(f32(x + y)), [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
                    Tensor dy = in.uniform({n, m.C, 1, 1}), dx = in.poisoned({n, m.C, m.H, m.W});
-                   return Instance{[=]() mutable { global_avgpool_backward(dx, dy); }, {dx}};
+                   const Backend be = in.backend();
+                   return Instance{[=]() mutable { global_avgpool_backward(be, dx, dy); }, {dx}};
                  }});
 }
 
@@ -541,26 +559,30 @@ void add_softmax_cases(std::vector<Case>& out, int64_t N, int64_t K) {
   const double z = double(N) * K;
   auto nb = [N](bool small) { return small ? int64_t(3) : N; };
   // forward: read logits and labels, write probs (loss and count are negligible)
-  out.push_back({"softmax_xent_fwd", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+  out.push_back({"softmax_xent_fwd", &softmax_xent_op(), shape, params, "", 0.0,
                  same_bytes(f32(2 * z + N)), [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
                    Tensor logits = in.uniform({n, K}, -3.0, 3.0), labels = in.ints({n}, 0, int32_t(K));
                    Tensor loss = in.poisoned({1}), probs = in.poisoned({n, K}), correct = in.poisoned_ints({1});
+                   const Backend be = in.backend();
                    return Instance{[=]() mutable {
-                                     softmax_xent_forward(loss, probs, correct, logits, labels, 0.0);
+                                     softmax_xent_forward(be, loss, probs, correct, logits, labels,
+                                                          0.0);
                                    },
                                    {loss, probs, correct}};
                  }});
   // backward: read probs and labels, write dlogits
-  out.push_back({"softmax_xent_bwd", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+  out.push_back({"softmax_xent_bwd", &softmax_xent_op(), shape, params, "", 0.0,
                  same_bytes(f32(2 * z + N)), [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
                    Tensor logits = in.uniform({n, K}, -3.0, 3.0), labels = in.ints({n}, 0, int32_t(K));
                    Tensor loss = in.poisoned({1}), probs = in.poisoned({n, K}), correct = in.poisoned_ints({1});
-                   softmax_xent_forward(loss, probs, correct, logits, labels, 0.0);
+                   const Backend be = in.backend();
+                   softmax_xent_forward(be, loss, probs, correct, logits, labels, 0.0);
                    Tensor dz = in.poisoned({n, K});
-                   return Instance{[=]() mutable { softmax_xent_backward(dz, probs, labels, 0.0, 1.0); },
-                                   {dz}};
+                   return Instance{
+                       [=]() mutable { softmax_xent_backward(be, dz, probs, labels, 0.0, 1.0); },
+                       {dz}};
                  }});
 }
 
@@ -570,26 +592,60 @@ void add_optimizer_cases(std::vector<Case>& out, const std::string& model, int64
   const double n = double(n_params);
   auto size = [n_params](bool small) { return small ? int64_t(1001) : n_params; };
   // SGD with momentum and weight decay: read p, g, buf, write p, buf
-  out.push_back({"sgd_update", shape, params, model, kOwnPaths, false, KernelPath::Cudnn, 0.0,
-                 same_bytes(f32(5 * n)), [=](Inputs& in, bool small) {
+  out.push_back({"sgd_update", &optimizer_op(), shape, params, model, 0.0, same_bytes(f32(5 * n)),
+                 [=](Inputs& in, bool small) {
                    const int64_t k = size(small);
                    Tensor p = in.uniform({k}), g = in.uniform({k}), buf = in.uniform({k});
                    SgdParams sp;
                    sp.lr = 0.1;
                    sp.momentum = 0.9;
                    sp.weight_decay = 5e-4;
+                   const Backend be = in.backend();
                    // step 2: the momentum buffer is used (step 1 only copies the gradient into it)
-                   return Instance{[=]() mutable { sgd_update(p, g, buf, sp, 2); }, {p, buf}};
+                   return Instance{[=]() mutable { sgd_update(be, p, g, buf, sp, 2); }, {p, buf}};
                  }});
   // Adam: read p, g, m, v, write p, m, v
-  out.push_back({"adam_update", shape, params, model, kOwnPaths, false, KernelPath::Cudnn, 0.0,
-                 same_bytes(f32(7 * n)), [=](Inputs& in, bool small) {
-                   const int64_t k = size(small);
-                   Tensor p = in.uniform({k}), g = in.uniform({k}), m = in.uniform({k}),
-                          v = in.uniform({k}, 0.0, 1.0);
-                   AdamParams ap;
-                   ap.weight_decay = 5e-4;
-                   return Instance{[=]() mutable { adam_update(p, g, m, v, ap, 3); }, {p, m, v}};
+  out.push_back(
+      {"adam_update", &optimizer_op(), shape, params, model, 0.0, same_bytes(f32(7 * n)),
+       [=](Inputs& in, bool small) {
+         const int64_t k = size(small);
+         Tensor p = in.uniform({k}), g = in.uniform({k}), m = in.uniform({k}),
+                v = in.uniform({k}, 0.0, 1.0);
+         AdamParams ap;
+         ap.weight_decay = 5e-4;
+         const Backend be = in.backend();
+         return Instance{[=]() mutable { adam_update(be, p, g, m, v, ap, 3); }, {p, m, v}};
+       }});
+}
+
+void add_dropout_cases(std::vector<Case>& out, int64_t features, int64_t N) {
+  const std::string shape = dims({N, features});
+  const std::string params = fmt::format("N={};F={}", N, features);  // p = 0.5, below
+  const double x = double(N) * features;
+  auto nb = [N](bool small) { return small ? int64_t(3) : N; };
+  // p = 0.5 as models/models.h's AlexNet. The mask is a function of (seed, offset, index), so the
+  // device and the float64 reference draw the same one (kernels/dropout.h).
+  constexpr double p = 0.5;
+  constexpr uint64_t seed = 1234, offset = 0;
+  // forward: read x, write y and the uint8 mask
+  out.push_back({"dropout_fwd", &dropout_op(), shape, params, "", 0.0, same_bytes(f32(2 * x) + x),
+                 [=](Inputs& in, bool small) {
+                   Tensor xt = in.uniform({nb(small), features}), y = in.poisoned(xt.shape());
+                   Tensor mask = in.poisoned_bytes(xt.shape());
+                   const Backend be = in.backend();
+                   return Instance{
+                       [=]() mutable { dropout_forward(be, y, mask, xt, p, seed, offset); },
+                       {y, mask}};
+                 }});
+  // backward: read dy and the mask, write dx
+  out.push_back({"dropout_bwd", &dropout_op(), shape, params, "", 0.0, same_bytes(f32(2 * x) + x),
+                 [=](Inputs& in, bool small) {
+                   Tensor xt = in.uniform({nb(small), features}), y = in.poisoned(xt.shape());
+                   Tensor mask = in.poisoned_bytes(xt.shape());
+                   const Backend be = in.backend();
+                   dropout_forward(be, y, mask, xt, p, seed, offset);
+                   Tensor dy = in.uniform(xt.shape()), dx = in.poisoned(xt.shape());
+                   return Instance{[=]() mutable { dropout_backward(be, dx, dy, mask, p); }, {dx}};
                  }});
 }
 
@@ -598,8 +654,8 @@ void add_augment_case(std::vector<Case>& out, int64_t N) {
   const std::string params = fmt::format("N={};C=3;H=32;W=32;pad=4", N);
   const double px = double(N) * 3 * 32 * 32;
   // read the batch's uint8 pixels, write float32 pixels (indices and params are negligible)
-  out.push_back({"augment", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
-                 same_bytes(px + f32(px)), [=](Inputs& in, bool small) {
+  out.push_back({"augment", &augment_op(), shape, params, "", 0.0, same_bytes(px + f32(px)),
+                 [=](Inputs& in, bool small) {
                    const int64_t n = small ? 3 : N, M = 2 * n;
                    Tensor images = in.bytes({M, 3, 32, 32});
                    Tensor indices = in.ints({n}, 0, int32_t(M));
@@ -615,19 +671,23 @@ void add_augment_case(std::vector<Case>& out, int64_t N) {
                    AugmentConfig cfg;
                    cfg.mean = {0.4914f, 0.4822f, 0.4465f};
                    cfg.std = {0.2470f, 0.2435f, 0.2616f};
-                   return Instance{[=]() mutable { augment_batch(o, images, indices, prm, cfg); }, {o}};
+                   const Backend be = in.backend();
+                   return Instance{
+                       [=]() mutable { augment_batch(be, o, images, indices, prm, cfg); }, {o}};
                  }});
 }
 
 void add_add_case(std::vector<Case>& out, const MapSpec& m, int64_t N) {
   const std::string shape = dims({N, m.C, m.H, m.W});
   const std::string params = fmt::format("N={};C={};H={};W={}", N, m.C, m.H, m.W);
-  // out = a + b: read a, b, write out
-  out.push_back({"add", shape, params, "", kOwnPaths, false, KernelPath::Cudnn, 0.0,
+  // out = a + b: read a, b, write out. add() has no explicit form; it is add_scaled with alpha 1
+  // (kernels/elementwise.cpp), which has.
+  out.push_back({"add", &elementwise_op(), shape, params, "", 0.0,
                  same_bytes(f32(3.0 * N * m.C * m.H * m.W)), [=](Inputs& in, bool small) {
                    const Shape s{small ? 3 : N, m.C, m.H, m.W};
                    Tensor a = in.uniform(s), b = in.uniform(s), o = in.poisoned(s);
-                   return Instance{[=]() mutable { add(o, a, b); }, {o}};
+                   const Backend be = in.backend();
+                   return Instance{[=]() mutable { add_scaled(be, o, a, b, 1.0); }, {o}};
                  }});
 }
 
@@ -642,13 +702,14 @@ std::vector<Case> build_cases(const std::vector<ModelShapes>& models, int64_t N,
     for (const auto& r : m.relu) add_relu_cases(mine, r, N);
     for (const auto& p : m.pools) add_pool_cases(mine, p, N);
     for (const auto& g : m.gpool) add_global_pool_cases(mine, g, N);
+    for (int64_t f : m.dropouts) add_dropout_cases(mine, f, N);
     add_softmax_cases(mine, N, m.classes);
     add_optimizer_cases(mine, m.name, m.params);
     for (const auto& a : m.add) add_add_case(mine, a, N);
     add_augment_case(mine, N);
     for (auto& c : mine) {
       auto same = std::find_if(all.begin(), all.end(), [&](const Case& o) {
-        return o.op == c.op && o.params == c.params;
+        return o.name == c.name && o.params == c.params;
       });
       if (same == all.end()) {
         c.models = m.name;
@@ -661,17 +722,36 @@ std::vector<Case> build_cases(const std::vector<ModelShapes>& models, int64_t N,
   add_gemm_case(all, gemm_size);
   all.back().models = "ceiling";
   // Group by op in a fixed order, shapes in model order within each op.
-  const std::vector<std::string> order{
-      "gemm", "conv2d_fwd", "conv2d_bwd_data", "conv2d_bwd_weight", "linear_fwd", "linear_bwd",
-      "batchnorm_train_fwd", "batchnorm_train_bwd", "batchnorm_eval_fwd", "relu_fwd", "relu_bwd",
-      "maxpool_fwd", "maxpool_bwd", "avgpool_fwd", "avgpool_bwd", "global_avgpool_fwd",
-      "global_avgpool_bwd", "softmax_xent_fwd", "softmax_xent_bwd", "sgd_update", "adam_update",
-      "augment", "add"};
+  const std::vector<std::string> order{"gemm",
+                                       "conv2d_fwd",
+                                       "conv2d_bwd_data",
+                                       "conv2d_bwd_weight",
+                                       "linear_fwd",
+                                       "linear_bwd",
+                                       "batchnorm_train_fwd",
+                                       "batchnorm_train_bwd",
+                                       "batchnorm_eval_fwd",
+                                       "relu_fwd",
+                                       "relu_bwd",
+                                       "maxpool_fwd",
+                                       "maxpool_bwd",
+                                       "avgpool_fwd",
+                                       "avgpool_bwd",
+                                       "global_avgpool_fwd",
+                                       "global_avgpool_bwd",
+                                       "dropout_fwd",
+                                       "dropout_bwd",
+                                       "softmax_xent_fwd",
+                                       "softmax_xent_bwd",
+                                       "sgd_update",
+                                       "adam_update",
+                                       "augment",
+                                       "add"};
   auto rank = [&](const std::string& op) {
     return std::find(order.begin(), order.end(), op) - order.begin();
   };
   std::stable_sort(all.begin(), all.end(),
-                   [&](const Case& a, const Case& b) { return rank(a.op) < rank(b.op); });
+                   [&](const Case& a, const Case& b) { return rank(a.name) < rank(b.name); });
   return all;
 }
 
@@ -702,7 +782,7 @@ struct CheckResult {
 // bound catches a few wrong elements that the L2 norm of a large tensor would dilute.
 //
 // The device instance's outputs are compared with the first outputs of the reference: a vendor
-// path may produce fewer (cuDNN's max-pool keeps no argmax), never different ones.
+// backend may produce fewer (cuDNN's max-pool keeps no argmax), never different ones.
 CheckResult compare_outputs(const std::vector<Tensor>& out, const std::vector<Tensor>& ref) {
   CheckResult r;
   MINIDL_ASSERT(out.size() <= ref.size());
@@ -742,6 +822,7 @@ struct Options {
   std::string csv;
   uint64_t seed = 0;
   int64_t gemm_size = 0;
+  std::vector<Backend> only;  // --backends: run only these; empty: every runnable one
 };
 
 // Timers are kept and reused (on a GPU each holds two CUDA events).
@@ -802,7 +883,9 @@ struct Ceilings {
 Ceilings measure_ceilings(const Options& o) {
   Ceilings c;
   const Device d = o.device;
-  Inputs in(d, DType::F32, KernelPath::Cublas, o.seed);
+  // The vendor's product: cuBLAS on a GPU, OpenBLAS (cpu-reference's gemm) on the CPU.
+  const Backend gemm_backend = d.is_cuda() ? Backend::CudaCublas : Backend::CpuReference;
+  Inputs in(d, DType::F32, gemm_backend, o.seed);
   {
     // 256 MiB each way: far larger than any cache, long enough that launch cost is noise.
     const int64_t n = int64_t(64) << 20;
@@ -829,32 +912,110 @@ Ceilings measure_ceilings(const Options& o) {
   {
     const int64_t M = o.gemm_size;
     Tensor a = in.uniform({M, M}), b = in.uniform({M, M}), out = Tensor::empty({M, M}, DType::F32, d);
-    const KernelPath path = KernelPath::Cublas;
-    auto run = [=]() mutable { matmul(out, a, b, false, false, 1.0, 0.0, path); };
+    auto run = [=]() mutable { matmul(gemm_backend, out, a, b, false, false, 1.0, 0.0); };
     const double flops = 2.0 * double(M) * M * M;
     c.sgemm_t = time_op(run, o);
     c.sgemm_gflops = flops / (c.sgemm_t.median * 1e6);
     c.sgemm_how = fmt::format("{} SGEMM {}^3", d.is_cuda() ? "cuBLAS" : "OpenBLAS", M);
     if (d.is_cuda()) {
-      set_allow_tf32(true);
+      // TF32 for this measurement only; the run's settings come back at the end of the scope.
+      DeviceSettings tf32 = device_settings(d);
+      tf32.allow_tf32 = true;
+      const ScopedDeviceSettings scope(tf32);
       c.tf32_t = time_op(run, o);
-      set_allow_tf32(false);
       c.tf32_gflops = flops / (c.tf32_t.median * 1e6);
     }
   }
   return c;
 }
 
+// ---------------------------------------------------------------- backends
+
+constexpr Backend kAllBackends[] = {Backend::CpuReference, Backend::CpuFast,
+                                    Backend::CudaHandwritten, Backend::CudaCublas,
+                                    Backend::CudaVendor};
+
+// The backend a case's vs_ref compares with: its op's vendor backend on devices of `type`,
+// cuda-vendor (cuDNN) where the op has one, else cuda-cublas (products); cpu-fast (oneDNN) on the
+// CPU. None when the op has only minidl's own kernels there. The ratio needs that backend's row
+// in the same run: when it cannot run here or --backends leaves it out, vs_ref stays empty.
+std::optional<Backend> reference_backend(const OpInfo& op, DeviceType type) {
+  const std::vector<Backend> prefs =
+      type == DeviceType::CPU ? std::vector<Backend>{Backend::CpuFast}
+                              : std::vector<Backend>{Backend::CudaVendor, Backend::CudaCublas};
+  for (Backend b : prefs)
+    if (op.has(b)) return b;
+  return std::nullopt;
+}
+
+// --backends (and its old names --kernels, --cpu-kernels): backend names, or the kernel-path
+// names earlier versions took: handwritten (cpu-reference and cuda-handwritten), cublas
+// (cuda-cublas), cudnn (cuda-vendor), onednn (cpu-fast).
+void parse_backends(std::vector<Backend>& out, const std::string& flag, const std::string& list) {
+  auto add = [&](Backend b) {
+    if (std::find(out.begin(), out.end(), b) == out.end()) out.push_back(b);
+  };
+  for (const std::string& name : bench::split_commas(list)) {
+    if (name == "handwritten") {
+      add(Backend::CpuReference);
+      add(Backend::CudaHandwritten);
+    } else if (name == "cublas") {
+      add(Backend::CudaCublas);
+    } else if (name == "cudnn") {
+      add(Backend::CudaVendor);
+    } else if (name == "onednn") {
+      add(Backend::CpuFast);
+    } else {
+      const auto* b = std::find_if(std::begin(kAllBackends), std::end(kAllBackends),
+                                   [&](Backend k) { return name == backend_name(k); });
+      MINIDL_CHECK(b != std::end(kAllBackends), "--", flag, " '", name,
+                   "': expected backend names (cpu-reference, cpu-fast, cuda-handwritten, "
+                   "cuda-cublas, cuda-vendor; kernels/backend.h) or the old path names "
+                   "handwritten, cublas, cudnn, onednn");
+      add(*b);
+    }
+  }
+}
+
+bool wanted(const Options& o, Backend b) {
+  return o.only.empty() || std::find(o.only.begin(), o.only.end(), b) != o.only.end();
+}
+
+// The backends a case's rows run on: its op's that can run on the device here, less those
+// --backends leaves out.
+std::vector<Backend> case_backends(const Case& c, const Options& o) {
+  std::vector<Backend> out;
+  for (Backend b : runnable_backends(*c.op, o.device.type))
+    if (wanted(o, b)) out.push_back(b);
+  return out;
+}
+
+// Why `b` cannot run on devices of `type` here (for the header), "" when it can.
+std::string why_not_runnable(Backend b, DeviceType type) {
+  if (backend_device_type(b) != type)
+    return str("not a ", type == DeviceType::CPU ? "CPU" : "CUDA", " backend");
+  if (!backend_built(b))
+    return b == Backend::CpuFast ? "not in this build (no oneDNN)" : "not in this build";
+  if (!backend_runnable(b)) return "no GPU here";
+  return "";
+}
+
+std::string join_backends(const std::vector<Backend>& bs,
+                          std::optional<Backend> mark = std::nullopt) {
+  std::string s;
+  for (Backend b : bs) s += str(s.empty() ? "" : ", ", backend_name(b), mark == b ? "*" : "");
+  return s.empty() ? "-" : s;
+}
+
 // ---------------------------------------------------------------- the table
 
 struct Row {
   const Case* c = nullptr;
-  KernelPath path = KernelPath::Cudnn;
-  std::string path_name;
+  Backend backend = Backend::CpuReference;
   bool checked = false;
   CheckResult check;
   TimingStats t;
-  std::string error;  // the op threw: not implemented on this path, or a failure
+  std::string error;  // the op threw: a failure, or a shape this backend does not take
   double vs_ref = kNaN;
   double gflops = kNaN, gbps = kNaN, roof = kNaN;
 };
@@ -869,74 +1030,118 @@ std::string check_text(const Row& r) {
   return fmt::format("{} {}", r.check.ok ? "ok" : "FAIL", fmt_num(r.check.rel_err, "{:.0e}"));
 }
 
-constexpr const char* kTableFmt = "{:<20} {:<30} {:<12} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>7}\n";
+constexpr const char* kTableFmt =
+    "{:<20} {:<30} {:<16} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>7}\n";
 
 void print_table_header() {
-  fmt::print(fmt::runtime(kTableFmt), "op", "shape", "path", "check", "median_ms", "min_ms", "p10_ms",
-             "p90_ms", "GFLOP/s", "GB/s", "roof%", "vs_ref");
+  fmt::print(fmt::runtime(kTableFmt), "op", "shape", "backend", "check", "median_ms", "min_ms",
+             "p10_ms", "p90_ms", "GFLOP/s", "GB/s", "roof%", "vs_ref");
 }
 
 void print_row(const Row& r) {
-  fmt::print(fmt::runtime(kTableFmt), r.c->op, r.c->shape, r.path_name, check_text(r),
-             fmt_num(r.error.empty() ? r.t.median : kNaN), fmt_num(r.error.empty() ? r.t.min : kNaN),
-             fmt_num(r.error.empty() ? r.t.p10 : kNaN), fmt_num(r.error.empty() ? r.t.p90 : kNaN),
-             fmt_num(r.gflops, "{:.1f}"), fmt_num(r.gbps, "{:.1f}"), fmt_num(r.roof, "{:.1f}"),
-             fmt_num(r.vs_ref, "{:.2f}"));
+  fmt::print(fmt::runtime(kTableFmt), r.c->name, r.c->shape, backend_name(r.backend), check_text(r),
+             fmt_num(r.error.empty() ? r.t.median : kNaN),
+             fmt_num(r.error.empty() ? r.t.min : kNaN), fmt_num(r.error.empty() ? r.t.p10 : kNaN),
+             fmt_num(r.error.empty() ? r.t.p90 : kNaN), fmt_num(r.gflops, "{:.1f}"),
+             fmt_num(r.gbps, "{:.1f}"), fmt_num(r.roof, "{:.1f}"), fmt_num(r.vs_ref, "{:.2f}"));
   if (!r.error.empty()) fmt::print("    error: {}\n", r.error);
   if (r.checked && !r.check.ok) fmt::print("    check failed: {}\n", r.check.what);
 }
 
+// `op` is the case's function (conv2d_fwd), `table_op` its entry in the op table (conv2d).
 const char* kCsvHeader =
-    "op,shape,params,models,path,device,batch,check,check_rel_err,repeats,median_ms,min_ms,p10_ms,"
-    "p90_ms,flops,bytes,gflops,gbps,roofline_pct,ref_path,vs_ref,error\n";
+    "op,table_op,shape,params,models,backend,device,batch,check,check_rel_err,repeats,median_ms,"
+    "min_ms,p10_ms,p90_ms,flops,bytes,gflops,gbps,roofline_pct,ref_backend,vs_ref,error\n";
 
 std::string csv_row(const Row& r, const Options& o) {
   using bench::csv_field;
   const Case& c = *r.c;
   const bool ok = r.error.empty();
   auto num = [](double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : std::string(); };
+  const std::optional<Backend> ref = reference_backend(*c.op, o.device.type);
   return fmt::format(
-      "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", c.op, csv_field(c.shape),
-      c.params, csv_field(c.models), r.path_name, o.device.str(), o.batch,
-      !ok ? "error" : (r.checked ? (r.check.ok ? "ok" : "fail") : ""), r.checked ? num(r.check.rel_err) : "",
-      ok ? std::to_string(r.t.count) : "", ok ? num(r.t.median) : "", ok ? num(r.t.min) : "",
-      ok ? num(r.t.p10) : "", ok ? num(r.t.p90) : "", num(c.flops), num(c.bytes(r.path)), num(r.gflops),
-      num(r.gbps), num(r.roof),
-      c.has_reference && o.device.is_cuda() ? kernel_path_name(c.reference) : "", num(r.vs_ref),
-      csv_field(r.error));
+      "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", c.name, c.op->name,
+      csv_field(c.shape), c.params, csv_field(c.models), backend_name(r.backend), o.device.str(),
+      o.batch, !ok ? "error" : (r.checked ? (r.check.ok ? "ok" : "fail") : ""),
+      r.checked ? num(r.check.rel_err) : "", ok ? std::to_string(r.t.count) : "",
+      ok ? num(r.t.median) : "", ok ? num(r.t.min) : "", ok ? num(r.t.p10) : "",
+      ok ? num(r.t.p90) : "", num(c.flops), num(c.bytes(r.backend)), num(r.gflops), num(r.gbps),
+      num(r.roof), ref ? backend_name(*ref) : "", num(r.vs_ref), csv_field(r.error));
 }
 
 std::string ceiling_csv(const std::string& what, const std::string& how, const TimingStats& t,
                         double flops, double bytes, const Options& o) {
   auto num = [](double v) { return std::isfinite(v) && v > 0 ? fmt::format("{:.6g}", v) : std::string(); };
-  return fmt::format("ceiling_{},{},,ceiling,{},{},{},,,{},{},{},{},{},{},{},{},{},,,,\n", what,
-                     bench::csv_field(how), o.device.is_cuda() ? "cublas" : "cpu", o.device.str(),
-                     o.batch, t.count, num(t.median), num(t.min), num(t.p10), num(t.p90), num(flops),
-                     num(bytes), num(flops / (t.median * 1e6)), num(bytes / (t.median * 1e6)));
+  return fmt::format("ceiling_{},,{},,ceiling,{},{},{},,,{},{},{},{},{},{},{},{},{},,,,\n", what,
+                     bench::csv_field(how), o.device.is_cuda() ? "cuda-cublas" : "cpu-reference",
+                     o.device.str(), o.batch, t.count, num(t.median), num(t.min), num(t.p10),
+                     num(t.p90), num(flops), num(bytes), num(flops / (t.median * 1e6)),
+                     num(bytes / (t.median * 1e6)));
+}
+
+// --list: the op table, then the cases of each op with the backends they would run on.
+void print_list(const std::vector<Case>& cases, const Options& o) {
+  fmt::print("# the op table (kernels/backend.h): each op's backends\n\n{}\n", op_table_markdown());
+  fmt::print(
+      "# cases per op at batch {}, shapes {}; backends: built in, on each device type, "
+      "after --backends; * = the reference of vs_ref\n",
+      o.batch, o.shapes);
+  size_t rows[2] = {0, 0};
+  const DeviceType types[2] = {DeviceType::CPU, DeviceType::CUDA};
+  for (const OpInfo* op : op_table()) {
+    std::vector<Backend> on[2];
+    for (int t = 0; t < 2; ++t)
+      for (const OpBackend& ob : op->backends)
+        if (backend_device_type(ob.backend) == types[t] && backend_built(ob.backend) &&
+            wanted(o, ob.backend))
+          on[t].push_back(ob.backend);
+    size_t n = 0;
+    for (const Case& c : cases) n += c.op == op;
+    fmt::print("\n{}: {} case{}; cpu: {}; cuda: {}\n", op->name, n, n == 1 ? "" : "s",
+               join_backends(on[0], reference_backend(*op, DeviceType::CPU)),
+               join_backends(on[1], reference_backend(*op, DeviceType::CUDA)));
+    for (const Case& c : cases) {
+      if (c.op != op) continue;
+      fmt::print("  {:<20} {:<30} {}\n", c.name, c.shape, c.models);
+      for (int t = 0; t < 2; ++t) rows[t] += on[t].size();
+    }
+  }
+  fmt::print("\n# {} cases: {} rows on the CPU, {} on a GPU (this build)\n", cases.size(), rows[0],
+             rows[1]);
 }
 
 // ---------------------------------------------------------------- main
 
 const char* kHelp = R"(bench_kernels: check and time every minidl op at model layer shapes
 
+Each case (an op's function at one shape) runs on every backend of its op (kernels/backend.h)
+that can run on the device: cpu-reference and cpu-fast (oneDNN) on the CPU; cuda-handwritten,
+cuda-cublas and cuda-vendor (cuDNN) on a GPU. vs_ref compares with the op's vendor backend
+(cuda-vendor, else cuda-cublas; cpu-fast on the CPU) measured in the same run.
+
   --device cpu|cuda|cuda:N   where to run (default cuda when available, else cpu)
   --batch N                  batch size of the shapes (default 128 on a GPU, 8 on the CPU)
-  --ops a,b                  only ops whose name contains one of these (e.g. conv2d,relu_fwd)
+  --ops a,b                  only cases whose name contains one of these (e.g. conv2d,relu_fwd)
   --shapes NAME              resnet18 | resnet50 | alexnet | all (default all)
+  --backends a,b             only these backends (default: every one the device can run), e.g.
+                             cuda-handwritten,cuda-vendor. The old path names are accepted too:
+                             handwritten (= cpu-reference, cuda-handwritten), cublas (cuda-cublas),
+                             cudnn (cuda-vendor), onednn (cpu-fast). A ratio needs the reference
+                             backend's row: leave it out and vs_ref is empty.
+  --kernels a,b, --cpu-kernels a,b
+                             old names of --backends (the lists are merged)
   --repeats N                timed repeats per row (default: as many as fit in 0.2 s GPU / 1 s CPU)
   --gemm-size N              size of the SGEMM ceiling and gemm rows (default 8192 GPU, 2048 CPU)
   --csv PATH                 also write the rows as CSV
   --seed N                   seed of the random inputs (default: drawn, and printed)
   --threads N                OpenMP threads on the CPU (default: all)
-  --cpu-kernels a,b          CPU paths for the convolutions (default: every path this build has,
-                             onednn,handwritten); the other ops have one CPU path (handwritten)
-  --list                     print the cases (op, shape, models, GPU paths) and exit
+  --list                     print the op table and each op's cases with their backends, and exit
 )";
 
 int run(int argc, char** argv) {
   const Args args(argc, argv,
-                  {"device", "batch", "ops", "shapes", "repeats", "csv", "seed", "threads", "gemm-size", "list",
-                   "cpu-kernels"},
+                  {"device", "batch", "ops", "shapes", "repeats", "csv", "seed", "threads",
+                   "gemm-size", "list", "backends", "kernels", "cpu-kernels"},
                   "bench_kernels");
   if (args.has("help")) {
     fmt::print("{}", kHelp);
@@ -944,7 +1149,6 @@ int run(int argc, char** argv) {
   }
   Options o;
   o.device = Device::parse(args.get("device", cuda_available() ? "cuda" : "cpu"));
-  require_device(o.device);
   if (args.has("threads")) omp_set_num_threads(static_cast<int>(args.get_int("threads", 1)));
   o.batch = args.get_int("batch", o.device.is_cuda() ? 128 : 8);
   MINIDL_CHECK(o.batch >= 1, "--batch: expected a positive batch size, got ", o.batch);
@@ -954,34 +1158,53 @@ int run(int argc, char** argv) {
   o.csv = args.get("csv", "");
   o.seed = static_cast<uint64_t>(args.get_int("seed", static_cast<int64_t>(std::random_device{}() & 0x7fffffff)));
   o.gemm_size = args.get_int("gemm-size", o.device.is_cuda() ? 8192 : 2048);
-  std::vector<CpuKernels> cpu_paths;
-  for (const std::string& name :
-       bench::split_commas(args.get("cpu-kernels", "")).empty()
-           ? cpu_kernels_names()
-           : bench::split_commas(args.get("cpu-kernels", "")))
-    cpu_paths.push_back(parse_cpu_kernels(name));
+  for (const char* flag : {"backends", "kernels", "cpu-kernels"})
+    if (args.has(flag)) parse_backends(o.only, flag, args.get(flag, ""));
 
   std::vector<Case> cases = build_cases(model_shapes(o.shapes), o.batch, o.gemm_size);
   if (!o.ops.empty()) {
     std::erase_if(cases, [&](const Case& c) {
       for (const auto& f : o.ops)
-        if (c.op.find(f) != std::string::npos) return false;
+        if (c.name.find(f) != std::string::npos) return false;
       return true;
     });
-    MINIDL_CHECK(!cases.empty(), "--ops '", args.get("ops", ""), "': matches no op");
+    MINIDL_CHECK(!cases.empty(), "--ops '", args.get("ops", ""),
+                 "': matches no case (--list shows them)");
   }
 
   if (args.has("list")) {
-    size_t gpu_rows = 0;
-    for (const Case& c : cases) {
-      std::string paths;
-      for (KernelPath p : c.gpu_paths) paths += std::string(paths.empty() ? "" : ",") + kernel_path_name(p);
-      fmt::print("{:<20} {:<30} {:<26} {}\n", c.op, c.shape, c.models, paths);
-      gpu_rows += c.gpu_paths.size();
-    }
-    fmt::print("# {} cases: {} rows on a GPU, {} on the CPU\n", cases.size(), gpu_rows, cases.size());
+    print_list(cases, o);
     return 0;
   }
+
+  require_device(o.device);
+  // The run's settings (core/device_settings.h): TF32 off, since every row is checked against
+  // float64 and minidl trains in float32. The explicit forms below name their backend, so the
+  // kernel-family settings (kernels, cpu_kernels) choose nothing here.
+  DeviceSettings settings;
+  settings.allow_tf32 = false;
+  set_run_settings(settings);
+
+  // The backends that run here, and those --backends asked for that cannot.
+  std::vector<Backend> here, missing;
+  for (Backend b : kAllBackends) {
+    if (!wanted(o, b)) continue;
+    if (backend_device_type(b) == o.device.type && backend_runnable(b))
+      here.push_back(b);
+    else if (!o.only.empty() && backend_device_type(b) == o.device.type)
+      missing.push_back(b);
+  }
+  size_t n_rows = 0;
+  for (const Case& c : cases) n_rows += case_backends(c, o).size();
+  MINIDL_CHECK(n_rows > 0, "--backends '", join_backends(o.only), "': none of these runs on ",
+               o.device, " here (this device can run: ", join_backends([&] {
+                 std::vector<Backend> v;
+                 for (Backend b : kAllBackends)
+                   if (backend_device_type(b) == o.device.type && backend_runnable(b))
+                     v.push_back(b);
+                 return v;
+               }()),
+               ")");
 
   std::ofstream csv;
   if (!o.csv.empty()) {
@@ -996,7 +1219,15 @@ int run(int argc, char** argv) {
   if (o.device.is_cpu()) fmt::print("# {}\n", cpu_kernels_summary());
   fmt::print("# commit: {}   date: {}   seed: {}\n", bench::git_commit(), bench::utc_now(), o.seed);
   fmt::print("# command: {}\n", bench::command_line(argc, argv));
-  fmt::print("# batch {}, shapes {}, {} cases\n", o.batch, o.shapes, cases.size());
+  fmt::print("# batch {}, shapes {}, {} cases, {} rows; TF32 off\n", o.batch, o.shapes,
+             cases.size(), n_rows);
+  fmt::print(
+      "# backends: each case on every backend of its op (kernels/backend.h, --list) that runs "
+      "here: {}\n",
+      join_backends(here));
+  for (Backend b : missing)
+    fmt::print("# --backends: {} skipped, {}\n", backend_name(b),
+               why_not_runnable(b, o.device.type));
   std::fflush(stdout);
 
   const Ceilings ceil = measure_ceilings(o);
@@ -1004,8 +1235,10 @@ int run(int argc, char** argv) {
              ceil.copy_how, ceil.copy_t.count);
   fmt::print("# ceiling sgemm: {:.1f} GFLOP/s ({}, fp32)", ceil.sgemm_gflops, ceil.sgemm_how);
   if (o.device.is_cuda()) fmt::print(", TF32 {:.1f} GFLOP/s", ceil.tf32_gflops);
-  fmt::print("\n# roof% = max(flops / sgemm fp32, bytes / copy) / median; vs_ref = median / median "
-             "of the vendor path (cudnn, or cublas for products)\n\n");
+  fmt::print(
+      "\n# roof% = max(flops / sgemm fp32, bytes / copy) / median; vs_ref = median / median "
+      "of the op's vendor backend, same shape ({})\n\n",
+      o.device.is_cuda() ? "cuda-vendor, else cuda-cublas" : "cpu-fast");
   if (csv.is_open()) {
     const double m = double(o.gemm_size), copy_bytes = 2.0 * double(int64_t(256) << 20);
     csv << ceiling_csv("copy", ceil.copy_how, ceil.copy_t, 0, copy_bytes, o);
@@ -1022,33 +1255,26 @@ int run(int argc, char** argv) {
   for (const Case& c : cases) {
     ++case_seed;
     std::vector<Row> rows;
-    // On a GPU: the case's kernel paths. On the CPU: the selected CPU paths for a convolution
-    // (the only op with a vendor path there), the handwritten kernels for the rest.
-    const bool cpu_conv = o.device.is_cpu() && c.op.starts_with("conv2d");
-    const size_t n_paths =
-        o.device.is_cuda() ? c.gpu_paths.size() : (cpu_conv ? cpu_paths.size() : 1);
-    for (size_t pi = 0; pi < n_paths; ++pi) {
-      const KernelPath p = o.device.is_cuda() ? c.gpu_paths[pi] : KernelPath::Cudnn;
-      const CpuKernels cpu_path = cpu_conv ? cpu_paths[pi] : CpuKernels::Handwritten;
+    for (Backend b : case_backends(c, o)) {
       Row r;
       r.c = &c;
-      r.path = p;
-      r.path_name = o.device.is_cuda() ? kernel_path_name(p) : cpu_kernels_name(cpu_path);
-      if (o.device.is_cpu()) set_cpu_kernels(cpu_path);
+      r.backend = b;
       try {
-        // The small case, on the device in float32 and on the CPU in float64, same inputs.
-        Inputs ref_in(Device::cpu(), DType::F64, p, case_seed), dev_in(o.device, DType::F32, p, case_seed);
+        // The small case, on the device in float32 on backend b and on the CPU in float64 on
+        // cpu-reference, same inputs.
+        Inputs ref_in(Device::cpu(), DType::F64, Backend::CpuReference, case_seed),
+            dev_in(o.device, DType::F32, b, case_seed);
         Instance ref = c.make(ref_in, true), dev = c.make(dev_in, true);
         ref.run();
         dev.run();
         r.check = compare_outputs(dev.outputs, ref.outputs);
         r.checked = true;
         // The full-size case, fresh inputs.
-        Inputs big_in(o.device, DType::F32, p, case_seed * 7919u + 1);
+        Inputs big_in(o.device, DType::F32, b, case_seed * 7919u + 1);
         Instance big = c.make(big_in, false);
         r.t = time_op(big.run, o);
         const double s = r.t.median * 1e-3;
-        const double bytes = c.bytes(p);
+        const double bytes = c.bytes(b);
         if (c.flops > 0) r.gflops = c.flops / s * 1e-9;
         r.gbps = bytes / s * 1e-9;
         const double roof_s = std::max(c.flops / (ceil.sgemm_gflops * 1e9), bytes / (ceil.copy_gbps * 1e9));
@@ -1059,9 +1285,9 @@ int run(int argc, char** argv) {
       if (!r.error.empty() || (r.checked && !r.check.ok)) ++failures;
       rows.push_back(r);
     }
-    if (o.device.is_cuda() && c.has_reference) {
+    if (const std::optional<Backend> ref_b = reference_backend(*c.op, o.device.type)) {
       const auto ref = std::find_if(rows.begin(), rows.end(), [&](const Row& r) {
-        return r.path == c.reference && r.error.empty();
+        return r.backend == *ref_b && r.error.empty();
       });
       if (ref != rows.end())
         for (Row& r : rows)
@@ -1076,16 +1302,17 @@ int run(int argc, char** argv) {
     if (csv.is_open()) csv.flush();
   }
 
-  // Per op and path: the geometric mean of vs_ref and the median roof% over the shapes.
-  fmt::print("\n# summary per op and path: shapes, geometric mean of vs_ref, median roof%\n");
-  std::map<std::pair<std::string, std::string>, std::vector<const Row*>> groups;
-  std::vector<std::pair<std::string, std::string>> order;
+  // Per op and backend: the geometric mean of vs_ref and the median roof% over the shapes.
+  fmt::print("\n# summary per op and backend: shapes, geometric mean of vs_ref, median roof%\n");
+  std::map<std::pair<std::string, Backend>, std::vector<const Row*>> groups;
+  std::vector<std::pair<std::string, Backend>> order;
   for (const Row& r : all_rows) {
-    auto key = std::make_pair(r.c->op, r.path_name);
+    auto key = std::make_pair(r.c->name, r.backend);
     if (!groups.count(key)) order.push_back(key);
     groups[key].push_back(&r);
   }
-  fmt::print("{:<20} {:<12} {:>6} {:>11} {:>10}\n", "op", "path", "shapes", "geo vs_ref", "med roof%");
+  fmt::print("{:<20} {:<16} {:>6} {:>11} {:>10}\n", "op", "backend", "shapes", "geo vs_ref",
+             "med roof%");
   for (const auto& key : order) {
     double log_sum = 0.0;
     int n_ref = 0;
@@ -1099,8 +1326,8 @@ int run(int argc, char** argv) {
     }
     const double geo = n_ref ? std::exp(log_sum / n_ref) : kNaN;
     const double roof = roofs.empty() ? kNaN : summarize_timings(roofs).median;
-    fmt::print("{:<20} {:<12} {:>6} {:>11} {:>10}\n", key.first, key.second, groups[key].size(),
-               fmt_num(geo, "{:.2f}"), fmt_num(roof, "{:.1f}"));
+    fmt::print("{:<20} {:<16} {:>6} {:>11} {:>10}\n", key.first, backend_name(key.second),
+               groups[key].size(), fmt_num(geo, "{:.2f}"), fmt_num(roof, "{:.1f}"));
   }
   fmt::print("\n# {} rows, {} failed checks or errors\n", all_rows.size(), failures);
   return failures == 0 ? 0 : 1;

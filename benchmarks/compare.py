@@ -3,9 +3,10 @@
 
 Every ratio is a TIME ratio, "minidl / reference": below 1 minidl is faster, above 1 it is slower.
 
-  compare.py kernels KERNELS.csv        bench_kernels on a GPU: each op and shape with the median
-                                        of every path and handwritten/vendor, cublas/vendor ratios;
-                                        then per op the geometric mean of the ratios
+  compare.py kernels KERNELS.csv        bench_kernels: each op and shape with the median of every
+                                        backend and its ratio to the op's vendor backend (vs_ref:
+                                        cuda-vendor, else cuda-cublas; cpu-fast on the CPU); then
+                                        per op the geometric mean of the ratios
   compare.py ops-cpu TORCH_OPS.csv      pytorch_ops_cpu.py output: minidl/torch per op (geomean)
   compare.py train FILE...              RESULT lines of bench_train and pytorch_reference.py
                                         --throughput (logs or their CSVs): images/s, step-time
@@ -64,6 +65,12 @@ def table(headers, rows, markdown):
 
 # ---------------------------------------------------------------- kernels
 
+def backend_of(r, default=""):
+    """The row's backend (kernels/backend.h); CSVs from before the op table have `path` instead
+    (handwritten, cublas, cudnn; onednn on the CPU)."""
+    return r.get("backend") or r.get("path") or default
+
+
 def cmd_kernels(args):
     with open(args.csv, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -74,13 +81,13 @@ def cmd_kernels(args):
         print(f"{'- ' if args.markdown else ''}{c['op']}: {rate} ({c['shape']}, median {c['median_ms']} ms)")
     if ceilings and args.markdown:
         print()
-    paths = []
+    paths = []  # the backends, in order of appearance
     for r in rows:
-        if r["path"] not in paths:
-            paths.append(r["path"])
+        if backend_of(r) not in paths:
+            paths.append(backend_of(r))
     by_case = {}
     for r in rows:
-        by_case.setdefault((r["op"], r["shape"]), {})[r["path"]] = r
+        by_case.setdefault((r["op"], r["shape"]), {})[backend_of(r)] = r
     headers = ["op", "shape"] + [f"{p} ms" for p in paths] + [f"{p}/ref" for p in paths] + ["check"]
     out, ratios = [], {}
     for (op, shape), byp in by_case.items():
@@ -106,7 +113,7 @@ def cmd_ops_cpu(args):
         rows = list(csv.DictReader(f))
     ops = {}
     for r in rows:
-        ops.setdefault((r["op"], r.get("path", "cpu")), []).append(r)
+        ops.setdefault((r["op"], backend_of(r, "cpu")), []).append(r)
     out = []
     for (op, path), rs in ops.items():
         m = sum(num(r["minidl_ms"]) for r in rs)
@@ -114,7 +121,7 @@ def cmd_ops_cpu(args):
         rat = [num(r["minidl_over_torch"]) for r in rs]
         out.append([op, path, len(rs), fmt(m, ".4g"), fmt(t, ".4g"), fmt(geomean(rat), ".2f"),
                     fmt(min(rat), ".2f"), fmt(max(rat), ".2f")])
-    print(table(["op", "minidl path", "shapes", "minidl ms (sum)", "torch ms (sum)", "minidl/torch geomean",
+    print(table(["op", "minidl backend", "shapes", "minidl ms (sum)", "torch ms (sum)", "minidl/torch geomean",
                  "best", "worst"], out, args.markdown))
 
 

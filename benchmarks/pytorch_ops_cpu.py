@@ -22,6 +22,7 @@ Op by op (minidl op -> torch):
   maxpool_*            aten.max_pool2d_with_indices / aten.max_pool2d_with_indices_backward
   avgpool_*            F.avg_pool2d / aten.avg_pool2d_backward
   global_avgpool_*     F.adaptive_avg_pool2d(x, 1) / aten._adaptive_avg_pool2d_backward
+  dropout_fwd / _bwd   aten.native_dropout (p 0.5, train) / aten.native_dropout_backward
   softmax_xent_fwd     log_softmax + nll_loss (F.cross_entropy)
   softmax_xent_bwd     aten.nll_loss_backward + aten._log_softmax_backward_data
   sgd_update           torch.optim.SGD(momentum 0.9, weight_decay 5e-4).step() on one flat tensor
@@ -154,6 +155,13 @@ def make(op, p):
             return lambda: F.adaptive_avg_pool2d(x, 1)
         dy = rand(g("N"), g("C"), 1, 1)
         return lambda: aten._adaptive_avg_pool2d_backward(dy, x)
+    if op.startswith("dropout"):
+        x = rand(g("N"), g("F"))
+        if op == "dropout_fwd":
+            return lambda: aten.native_dropout(x, 0.5, True)
+        _, mask = aten.native_dropout(x, 0.5, True)
+        dy = rand(*x.shape)
+        return lambda: aten.native_dropout_backward(dy, mask, 2.0)
     if op.startswith("softmax_xent"):
         N, K = g("N"), g("K")
         z, t = rand(N, K, lo=-3.0, hi=3.0), torch.randint(0, K, (N,))
@@ -209,7 +217,7 @@ def main():
     print(f"# pytorch_ops_cpu: torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.2f}, against {args.minidl_csv}")
     print(f"# date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}   command: {' '.join(sys.argv)}")
-    fmt = "{:<20} {:<30} {:>10} {:>10} {:>10} {:>10} {:>12}"
+    fmt = "{:<36} {:<30} {:>10} {:>10} {:>10} {:>10} {:>12}"
     print(fmt.format("op", "shape", "minidl_ms", "torch_ms", "torch_p10", "torch_p90", "minidl/torch"))
     out, by_op, timed = [], {}, {}
     for r in rows:
@@ -217,26 +225,28 @@ def main():
         run = make(r["op"], params)
         if run is None or not r["median_ms"]:
             continue
-        # A shape that minidl ran on several CPU paths (bench_kernels --cpu-kernels) is timed in
-        # torch once and compared with each path.
+        # A shape that minidl ran on several CPU backends (cpu-reference and cpu-fast for the
+        # convolutions) is timed in torch once and compared with each backend.
         key = (r["op"], r["params"])
         if key not in timed:
             timed[key] = time_op(run, args.repeats)
         t = timed[key]
-        path = r.get("path", "cpu")
+        # `backend` since the op table (kernels/backend.h); older CSVs have `path` (onednn,
+        # handwritten).
+        backend = r.get("backend") or r.get("path") or "cpu"
         m = float(r["median_ms"])
         ratio = m / t["median"]
-        by_op.setdefault((r["op"], path), []).append(ratio)
-        print(fmt.format(r["op"] + " " + path, r["shape"], f"{m:.4g}", f"{t['median']:.4g}", f"{t['p10']:.4g}",
+        by_op.setdefault((r["op"], backend), []).append(ratio)
+        print(fmt.format(r["op"] + " " + backend, r["shape"], f"{m:.4g}", f"{t['median']:.4g}", f"{t['p10']:.4g}",
                          f"{t['p90']:.4g}", f"{ratio:.2f}"))
         sys.stdout.flush()
-        out.append({"op": r["op"], "path": path, "shape": r["shape"], "params": r["params"], "models": r["models"],
+        out.append({"op": r["op"], "backend": backend, "shape": r["shape"], "params": r["params"], "models": r["models"],
                     "minidl_ms": f"{m:.6g}", "torch_ms": f"{t['median']:.6g}", "torch_min_ms": f"{t['min']:.6g}",
                     "torch_p10_ms": f"{t['p10']:.6g}", "torch_p90_ms": f"{t['p90']:.6g}",
                     "torch_repeats": t["count"], "minidl_over_torch": f"{ratio:.4g}"})
     print("\n# per op: geometric mean of minidl/torch over the shapes (above 1: minidl slower)")
-    for (op, path), rs in by_op.items():
-        print(f"{op:<20} {path:<12} {len(rs):>3} shapes  {math.exp(sum(map(math.log, rs)) / len(rs)):.2f}")
+    for (op, backend), rs in by_op.items():
+        print(f"{op:<20} {backend:<16} {len(rs):>3} shapes  {math.exp(sum(map(math.log, rs)) / len(rs)):.2f}")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(out[0].keys()))

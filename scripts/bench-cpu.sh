@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The CPU benchmark against PyTorch on the same machine, in one call (issue 9's tables):
-#   1. ops: bench_kernels at the ResNet-18 layer shapes (batch 8) on both CPU paths (the
-#      convolutions on onednn and handwritten, every other op on minidl's kernels), each checked
-#      against the float64 reference, then pytorch_ops_cpu.py timing PyTorch's ops at the same
-#      shapes, and the per-op ratio table;
+#   1. ops: bench_kernels at the ResNet-18 layer shapes (batch 8) on both CPU backends (the
+#      convolutions on cpu-fast = oneDNN and cpu-reference, every other op on cpu-reference),
+#      each checked against the float64 reference, then pytorch_ops_cpu.py timing PyTorch's ops
+#      at the same shapes, and the per-op ratio table;
 #   2. train: for each model and batch, bench_train on every CPU path and
 #      pytorch_reference.py --throughput, ROUNDS interleaved rounds (medians over rounds, so a load
 #      change from other users of a shared machine hits every path alike), and the step table with
@@ -13,7 +13,8 @@
 #   scripts/bench-cpu.sh                 # both stages, build in build/
 #   scripts/bench-cpu.sh train           # only the step table
 # BUILD (build), MODELS ("resnet20 resnet18 alexnet"), BATCHES ("32 128"), ROUNDS (3), STEPS (5),
-# WARMUP (2), CPU_PATHS (onednn,handwritten) shorten or change a run. PyTorch must be installed
+# WARMUP (2), CPU_PATHS (onednn,handwritten: bench_train's --cpu-kernels names, which
+# bench_kernels also takes for cpu-fast,cpu-reference) shorten or change a run. PyTorch must be installed
 # (pip install torch); nothing else here needs it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ python3 -c 'import torch; print("torch", torch.__version__, "threads", torch.get
 for stage in $stages; do
   case $stage in
     ops)
-      say "ops: bench_kernels --device cpu (both CPU paths), then PyTorch at the same shapes"
+      say "ops: bench_kernels --device cpu (both CPU backends), then PyTorch at the same shapes"
       "$build/bench_kernels" --device cpu --batch 8 --shapes resnet18 --seed 1 --cpu-kernels "$paths" \
         --csv "$OUT/minidl_ops.csv"
       python3 benchmarks/pytorch_ops_cpu.py "$OUT/minidl_ops.csv" --csv "$OUT/torch_ops.csv"

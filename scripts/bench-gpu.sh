@@ -2,8 +2,9 @@
 # The whole GPU benchmark in one call on the device machine (an H100; ~8 minutes):
 #   1. build minidl Release for sm_90 (tests off: this call measures, scripts/test.sh tests);
 #   2. bench_kernels: the ceilings (device-to-device copy bandwidth, cuBLAS SGEMM fp32 and TF32 at
-#      8192^3), then every op on every kernel path at the ResNet-18, ResNet-50 and AlexNet layer
-#      shapes with batch 128, each checked against the float64 CPU reference and then timed;
+#      8192^3), then every op on every CUDA backend of the op table (cuda-handwritten, cuda-cublas,
+#      cuda-vendor; kernels/backend.h) at the ResNet-18, ResNet-50 and AlexNet layer shapes with
+#      batch 128, each checked against the float64 CPU reference and then timed;
 #   3. bench_train for resnet18, resnet50 and alexnet on the cudnn and handwritten paths, and
 #      pytorch_reference.py --throughput for the same models and settings (batch 128, fp32);
 #   4. the ratio tables (benchmarks/compare.py), also as Markdown for docs/BENCHMARKS.md.
@@ -108,7 +109,7 @@ say "tables"
   echo "device: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
   echo
   if [ -f "$OUT/kernels.csv" ]; then
-    echo "## Kernels (median ms per path, path/vendor time ratio)"
+    echo "## Kernels (median ms per backend, backend/vendor time ratio)"
     echo
     python3 benchmarks/compare.py kernels "$OUT/kernels.csv" --markdown
     echo
