@@ -100,7 +100,7 @@ TEST_CASE("Dropout layer: fresh masks in training, identity in eval", "[basic][d
 TEST_CASE("Sequential composes shapes, flops and descriptions", "[basic][sequential]") {
   Sequential seq;
   seq.add(std::make_unique<Tanh>());
-  auto& drop = seq.add(std::make_unique<Dropout>(0.25, 1), "drop");
+  auto& drop = seq.add("drop", std::make_unique<Dropout>(0.25, 1));
   seq.add(std::make_unique<Flatten>());
   seq.add(std::make_unique<ReLU>());
   CHECK(seq.size() == 4);
@@ -115,7 +115,7 @@ TEST_CASE("Sequential composes shapes, flops and descriptions", "[basic][sequent
         "Sequential(\n  (0): Tanh()\n  (drop): Dropout(p=0.25)\n  (2): Flatten()\n  (3): ReLU()\n)");
 
   Sequential outer;
-  auto& inner = outer.add(std::make_unique<Sequential>(), "features");
+  auto& inner = outer.add("features", std::make_unique<Sequential>());
   inner.add(std::make_unique<ReLU>());
   outer.add(std::make_unique<Flatten>());
   CHECK(inner[0].path() == "features.0");
@@ -160,7 +160,7 @@ TEST_CASE("Sequential: forward in order, backward in reverse, checked by finite 
 TEST_CASE("Sequential errors name the layer and the shape", "[basic][sequential][errors]") {
   Sequential seq;
   seq.add(std::make_unique<ReLU>());
-  seq.add(std::make_unique<Flatten>(), "flat");
+  seq.add("flat", std::make_unique<Flatten>());
   REQUIRE_THROWS_WITH(seq.output_shape(Shape{5}),
                       Catch::Contains("Flatten 'flat'") && Catch::Contains("(5,)"));
   REQUIRE_THROWS_WITH(seq.forward(Tensor::zeros(Shape{5}, DType::F64), Mode::Train),
@@ -169,7 +169,7 @@ TEST_CASE("Sequential errors name the layer and the shape", "[basic][sequential]
   // A layer in the middle that returns no input gradient is named.
   Sequential broken;
   broken.add(std::make_unique<ReLU>());
-  broken.add(std::make_unique<NoInputGrad>(), "stub");
+  broken.add("stub", std::make_unique<NoInputGrad>());
   const Tensor x = Tensor::zeros(Shape{2, 2}, DType::F64);
   broken.forward(x, Mode::Train);
   REQUIRE_THROWS_WITH(broken.backward(x), Catch::Contains("NoInputGrad 'stub'") &&
