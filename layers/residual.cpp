@@ -72,8 +72,9 @@ Tensor Residual::forward(const Tensor& x, Mode mode) {
 // returns the gradient with respect to its input, which is x for both, so x receives both
 // contributions (the multivariate chain rule sums over every path from x to the loss):
 //
-//   dL/dx = main.backward(dL/dout) + shortcut.backward(dL/dout),   shortcut.backward(g) = g for the identity.
+//   dL/dx = main.backward(dL/dout) + shortcut.backward(dL/dout)
 //
+// with shortcut.backward(g) = g for the identity.
 // The branches accumulate their parameter gradients themselves; the sum is written into dx_,
 // which belongs to the Residual and is overwritten, as the layer contract says (the branches'
 // own dx buffers are theirs, so neither is added into in place).
@@ -135,6 +136,11 @@ void check_block_input(const Module& m, const Shape& in, int64_t channels) {
 
 // ------------------------------------------------------------------------------------ BasicBlock
 
+// A block's passes, as the combinators run them. Forward: the main branch conv1 -> ... -> bn2,
+// then the shortcut, their sum, relu_out. Backward: relu_out's backward turns dL/dout into
+// dL/dsum; the Residual sends it into the main branch, whose Sequential runs bn2, conv2, relu1,
+// bn1, conv1 backward in that order, and into the shortcut, then adds the two input gradients.
+//
 // The constructors build the layers in the order they draw from `gen` (conv1, conv2, [conv3,]
 // then the projection), which is the order the seed's initial weights depend on.
 BasicBlock::BasicBlock(const BlockConfig& cfg, Generator& gen) : Sequential("BasicBlock"), cfg_(cfg) {
