@@ -63,13 +63,29 @@ Tensor Dropout::backward(const Tensor& dy) {
 
 // ---------------------------------------------------------------- Sequential
 
+void Sequential::check_name(const std::string& name) const {
+  MINIDL_CHECK(!name.empty(), who(), ": add() needs a name; add(layer) numbers it, add_transparent(layer) ",
+               "gives it none");
+  for (const auto& [n, child] : children())
+    MINIDL_CHECK(n != name, who(), ": a child named '", name, "' exists already");
+}
+
 Tensor Sequential::forward(const Tensor& x, Mode mode) {
+  check_input(x);
+  // A wrong input is reported before any work, by this container's output_shape (a composite's
+  // override names the block or model and what it expected).
+  out_shape_ = output_shape(x.shape());
+  forwarded_ = true;
   Tensor h = x;
   for (auto& layer : layers_) h = layer->forward(h, mode);
   return h;
 }
 
 Tensor Sequential::backward(const Tensor& dy) {
+  MINIDL_CHECK(forwarded_, who(), ": backward called before forward");
+  check_shape(dy, out_shape_, who().c_str(), "output gradient");
+  // Each child turns the gradient of its output into the gradient of its input (overwriting its
+  // own buffer) and adds its parameters' gradients; the chain rule is this loop.
   Tensor g = dy;
   for (size_t i = layers_.size(); i-- > 0;) {
     g = layers_[i]->backward(g);
@@ -103,7 +119,7 @@ std::string Sequential::describe() const {
     std::string d = child->describe();
     for (size_t pos = d.find('\n'); pos != std::string::npos; pos = d.find('\n', pos + 1))
       d.insert(pos + 1, "  ");
-    out += "\n  (" + name + "): " + d;
+    out += "\n  " + (name.empty() ? "" : "(" + name + "): ") + d;  // a transparent child has no name
   }
   return out + (children().empty() ? ")" : "\n)");
 }

@@ -3,7 +3,11 @@
 namespace minidl {
 
 namespace {
-std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
+// A child registered under "" (transparent) takes its parent's path.
+std::string join(const std::string& a, const std::string& b) {
+  if (b.empty()) return a;
+  return a.empty() ? b : a + "." + b;
+}
 }  // namespace
 
 int64_t Module::forward_flops(const Shape& in) const {

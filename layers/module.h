@@ -16,7 +16,9 @@
 // that device's run-wide settings (core/device_settings.h, kernels/backend.h).
 //
 // Parameters and buffers carry PyTorch state_dict names ("layer1.0.conv1.weight",
-// "bn1.running_mean") built from the names children are registered under.
+// "bn1.running_mean") built from the names children are registered under. A child registered
+// under the empty name is transparent: it adds no level to the names, so a combinator can group
+// layers (a residual block's main branch) while they keep the names torchvision gives them.
 #pragma once
 
 #include <cstdint>
@@ -91,7 +93,9 @@ class Module {
   // module's life.
   Parameter* register_parameter(const std::string& name, Tensor value);
   Tensor* register_buffer(const std::string& name, Tensor value);
-  // Registers a child that the derived class owns (as a member or in a container).
+  // Registers a child that the derived class owns (as a member or in a container). An empty
+  // name makes it transparent: its parameters and children are named as if they were this
+  // module's own ("conv1.weight", not "<name>.conv1.weight").
   void register_module(const std::string& name, Module* child);
   // Throws, naming the layer, when x is not on this layer's device and dtype.
   void check_input(const Tensor& x) const;

@@ -1,16 +1,101 @@
-// Residual blocks: the forward and backward passes written out layer by layer.
+// The Residual combinator, and the residual blocks composed from it (layers/residual.h).
 //
-// Each child keeps what its own backward needs, so the block only chains the children and handles
-// the one thing that is not a child: the sum main(x) + shortcut(x). Going backward through
-// out = relu(sum), the output ReLU's backward gives dL/dsum; since d(a + b)/da = d(a + b)/db = 1,
-// that same gradient enters the main branch and the shortcut, and the input receives both
-// contributions: dx = dx_main + dx_shortcut (x fed both branches). Parameter gradients accumulate
-// inside the children; the block's dx is overwritten, as the layer contract says.
+// The blocks only say which layers they hold and in what order; the passes come from the
+// combinators: Sequential chains the children forward and backward, and Residual handles the one
+// thing that is not a chain, the sum main(x) + shortcut(x).
 #include "layers/residual.h"
 
 #include "kernels/elementwise.h"
 
 namespace minidl {
+
+// -------------------------------------------------------------------------------------- Residual
+
+Residual::Residual(std::unique_ptr<Module> main, std::unique_ptr<Module> shortcut,
+                   const std::string& shortcut_name)
+    : Module("Residual"),
+      main_(std::move(main)),
+      shortcut_(std::move(shortcut)),
+      shortcut_name_(shortcut_name) {
+  MINIDL_CHECK(main_ != nullptr, "Residual: the main branch is null (a null shortcut is the identity)");
+  MINIDL_CHECK(!shortcut_ || !shortcut_name.empty(), "Residual: the shortcut needs a name");
+  // Registration order = parameter order: the main branch, then the shortcut (torchvision's).
+  register_module("", main_.get());
+  if (shortcut_) register_module(shortcut_name, shortcut_.get());
+}
+
+std::string Residual::describe() const {
+  std::string out = "Residual(";
+  auto line = [&](const std::string& name, std::string d) {
+    for (size_t pos = d.find('\n'); pos != std::string::npos; pos = d.find('\n', pos + 1))
+      d.insert(pos + 1, "  ");
+    out += "\n  (" + name + "): " + d;
+  };
+  line("main", main_->describe());
+  if (shortcut_)
+    line(shortcut_name_, shortcut_->describe());
+  else
+    line("shortcut", "identity");
+  return out + "\n)";
+}
+
+Shape Residual::output_shape(const Shape& in) const {
+  const Shape out = main_->output_shape(in);
+  const Shape sc = shortcut_ ? shortcut_->output_shape(in) : in;
+  MINIDL_CHECK(out == sc, who(), ": for input ", in, " the main branch gives ", out, " but the shortcut ",
+               shortcut_ ? "gives " : "(identity) is ", sc,
+               "; the branches must agree (a projection shortcut adapts stride and channels)");
+  return out;
+}
+
+int64_t Residual::forward_flops(const Shape& in) const {
+  const Shape out = output_shape(in);
+  const int64_t sc = shortcut_ ? shortcut_->forward_flops(in) : 0;
+  return main_->forward_flops(in) + sc + out.numel() /* the sum */;
+}
+
+Tensor Residual::forward(const Tensor& x, Mode mode) {
+  check_input(x);
+  const Shape out_shape = output_shape(x.shape());
+
+  const Tensor y_main = main_->forward(x, mode);
+  // Shortcut: the input itself, or its projection to the main branch's shape.
+  const Tensor y_shortcut = shortcut_ ? shortcut_->forward(x, mode) : x;
+
+  ensure_tensor(sum_, out_shape, x.dtype(), x.device());
+  add(sum_, y_main, y_shortcut);
+  return sum_;
+}
+
+// Going backward through out = main(x) + shortcut(x): since d(a + b)/da = d(a + b)/db = 1, the
+// gradient at the sum, dL/dout, enters the main branch and the shortcut unchanged. Each branch
+// returns the gradient with respect to its input, which is x for both, so x receives both
+// contributions (the multivariate chain rule sums over every path from x to the loss):
+//
+//   dL/dx = main.backward(dL/dout) + shortcut.backward(dL/dout)
+//
+// with shortcut.backward(g) = g for the identity.
+// The branches accumulate their parameter gradients themselves; the sum is written into dx_,
+// which belongs to the Residual and is overwritten, as the layer contract says (the branches'
+// own dx buffers are theirs, so neither is added into in place).
+Tensor Residual::backward(const Tensor& dy) {
+  MINIDL_CHECK(sum_.defined(), who(), ": backward called before forward");
+  check_shape(dy, sum_.shape(), who().c_str(), "output gradient");
+
+  const Tensor dx_main = main_->backward(dy);
+  // Identity: its gradient is dL/dout itself; a projection: its backward.
+  const Tensor dx_shortcut = shortcut_ ? shortcut_->backward(dy) : dy;
+  MINIDL_CHECK(dx_main.defined() && dx_shortcut.defined(), who(), ": the ",
+               dx_main.defined() ? "shortcut" : "main branch",
+               " returned no input gradient (set_needs_input_grad(false) cannot be used inside a residual "
+               "branch: the sum needs both)");
+
+  ensure_tensor(dx_, dx_main.shape(), dx_main.dtype(), dx_main.device());
+  add(dx_, dx_main, dx_shortcut);
+  return dx_;
+}
+
+// -------------------------------------------------------------------------------------- blocks
 
 namespace {
 
@@ -21,18 +106,24 @@ void check_block_config(const BlockConfig& cfg, const char* type) {
   MINIDL_CHECK(cfg.stride >= 1, type, ": stride must be >= 1, got ", cfg.stride);
 }
 
-Conv2dConfig conv_config(int64_t in, int64_t out, int kernel, int stride, DType dtype) {
+std::unique_ptr<Conv2d> conv(int64_t in, int64_t out, int kernel, int stride, DType dtype, Generator& gen) {
   // BatchNorm follows every convolution of a block and has its own shift, so no conv bias.
-  return Conv2dConfig{in, out, kernel, stride, kernel / 2, /*bias=*/false, dtype};
+  return std::make_unique<Conv2d>(Conv2dConfig{in, out, kernel, stride, kernel / 2, /*bias=*/false, dtype},
+                                  gen);
 }
 
-// The projection shortcut: 1x1 convolution with the block's stride, then BatchNorm.
-// Named "0" and "1" as torchvision's nn.Sequential(conv1x1, BatchNorm2d).
-std::unique_ptr<Sequential> make_downsample(int64_t in, int64_t out, int stride, DType dtype,
-                                            Generator& gen) {
+std::unique_ptr<BatchNorm2d> batchnorm(int64_t channels, DType dtype) {
+  return std::make_unique<BatchNorm2d>(BatchNorm2dConfig{channels, 0.1, 1e-5, dtype});
+}
+
+// The shortcut: the identity (null) when the block keeps the shape, else the projection: a 1x1
+// convolution with the block's stride, then BatchNorm, named "0" and "1" as torchvision's
+// nn.Sequential(conv1x1, BatchNorm2d).
+std::unique_ptr<Sequential> make_shortcut(int64_t in, int64_t out, int stride, DType dtype, Generator& gen) {
+  if (stride == 1 && in == out) return nullptr;
   auto ds = std::make_unique<Sequential>();
-  ds->add(std::make_unique<Conv2d>(conv_config(in, out, 1, stride, dtype), gen));
-  ds->add(std::make_unique<BatchNorm2d>(BatchNorm2dConfig{out, 0.1, 1e-5, dtype}));
+  ds->add(conv(in, out, 1, stride, dtype, gen));
+  ds->add(batchnorm(out, dtype));
   return ds;
 }
 
@@ -45,187 +136,75 @@ void check_block_input(const Module& m, const Shape& in, int64_t channels) {
 
 // ------------------------------------------------------------------------------------ BasicBlock
 
-BasicBlock::BasicBlock(const BlockConfig& cfg, Generator& gen) : Module("BasicBlock"), cfg_(cfg) {
+// A block's passes, as the combinators run them. Forward: the main branch conv1 -> ... -> bn2,
+// then the shortcut, their sum, relu_out. Backward: relu_out's backward turns dL/dout into
+// dL/dsum; the Residual sends it into the main branch, whose Sequential runs bn2, conv2, relu1,
+// bn1, conv1 backward in that order, and into the shortcut, then adds the two input gradients.
+//
+// The constructors build the layers in the order they draw from `gen` (conv1, conv2, [conv3,]
+// then the projection), which is the order the seed's initial weights depend on.
+BasicBlock::BasicBlock(const BlockConfig& cfg, Generator& gen) : Sequential("BasicBlock"), cfg_(cfg) {
   check_block_config(cfg, "BasicBlock");
   const int64_t out = cfg.planes * expansion;
-  conv1_ = std::make_unique<Conv2d>(conv_config(cfg.in_channels, cfg.planes, 3, cfg.stride, cfg.dtype), gen);
-  bn1_ = std::make_unique<BatchNorm2d>(BatchNorm2dConfig{cfg.planes, 0.1, 1e-5, cfg.dtype});
-  relu1_ = std::make_unique<ReLU>();
-  conv2_ = std::make_unique<Conv2d>(conv_config(cfg.planes, out, 3, 1, cfg.dtype), gen);
-  bn2_ = std::make_unique<BatchNorm2d>(BatchNorm2dConfig{out, 0.1, 1e-5, cfg.dtype});
-  relu_out_ = std::make_unique<ReLU>();
-  if (cfg.stride != 1 || cfg.in_channels != out)
-    downsample_ = make_downsample(cfg.in_channels, out, cfg.stride, cfg.dtype, gen);
 
-  // Registration order = forward order of the main branch, then the shortcut, then the output
-  // ReLU; the parameter order (conv1, bn1, conv2, bn2, downsample) is torchvision's.
-  register_module("conv1", conv1_.get());
-  register_module("bn1", bn1_.get());
-  register_module("relu1", relu1_.get());
-  register_module("conv2", conv2_.get());
-  register_module("bn2", bn2_.get());
-  if (downsample_) register_module("downsample", downsample_.get());
-  register_module("relu_out", relu_out_.get());
+  // Main branch: conv1 -> bn1 -> relu -> conv2 -> bn2
+  auto main = std::make_unique<Sequential>();
+  main->add("conv1", conv(cfg.in_channels, cfg.planes, 3, cfg.stride, cfg.dtype, gen));
+  main->add("bn1", batchnorm(cfg.planes, cfg.dtype));
+  main->add("relu1", std::make_unique<ReLU>());
+  main->add("conv2", conv(cfg.planes, out, 3, 1, cfg.dtype, gen));
+  last_bn_ = &main->add("bn2", batchnorm(out, cfg.dtype));
+
+  // out = relu(main(x) + shortcut(x))
+  auto shortcut = make_shortcut(cfg.in_channels, out, cfg.stride, cfg.dtype, gen);
+  projection_ = shortcut != nullptr;
+  add_transparent(std::make_unique<Residual>(std::move(main), std::move(shortcut), "downsample"));
+  add("relu_out", std::make_unique<ReLU>());
 }
 
 std::string BasicBlock::describe() const {
   return str("BasicBlock(", cfg_.in_channels, " -> ", cfg_.planes * expansion, ", stride ", cfg_.stride,
-             downsample_ ? ", projection shortcut)" : ")");
+             projection_ ? ", projection shortcut)" : ")");
 }
 
 Shape BasicBlock::output_shape(const Shape& in) const {
   check_block_input(*this, in, cfg_.in_channels);
-  return conv2_->output_shape(conv1_->output_shape(in));
-}
-
-int64_t BasicBlock::forward_flops(const Shape& in) const {
-  const Shape s1 = conv1_->output_shape(in);
-  const Shape s2 = conv2_->output_shape(s1);
-  int64_t f = conv1_->forward_flops(in) + bn1_->forward_flops(s1) + relu1_->forward_flops(s1) +
-              conv2_->forward_flops(s1) + bn2_->forward_flops(s2);
-  if (downsample_) f += downsample_->forward_flops(in);
-  return f + s2.numel() /* the residual sum */ + relu_out_->forward_flops(s2);
-}
-
-Tensor BasicBlock::forward(const Tensor& x, Mode mode) {
-  check_input(x);
-  const Shape out_shape = output_shape(x.shape());
-
-  // Main branch: conv1 -> bn1 -> relu -> conv2 -> bn2
-  Tensor h = conv1_->forward(x, mode);
-  h = bn1_->forward(h, mode);
-  h = relu1_->forward(h, mode);
-  h = conv2_->forward(h, mode);
-  const Tensor main = bn2_->forward(h, mode);
-
-  // Shortcut: the input itself, or its projection to the new shape.
-  const Tensor shortcut = downsample_ ? downsample_->forward(x, mode) : x;
-
-  // out = relu(main + shortcut)
-  ensure_tensor(sum_, out_shape, x.dtype(), x.device());
-  add(sum_, main, shortcut);
-  return relu_out_->forward(sum_, mode);
-}
-
-Tensor BasicBlock::backward(const Tensor& dy) {
-  MINIDL_CHECK(sum_.defined(), who(), ": backward called before forward");
-  check_shape(dy, sum_.shape(), who().c_str(), "output gradient");
-
-  // Through the output ReLU: dL/dsum.
-  const Tensor dsum = relu_out_->backward(dy);
-
-  // The sum passes dL/dsum unchanged to both branches. Main branch, in reverse:
-  Tensor g = bn2_->backward(dsum);
-  g = conv2_->backward(g);
-  g = relu1_->backward(g);
-  g = bn1_->backward(g);
-  const Tensor dx_main = conv1_->backward(g);
-
-  // Shortcut branch: identity (its gradient is dL/dsum itself) or the projection's backward.
-  const Tensor dx_shortcut = downsample_ ? downsample_->backward(dsum) : dsum;
-
-  // x fed both branches, so its gradient is the sum of the two.
-  ensure_tensor(dx_, dx_main.shape(), dx_main.dtype(), dx_main.device());
-  add(dx_, dx_main, dx_shortcut);
-  return dx_;
+  return Sequential::output_shape(in);
 }
 
 // ------------------------------------------------------------------------------------ Bottleneck
 
-Bottleneck::Bottleneck(const BlockConfig& cfg, Generator& gen) : Module("Bottleneck"), cfg_(cfg) {
+Bottleneck::Bottleneck(const BlockConfig& cfg, Generator& gen) : Sequential("Bottleneck"), cfg_(cfg) {
   check_block_config(cfg, "Bottleneck");
   const int64_t out = cfg.planes * expansion;
-  // torchvision v1.5: the stride sits on the 3x3 convolution, not on the first 1x1.
-  conv1_ = std::make_unique<Conv2d>(conv_config(cfg.in_channels, cfg.planes, 1, 1, cfg.dtype), gen);
-  bn1_ = std::make_unique<BatchNorm2d>(BatchNorm2dConfig{cfg.planes, 0.1, 1e-5, cfg.dtype});
-  relu1_ = std::make_unique<ReLU>();
-  conv2_ = std::make_unique<Conv2d>(conv_config(cfg.planes, cfg.planes, 3, cfg.stride, cfg.dtype), gen);
-  bn2_ = std::make_unique<BatchNorm2d>(BatchNorm2dConfig{cfg.planes, 0.1, 1e-5, cfg.dtype});
-  relu2_ = std::make_unique<ReLU>();
-  conv3_ = std::make_unique<Conv2d>(conv_config(cfg.planes, out, 1, 1, cfg.dtype), gen);
-  bn3_ = std::make_unique<BatchNorm2d>(BatchNorm2dConfig{out, 0.1, 1e-5, cfg.dtype});
-  relu_out_ = std::make_unique<ReLU>();
-  if (cfg.stride != 1 || cfg.in_channels != out)
-    downsample_ = make_downsample(cfg.in_channels, out, cfg.stride, cfg.dtype, gen);
 
-  register_module("conv1", conv1_.get());
-  register_module("bn1", bn1_.get());
-  register_module("relu1", relu1_.get());
-  register_module("conv2", conv2_.get());
-  register_module("bn2", bn2_.get());
-  register_module("relu2", relu2_.get());
-  register_module("conv3", conv3_.get());
-  register_module("bn3", bn3_.get());
-  if (downsample_) register_module("downsample", downsample_.get());
-  register_module("relu_out", relu_out_.get());
+  // Main branch: 1x1 reduce -> 3x3 (strided: torchvision v1.5 puts the stride here, not on the
+  // first 1x1) -> 1x1 expand, each followed by BN (and ReLU but the last).
+  auto main = std::make_unique<Sequential>();
+  main->add("conv1", conv(cfg.in_channels, cfg.planes, 1, 1, cfg.dtype, gen));
+  main->add("bn1", batchnorm(cfg.planes, cfg.dtype));
+  main->add("relu1", std::make_unique<ReLU>());
+  main->add("conv2", conv(cfg.planes, cfg.planes, 3, cfg.stride, cfg.dtype, gen));
+  main->add("bn2", batchnorm(cfg.planes, cfg.dtype));
+  main->add("relu2", std::make_unique<ReLU>());
+  main->add("conv3", conv(cfg.planes, out, 1, 1, cfg.dtype, gen));
+  last_bn_ = &main->add("bn3", batchnorm(out, cfg.dtype));
+
+  // out = relu(main(x) + shortcut(x))
+  auto shortcut = make_shortcut(cfg.in_channels, out, cfg.stride, cfg.dtype, gen);
+  projection_ = shortcut != nullptr;
+  add_transparent(std::make_unique<Residual>(std::move(main), std::move(shortcut), "downsample"));
+  add("relu_out", std::make_unique<ReLU>());
 }
 
 std::string Bottleneck::describe() const {
   return str("Bottleneck(", cfg_.in_channels, " -> ", cfg_.planes, " -> ", cfg_.planes * expansion,
-             ", stride ", cfg_.stride, downsample_ ? ", projection shortcut)" : ")");
+             ", stride ", cfg_.stride, projection_ ? ", projection shortcut)" : ")");
 }
 
 Shape Bottleneck::output_shape(const Shape& in) const {
   check_block_input(*this, in, cfg_.in_channels);
-  return conv3_->output_shape(conv2_->output_shape(conv1_->output_shape(in)));
-}
-
-int64_t Bottleneck::forward_flops(const Shape& in) const {
-  const Shape s1 = conv1_->output_shape(in);
-  const Shape s2 = conv2_->output_shape(s1);
-  const Shape s3 = conv3_->output_shape(s2);
-  int64_t f = conv1_->forward_flops(in) + bn1_->forward_flops(s1) + relu1_->forward_flops(s1) +
-              conv2_->forward_flops(s1) + bn2_->forward_flops(s2) + relu2_->forward_flops(s2) +
-              conv3_->forward_flops(s2) + bn3_->forward_flops(s3);
-  if (downsample_) f += downsample_->forward_flops(in);
-  return f + s3.numel() /* the residual sum */ + relu_out_->forward_flops(s3);
-}
-
-Tensor Bottleneck::forward(const Tensor& x, Mode mode) {
-  check_input(x);
-  const Shape out_shape = output_shape(x.shape());
-
-  // Main branch: 1x1 reduce -> 3x3 (strided) -> 1x1 expand, each followed by BN (and ReLU but the last).
-  Tensor h = conv1_->forward(x, mode);
-  h = bn1_->forward(h, mode);
-  h = relu1_->forward(h, mode);
-  h = conv2_->forward(h, mode);
-  h = bn2_->forward(h, mode);
-  h = relu2_->forward(h, mode);
-  h = conv3_->forward(h, mode);
-  const Tensor main = bn3_->forward(h, mode);
-
-  const Tensor shortcut = downsample_ ? downsample_->forward(x, mode) : x;
-
-  // out = relu(main + shortcut)
-  ensure_tensor(sum_, out_shape, x.dtype(), x.device());
-  add(sum_, main, shortcut);
-  return relu_out_->forward(sum_, mode);
-}
-
-Tensor Bottleneck::backward(const Tensor& dy) {
-  MINIDL_CHECK(sum_.defined(), who(), ": backward called before forward");
-  check_shape(dy, sum_.shape(), who().c_str(), "output gradient");
-
-  // Through the output ReLU: dL/dsum.
-  const Tensor dsum = relu_out_->backward(dy);
-
-  // The sum passes dL/dsum unchanged to both branches. Main branch, in reverse:
-  Tensor g = bn3_->backward(dsum);
-  g = conv3_->backward(g);
-  g = relu2_->backward(g);
-  g = bn2_->backward(g);
-  g = conv2_->backward(g);
-  g = relu1_->backward(g);
-  g = bn1_->backward(g);
-  const Tensor dx_main = conv1_->backward(g);
-
-  const Tensor dx_shortcut = downsample_ ? downsample_->backward(dsum) : dsum;
-
-  // x fed both branches, so its gradient is the sum of the two.
-  ensure_tensor(dx_, dx_main.shape(), dx_main.dtype(), dx_main.device());
-  add(dx_, dx_main, dx_shortcut);
-  return dx_;
+  return Sequential::output_shape(in);
 }
 
 }  // namespace minidl

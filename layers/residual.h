@@ -1,18 +1,27 @@
-// Residual blocks of He et al. (torchvision.models.resnet.BasicBlock / Bottleneck, the v1.5
-// variant with the stride on the 3x3 convolution).
+// Residual connections: the Residual combinator, and the blocks of He et al. built from it
+// (torchvision.models.resnet.BasicBlock / Bottleneck, the v1.5 variant with the stride on the 3x3
+// convolution).
+//
+// Residual(main, shortcut):  out = main(x) + shortcut(x),   shortcut(x) = x when none is given.
+//   Backward: d(a + b)/da = d(a + b)/db = 1, so dL/dout flows unchanged into both branches, and
+//   x, which fed both, receives both contributions: dx = dx_main + dx_shortcut.
 //
 // BasicBlock:  out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)),   expansion 1
-//   conv1 3x3 stride s, conv2 3x3; children "conv1", "bn1", "conv2", "bn2", "downsample".
+//   conv1 3x3 stride s, conv2 3x3.
 // Bottleneck:  out = relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)), expansion 4
 //   conv1 1x1, conv2 3x3 stride s, conv3 1x1 to planes*4.
 // shortcut(x) = x, or downsample(x) = bn(conv1x1 stride s (x)) ("downsample.0", "downsample.1")
-// when the stride is not 1 or the channel count changes.
+// when the stride is not 1 or the channel count changes. Convolutions have no bias (BatchNorm
+// follows them).
 //
-// Backward: the gradient at the sum flows unchanged into both branches (d(a+b)/da = 1), so
-// dx = dx_main + dx_shortcut. Convolutions have no bias (BatchNorm follows them).
+// A block is Sequential{ Residual(main, downsample), relu_out } with main = Sequential{ conv1,
+// bn1, relu1, conv2, bn2 (, relu2, conv3, bn3) }. The Residual and main are transparent (module.h),
+// so the names are torchvision's: "conv1", "bn1", ..., "downsample.0", with parameters in the order
+// conv1, bn1, conv2, bn2, (conv3, bn3,) downsample.
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "core/rng.h"
 #include "layers/activation.h"
@@ -22,6 +31,29 @@
 
 namespace minidl {
 
+// out = main(x) + shortcut(x). main's children are named directly under the Residual (main is
+// registered transparently, as torchvision's blocks hold conv1, bn1, ... themselves); the shortcut,
+// when there is one, under `shortcut_name`. Both branches must give the same shape.
+class Residual : public Module {
+ public:
+  Residual(std::unique_ptr<Module> main, std::unique_ptr<Module> shortcut,
+           const std::string& shortcut_name = "shortcut");
+  Tensor forward(const Tensor& x, Mode mode) override;
+  Tensor backward(const Tensor& dy) override;
+  Shape output_shape(const Shape& in) const override;
+  // The branches' FLOPs plus one addition per output element.
+  int64_t forward_flops(const Shape& in) const override;
+  std::string describe() const override;
+  Module& main() { return *main_; }
+  Module* shortcut() { return shortcut_.get(); }  // null: the identity
+
+ private:
+  std::unique_ptr<Module> main_;
+  std::unique_ptr<Module> shortcut_;
+  std::string shortcut_name_;
+  Tensor sum_, dx_;  // the output and the input gradient, owned here
+};
+
 struct BlockConfig {
   int64_t in_channels = 0;
   int64_t planes = 0;  // width of the block; output channels = planes * expansion
@@ -29,45 +61,33 @@ struct BlockConfig {
   DType dtype = DType::F32;
 };
 
-class BasicBlock : public Module {
+class BasicBlock : public Sequential {
  public:
   static constexpr int64_t expansion = 1;
   BasicBlock(const BlockConfig& cfg, Generator& gen);
-  Tensor forward(const Tensor& x, Mode mode) override;
-  Tensor backward(const Tensor& dy) override;
   Shape output_shape(const Shape& in) const override;
-  int64_t forward_flops(const Shape& in) const override;
   std::string describe() const override;
   // The BN whose weight torchvision zeroes with zero_init_residual=True.
-  BatchNorm2d& last_bn() { return *bn2_; }
+  BatchNorm2d& last_bn() { return *last_bn_; }
 
  private:
   BlockConfig cfg_;
-  std::unique_ptr<Conv2d> conv1_, conv2_;
-  std::unique_ptr<BatchNorm2d> bn1_, bn2_;
-  std::unique_ptr<ReLU> relu1_, relu_out_;
-  std::unique_ptr<Sequential> downsample_;  // null when the shortcut is the identity
-  Tensor sum_, dx_;
+  BatchNorm2d* last_bn_ = nullptr;  // owned by the main branch
+  bool projection_ = false;
 };
 
-class Bottleneck : public Module {
+class Bottleneck : public Sequential {
  public:
   static constexpr int64_t expansion = 4;
   Bottleneck(const BlockConfig& cfg, Generator& gen);
-  Tensor forward(const Tensor& x, Mode mode) override;
-  Tensor backward(const Tensor& dy) override;
   Shape output_shape(const Shape& in) const override;
-  int64_t forward_flops(const Shape& in) const override;
   std::string describe() const override;
-  BatchNorm2d& last_bn() { return *bn3_; }
+  BatchNorm2d& last_bn() { return *last_bn_; }
 
  private:
   BlockConfig cfg_;
-  std::unique_ptr<Conv2d> conv1_, conv2_, conv3_;
-  std::unique_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
-  std::unique_ptr<ReLU> relu1_, relu2_, relu_out_;
-  std::unique_ptr<Sequential> downsample_;
-  Tensor sum_, dx_;
+  BatchNorm2d* last_bn_ = nullptr;
+  bool projection_ = false;
 };
 
 }  // namespace minidl

@@ -26,9 +26,11 @@ namespace minidl {
 
 namespace {
 
-class AlexNet : public Module {
+// features -> flatten -> classifier, each a Sequential: the order is written once, here, and the
+// passes come from Sequential. The backward returns no input gradient: features.0 computes none.
+class AlexNet : public Sequential {
  public:
-  explicit AlexNet(const ModelConfig& cfg) : Module("AlexNet"), cfg_(cfg) {
+  explicit AlexNet(const ModelConfig& cfg) : Sequential("AlexNet"), cfg_(cfg) {
     Generator gen(cfg.seed);
     const DType dt = cfg.dtype;
     auto conv = [&](int64_t in, int64_t out, int stride) {
@@ -41,71 +43,47 @@ class AlexNet : public Module {
       return std::make_unique<Dropout>(cfg.dropout, seed);
     };
 
-    features_ = std::make_unique<Sequential>();
-    features_->add(conv(3, 64, 2)).set_needs_input_grad(false);  // the image needs no gradient
-    features_->add(std::make_unique<ReLU>());
-    features_->add(pool());
-    features_->add(conv(64, 192, 1));
-    features_->add(std::make_unique<ReLU>());
-    features_->add(pool());
-    features_->add(conv(192, 384, 1));
-    features_->add(std::make_unique<ReLU>());
-    features_->add(conv(384, 256, 1));
-    features_->add(std::make_unique<ReLU>());
-    features_->add(conv(256, 256, 1));
-    features_->add(std::make_unique<ReLU>());
-    features_->add(pool());
+    auto features = std::make_unique<Sequential>();
+    features->add(conv(3, 64, 2)).set_needs_input_grad(false);  // the image needs no gradient
+    features->add(std::make_unique<ReLU>());
+    features->add(pool());
+    features->add(conv(64, 192, 1));
+    features->add(std::make_unique<ReLU>());
+    features->add(pool());
+    features->add(conv(192, 384, 1));
+    features->add(std::make_unique<ReLU>());
+    features->add(conv(384, 256, 1));
+    features->add(std::make_unique<ReLU>());
+    features->add(conv(256, 256, 1));
+    features->add(std::make_unique<ReLU>());
+    features->add(pool());
 
-    flatten_ = std::make_unique<Flatten>();
+    auto classifier = std::make_unique<Sequential>();
+    classifier->add(dropout());
+    classifier->add(std::make_unique<Linear>(LinearConfig{256 * 2 * 2, 4096, true, dt}, gen));
+    classifier->add(std::make_unique<ReLU>());
+    classifier->add(dropout());
+    classifier->add(std::make_unique<Linear>(LinearConfig{4096, 4096, true, dt}, gen));
+    classifier->add(std::make_unique<ReLU>());
+    classifier->add(std::make_unique<Linear>(LinearConfig{4096, cfg.num_classes, true, dt}, gen));
 
-    classifier_ = std::make_unique<Sequential>();
-    classifier_->add(dropout());
-    classifier_->add(std::make_unique<Linear>(LinearConfig{256 * 2 * 2, 4096, true, dt}, gen));
-    classifier_->add(std::make_unique<ReLU>());
-    classifier_->add(dropout());
-    classifier_->add(std::make_unique<Linear>(LinearConfig{4096, 4096, true, dt}, gen));
-    classifier_->add(std::make_unique<ReLU>());
-    classifier_->add(std::make_unique<Linear>(LinearConfig{4096, cfg.num_classes, true, dt}, gen));
-
-    register_module("features", features_.get());
-    register_module("flatten", flatten_.get());
-    register_module("classifier", classifier_.get());
+    add("features", std::move(features));      // (N, 256, 2, 2) for 32x32 images
+    add("flatten", std::make_unique<Flatten>());  // (N, 1024)
+    add("classifier", std::move(classifier));  // (N, classes) logits
   }
 
   std::string describe() const override {
     return str("AlexNet(32x32, ", cfg_.num_classes, " classes, dropout ", cfg_.dropout, ")");
   }
 
+  // A wrong input is reported as the model's (forward checks it before any work).
   Shape output_shape(const Shape& in) const override {
     MINIDL_CHECK(in.dim() == 4 && in[1] == 3, who(), ": expected images (N, 3, H, W), got ", in);
-    return classifier_->output_shape(flatten_->output_shape(features_->output_shape(in)));
-  }
-
-  int64_t forward_flops(const Shape& in) const override {
-    const Shape f = features_->output_shape(in);
-    const Shape flat = flatten_->output_shape(f);
-    return features_->forward_flops(in) + flatten_->forward_flops(f) + classifier_->forward_flops(flat);
-  }
-
-  Tensor forward(const Tensor& x, Mode mode) override {
-    check_input(x);
-    output_shape(x.shape());  // a wrong input is reported as the model's, before any work
-    Tensor h = features_->forward(x, mode);  // (N, 256, 2, 2) for 32x32 images
-    h = flatten_->forward(h, mode);           // (N, 1024)
-    return classifier_->forward(h, mode);     // (N, classes) logits
-  }
-
-  Tensor backward(const Tensor& dy) override {
-    Tensor g = classifier_->backward(dy);
-    g = flatten_->backward(g);
-    return features_->backward(g);  // undefined: features.0 computes no dL/dx
+    return Sequential::output_shape(in);
   }
 
  private:
   ModelConfig cfg_;
-  std::unique_ptr<Sequential> features_;
-  std::unique_ptr<Flatten> flatten_;
-  std::unique_ptr<Sequential> classifier_;
 };
 
 }  // namespace

@@ -58,9 +58,8 @@ std::string join_names() {
 }
 
 // Walks the module tree along the shape flow, one row per leaf. Children of a container run one
-// after another, except in a residual block, where the shortcut ("downsample") reads the block's
-// input and the sum main + shortcut (its own row) comes before the block's last child, the
-// output ReLU.
+// after another, except in a Residual, where both branches read its input and the sum main +
+// shortcut, which no leaf computes, gets its own row after them.
 Shape walk(Module& m, const Shape& in, std::vector<SummaryRow>& rows) {
   const auto& children = m.children();
   if (children.empty()) {
@@ -69,18 +68,14 @@ Shape walk(Module& m, const Shape& in, std::vector<SummaryRow>& rows) {
                     m.forward_flops(in)});
     return out;
   }
-  const bool residual = dynamic_cast<BasicBlock*>(&m) != nullptr || dynamic_cast<Bottleneck*>(&m) != nullptr;
-  Shape s = in;
-  for (size_t i = 0; i < children.size(); ++i) {
-    Module& child = *children[i].second;
-    if (residual && children[i].first == "downsample") {
-      walk(child, in, rows);
-      continue;
-    }
-    if (residual && i + 1 == children.size())
-      rows.push_back({m.path(), "residual sum: main + shortcut", s, 0, s.numel()});
-    s = walk(child, s, rows);
+  if (auto* residual = dynamic_cast<Residual*>(&m)) {
+    const Shape out = walk(residual->main(), in, rows);
+    if (residual->shortcut()) walk(*residual->shortcut(), in, rows);
+    rows.push_back({m.path(), "residual sum: main + shortcut", out, 0, out.numel()});
+    return out;
   }
+  Shape s = in;
+  for (const auto& [name, child] : children) s = walk(*child, s, rows);
   return s;
 }
 

@@ -22,19 +22,21 @@ namespace minidl {
 
 namespace {
 
-class PlainNet : public Module {
+// features -> avgpool -> flatten -> fc: the order is written once, here, and the passes come from
+// Sequential. The backward returns no input gradient: features.0 computes none.
+class PlainNet : public Sequential {
  public:
-  explicit PlainNet(const ModelConfig& cfg) : Module("PlainNet"), cfg_(cfg) {
+  explicit PlainNet(const ModelConfig& cfg) : Sequential("PlainNet"), cfg_(cfg) {
     Generator gen(cfg.seed);
     const DType dt = cfg.dtype;
-    features_ = std::make_unique<Sequential>();
+    auto features = std::make_unique<Sequential>();
     auto conv_bn_relu = [&](int64_t in, int64_t out) {
-      Conv2d& c = features_->add(std::make_unique<Conv2d>(Conv2dConfig{in, out, 3, 1, 1, false, dt}, gen));
-      features_->add(std::make_unique<BatchNorm2d>(BatchNorm2dConfig{out, 0.1, 1e-5, dt}));
-      features_->add(std::make_unique<ReLU>());
+      Conv2d& c = features->add(std::make_unique<Conv2d>(Conv2dConfig{in, out, 3, 1, 1, false, dt}, gen));
+      features->add(std::make_unique<BatchNorm2d>(BatchNorm2dConfig{out, 0.1, 1e-5, dt}));
+      features->add(std::make_unique<ReLU>());
       return &c;
     };
-    auto pool = [&] { features_->add(std::make_unique<MaxPool2d>(Pool2dParams{2, 2, 0})); };
+    auto pool = [&] { features->add(std::make_unique<MaxPool2d>(Pool2dParams{2, 2, 0})); };
     std::vector<Conv2d*> convs;
     convs.push_back(conv_bn_relu(3, 32));
     convs.push_back(conv_bn_relu(32, 32));
@@ -46,54 +48,24 @@ class PlainNet : public Module {
     convs.push_back(conv_bn_relu(128, 128));
     convs.front()->set_needs_input_grad(false);  // the image needs no gradient
 
-    avgpool_ = std::make_unique<GlobalAvgPool>();
-    flatten_ = std::make_unique<Flatten>();
-    fc_ = std::make_unique<Linear>(LinearConfig{128, cfg.num_classes, true, dt}, gen);
-    register_module("features", features_.get());
-    register_module("avgpool", avgpool_.get());
-    register_module("flatten", flatten_.get());
-    register_module("fc", fc_.get());
+    add("features", std::move(features));
+    add("avgpool", std::make_unique<GlobalAvgPool>());  // (N, 128, 1, 1)
+    add("flatten", std::make_unique<Flatten>());        // (N, 128)
+    add("fc", std::make_unique<Linear>(LinearConfig{128, cfg.num_classes, true, dt}, gen));  // logits
 
     for (Conv2d* c : convs) init::kaiming_normal(c->weight().value, gen, 0.0, init::FanMode::FanOut, "relu");
   }
 
   std::string describe() const override { return str("PlainNet(", cfg_.num_classes, " classes)"); }
 
+  // A wrong input is reported as the model's (forward checks it before any work).
   Shape output_shape(const Shape& in) const override {
     MINIDL_CHECK(in.dim() == 4 && in[1] == 3, who(), ": expected images (N, 3, H, W), got ", in);
-    return fc_->output_shape(flatten_->output_shape(avgpool_->output_shape(features_->output_shape(in))));
-  }
-
-  int64_t forward_flops(const Shape& in) const override {
-    const Shape f = features_->output_shape(in);
-    const Shape p = avgpool_->output_shape(f);
-    const Shape flat = flatten_->output_shape(p);
-    return features_->forward_flops(in) + avgpool_->forward_flops(f) + flatten_->forward_flops(p) +
-           fc_->forward_flops(flat);
-  }
-
-  Tensor forward(const Tensor& x, Mode mode) override {
-    check_input(x);
-    output_shape(x.shape());  // a wrong input is reported as the model's, before any work
-    Tensor h = features_->forward(x, mode);
-    h = avgpool_->forward(h, mode);  // (N, 128, 1, 1)
-    h = flatten_->forward(h, mode);  // (N, 128)
-    return fc_->forward(h, mode);    // (N, classes) logits
-  }
-
-  Tensor backward(const Tensor& dy) override {
-    Tensor g = fc_->backward(dy);
-    g = flatten_->backward(g);
-    g = avgpool_->backward(g);
-    return features_->backward(g);  // undefined: features.0 computes no dL/dx
+    return Sequential::output_shape(in);
   }
 
  private:
   ModelConfig cfg_;
-  std::unique_ptr<Sequential> features_;
-  std::unique_ptr<GlobalAvgPool> avgpool_;
-  std::unique_ptr<Flatten> flatten_;
-  std::unique_ptr<Linear> fc_;
 };
 
 }  // namespace

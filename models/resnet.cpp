@@ -30,25 +30,21 @@ void visit(Module& m, const std::function<void(Module&)>& f) {
   for (auto& [name, child] : m.children()) visit(*child, f);
 }
 
-class ResNet : public Module {
+// The layer order is written once, in the constructor; shapes, FLOPs, forward and backward (the
+// same chain in reverse, conv1 accumulating its weight gradient and returning no dL/dx) come from
+// Sequential.
+class ResNet : public Sequential {
  public:
-  explicit ResNet(const ResNetConfig& cfg) : Module("ResNet"), cfg_(cfg) {
+  explicit ResNet(const ResNetConfig& cfg) : Sequential("ResNet"), cfg_(cfg) {
     Generator gen(cfg.seed);
     const int64_t stem = cfg.widths.front();
-    if (cfg.imagenet_stem) {
-      conv1_ = std::make_unique<Conv2d>(Conv2dConfig{3, stem, 7, 2, 3, false, cfg.dtype}, gen);
-      maxpool_ = std::make_unique<MaxPool2d>(Pool2dParams{3, 2, 1});
-    } else {
-      conv1_ = std::make_unique<Conv2d>(Conv2dConfig{3, stem, 3, 1, 1, false, cfg.dtype}, gen);
-    }
+    const Conv2dConfig stem_conv = cfg.imagenet_stem ? Conv2dConfig{3, stem, 7, 2, 3, false, cfg.dtype}
+                                                     : Conv2dConfig{3, stem, 3, 1, 1, false, cfg.dtype};
     // The image needs no gradient: conv1 skips computing dL/dx.
-    conv1_->set_needs_input_grad(false);
-    bn1_ = std::make_unique<BatchNorm2d>(BatchNorm2dConfig{stem, 0.1, 1e-5, cfg.dtype});
-    relu_ = std::make_unique<ReLU>();
-    register_module("conv1", conv1_.get());
-    register_module("bn1", bn1_.get());
-    register_module("relu", relu_.get());
-    if (maxpool_) register_module("maxpool", maxpool_.get());
+    add("conv1", std::make_unique<Conv2d>(stem_conv, gen)).set_needs_input_grad(false);
+    add("bn1", std::make_unique<BatchNorm2d>(BatchNorm2dConfig{stem, 0.1, 1e-5, cfg.dtype}));
+    add("relu", std::make_unique<ReLU>());
+    if (cfg.imagenet_stem) add("maxpool", std::make_unique<MaxPool2d>(Pool2dParams{3, 2, 1}));
 
     const int64_t expansion = cfg.block == BlockType::Basic ? BasicBlock::expansion : Bottleneck::expansion;
     int64_t in = stem;
@@ -62,16 +58,12 @@ class ResNet : public Module {
           last_bns_.push_back(&stage->add(std::make_unique<Bottleneck>(bc, gen)).last_bn());
         in = cfg.widths[s] * expansion;
       }
-      register_module(str("layer", s + 1), stage.get());
-      layers_.push_back(std::move(stage));
+      add(str("layer", s + 1), std::move(stage));
     }
 
-    avgpool_ = std::make_unique<GlobalAvgPool>();
-    flatten_ = std::make_unique<Flatten>();
-    fc_ = std::make_unique<Linear>(LinearConfig{in, cfg.num_classes, true, cfg.dtype}, gen);
-    register_module("avgpool", avgpool_.get());
-    register_module("flatten", flatten_.get());
-    register_module("fc", fc_.get());
+    add("avgpool", std::make_unique<GlobalAvgPool>());                                   // (N, C, 1, 1)
+    add("flatten", std::make_unique<Flatten>());                                         // (N, C)
+    add("fc", std::make_unique<Linear>(LinearConfig{in, cfg.num_classes, true, cfg.dtype}, gen));  // logits
 
     // torchvision's initialisation: convs kaiming_normal(fan_out, relu); BN weight 1, bias 0 (the
     // BatchNorm2d constructor already did that); fc keeps nn.Linear's default.
@@ -95,66 +87,14 @@ class ResNet : public Module {
                cfg_.num_classes, " classes)");
   }
 
+  // A wrong input is reported as the model's (forward checks it before any work).
   Shape output_shape(const Shape& in) const override {
     MINIDL_CHECK(in.dim() == 4 && in[1] == 3, who(), ": expected images (N, 3, H, W), got ", in);
-    Shape s = bn1_->output_shape(conv1_->output_shape(in));
-    if (maxpool_) s = maxpool_->output_shape(s);
-    for (const auto& stage : layers_) s = stage->output_shape(s);
-    return fc_->output_shape(flatten_->output_shape(avgpool_->output_shape(s)));
-  }
-
-  // Summed along the shape flow, child by child.
-  int64_t forward_flops(const Shape& in) const override {
-    Shape s = conv1_->output_shape(in);
-    int64_t f = conv1_->forward_flops(in) + bn1_->forward_flops(s) + relu_->forward_flops(s);
-    if (maxpool_) {
-      f += maxpool_->forward_flops(s);
-      s = maxpool_->output_shape(s);
-    }
-    for (const auto& stage : layers_) {
-      f += stage->forward_flops(s);
-      s = stage->output_shape(s);
-    }
-    f += avgpool_->forward_flops(s);
-    s = flatten_->output_shape(avgpool_->output_shape(s));
-    return f + flatten_->forward_flops(s) + fc_->forward_flops(s);
-  }
-
-  Tensor forward(const Tensor& x, Mode mode) override {
-    check_input(x);
-    output_shape(x.shape());  // a wrong input is reported as the model's, before any work
-    Tensor h = conv1_->forward(x, mode);
-    h = bn1_->forward(h, mode);
-    h = relu_->forward(h, mode);
-    if (maxpool_) h = maxpool_->forward(h, mode);
-    for (auto& stage : layers_) h = stage->forward(h, mode);
-    h = avgpool_->forward(h, mode);  // (N, C, 1, 1)
-    h = flatten_->forward(h, mode);  // (N, C)
-    return fc_->forward(h, mode);    // (N, classes) logits
-  }
-
-  // The same chain in reverse. conv1 accumulates its weight gradient and returns no dL/dx.
-  Tensor backward(const Tensor& dy) override {
-    Tensor g = fc_->backward(dy);
-    g = flatten_->backward(g);
-    g = avgpool_->backward(g);
-    for (size_t s = layers_.size(); s-- > 0;) g = layers_[s]->backward(g);
-    if (maxpool_) g = maxpool_->backward(g);
-    g = relu_->backward(g);
-    g = bn1_->backward(g);
-    return conv1_->backward(g);
+    return Sequential::output_shape(in);
   }
 
  private:
   ResNetConfig cfg_;
-  std::unique_ptr<Conv2d> conv1_;
-  std::unique_ptr<BatchNorm2d> bn1_;
-  std::unique_ptr<ReLU> relu_;
-  std::unique_ptr<MaxPool2d> maxpool_;  // ImageNet stem only
-  std::vector<std::unique_ptr<Sequential>> layers_;
-  std::unique_ptr<GlobalAvgPool> avgpool_;
-  std::unique_ptr<Flatten> flatten_;
-  std::unique_ptr<Linear> fc_;
   std::vector<BatchNorm2d*> last_bns_;  // each block's last BN (zero_init_residual)
 };
 
