@@ -282,11 +282,11 @@ void append_line(const fs::path& path, const std::string& line) {
   f << line << '\n';
 }
 
+// Every hyper-parameter flag: the optimizer reads those it uses. --lr is the schedule's.
 OptimizerConfig optimizer_config(const TrainConfig& c) {
   OptimizerConfig o;
   o.name = c.optimizer;
-  o.lr = c.lr;
-  o.momentum = c.optimizer == "sgd" ? c.momentum : 0.0;
+  o.momentum = c.momentum;
   o.nesterov = c.nesterov;
   o.weight_decay = c.weight_decay;
   return o;
@@ -615,8 +615,7 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
     return fmt::format("resume with: {} --resume {}", shell_word(cfg.program), path);
   };
 
-  // The optimizer re-points the parameters into its flat buffers: create it after model.to(dev).
-  std::unique_ptr<Optimizer> opt = make_optimizer(model.named_parameters(), optimizer_config(cfg));
+  std::unique_ptr<Optimizer> opt = make_optimizer(model.flat_parameters(), optimizer_config(cfg));
   const LrSchedule schedule(schedule_config(cfg));
   SoftmaxCrossEntropy criterion(cfg.label_smoothing), eval_criterion(cfg.label_smoothing);
   DataLoader train_loader(s.train, loader_config(s, true));
@@ -624,17 +623,16 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
   std::unique_ptr<DataLoader> val_loader;
   if (use_val) val_loader = std::make_unique<DataLoader>(s.val, loader_config(s, false));
   const int64_t steps = train_loader.num_batches();
-  log << fmt::format(
-      "optimizer: {} (lr {}, momentum {}, weight decay {}{}); schedule: {}; {} steps of {} per "
-      "epoch{}\n",
-      cfg.optimizer, cfg.lr, cfg.optimizer == "sgd" ? cfg.momentum : 0.0, cfg.weight_decay,
-      cfg.nesterov ? ", nesterov" : "", schedule.describe(), steps,
-      std::min<int64_t>(cfg.batch_size, s.train.size()), cfg.shuffle ? "" : " (not shuffled)");
+  log << fmt::format("optimizer: {}; schedule: {}; {} steps of {} per epoch{}\n",
+                     describe_optimizer(opt->config()), schedule.describe(), steps,
+                     std::min<int64_t>(cfg.batch_size, s.train.size()),
+                     cfg.shuffle ? "" : " (not shuffled)");
 
   RunResult res;
   res.out_dir = s.out.string();
   res.best_on_val = use_val;
   int64_t start_epoch = 0, global_step = 0, skip = 0;
+  double lr = cfg.lr;  // of the latest step
   if (!s.checkpoint.empty()) {
     const TrainState st = load_checkpoint(s.checkpoint, model, opt.get());
     start_epoch = st.epoch;
@@ -772,13 +770,13 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
     int64_t i = first;
     for (; train_loader.next(b); ++i) {
       if (hooks.on_batch) hooks.on_batch(epoch + 1, i + 1, b.indices);
-      opt->set_lr(schedule.lr_at(static_cast<double>(epoch) +
-                                 static_cast<double>(i) / static_cast<double>(steps)));
-      opt->zero_grad();
+      lr = schedule.lr_at(static_cast<double>(epoch) +
+                          static_cast<double>(i) / static_cast<double>(steps));
+      model.zero_grad();
       const Tensor logits = model.forward(b.images, Mode::Train);
       criterion.forward(logits, b.labels);
       model.backward(criterion.backward());
-      opt->step();
+      opt->step(lr);
       ++global_step;
       step_loss.slice(i, i + 1).copy_(criterion.loss());
       step_correct.slice(i, i + 1).copy_(criterion.correct());
@@ -832,7 +830,7 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
 
     EpochMetrics m;
     m.epoch = epoch + 1;
-    m.lr = opt->lr();
+    m.lr = lr;
     m.train_loss = loss_sum / static_cast<double>(seen);
     m.train_acc = 100.0 * static_cast<double>(correct) / static_cast<double>(seen);
     std::unique_ptr<ProgressBar> eval_bar;
