@@ -18,6 +18,7 @@
 #include "core/allocator.h"
 #include "core/device.h"
 #include "data/cifar.h"
+#include "engine/choices.h"
 #include "engine/cli.h"
 #include "engine/progress.h"
 #include "engine/report.h"
@@ -282,28 +283,6 @@ void append_line(const fs::path& path, const std::string& line) {
   f << line << '\n';
 }
 
-// Every hyper-parameter flag: the optimizer reads those it uses. --lr is the schedule's.
-OptimizerConfig optimizer_config(const TrainConfig& c) {
-  OptimizerConfig o;
-  o.name = c.optimizer;
-  o.momentum = c.momentum;
-  o.nesterov = c.nesterov;
-  o.weight_decay = c.weight_decay;
-  return o;
-}
-
-ScheduleConfig schedule_config(const TrainConfig& c) {
-  ScheduleConfig s;
-  s.name = c.schedule;
-  s.base_lr = c.lr;
-  s.step_size = c.step_size;
-  s.gamma = c.gamma;
-  s.milestones = c.milestones;
-  s.total_epochs = std::max(1, c.epochs - static_cast<int>(std::ceil(c.warmup)));
-  s.warmup_epochs = c.warmup;
-  return s;
-}
-
 // Everything a run sets up before its first step.
 struct Setup {
   TrainConfig cfg;
@@ -464,8 +443,8 @@ Setup prepare(const TrainConfig& cli, std::ostream& log) {
   mc.seed = cfg.seed;
   s.model = make_model(mc);
   s.model->to(s.device.device);
-  s.model->set_kernel_path(parse_kernel_path(cfg.kernels));
-  if (!cfg.cpu_kernels.empty()) set_cpu_kernels(parse_cpu_kernels(cfg.cpu_kernels));
+  s.model->set_kernel_path(kernel_paths().at(cfg.kernels));
+  if (!cfg.cpu_kernels.empty()) set_cpu_kernels(cpu_kernel_paths().at(cfg.cpu_kernels));
   log << "model: " << cfg.model << '\n' << model_summary(*s.model);
   return s;
 }
