@@ -77,7 +77,7 @@ int run(int argc, char** argv) {
   if (args.has("threads")) omp_set_num_threads(static_cast<int>(args.get_int("threads", 1)));
   const std::string model_name = args.get("model", "resnet18");
   const int64_t batch = args.get_int("batch-size", 128);
-  const KernelPath path = parse_kernel_path(args.get("kernels", "cudnn"));
+  const KernelPath path = kernel_paths().at(args.get("kernels", "cudnn"));
   const int64_t steps = args.get_int("steps", 30), warmup = args.get_int("warmup-steps", 5);
   const std::string data_dir = args.get("data", "");
   const uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0));
@@ -88,7 +88,7 @@ int run(int argc, char** argv) {
   DeviceSettings settings;
   settings.kernels = path;
   if (args.has("cpu-kernels"))
-    settings.cpu_kernels = parse_cpu_kernels(args.get("cpu-kernels", ""));
+    settings.cpu_kernels = cpu_kernel_paths().at(args.get("cpu-kernels", ""));
   settings.allow_tf32 = tf32;
   set_run_settings(settings);
 
@@ -100,10 +100,10 @@ int run(int argc, char** argv) {
 
   OptimizerConfig ocfg;
   ocfg.name = args.get("optimizer", "sgd");
-  ocfg.lr = args.get_double("lr", ocfg.name == "sgd" ? 0.1 : 1e-3);
-  if (ocfg.name == "sgd") ocfg.momentum = 0.9;
+  const double lr = args.get_double("lr", ocfg.name == "sgd" ? 0.1 : 1e-3);
+  ocfg.momentum = 0.9;  // read by sgd only
   ocfg.weight_decay = 5e-4;
-  std::unique_ptr<Optimizer> opt = make_optimizer(model->named_parameters(), ocfg);
+  std::unique_ptr<Optimizer> opt = make_optimizer(model->flat_parameters(), ocfg);
   SoftmaxCrossEntropy criterion;
 
   const int64_t params = model->parameter_count();
@@ -119,7 +119,7 @@ int run(int argc, char** argv) {
   fmt::print("# model {} ({:.2f} M parameters, {:.3f} GFLOP forward per image), batch {}, kernels {}{}, "
              "optimizer {} lr {} wd {}, data {}\n",
              model_name, params / 1e6, fwd_flops / 1e9, batch, path_name, tf32 ? " +tf32" : "",
-             ocfg.name, ocfg.lr, ocfg.weight_decay, data_dir.empty() ? "synthetic" : data_dir);
+             ocfg.name, lr, ocfg.weight_decay, data_dir.empty() ? "synthetic" : data_dir);
   std::fflush(stdout);
 
   // ---- data
@@ -160,11 +160,11 @@ int run(int argc, char** argv) {
 
   // ---- the step
   auto train_step = [&](const Tensor& x, const Tensor& y) {
-    opt->zero_grad();
+    model->zero_grad();
     const Tensor logits = model->forward(x, Mode::Train);
     criterion.forward(logits, y);
     model->backward(criterion.backward());
-    opt->step();
+    opt->step(lr);
   };
 
   for (int64_t s = 0; s < warmup; ++s) {

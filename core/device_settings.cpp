@@ -58,11 +58,15 @@ const char* kernel_path_name(KernelPath p) {
   return "?";
 }
 
-KernelPath parse_kernel_path(const std::string& s) {
-  if (s == "handwritten") return KernelPath::Handwritten;
-  if (s == "cublas") return KernelPath::Cublas;
-  if (s == "cudnn") return KernelPath::Cudnn;
-  throw_error(str("kernel path '", s, "': expected handwritten, cublas or cudnn"));
+const Registry<KernelPath>& kernel_paths() {
+  static const Registry<KernelPath> r(
+      "kernel path",
+      {{"handwritten", "minidl's own CUDA kernels only (im2col + tiled SGEMM convolutions)",
+        KernelPath::Handwritten},
+       {"cublas", "as handwritten, with every matrix product on cuBLAS", KernelPath::Cublas},
+       {"cudnn", "cuDNN for convolution, batchnorm, pooling; cuBLAS for products",
+        KernelPath::Cudnn}});
+  return r;
 }
 
 const char* cpu_kernels_name(CpuKernels k) {
@@ -73,15 +77,18 @@ const char* cpu_kernels_name(CpuKernels k) {
   return "?";
 }
 
-CpuKernels parse_cpu_kernels(const std::string& s) {
-  if (s == "handwritten") return CpuKernels::Handwritten;
-  if (s == "onednn") return CpuKernels::Onednn;
-  throw_error(str("--cpu-kernels '", s, "': expected handwritten or onednn"));
-}
-
-std::vector<std::string> cpu_kernels_names() {
-  if (onednn_available()) return {"onednn", "handwritten"};
-  return {"handwritten"};
+const Registry<CpuKernels>& cpu_kernel_paths() {
+  using Entry = Registry<CpuKernels>::Entry;
+  static const Registry<CpuKernels> r = [] {
+    std::vector<Entry> entries;
+    if (onednn_available())
+      entries.push_back({"onednn", "float32 convolutions on oneDNN (as PyTorch's CPU convolutions)",
+                         CpuKernels::Onednn});
+    entries.push_back({"handwritten", "minidl's own CPU kernels only (im2col + OpenBLAS)",
+                       CpuKernels::Handwritten});
+    return Registry<CpuKernels>("CPU kernel path", std::move(entries));
+  }();
+  return r;
 }
 
 DeviceSettings device_settings(const Device& d) {

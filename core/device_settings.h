@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/device.h"
+#include "core/registry.h"
 
 namespace minidl {
 
@@ -35,8 +36,8 @@ enum class KernelPath { Handwritten, Cublas, Cudnn };
 enum class CpuKernels { Handwritten, Onednn };
 
 const char* kernel_path_name(KernelPath p);
-// "handwritten" | "cublas" | "cudnn"; throws naming the text and the choices otherwise.
-KernelPath parse_kernel_path(const std::string& s);
+// The --kernels choices: handwritten, cublas, cudnn (name, help line, value; core/registry.h).
+const Registry<KernelPath>& kernel_paths();
 
 // Whether this build has the oneDNN CPU path.
 constexpr bool onednn_available() {
@@ -47,10 +48,8 @@ constexpr bool onednn_available() {
 #endif
 }
 const char* cpu_kernels_name(CpuKernels k);
-// "handwritten" | "onednn"; throws naming the text and the choices otherwise.
-CpuKernels parse_cpu_kernels(const std::string& s);
-// The names this build accepts, fastest first.
-std::vector<std::string> cpu_kernels_names();
+// The --cpu-kernels choices this build has, fastest first (onednn only with oneDNN built in).
+const Registry<CpuKernels>& cpu_kernel_paths();
 
 struct DeviceSettings {
   KernelPath kernels = KernelPath::Cudnn;

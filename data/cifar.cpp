@@ -191,10 +191,25 @@ Dataset load_cifar100(const std::string& dir, Split split, bool coarse, int64_t 
   return d;
 }
 
+namespace {
+Dataset load_cifar100_fine(const std::string& dir, Split split, int64_t subset) {
+  return load_cifar100(dir, split, /*coarse=*/false, subset);
+}
+}  // namespace
+
+const Registry<DatasetKind>& datasets() {
+  static const Registry<DatasetKind> r(
+      "dataset", {{"cifar10", "CIFAR-10: 50,000 training and 10,000 test images, 10 classes",
+                   {10, "cifar-10-batches-bin", load_cifar10}},
+                  {"cifar100", "CIFAR-100: the same sizes, 100 fine classes",
+                   {100, "cifar-100-binary", load_cifar100_fine}}});
+  return r;
+}
+
 Dataset load_dataset(const std::string& name, const std::string& dir, Split split, int64_t subset) {
-  if (name == "cifar10") return load_cifar10(dir, split, subset);
-  if (name == "cifar100") return load_cifar100(dir, split, false, subset);
-  throw_error(str("load_dataset: unknown dataset '", name, "' (expected cifar10 or cifar100)"));
+  const Registry<DatasetKind>::Entry* e = datasets().find(name);
+  MINIDL_CHECK(e != nullptr, "load_dataset: dataset ", datasets().unknown_message(name));
+  return e->value.load(dir, split, subset);
 }
 
 ChannelStats channel_stats(const Dataset& d) {

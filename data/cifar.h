@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/registry.h"
 #include "core/tensor.h"
 
 namespace minidl {
@@ -34,6 +35,14 @@ struct Dataset {
 Dataset load_cifar10(const std::string& dir, Split split, int64_t subset = 0);
 // `coarse` selects the 20 superclasses instead of the 100 fine classes.
 Dataset load_cifar100(const std::string& dir, Split split, bool coarse = false, int64_t subset = 0);
+// What a dataset's registry entry holds besides its name and help line.
+struct DatasetKind {
+  int num_classes;
+  std::string default_dir;  // the directory name of its binary files ("cifar-10-batches-bin")
+  Dataset (*load)(const std::string& dir, Split split, int64_t subset);
+};
+// cifar10, cifar100: for `train --dataset`, its --help and load_dataset.
+const Registry<DatasetKind>& datasets();
 // By name: "cifar10" or "cifar100".
 Dataset load_dataset(const std::string& name, const std::string& dir, Split split, int64_t subset = 0);
 

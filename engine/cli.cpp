@@ -7,19 +7,37 @@
 #include <memory>
 #include <vector>
 
-#include "kernels/cpu_kernels.h"
+#include "core/registry.h"
+#include "data/cifar.h"
+#include "core/device_settings.h"
 #include "models/models.h"
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
 
 namespace minidl {
 
 namespace {
 
+// The --help text of a choice flag: `what`, then one line per entry of its registry.
+template <typename T>
+std::string choice_help(const std::string& what, const Registry<T>& choices) {
+  std::string s = what + ", one of:";
+  std::string lines = choices.help_text();
+  s += "\n  ";
+  for (char ch : lines) {
+    s += ch;
+    if (ch == '\n') s += "  ";
+  }
+  return s;
+}
+
 // Declares every flag on `app`, writing into `c`. Choice flags are plain strings here: validate()
-// checks them, so that the same messages come from the command line and from a config file.
+// checks them against their registries, so that the same messages come from the command line and
+// from a config file.
 void add_flags(CLI::App& app, TrainConfig& c) {
   app.option_defaults()->always_capture_default();
 
-  app.add_option("--model", c.model, "architecture: " + join_choices(model_names()));
+  app.add_option("--model", c.model, choice_help("architecture", models()));
   app.add_option("--num-classes", c.num_classes, "output classes (0: the dataset's, 10 or 100)");
   app.add_flag("--imagenet-stem", c.imagenet_stem,
                "ResNet-18..152: 7x7/2 conv + max-pool stem instead of the CIFAR 3x3 stem");
@@ -30,7 +48,7 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--data", c.data,
                  "dataset directory (default: ../shared/data/cifar-10-batches-bin, or "
                  "../shared/data/cifar-100-binary for cifar100, when it exists)");
-  app.add_option("--dataset", c.dataset, "dataset: " + join_choices(dataset_names()));
+  app.add_option("--dataset", c.dataset, choice_help("dataset", datasets()));
   app.add_option("--subset", c.subset, "train on the first N training images (0: all)");
   app.add_option("--test-subset", c.test_subset, "evaluate on the first N test images (0: all)");
   app.add_option("--val-split", c.val_split,
@@ -45,13 +63,12 @@ void add_flags(CLI::App& app, TrainConfig& c) {
 
   app.add_option("--epochs", c.epochs, "number of epochs to train");
   app.add_option("--batch-size,-b", c.batch_size, "images per step");
-  app.add_option("--optimizer", c.optimizer, "optimizer: " + join_choices(optimizer_names()));
-  app.add_option("--lr", c.lr, "base learning rate");
-  app.add_option("--momentum", c.momentum, "SGD momentum");
+  app.add_option("--optimizer", c.optimizer, choice_help("optimizer", optimizers()));
+  app.add_option("--lr", c.lr, "base learning rate (the schedule's)");
+  app.add_option("--momentum", c.momentum, "SGD momentum (ignored by the other optimizers)");
   app.add_option("--wd,--weight-decay", c.weight_decay, "weight decay (L2; decoupled for adamw)");
   app.add_flag("--nesterov", c.nesterov, "Nesterov momentum (sgd)");
-  app.add_option("--schedule", c.schedule,
-                 "learning-rate schedule: " + join_choices(schedule_names()));
+  app.add_option("--schedule", c.schedule, choice_help("learning-rate schedule", schedules()));
   app.add_option("--step-size", c.step_size, "step: epochs between decays");
   app.add_option("--gamma", c.gamma, "step/multistep: decay factor");
   app.add_option("--milestones", c.milestones,
@@ -63,11 +80,9 @@ void add_flags(CLI::App& app, TrainConfig& c) {
 
   app.add_option("--device", c.device,
                  "auto (cuda if a GPU is available, else cpu), cpu, cuda or cuda:N");
-  app.add_option("--kernels", c.kernels,
-                 "CUDA implementation: " + join_choices(kernel_path_names()));
+  app.add_option("--kernels", c.kernels, choice_help("CUDA implementation", kernel_paths()));
   app.add_option("--cpu-kernels", c.cpu_kernels,
-                 "CPU implementation: " + join_choices(cpu_kernels_names()) + " (default: first)")
-      ->check(CLI::IsMember(cpu_kernels_names()));
+                 choice_help("CPU implementation (default: the first)", cpu_kernel_paths()));
   app.add_flag("--tf32", c.tf32, "let cuBLAS use TF32 tensor cores for float32 products");
   app.add_option("--seed", c.seed, "seed for initialisation, shuffling and augmentation");
   app.add_option("--print-freq,-p", c.print_freq, "steps between progress updates");
@@ -96,22 +111,6 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--seeds", c.seeds,
                  "train N times with seeds --seed, --seed+1, ... (runs in --out/seed-S) and "
                  "report mean +- std");
-}
-
-// Levenshtein distance, for "did you mean" hints.
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diag = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // Checks the flags before CLI11 does, so that the two common mistakes read plainly: a flag that

@@ -5,58 +5,52 @@
 #include <filesystem>
 
 #include "core/device.h"
+#include "data/cifar.h"
+#include "core/device_settings.h"
 #include "models/models.h"
 
 namespace minidl {
 
 using nlohmann::json;
 
-const std::vector<std::string>& dataset_names() {
-  static const std::vector<std::string> v{"cifar10", "cifar100"};
-  return v;
-}
-const std::vector<std::string>& optimizer_names() {
-  static const std::vector<std::string> v{"sgd", "adam", "adamw", "adagrad"};
-  return v;
-}
-const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> v{"step", "multistep", "cosine", "constant"};
-  return v;
-}
-const std::vector<std::string>& kernel_path_names() {
-  static const std::vector<std::string> v{"handwritten", "cublas", "cudnn"};
-  return v;
-}
-
-std::string join_choices(const std::vector<std::string>& v) {
-  std::string s;
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (i > 0) s += (i + 1 == v.size()) ? " or " : ", ";
-    s += v[i];
-  }
-  return s;
-}
-
 int dataset_num_classes(const std::string& dataset) {
-  if (dataset == "cifar10") return 10;
-  if (dataset == "cifar100") return 100;
-  throw UsageError(str("--dataset '", dataset, "': expected ", join_choices(dataset_names())));
+  const Registry<DatasetKind>::Entry* e = datasets().find(dataset);
+  if (e == nullptr) throw UsageError(str("--dataset ", datasets().unknown_message(dataset)));
+  return e->value.num_classes;
 }
 
 std::string dataset_default_dir(const std::string& dataset) {
-  return dataset == "cifar100" ? "cifar-100-binary" : "cifar-10-batches-bin";
+  const Registry<DatasetKind>::Entry* e = datasets().find(dataset);
+  return (e != nullptr ? e->value : datasets().entries().front().value).default_dir;
+}
+
+OptimizerConfig optimizer_config(const TrainConfig& c) {
+  OptimizerConfig o;
+  o.name = c.optimizer;
+  o.momentum = c.momentum;
+  o.nesterov = c.nesterov;
+  o.weight_decay = c.weight_decay;
+  return o;
+}
+
+ScheduleConfig schedule_config(const TrainConfig& c) {
+  ScheduleConfig s;
+  s.name = c.schedule;
+  s.base_lr = c.lr;
+  s.step_size = c.step_size;
+  s.gamma = c.gamma;
+  s.milestones = c.milestones;
+  s.total_epochs = std::max(1, c.epochs - static_cast<int>(std::ceil(c.warmup)));
+  s.warmup_epochs = c.warmup;
+  return s;
 }
 
 namespace {
 
-bool contains(const std::vector<std::string>& v, const std::string& s) {
-  return std::find(v.begin(), v.end(), s) != v.end();
-}
-
-void check_choice(const char* flag, const std::string& value,
-                  const std::vector<std::string>& allowed) {
-  if (!contains(allowed, value))
-    throw UsageError(str(flag, " '", value, "' is not known: expected ", join_choices(allowed)));
+// "--model 'resnet19' is not known: expected resnet18, ... or plain (did you mean resnet18?)"
+template <typename T>
+void check_choice(const char* flag, const std::string& value, const Registry<T>& allowed) {
+  if (!allowed.contains(value)) throw UsageError(str(flag, " ", allowed.unknown_message(value)));
 }
 
 // Throws "<flag> <value>: expected <what>" unless ok.
@@ -68,19 +62,15 @@ void check_value(bool ok, const char* flag, const T& value, const char* expected
 }  // namespace
 
 void validate(const TrainConfig& c, bool check_data) {
-  check_choice("--model", c.model, model_names());
-  check_choice("--dataset", c.dataset, dataset_names());
+  check_choice("--model", c.model, models());
+  check_choice("--dataset", c.dataset, datasets());
   const int classes = dataset_num_classes(c.dataset);
   check_value(c.num_classes == 0 || c.num_classes >= classes, "--num-classes", c.num_classes,
               str("at least ", classes, " (the classes of ", c.dataset, "), or 0 for exactly that")
                   .c_str());
-  if (c.imagenet_stem) {
-    const std::vector<std::string> stem_models{"resnet18", "resnet34", "resnet50", "resnet101",
-                                               "resnet152"};
-    if (!contains(stem_models, c.model))
-      throw UsageError(
-          str("--imagenet-stem applies to ", join_choices(stem_models), ", not --model ", c.model));
-  }
+  if (c.imagenet_stem && !models().at(c.model).imagenet_stem)
+    throw UsageError(str("--imagenet-stem applies to ", join_or(imagenet_stem_model_names()),
+                         ", not --model ", c.model));
   check_value(c.dropout >= 0.0 && c.dropout < 1.0, "--dropout", c.dropout,
               "a probability in [0, 1)");
 
@@ -108,16 +98,19 @@ void validate(const TrainConfig& c, bool check_data) {
 
   check_value(c.epochs >= 1, "--epochs", c.epochs, "at least 1");
   check_value(c.batch_size >= 1, "--batch-size", c.batch_size, "at least 1");
-  check_choice("--optimizer", c.optimizer, optimizer_names());
+  check_choice("--optimizer", c.optimizer, optimizers());
   check_value(std::isfinite(c.lr) && c.lr > 0.0, "--lr", c.lr, "a positive learning rate");
   check_value(c.momentum >= 0.0 && c.momentum < 1.0, "--momentum", c.momentum, "a value in [0, 1)");
   check_value(std::isfinite(c.weight_decay) && c.weight_decay >= 0.0, "--wd", c.weight_decay,
               "a weight decay >= 0");
-  if (c.nesterov && c.optimizer != "sgd")
-    throw UsageError(str("--nesterov applies to --optimizer sgd, not ", c.optimizer));
-  if (c.nesterov && c.momentum == 0.0)
-    throw UsageError("--nesterov needs a momentum > 0 (--momentum)");
-  check_choice("--schedule", c.schedule, schedule_names());
+  // What the optimizer accepts (nesterov only for sgd, and only with momentum) is its own rule.
+  try {
+    check_optimizer_config(optimizer_config(c));
+  } catch (const Error& e) {
+    throw UsageError(str(e.what(), " (from --optimizer ", c.optimizer, " --momentum ", c.momentum,
+                         " --wd ", c.weight_decay, c.nesterov ? " --nesterov" : "", ")"));
+  }
+  check_choice("--schedule", c.schedule, schedules());
   check_value(c.step_size >= 1, "--step-size", c.step_size, "at least 1 epoch");
   check_value(c.gamma > 0.0 && c.gamma <= 1.0, "--gamma", c.gamma, "a decay factor in (0, 1]");
   if (c.schedule == "multistep" && c.milestones.empty())
@@ -139,7 +132,8 @@ void validate(const TrainConfig& c, bool check_data) {
       throw UsageError(str("--device '", c.device, "': expected auto, cpu, cuda or cuda:N"));
     }
   }
-  check_choice("--kernels", c.kernels, kernel_path_names());
+  check_choice("--kernels", c.kernels, kernel_paths());
+  if (!c.cpu_kernels.empty()) check_choice("--cpu-kernels", c.cpu_kernels, cpu_kernel_paths());
   check_value(c.print_freq >= 1, "--print-freq", c.print_freq, "at least 1 step");
   check_value(c.max_steps >= 0, "--max-steps", c.max_steps, "a number of steps >= 0 (0: no limit)");
   check_value(c.seeds >= 1, "--seeds", c.seeds, "at least 1 run");

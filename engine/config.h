@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
 
 namespace minidl {
 
@@ -62,7 +64,7 @@ struct TrainConfig {
   // Execution
   std::string device = "auto";  // auto | cpu | cuda | cuda:N
   std::string kernels = "cudnn";
-  std::string cpu_kernels;  // handwritten | onednn; empty: the fastest built in (cpu_kernels.h)
+  std::string cpu_kernels;  // handwritten | onednn; empty: the fastest built in (core/device_settings.h)
   bool tf32 = false;
   uint64_t seed = 0;
   int print_freq = 10;
@@ -88,21 +90,24 @@ struct TrainConfig {
   bool operator==(const TrainConfig&) const = default;
 };
 
-// The allowed values of the choice flags, as listed in error messages and --help.
-const std::vector<std::string>& dataset_names();
-const std::vector<std::string>& optimizer_names();
-const std::vector<std::string>& schedule_names();
-const std::vector<std::string>& kernel_path_names();
-
-// Class count of a dataset by name (cifar10: 10, cifar100: 100).
+// Class count of a dataset by name (cifar10: 10, cifar100: 100); throws UsageError for another.
 int dataset_num_classes(const std::string& dataset);
-// Where the dataset's files are under ../shared/data ("cifar-10-batches-bin", "cifar-100-binary").
+// Where the dataset's files are under ../shared/data ("cifar-10-batches-bin", "cifar-100-binary");
+// CIFAR-10's for a name that is not a dataset (validate() reports that).
 std::string dataset_default_dir(const std::string& dataset);
 
 // Throws UsageError naming the flag, the value received and what is allowed. Checks values only,
 // except that --data must name an existing directory (skipped when check_data is false: a
-// --resume command line takes its --data from the checkpoint).
+// --resume command line takes its --data from the checkpoint). The choice flags are checked
+// against their registries (models(), optimizers(), schedules(), datasets(), and kernel_paths()
+// and cpu_kernel_paths() in core/device_settings.h), the optimizer's settings by the optimizer
+// itself (check_optimizer_config).
 void validate(const TrainConfig& cfg, bool check_data = true);
+
+// The library configurations the flags describe. --lr is the schedule's base learning rate; the
+// optimizer gets every hyper-parameter flag and reads those it uses.
+OptimizerConfig optimizer_config(const TrainConfig& cfg);
+ScheduleConfig schedule_config(const TrainConfig& cfg);
 
 nlohmann::json to_json(const TrainConfig& cfg);
 // Reads the keys that are present and keeps the defaults for the others; throws UsageError naming
@@ -114,8 +119,5 @@ TrainConfig config_from_json(const nlohmann::json& j);
 // checkpoint, evaluate, out, command, and the one-invocation controls overwrite, max-steps,
 // save-init, dump-logits, seeds).
 TrainConfig merge_resumed(const TrainConfig& saved, const TrainConfig& cli);
-
-// "a, b or c"
-std::string join_choices(const std::vector<std::string>& v);
 
 }  // namespace minidl

@@ -4,9 +4,13 @@
 //
 // One training step, on whatever device the tensors live (this file never branches on it):
 //
-//   lr = schedule(epoch + i / steps)     optimizer.zero_grad()      (one memset)
-//   logits = model.forward(x, Train)     loss = xent.forward(logits, labels)
-//   model.backward(xent.backward())      optimizer.step()           (one pass over all parameters)
+//   lr = schedule.lr_at(epoch + i / steps)   model.zero_grad()       (one memset of its flat grads)
+//   logits = model.forward(x, Train)         loss = xent.forward(logits, labels)
+//   model.backward(xent.backward())          optimizer.step(lr)      (one pass over all parameters)
+//
+// The pieces: setup.h (prepare: configuration, device, run directory, data, model), trainer.cpp
+// (the epochs: train_epoch, then finish_epoch's evaluations), recorder.h (the run directory's
+// files), evaluate.h (`train --evaluate`), stop_signal.h (Ctrl-C and SIGTERM).
 //
 // The host never waits for the device inside an epoch: each step's loss and correct-count
 // (1-element device tensors) are copied into slot i of per-epoch device tensors, and read back

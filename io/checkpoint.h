@@ -1,8 +1,8 @@
 // Training checkpoints: one safetensors file holding
 //   - the model's parameters and buffers under their PyTorch state_dict names
 //     ("conv1.weight", "layer1.0.bn1.running_mean", "fc.bias", ...),
-//   - the optimizer state under "optimizer.<state name>" (flat buffers in the optimizer's
-//     parameter order, e.g. "optimizer.exp_avg"),
+//   - the optimizer state under "optimizer.<state name>" (flat buffers in the layout of the
+//     model's flat parameter buffers, state_dict order, e.g. "optimizer.exp_avg"),
 //   - metadata (all strings, as safetensors requires): "format" = "minidl-checkpoint",
 //     "format_version", "epoch", "global_step", "best_accuracy", "best_epoch", "model_name",
 //     "config_json" (the run's configuration, seeds included), and when an optimizer was saved

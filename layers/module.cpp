@@ -10,6 +10,8 @@ std::string join(const std::string& a, const std::string& b) {
 }
 }  // namespace
 
+Module::~Module() = default;
+
 int64_t Module::forward_flops(const Shape& in) const {
   (void)in;
   return 0;
@@ -74,12 +76,28 @@ int64_t Module::parameter_count() {
   return n;
 }
 
+FlatParameters& Module::flat_parameters() {
+  if (!flat_) {
+    MINIDL_CHECK(path_.empty(), who(), ": flat_parameters() belongs to the model (the root module), "
+                 "not to a part of it");
+    flat_ = std::make_unique<FlatParameters>(named_parameters());
+  }
+  return *flat_;
+}
+
 void Module::zero_grad() {
+  if (flat_) {
+    flat_->zero_grad();
+    return;
+  }
   for (auto& [name, p] : params_) p->grad.zero_();
   for (auto& [name, c] : children_) c->zero_grad();
 }
 
 void Module::to(Device d) {
+  // The flat buffers first: then every parameter is already on `d`, and the loop below leaves it
+  // alone (Tensor::to returns the tensor itself when it is already there).
+  if (flat_) flat_->to(d);
   for (auto& [name, p] : params_) {
     p->value = p->value.to(d);
     p->grad = p->grad.to(d);

@@ -19,6 +19,10 @@
 // "bn1.running_mean") built from the names children are registered under. A child registered
 // under the empty name is transparent: it adds no level to the names, so a combinator can group
 // layers (a residual block's main branch) while they keep the names torchvision gives them.
+//
+// The model (the root module) owns its parameters' flat buffers (layers/parameters.h):
+// flat_parameters() gathers every parameter into one value and one gradient buffer on first use;
+// from then on zero_grad() is one memset and to(device) moves the two buffers.
 #pragma once
 
 #include <cstdint>
@@ -27,20 +31,11 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "layers/parameters.h"
 
 namespace minidl {
 
 enum class Mode { Train, Eval };
-
-struct Parameter {
-  Tensor value;
-  Tensor grad;  // same shape, dtype and device as value; accumulated by backward
-};
-
-struct NamedParameter {
-  std::string name;
-  Parameter* param;
-};
 
 struct NamedBuffer {
   std::string name;
@@ -50,7 +45,7 @@ struct NamedBuffer {
 class Module {
  public:
   explicit Module(std::string type_name) : type_(std::move(type_name)) {}
-  virtual ~Module() = default;
+  virtual ~Module();
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
@@ -76,9 +71,17 @@ class Module {
   const std::vector<std::pair<std::string, Module*>>& children() const { return children_; }
   int64_t parameter_count();
 
+  // The parameters of this module and its children in one flat value and one flat gradient buffer,
+  // made on the first call and kept by this module (see the top). Call it on the model, the root
+  // module: a part of a model cannot take its parameters into buffers of its own.
+  FlatParameters& flat_parameters();
+  bool has_flat_parameters() const { return flat_ != nullptr; }
+
+  // Sets every parameter gradient to zero (one memset once the flat buffers exist).
   void zero_grad();
-  // Moves parameters, gradients and buffers (and children's) to `d`. Layer-owned scratch buffers
-  // are reallocated on the next forward.
+  // Moves parameters, gradients and buffers (and children's) to `d`; the flat buffers, when made,
+  // move as a whole and the parameters stay their slices. Layer-owned scratch buffers are
+  // reallocated on the next forward.
   virtual void to(Device d);
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
@@ -113,6 +116,7 @@ class Module {
   std::vector<std::pair<std::string, std::unique_ptr<Parameter>>> params_;
   std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> buffers_;
   std::vector<std::pair<std::string, Module*>> children_;
+  std::unique_ptr<FlatParameters> flat_;  // made by flat_parameters()
 };
 
 }  // namespace minidl

@@ -12,8 +12,6 @@ namespace minidl {
 
 namespace {
 
-using Builder = std::function<std::unique_ptr<Module>(const ModelConfig&)>;
-
 std::unique_ptr<Module> imagenet_style_resnet(const ModelConfig& cfg, BlockType block, std::vector<int> blocks) {
   return make_resnet(ResNetConfig{block, std::move(blocks), {64, 128, 256, 512}, cfg.num_classes,
                                   cfg.imagenet_stem, cfg.zero_init_residual, cfg.seed, cfg.dtype});
@@ -26,36 +24,39 @@ std::unique_ptr<Module> cifar_resnet(const ModelConfig& cfg, int depth) {
                                   cfg.zero_init_residual, cfg.seed, cfg.dtype});
 }
 
-// Name -> builder, in the order model_names() lists them.
-const std::vector<std::pair<std::string, Builder>>& registry() {
+}  // namespace
+
+const Registry<ModelKind>& models() {
   using B = BlockType;
-  static const std::vector<std::pair<std::string, Builder>> r = {
-      {"resnet18", [](const ModelConfig& c) { return imagenet_style_resnet(c, B::Basic, {2, 2, 2, 2}); }},
-      {"resnet34", [](const ModelConfig& c) { return imagenet_style_resnet(c, B::Basic, {3, 4, 6, 3}); }},
-      {"resnet50", [](const ModelConfig& c) { return imagenet_style_resnet(c, B::Bottleneck, {3, 4, 6, 3}); }},
-      {"resnet101", [](const ModelConfig& c) { return imagenet_style_resnet(c, B::Bottleneck, {3, 4, 23, 3}); }},
-      {"resnet152", [](const ModelConfig& c) { return imagenet_style_resnet(c, B::Bottleneck, {3, 8, 36, 3}); }},
-      {"resnet20", [](const ModelConfig& c) { return cifar_resnet(c, 20); }},
-      {"resnet32", [](const ModelConfig& c) { return cifar_resnet(c, 32); }},
-      {"resnet44", [](const ModelConfig& c) { return cifar_resnet(c, 44); }},
-      {"resnet56", [](const ModelConfig& c) { return cifar_resnet(c, 56); }},
-      {"resnet110", [](const ModelConfig& c) { return cifar_resnet(c, 110); }},
-      {"alexnet", make_alexnet},
-      {"plain", make_plain},
-  };
+  static const Registry<ModelKind> r(
+      "model",
+      {{"resnet18", "torchvision's ResNet-18: BasicBlock [2,2,2,2], CIFAR stem (or --imagenet-stem)",
+        {[](const ModelConfig& c) { return imagenet_style_resnet(c, B::Basic, {2, 2, 2, 2}); }, true}},
+       {"resnet34", "torchvision's ResNet-34: BasicBlock [3,4,6,3]",
+        {[](const ModelConfig& c) { return imagenet_style_resnet(c, B::Basic, {3, 4, 6, 3}); }, true}},
+       {"resnet50", "torchvision's ResNet-50: Bottleneck [3,4,6,3]",
+        {[](const ModelConfig& c) { return imagenet_style_resnet(c, B::Bottleneck, {3, 4, 6, 3}); }, true}},
+       {"resnet101", "torchvision's ResNet-101: Bottleneck [3,4,23,3]",
+        {[](const ModelConfig& c) { return imagenet_style_resnet(c, B::Bottleneck, {3, 4, 23, 3}); }, true}},
+       {"resnet152", "torchvision's ResNet-152: Bottleneck [3,8,36,3]",
+        {[](const ModelConfig& c) { return imagenet_style_resnet(c, B::Bottleneck, {3, 8, 36, 3}); }, true}},
+       {"resnet20", "He et al.'s CIFAR ResNet-20: 3 stages of 3 BasicBlocks, 16-32-64 channels",
+        {[](const ModelConfig& c) { return cifar_resnet(c, 20); }, false}},
+       {"resnet32", "CIFAR ResNet-32: 3 stages of 5 BasicBlocks",
+        {[](const ModelConfig& c) { return cifar_resnet(c, 32); }, false}},
+       {"resnet44", "CIFAR ResNet-44: 3 stages of 7 BasicBlocks",
+        {[](const ModelConfig& c) { return cifar_resnet(c, 44); }, false}},
+       {"resnet56", "CIFAR ResNet-56: 3 stages of 9 BasicBlocks",
+        {[](const ModelConfig& c) { return cifar_resnet(c, 56); }, false}},
+       {"resnet110", "CIFAR ResNet-110: 3 stages of 18 BasicBlocks",
+        {[](const ModelConfig& c) { return cifar_resnet(c, 110); }, false}},
+       {"alexnet", "AlexNet for 32x32 inputs: five convolutions, two 4096-wide layers with dropout",
+        {make_alexnet, false}},
+       {"plain", "a small CNN without shortcuts, for comparison", {make_plain, false}}});
   return r;
 }
 
-bool has_imagenet_stem_option(const std::string& name) {
-  return name == "resnet18" || name == "resnet34" || name == "resnet50" || name == "resnet101" ||
-         name == "resnet152";
-}
-
-std::string join_names() {
-  std::string s;
-  for (const auto& n : model_names()) s += (s.empty() ? "" : ", ") + n;
-  return s;
-}
+namespace {
 
 // Walks the module tree along the shape flow, one row per leaf. Children of a container run one
 // after another, except in a Residual, where both branches read its input and the sum main +
@@ -90,21 +91,23 @@ std::string with_commas(int64_t v) {
 
 }  // namespace
 
-std::vector<std::string> model_names() {
+std::vector<std::string> model_names() { return models().names(); }
+
+std::vector<std::string> imagenet_stem_model_names() {
   std::vector<std::string> names;
-  for (const auto& [name, builder] : registry()) names.push_back(name);
+  for (const auto& e : models().entries())
+    if (e.value.imagenet_stem) names.push_back(e.name);
   return names;
 }
 
 std::unique_ptr<Module> make_model(const ModelConfig& cfg) {
-  const auto& r = registry();
-  const auto it = std::find_if(r.begin(), r.end(), [&](const auto& e) { return e.first == cfg.name; });
-  MINIDL_CHECK(it != r.end(), "make_model: unknown model '", cfg.name, "'; known models: ", join_names());
+  const Registry<ModelKind>::Entry* e = models().find(cfg.name);
+  MINIDL_CHECK(e != nullptr, "make_model: ", models().unknown_message(cfg.name));
   MINIDL_CHECK(cfg.num_classes >= 2, "make_model: ", cfg.name, ": num_classes must be >= 2, got ",
                cfg.num_classes);
-  MINIDL_CHECK(!cfg.imagenet_stem || has_imagenet_stem_option(cfg.name), "make_model: ", cfg.name,
-               " has no ImageNet stem option (only resnet18, resnet34, resnet50, resnet101, resnet152)");
-  return it->second(cfg);
+  MINIDL_CHECK(!cfg.imagenet_stem || e->value.imagenet_stem, "make_model: ", cfg.name,
+               " has no ImageNet stem option (only ", join_or(imagenet_stem_model_names()), ")");
+  return e->value.build(cfg);
 }
 
 std::vector<SummaryRow> summary_rows(Module& model, const Shape& input) {

@@ -15,10 +15,12 @@
 // nn.Linear's default; the seed makes it reproducible.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/registry.h"
 #include "layers/module.h"
 
 namespace minidl {
@@ -33,9 +35,19 @@ struct ModelConfig {
   DType dtype = DType::F32;
 };
 
+// What a model's registry entry holds besides its name and help line.
+struct ModelKind {
+  std::function<std::unique_ptr<Module>(const ModelConfig&)> build;
+  bool imagenet_stem = false;  // accepts ModelConfig::imagenet_stem (ResNet-18..152)
+};
+// Every model by name, in the order above: for `train --model`, its --help and make_model.
+const Registry<ModelKind>& models();
+
 // Throws naming the unknown model and listing the known names.
 std::unique_ptr<Module> make_model(const ModelConfig& cfg);
 std::vector<std::string> model_names();
+// The models that take an ImageNet stem (resnet18 ... resnet152).
+std::vector<std::string> imagenet_stem_model_names();
 
 // A table: each layer (path, description), its output shape and parameter count, then the total
 // parameter count and forward FLOPs per image, for input shape (1, 3, 32, 32) by default.

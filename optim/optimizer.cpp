@@ -1,9 +1,8 @@
-// The optimizer base: gathering parameters into flat buffers, zero_grad, state loading, and the
-// factory. The three optimizers are in optimizers.cpp.
+// The optimizer base: step(lr) around each optimizer's update, state loading, and the registry
+// with the factory. The three optimizers are in optimizers.cpp.
 #include "optim/optimizer.h"
 
 #include <cmath>
-#include <set>
 
 namespace minidl {
 
@@ -12,61 +11,27 @@ double effective_eps(const OptimizerConfig& cfg) {
   return cfg.name == "adagrad" ? 1e-10 : 1e-8;
 }
 
-Optimizer::Optimizer(std::vector<NamedParameter> params, const OptimizerConfig& cfg)
-    : cfg_(cfg), lr_(cfg.lr), params_(std::move(params)) {
-  const std::string who = "optimizer " + cfg_.name;
-  MINIDL_CHECK(std::isfinite(cfg_.lr) && cfg_.lr > 0.0, who, ": lr must be > 0, got ", cfg_.lr);
-  MINIDL_CHECK(std::isfinite(cfg_.weight_decay) && cfg_.weight_decay >= 0.0, who,
-               ": weight_decay must be >= 0, got ", cfg_.weight_decay);
-  MINIDL_CHECK(!params_.empty(), who, ": no parameters to optimise");
-
-  // Every parameter must live where the first one does: the flat buffer is one allocation.
-  const Tensor& first = params_[0].param->value;
-  std::set<const Parameter*> seen;
-  offsets_.push_back(0);
-  for (const NamedParameter& np : params_) {
-    MINIDL_CHECK(np.param != nullptr && np.param->value.defined(), who, ": parameter '", np.name,
-                 "' has no value");
-    const Tensor& v = np.param->value;
-    MINIDL_CHECK(v.device() == first.device() && v.dtype() == first.dtype(), who, ": parameter '",
-                 np.name, "' is ", v.describe(), " but '", params_[0].name, "' is ",
-                 first.describe(), " (all parameters must share one device and dtype)");
-    MINIDL_CHECK(seen.insert(np.param).second, who, ": parameter '", np.name,
-                 "' is listed twice (it would be updated twice per step)");
-    offsets_.push_back(offsets_.back() + v.numel());
-  }
-  MINIDL_CHECK(offsets_.back() > 0, who, ": the parameters have no elements");
-
-  values_ = Tensor::empty(Shape{offsets_.back()}, first.dtype(), first.device());
-  grads_ = Tensor::zeros(Shape{offsets_.back()}, first.dtype(), first.device());
-  for (size_t i = 0; i < params_.size(); ++i) {
-    Parameter& p = *params_[i].param;
-    const Shape shape = p.value.shape();
-    Tensor value = values_.slice(offsets_[i], offsets_[i + 1]).view(shape);
-    value.copy_(p.value);
-    p.value = value;
-    p.grad = grads_.slice(offsets_[i], offsets_[i + 1]).view(shape);
-  }
+Optimizer::Optimizer(FlatParameters& params, const OptimizerConfig& cfg)
+    : cfg_(cfg), params_(&params), state_device_(params.device()) {
+  check_optimizer_config(cfg_);
 }
 
-void Optimizer::zero_grad() { grads_.zero_(); }
+void Optimizer::step(double lr) {
+  const std::string who = "optimizer " + cfg_.name;
+  MINIDL_CHECK(std::isfinite(lr) && lr >= 0.0, who, ": step: the learning rate must be >= 0, got ",
+               lr);
+  params_->check_bound(who);
+  MINIDL_CHECK(params_->device() == state_device_ || state().empty(), who,
+               ": the parameters are on ", params_->device(), " but the optimizer state is on ",
+               state_device_, " (the model was moved after the optimizer was made): make the "
+               "optimizer after model.to(device)");
+  ++step_;
+  Tensor values = params_->values();  // a handle: the update writes into the model's buffer
+  update(values, params_->grads(), lr);
+}
 
 Tensor Optimizer::flat_zeros() const {
-  return Tensor::zeros(values_.shape(), values_.dtype(), values_.device());
-}
-
-void Optimizer::check_still_bound() const {
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const Parameter& p = *params_[i].param;
-    const Tensor expect_v = values_.slice(offsets_[i], offsets_[i + 1]);
-    const Tensor expect_g = grads_.slice(offsets_[i], offsets_[i + 1]);
-    MINIDL_CHECK(p.value.same_data(expect_v) && p.grad.same_data(expect_g), "optimizer ",
-                 cfg_.name, ": parameter '", params_[i].name,
-                 "' no longer points into the optimizer's flat buffers (it is now ",
-                 p.value.describe(), "). The model was moved with .to(device), or the parameter "
-                 "replaced, after the optimizer was created: call model.to(device) first, then "
-                 "make the optimizer");
-  }
+  return Tensor::zeros(Shape{params_->numel()}, params_->dtype(), state_device_);
 }
 
 void Optimizer::load_named_state(const char* who,
@@ -100,13 +65,14 @@ void Optimizer::load_named_state(const char* who,
   step_ = step;
 }
 
-std::unique_ptr<Optimizer> make_optimizer(std::vector<NamedParameter> params,
-                                          const OptimizerConfig& cfg) {
-  if (cfg.name == "sgd") return std::make_unique<Sgd>(std::move(params), cfg);
-  if (cfg.name == "adam") return std::make_unique<Adam>(std::move(params), cfg, false);
-  if (cfg.name == "adamw") return std::make_unique<Adam>(std::move(params), cfg, true);
-  if (cfg.name == "adagrad") return std::make_unique<Adagrad>(std::move(params), cfg);
-  throw_error(str("unknown optimizer '", cfg.name, "' (known: sgd, adam, adamw, adagrad)"));
+void check_optimizer_config(const OptimizerConfig& cfg) { optimizers().at(cfg.name).check(cfg); }
+
+std::string describe_optimizer(const OptimizerConfig& cfg) {
+  return str(cfg.name, " (", optimizers().at(cfg.name).describe(cfg), ")");
+}
+
+std::unique_ptr<Optimizer> make_optimizer(FlatParameters& params, const OptimizerConfig& cfg) {
+  return optimizers().at(cfg.name).make(params, cfg);
 }
 
 }  // namespace minidl

@@ -1,19 +1,20 @@
-// Optimizers over a model's parameters.
+// Optimizers over a model's flat parameter buffers.
 //
-// On construction the optimizer gathers every parameter into one contiguous buffer (and every
-// gradient into another) and re-points each Parameter's value/grad at its slice. A step is then
-// one pass (one kernel launch on a GPU) over all parameters, and zero_grad is one memset. State
-// (momentum, Adam moments) lives in buffers of the same flat layout.
+// The model owns its parameters in one flat value buffer and one flat gradient buffer
+// (layers/parameters.h, Module::flat_parameters()); an optimizer works on those buffers and owns
+// only its state (momentum, Adam moments), in buffers of the same flat layout. A step is one pass
+// (one kernel launch on a GPU) over all parameters:
 //
-// Layers hold Parameter* and read p->value / p->grad at every forward/backward, so they see the
-// re-pointed tensors without knowing about the optimizer. Module::to(device) however replaces the
-// value/grad tensors with fresh ones, which cuts them loose from the flat buffers:
+//     model.zero_grad();                      // one memset
+//     ... forward, backward ...
+//     opt->step(schedule.lr_at(epoch));       // the learning rate comes from the schedule
 //
-//     model.to(device);                      // first
-//     auto opt = make_optimizer(model.named_parameters(), cfg);   // then
+// The learning rate is an argument of step(), not optimizer state: the schedule (optim/schedule.h)
+// owns the base learning rate, and whoever needs the last one used records it.
 //
-// step() checks that every parameter still points into the flat buffers and throws, naming the
-// parameter, when the model was moved (or a parameter replaced) after the optimizer was made.
+// The model may be moved with model.to(device) before or after the optimizer is made (the flat
+// buffers move with it). The optimizer state stays where it was made: step() throws when the
+// parameters have moved away from it, and when a parameter no longer views the flat buffers.
 //
 // Update formulas (torch.optim's, exactly) are in kernels/optimizer.h.
 #pragma once
@@ -24,14 +25,16 @@
 #include <utility>
 #include <vector>
 
+#include "core/registry.h"
 #include "kernels/optimizer.h"
-#include "layers/module.h"
+#include "layers/parameters.h"
 
 namespace minidl {
 
+// Every optimizer's hyper-parameters in one struct; each optimizer reads the fields its registry
+// entry lists (see optimizers() below) and ignores the others.
 struct OptimizerConfig {
-  std::string name = "sgd";  // sgd | adam | adamw | adagrad
-  double lr = 0.1;
+  std::string name = "sgd";  // an entry of optimizers()
   double momentum = 0.0;     // sgd
   double dampening = 0.0;    // sgd
   bool nesterov = false;     // sgd
@@ -46,34 +49,30 @@ double effective_eps(const OptimizerConfig& cfg);
 
 class Optimizer {
  public:
-  // Throws, naming the parameter, when the parameters do not share one device and dtype, and,
-  // naming the field, when a hyper-parameter is out of range.
-  Optimizer(std::vector<NamedParameter> params, const OptimizerConfig& cfg);
+  // Keeps a reference to `params` (the model's flat buffers: the model must outlive the
+  // optimizer) and allocates the state on their device. Throws, naming the field, when a
+  // hyper-parameter is out of range (check_optimizer_config).
+  Optimizer(FlatParameters& params, const OptimizerConfig& cfg);
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
-  // One update with the current learning rate; increments step_count().
-  virtual void step() = 0;
-  void zero_grad();
+  // One update of every parameter with learning rate `lr` (>= 0) from the gradients in the flat
+  // gradient buffer; increments step_count() first (torch counts steps from 1).
+  void step(double lr);
 
-  double lr() const { return lr_; }
-  void set_lr(double lr) { lr_ = lr; }
   int64_t step_count() const { return step_; }
   const OptimizerConfig& config() const { return cfg_; }
+  const FlatParameters& parameters() const { return *params_; }
 
   // State for checkpoints: named flat tensors ("momentum_buffer", "exp_avg", ...) plus step count.
   // load_state checks names and sizes and names what does not match.
   virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
   virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state, int64_t step) = 0;
 
-  const Tensor& flat_values() const { return values_; }
-  const Tensor& flat_grads() const { return grads_; }
-  const std::vector<NamedParameter>& parameters() const { return params_; }
-
  protected:
-  // Throws when a parameter's value or grad no longer views the flat buffers (see the top).
-  void check_still_bound() const;
+  // The update itself, on the flat buffers (step() has checked them and counted the step).
+  virtual void update(Tensor& values, const Tensor& grads, double lr) = 0;
   // Allocates a zeroed state buffer of the flat layout.
   Tensor flat_zeros() const;
   // Copies `state` into `buffers` by name (every name required, nothing else allowed) and sets the
@@ -82,22 +81,23 @@ class Optimizer {
                         const std::vector<std::pair<std::string, Tensor*>>& buffers, int64_t step);
 
   OptimizerConfig cfg_;
-  double lr_;
   int64_t step_ = 0;
-  std::vector<NamedParameter> params_;
-  // params_[i] occupies [offsets_[i], offsets_[i + 1]) of the flat buffers.
-  std::vector<int64_t> offsets_;
-  Tensor values_, grads_;  // flat, all parameters
+
+ private:
+  FlatParameters* params_;
+  Device state_device_;  // where flat_zeros() allocates the state
 };
 
 // torch.optim.SGD (momentum, dampening, nesterov, weight decay). State: "momentum_buffer" when
 // momentum > 0, none otherwise.
 class Sgd : public Optimizer {
  public:
-  Sgd(std::vector<NamedParameter> params, const OptimizerConfig& cfg);
-  void step() override;
+  Sgd(FlatParameters& params, const OptimizerConfig& cfg);
   std::vector<std::pair<std::string, Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state, int64_t step) override;
+
+ protected:
+  void update(Tensor& values, const Tensor& grads, double lr) override;
 
  private:
   Tensor momentum_buf_;
@@ -106,10 +106,12 @@ class Sgd : public Optimizer {
 // torch.optim.Adam, or AdamW when decoupled. State: "exp_avg", "exp_avg_sq".
 class Adam : public Optimizer {
  public:
-  Adam(std::vector<NamedParameter> params, const OptimizerConfig& cfg, bool decoupled);
-  void step() override;
+  Adam(FlatParameters& params, const OptimizerConfig& cfg, bool decoupled);
   std::vector<std::pair<std::string, Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state, int64_t step) override;
+
+ protected:
+  void update(Tensor& values, const Tensor& grads, double lr) override;
 
  private:
   bool decoupled_;
@@ -119,17 +121,35 @@ class Adam : public Optimizer {
 // torch.optim.Adagrad (initial accumulator 0). State: "sum".
 class Adagrad : public Optimizer {
  public:
-  Adagrad(std::vector<NamedParameter> params, const OptimizerConfig& cfg);
-  void step() override;
+  Adagrad(FlatParameters& params, const OptimizerConfig& cfg);
   std::vector<std::pair<std::string, Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state, int64_t step) override;
+
+ protected:
+  void update(Tensor& values, const Tensor& grads, double lr) override;
 
  private:
   Tensor sum_;
 };
 
-// Throws naming the unknown optimizer and listing the known ones.
-std::unique_ptr<Optimizer> make_optimizer(std::vector<NamedParameter> params,
-                                          const OptimizerConfig& cfg);
+// What an optimizer's registry entry holds besides its name and help line.
+struct OptimizerKind {
+  // Throws minidl::Error naming the optimizer and the field when a hyper-parameter this optimizer
+  // reads is out of range, or when one it has no use for is switched on (nesterov for adam).
+  void (*check)(const OptimizerConfig& cfg);
+  // The hyper-parameters it reads, with their values: "momentum 0.9, weight decay 0.0005".
+  std::string (*describe)(const OptimizerConfig& cfg);
+  std::unique_ptr<Optimizer> (*make)(FlatParameters& params, const OptimizerConfig& cfg);
+};
+
+// sgd, adam, adamw, adagrad: for `train --optimizer`, its --help and make_optimizer.
+const Registry<OptimizerKind>& optimizers();
+
+// optimizers().at(cfg.name).check(cfg); also throws for an unknown name, listing the known ones.
+void check_optimizer_config(const OptimizerConfig& cfg);
+// "sgd (momentum 0.9, weight decay 0.0005)": the optimizer and the hyper-parameters it uses.
+std::string describe_optimizer(const OptimizerConfig& cfg);
+// Throws naming an unknown optimizer and listing the known ones.
+std::unique_ptr<Optimizer> make_optimizer(FlatParameters& params, const OptimizerConfig& cfg);
 
 }  // namespace minidl

@@ -13,15 +13,20 @@
 //   epoch < W:  lr = base * (s + (1 - s) epoch / W),   s = warmup_start_factor
 // so it starts at s * base and reaches base at epoch W, where the decay schedule starts from its
 // epoch 0. Without warm-up (W = 0) the schedules are exactly torch's.
+//
+// The schedule owns the base learning rate (ScheduleConfig::base_lr, `train --lr`): the optimizer
+// keeps none and takes the lr of each step as an argument (optim/optimizer.h).
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "core/registry.h"
+
 namespace minidl {
 
 struct ScheduleConfig {
-  std::string name = "step";  // step | multistep | cosine | constant
+  std::string name = "step";  // an entry of schedules(): step | multistep | cosine | constant
   double base_lr = 0.1;
   int step_size = 20;              // step
   double gamma = 0.5;              // step, multistep
@@ -44,5 +49,19 @@ class LrSchedule {
  private:
   ScheduleConfig cfg_;
 };
+
+// What a schedule's registry entry holds besides its name and help line. `who` in messages is
+// "lr schedule '<name>'".
+struct ScheduleKind {
+  // Throws minidl::Error naming the field when a setting this schedule reads is out of range.
+  void (*check)(const ScheduleConfig& cfg, const std::string& who);
+  // The lr after warm-up, at e = the completed epochs after warm-up (an integer >= 0).
+  double (*lr)(const ScheduleConfig& cfg, double e);
+  // "step(base_lr=0.1, step_size=20, gamma=0.5)"
+  std::string (*describe)(const ScheduleConfig& cfg);
+};
+
+// step, multistep, cosine, constant: for `train --schedule`, its --help and LrSchedule.
+const Registry<ScheduleKind>& schedules();
 
 }  // namespace minidl

@@ -69,12 +69,11 @@ StepResult train_step(const std::string& name, DType dtype, Device dev, KernelPa
   model->to(dev);
   model->set_kernel_path(path);
   OptimizerConfig oc;
-  oc.lr = kLr;
   oc.momentum = 0.9;
   oc.weight_decay = 5e-4;
-  auto opt = make_optimizer(model->named_parameters(), oc);
+  auto opt = make_optimizer(model->flat_parameters(), oc);
   SoftmaxCrossEntropy loss;
-  opt->zero_grad();
+  model->zero_grad();
   StepResult r;
   const Tensor logits = model->forward(cast(x, dtype).to(dev), Mode::Train);
   r.logits = cast(logits, DType::F64);
@@ -85,7 +84,7 @@ StepResult train_step(const std::string& name, DType dtype, Device dev, KernelPa
     r.grads.emplace_back(np.name, cast(np.param->grad, DType::F64));
     before.push_back(cast(np.param->value, DType::F64));
   }
-  opt->step();
+  opt->step(kLr);
   size_t i = 0;
   for (auto& np : model->named_parameters()) {
     const Tensor after = cast(np.param->value, DType::F64);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "models/models.h"
 #include "optim/optimizer.h"
 #include "../support/test_util.h"
 
@@ -114,11 +115,11 @@ TEST_CASE("Optimizer with flat buffers on CUDA matches the CPU", "[cuda][optim]"
   INFO("seed " << seed);
   Generator gen(seed);
   const Device gpu = Device::cuda(0);
+  constexpr double kLr = 0.01;
   for (const char* name : {"sgd", "adam", "adamw", "adagrad"}) {
     INFO(name);
     OptimizerConfig cfg;
     cfg.name = name;
-    cfg.lr = 0.01;
     cfg.momentum = std::string(name) == "sgd" ? 0.9 : 0.0;
     cfg.weight_decay = 0.5;  // a power of two: see the top of the file
     const Tensor w0 = uniform_tensor(Shape{3, 5}, gen, -1, 1, DType::F32);
@@ -127,15 +128,17 @@ TEST_CASE("Optimizer with flat buffers on CUDA matches the CPU", "[cuda][optim]"
     Parameter b_gpu{b0.to(gpu), Tensor::zeros(b0.shape(), DType::F32, gpu)};
     Parameter w_ref{cast(w0, DType::F64), Tensor::zeros(w0.shape(), DType::F64)};
     Parameter b_ref{cast(b0, DType::F64), Tensor::zeros(b0.shape(), DType::F64)};
-    auto opt_gpu = make_optimizer({{"w", &w_gpu}, {"b", &b_gpu}}, cfg);
-    auto opt_ref = make_optimizer({{"w", &w_ref}, {"b", &b_ref}}, cfg);
-    REQUIRE(opt_gpu->flat_values().device() == gpu);
-    CHECK(w_gpu.value.same_data(opt_gpu->flat_values()));
+    FlatParameters flat_gpu({{"w", &w_gpu}, {"b", &b_gpu}});
+    FlatParameters flat_ref({{"w", &w_ref}, {"b", &b_ref}});
+    auto opt_gpu = make_optimizer(flat_gpu, cfg);
+    auto opt_ref = make_optimizer(flat_ref, cfg);
+    REQUIRE(flat_gpu.values().device() == gpu);
+    CHECK(w_gpu.value.same_data(flat_gpu.values()));
 
     for (int step = 0; step < 3; ++step) {
-      opt_gpu->zero_grad();
-      opt_ref->zero_grad();
-      CHECK(opt_gpu->flat_grads().to_vector<float>() == std::vector<float>(22, 0.f));
+      flat_gpu.zero_grad();
+      flat_ref.zero_grad();
+      CHECK(flat_gpu.grads().to_vector<float>() == std::vector<float>(22, 0.f));
       // Gradients written through the parameters' views, as backward does.
       const Tensor gw = uniform_tensor(w0.shape(), gen, -1, 1, DType::F32);
       const Tensor gb = uniform_tensor(b0.shape(), gen, -1, 1, DType::F32);
@@ -143,8 +146,8 @@ TEST_CASE("Optimizer with flat buffers on CUDA matches the CPU", "[cuda][optim]"
       b_gpu.grad.copy_(gb);
       w_ref.grad.copy_(cast(gw, DType::F64));
       b_ref.grad.copy_(cast(gb, DType::F64));
-      opt_gpu->step();
-      opt_ref->step();
+      opt_gpu->step(kLr);
+      opt_ref->step(kLr);
     }
     const Comparison cw = compare(w_gpu.value, w_ref.value, 1e-5, 1e-5);
     const Comparison cb = compare(b_gpu.value, b_ref.value, 1e-5, 1e-5);
@@ -152,4 +155,42 @@ TEST_CASE("Optimizer with flat buffers on CUDA matches the CPU", "[cuda][optim]"
     CHECK(cw.ok);
     CHECK(cb.ok);
   }
+}
+
+TEST_CASE("a model's flat buffers move with model.to(cuda) and back", "[cuda][optim]") {
+  // The model owns its flat buffers: moving it moves the two buffers and keeps every parameter a
+  // view of its slice, in named_parameters order, with the values unchanged (a copy is exact).
+  const Device gpu = Device::cuda(0);
+  ModelConfig mc;
+  mc.name = "plain";
+  mc.seed = 3;
+  auto model = make_model(mc);
+  FlatParameters& flat = model->flat_parameters();
+  const std::vector<float> values = flat.values().to_vector<float>();
+  model->to(gpu);
+  REQUIRE(flat.values().device() == gpu);
+  CHECK(flat.grads().device() == gpu);
+  CHECK(flat.values().to_vector<float>() == values);
+  const std::vector<NamedParameter> params = model->named_parameters();
+  REQUIRE(params.size() == flat.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    INFO(params[i].name);
+    CHECK(flat.parameters()[i].name == params[i].name);
+    CHECK(params[i].param->value.same_data(flat.values().slice(flat.offset(i), flat.offset(i + 1))));
+    CHECK(params[i].param->grad.same_data(flat.grads().slice(flat.offset(i), flat.offset(i + 1))));
+  }
+
+  // An optimizer made now lives on the GPU; a step there, then the model back on the CPU: the
+  // parameters follow, the optimizer's state (made on the GPU) refuses a step on the CPU.
+  OptimizerConfig oc;
+  oc.momentum = 0.9;
+  auto opt = make_optimizer(flat, oc);
+  Tensor grads = flat.grads();  // a handle on the model's gradient buffer
+  grads.fill_(1.0);
+  opt->step(0.5);
+  model->to(Device::cpu());
+  CHECK(flat.values().device() == Device::cpu());
+  CHECK(flat.values().to_vector<float>()[0] == values[0] - 0.5f);
+  REQUIRE_THROWS_WITH(opt->step(0.5), Catch::Contains("optimizer state is on cuda:0") &&
+                                          Catch::Contains("model.to(device)"));
 }

@@ -78,20 +78,19 @@ class TinyNet : public Module {
   Scale head_;
 };
 
-// A few optimizer steps with random gradients.
-void train_steps(Optimizer& opt, Generator& g, int steps) {
+// A few optimizer steps with random gradients, lr 0.01.
+void train_steps(Module& model, Optimizer& opt, Generator& g, int steps) {
   for (int i = 0; i < steps; ++i) {
-    opt.zero_grad();
-    Tensor grads = opt.flat_grads();  // a handle sharing the flat buffer
+    model.zero_grad();
+    Tensor grads = model.flat_parameters().grads();  // a handle sharing the flat buffer
     grads.copy_(uniform_tensor(grads.shape(), g));
-    opt.step();
+    opt.step(0.01);
   }
 }
 
 OptimizerConfig adam_config() {
   OptimizerConfig c;
   c.name = "adam";
-  c.lr = 0.01;
   return c;
 }
 
@@ -103,8 +102,8 @@ TEST_CASE("checkpoint round trip is bit-exact and resumes exactly", "[checkpoint
   Generator g(seed);
   TinyNet a(3, 2);
   a.randomize(g);
-  auto opt_a = make_optimizer(a.named_parameters(), adam_config());
-  train_steps(*opt_a, g, 3);
+  auto opt_a = make_optimizer(a.flat_parameters(), adam_config());
+  train_steps(a, *opt_a, g, 3);
   TrainState st;
   st.epoch = 7;
   st.global_step = 1234;
@@ -129,7 +128,7 @@ TEST_CASE("checkpoint round trip is bit-exact and resumes exactly", "[checkpoint
   TinyNet b(3, 2);
   Generator g2(seed + 1);
   b.randomize(g2);
-  auto opt_b = make_optimizer(b.named_parameters(), adam_config());
+  auto opt_b = make_optimizer(b.flat_parameters(), adam_config());
   const TrainState got = load_checkpoint(path, b, opt_b.get());
   CHECK(b.values() == a.values());
   CHECK(opt_b->step_count() == 3);
@@ -143,10 +142,10 @@ TEST_CASE("checkpoint round trip is bit-exact and resumes exactly", "[checkpoint
   CHECK(got.model_name == "tinynet");
   CHECK(got.config_json == st.config_json);
 
-  // Both continue identically (the loaded values went into the optimizer's flat buffer).
+  // Both continue identically (the loaded values went into the model's flat buffer).
   Generator ga(seed + 2), gb(seed + 2);
-  train_steps(*opt_a, ga, 2);
-  train_steps(*opt_b, gb, 2);
+  train_steps(a, *opt_a, ga, 2);
+  train_steps(b, *opt_b, gb, 2);
   CHECK(b.values() == a.values());
 
   // Without an optimizer the model still loads (evaluation), the optimizer tensors are ignored.
@@ -165,16 +164,16 @@ TEST_CASE("checkpoint without optimizer state, plain sgd", "[checkpoint]") {
   save_checkpoint(path, a, nullptr, TrainState{});
   TinyNet b(2, 2);
   OptimizerConfig sgd;
-  auto opt = make_optimizer(b.named_parameters(), sgd);
+  auto opt = make_optimizer(b.flat_parameters(), sgd);
   load_checkpoint(path, b, opt.get());  // nothing to restore in the optimizer: left as it is
   CHECK(opt->step_count() == 0);
   CHECK(b.values() == a.values());
 
   // Plain SGD has no state tensors but its step count is restored.
-  train_steps(*opt, g, 2);
+  train_steps(b, *opt, g, 2);
   save_checkpoint(path, b, opt.get(), TrainState{});
   TinyNet c(2, 2);
-  auto opt_c = make_optimizer(c.named_parameters(), sgd);
+  auto opt_c = make_optimizer(c.flat_parameters(), sgd);
   load_checkpoint(path, c, opt_c.get());
   CHECK(opt_c->step_count() == 2);
 }
@@ -183,7 +182,7 @@ TEST_CASE("checkpoint loading is strict and names the tensor", "[checkpoint][err
   Generator g(test_seed());
   TinyNet a(3, 2);
   a.randomize(g);
-  auto opt = make_optimizer(a.named_parameters(), adam_config());
+  auto opt = make_optimizer(a.flat_parameters(), adam_config());
   const std::string path = (temp_dir() / "strict.safetensors").string();
   save_checkpoint(path, a, opt.get(), TrainState{});
 
@@ -226,7 +225,7 @@ TEST_CASE("checkpoint loading is strict and names the tensor", "[checkpoint][err
     OptimizerConfig c;
     c.name = "sgd";
     c.momentum = 0.9;
-    auto sgd = make_optimizer(b.named_parameters(), c);
+    auto sgd = make_optimizer(b.flat_parameters(), c);
     const auto before = b.values();
     REQUIRE_THROWS_WITH(load_checkpoint(path, b, sgd.get()),
                         Catch::Contains(path) && Catch::Contains("adam") && Catch::Contains("sgd"));

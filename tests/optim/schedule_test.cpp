@@ -101,7 +101,8 @@ TEST_CASE("schedule validation names the field", "[schedule][errors]") {
     return LrSchedule(c);
   };
   REQUIRE_THROWS_WITH(bad([](auto& c) { c.name = "linear"; }),
-                      Catch::Contains("linear") && Catch::Contains("step, multistep, cosine, constant"));
+                      Catch::Contains("linear") && Catch::Contains("step, multistep, cosine or constant"));
+  REQUIRE_THROWS_WITH(bad([](auto& c) { c.name = "cosin"; }), Catch::Contains("did you mean cosine?"));
   REQUIRE_THROWS_WITH(bad([](auto& c) { c.base_lr = 0; }), Catch::Contains("base_lr"));
   REQUIRE_THROWS_WITH(bad([](auto& c) { c.step_size = 0; }), Catch::Contains("step_size"));
   REQUIRE_THROWS_WITH(bad([](auto& c) { c.gamma = 0; }), Catch::Contains("gamma"));
@@ -134,4 +135,19 @@ TEST_CASE("schedule validation names the field", "[schedule][errors]") {
                       }),
                       Catch::Contains("warmup_start_factor"));
   REQUIRE_THROWS_WITH(LrSchedule(ScheduleConfig{}).lr_at(-1), Catch::Contains("epoch"));
+}
+
+TEST_CASE("schedule registry: every schedule has help, a description and an lr", "[schedule]") {
+  CHECK(schedules().names() == std::vector<std::string>{"step", "multistep", "cosine", "constant"});
+  CHECK_THAT(schedules().help_text(), Catch::Contains("StepLR") && Catch::Contains("MultiStepLR") &&
+                                          Catch::Contains("CosineAnnealingLR"));
+  for (const std::string& name : schedules().names()) {
+    INFO(name);
+    ScheduleConfig c;
+    c.name = name;
+    c.milestones = {2};
+    const LrSchedule s(c);
+    CHECK(s.describe().rfind(name + "(base_lr=0.1", 0) == 0);
+    CHECK(s.lr_at(0.0) == 0.1);  // every schedule starts at the base lr
+  }
 }

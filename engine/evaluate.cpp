@@ -1,0 +1,165 @@
+// One evaluation pass (evaluate), its progress line, and `train --evaluate`.
+#include "engine/evaluate.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+
+#include "engine/recorder.h"
+#include "engine/stop_signal.h"
+#include "io/checkpoint.h"
+#include "io/safetensors.h"
+#include "kernels/softmax_xent.h"
+
+namespace minidl {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& criterion,
+                    int num_classes, const EvalOptions& options) {
+  const Device dev = model.device();
+  const int64_t steps = loader.num_batches(), n = loader.num_samples();
+  // Per-batch losses and per-image predictions stay on the device until the pass is over.
+  Tensor losses = Tensor::empty(Shape{steps}, DType::F32, dev);
+  Tensor preds = Tensor::empty(Shape{n}, DType::I32, dev);
+  Tensor all_logits;
+  if (options.keep_logits) all_logits = Tensor::empty(Shape{n, num_classes}, DType::F32, dev);
+  std::vector<int32_t> order;
+  std::vector<int64_t> sizes;
+  order.reserve(static_cast<size_t>(n));
+
+  loader.start_epoch(0);
+  Batch b;
+  int64_t offset = 0;
+  for (int64_t i = 0; loader.next(b); ++i) {
+    const Tensor logits = model.forward(b.images, Mode::Eval);
+    criterion.forward(logits, b.labels);
+    losses.slice(i, i + 1).copy_(criterion.loss());
+    Tensor p = preds.slice(offset, offset + b.size);
+    argmax_rows(p, logits);
+    if (options.keep_logits) all_logits.slice(offset, offset + b.size).copy_(logits);
+    order.insert(order.end(), b.indices.begin(), b.indices.end());
+    sizes.push_back(b.size);
+    offset += b.size;
+    if (options.progress) options.progress(i + 1, steps);
+  }
+  MINIDL_ASSERT(offset == n && static_cast<int64_t>(sizes.size()) == steps,
+                "evaluate: loader gave ", offset, " images in ", sizes.size(), " batches");
+
+  const std::vector<float> loss_v = losses.to_vector<float>();
+  const std::vector<int32_t> pred_v = preds.to_vector<int32_t>();
+  EvalResult r;
+  double loss_sum = 0.0;
+  for (size_t i = 0; i < sizes.size(); ++i)
+    loss_sum += static_cast<double>(loss_v[i]) * static_cast<double>(sizes[i]);
+  r.loss = loss_sum / static_cast<double>(n);
+  const std::vector<int32_t>& labels = loader.dataset().labels;
+  r.confusion = ConfusionMatrix(num_classes);
+  r.predictions.assign(labels.size(), -1);
+  for (size_t k = 0; k < order.size(); ++k) {
+    r.confusion.add(labels[order[k]], pred_v[k]);
+    r.predictions[order[k]] = pred_v[k];
+  }
+  r.accuracy = r.confusion.accuracy();
+  if (options.keep_logits) {
+    const std::vector<float> l = all_logits.to_vector<float>();
+    const auto k = static_cast<size_t>(num_classes);
+    r.logits.assign(labels.size() * k, 0.0f);
+    for (size_t j = 0; j < order.size(); ++j)
+      std::copy(l.begin() + j * k, l.begin() + (j + 1) * k, r.logits.begin() + order[j] * k);
+  }
+  return r;
+}
+
+EvalProgress::EvalProgress(std::ostream& log, bool tty, std::string label, bool& told)
+    : log_(log), tty_(tty), label_(std::move(label)), told_(told) {}
+
+void EvalProgress::operator()(int64_t done, int64_t total) {
+  if (stop_requested() && !told_) {
+    if (bar_) bar_->finish();
+    log_ << stop_reason() << ": stopping after evaluation\n" << std::flush;
+    told_ = true;
+  }
+  if (!tty_) return;
+  if (!bar_) bar_ = std::make_unique<ProgressBar>(log_, true, label_, total);
+  bar_->update(done, "");
+  if (done == total) bar_->finish();
+}
+
+RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0, bool tty) {
+  const TrainState state = load_checkpoint(s.checkpoint, *s.model, nullptr);
+  DataLoader test_loader(s.test, loader_config(s, false));
+  SoftmaxCrossEntropy criterion(s.cfg.label_smoothing);
+  RunResult res;
+  res.status = RunStatus::Evaluated;
+  res.out_dir = s.out.string();
+  bool told = false;
+  EvalProgress progress(log, tty, "evaluating", told);
+  EvalOptions eo;
+  eo.keep_logits = !s.cfg.dump_logits.empty();
+  eo.progress = std::ref(progress);
+  res.last_eval = evaluate(*s.model, test_loader, criterion, s.num_classes, eo);
+  res.best_accuracy = state.best_accuracy;
+  res.best_epoch = state.best_epoch;
+  const EvalResult& ev = res.last_eval;
+
+  ReportData r = base_report(s);
+  log << fmt::format("checkpoint {} (epoch {})\ntest: loss {:.4f}  accuracy {:.2f}% ({} images)\n",
+                     s.checkpoint, state.epoch, ev.loss, ev.accuracy, ev.confusion.total());
+  log << "per-class accuracy:\n" << format_per_class(ev.confusion, r.class_names);
+  log << "confusion matrix:\n" << ev.confusion.format(r.class_names);
+
+  json per_class = json::object();
+  const std::vector<double> acc = ev.confusion.per_class_accuracy();
+  json matrix = json::array();
+  for (int t = 0; t < s.num_classes; ++t) {
+    per_class[r.class_names[t]] = std::isnan(acc[t]) ? json(nullptr) : json(acc[t]);
+    json row = json::array();
+    for (int p = 0; p < s.num_classes; ++p) row.push_back(ev.confusion.count(t, p));
+    matrix.push_back(row);
+  }
+  const json out{{"checkpoint", s.checkpoint},
+                 {"epoch", state.epoch},
+                 {"model", s.cfg.model},
+                 {"dataset", s.cfg.dataset},
+                 {"test_images", ev.confusion.total()},
+                 {"test_loss", ev.loss},
+                 {"test_accuracy", ev.accuracy},
+                 {"normalisation", {{"mean", s.cfg.norm_mean}, {"std", s.cfg.norm_std}}},
+                 {"per_class_accuracy", per_class},
+                 {"class_names", r.class_names},
+                 {"confusion_matrix", matrix},
+                 // Per test image, in the order of the test files (of --test-subset).
+                 {"labels", s.test.labels},
+                 {"predictions", ev.predictions}};
+  write_file_atomic((s.out / "eval.json").string(), out.dump(2) + "\n");
+  if (!s.cfg.dump_logits.empty()) {
+    const int64_t n = s.test.size();
+    save_safetensors(
+        s.cfg.dump_logits,
+        {{"logits", Tensor::from_vector(ev.logits, Shape{n, s.num_classes})},
+         {"labels", Tensor::from_vector(s.test.labels, Shape{n})},
+         {"predictions", Tensor::from_vector(ev.predictions, Shape{n})}},
+        {{"checkpoint", s.checkpoint}, {"model", s.cfg.model}, {"dataset", s.cfg.dataset}});
+    log << fmt::format("wrote the logits of the {} test images to {}\n", n, s.cfg.dump_logits);
+  }
+
+  r.status = fmt::format("evaluation of a checkpoint saved after epoch {}", state.epoch);
+  r.checkpoint = s.checkpoint;
+  r.best_accuracy = state.best_accuracy;
+  r.best_epoch = state.best_epoch;
+  r.history = earlier_history(fs::absolute(s.checkpoint).parent_path(), state.epoch);
+  set_eval(r, ev, s.test);
+  r.total_seconds = seconds_since(t0);
+  write_report((s.out / "report.html").string(), r);
+  log << fmt::format("wrote {} and {}\n", (s.out / "eval.json").string(),
+                     (s.out / "report.html").string());
+  res.seconds = seconds_since(t0);
+  return res;
+}
+
+}  // namespace minidl

@@ -1,0 +1,169 @@
+// The run directory's files (recorder.h).
+#include "engine/recorder.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "engine/cli.h"
+#include "engine/metrics.h"
+
+namespace minidl {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The first images of the test set with their latest predictions, for the report.
+std::vector<SampleImage> sample_images(const Dataset& test, const std::vector<int32_t>& predictions,
+                                       int count) {
+  std::vector<SampleImage> out;
+  const int64_t n = std::min<int64_t>(count, test.size());
+  const uint8_t* px = test.images.data<uint8_t>();
+  const int64_t per_image = test.images.numel() / test.size();
+  for (int64_t i = 0; i < n; ++i) {
+    if (static_cast<size_t>(i) >= predictions.size() || predictions[i] < 0) break;
+    out.push_back({std::vector<uint8_t>(px + i * per_image, px + (i + 1) * per_image),
+                   test.labels[i], predictions[i]});
+  }
+  return out;
+}
+
+// The schedule sampled finely enough to show warm-up ramps and steps (at most ~1000 points).
+std::vector<std::pair<double, double>> lr_curve(const LrSchedule& s, int epochs) {
+  const int per_epoch = std::max(1, 1000 / std::max(epochs, 1));
+  std::vector<std::pair<double, double>> pts;
+  for (int i = 0; i < epochs * per_epoch; ++i) {
+    const double e = static_cast<double>(i) / per_epoch;
+    pts.push_back({e, s.lr_at(e)});
+  }
+  pts.push_back({static_cast<double>(epochs), s.lr_at(std::max(0.0, epochs - 1e-9))});
+  return pts;
+}
+
+void append_line(const fs::path& path, const std::string& line) {
+  std::ofstream f(path, std::ios::app);
+  MINIDL_CHECK(f.good(), "cannot write ", path.string());
+  f << line << '\n';
+}
+
+}  // namespace
+
+std::vector<EpochMetrics> earlier_history(const fs::path& dir, int64_t up_to_epoch) {
+  std::vector<EpochMetrics> rows;
+  const fs::path csv = dir / "metrics.csv";
+  if (!fs::is_regular_file(csv)) return rows;
+  for (const EpochMetrics& m : read_metrics_csv(csv.string()))
+    if (m.epoch <= up_to_epoch) rows.push_back(m);
+  return rows;
+}
+
+ReportData base_report(const Setup& s) {
+  ReportData r;
+  r.title = s.cfg.model + " on " + s.cfg.dataset;
+  r.model = s.cfg.model + " (" + std::to_string(s.model->parameter_count()) + " parameters)";
+  r.dataset = fmt::format("{}: {} training / {} test images, {} classes", s.cfg.dataset,
+                          s.train.size(), s.test.size(), s.train.num_classes);
+  r.date = timestamp("%Y-%m-%d %H:%M:%S");
+  r.device = s.device.line.substr(std::string("device: ").size());
+  r.command = s.cfg.command;
+  r.class_names = s.train.class_names;
+  r.class_names.resize(
+      static_cast<size_t>(s.num_classes));  // --num-classes may add unnamed outputs
+  for (int k = s.train.num_classes; k < s.num_classes; ++k)
+    r.class_names[k] = "class " + std::to_string(k);
+  return r;
+}
+
+void set_eval(ReportData& r, const EvalResult& ev, const Dataset& test) {
+  r.test_loss = ev.loss;
+  r.test_acc = ev.accuracy;
+  r.confusion = ev.confusion;
+  r.samples = sample_images(test, ev.predictions, 32);
+}
+
+// ------------------------------------------------------------------------------------ RunRecorder
+
+RunRecorder::RunRecorder(const Setup& s, const LrSchedule& schedule, int64_t batches_per_epoch)
+    : s_(s),
+      batches_per_epoch_(batches_per_epoch),
+      fresh_(s.checkpoint.empty()),
+      config_path_((s.out / "config.json").string()),
+      last_path_((s.out / "last.safetensors").string()),
+      best_path_((s.out / "best.safetensors").string()),
+      report_(base_report(s)) {
+  report_.lr_curve = lr_curve(schedule, s.cfg.epochs);
+  report_.best_label = str("best ", s.cfg.val_split > 0 ? "validation" : "test", " accuracy");
+}
+
+void RunRecorder::start(int64_t start_epoch) {
+  append_line(s_.out / "command.txt", s_.cfg.command);
+  if (fresh_) write_file_atomic(config_path_, to_json(s_.cfg).dump(2) + "\n");
+  last_saved_epoch_ = fs::exists(last_path_) ? start_epoch : -1;
+}
+
+std::string RunRecorder::save_init(Module& model, const Optimizer& opt) {
+  TrainState st;
+  st.model_name = s_.cfg.model;
+  st.config_json = saved_run_json(s_.cfg, false, 0, batches_per_epoch_);
+  const std::string init_path = (s_.out / "init.safetensors").string();
+  save_checkpoint(init_path, model, &opt, st);
+  return init_path;
+}
+
+TrainState RunRecorder::save_last(Module& model, const Optimizer& opt, const RunResult& res,
+                                  int64_t global_step, int64_t completed, bool interrupted,
+                                  int64_t step_in_epoch) {
+  TrainState st;
+  st.epoch = completed;
+  st.global_step = global_step;
+  st.best_accuracy = res.best_accuracy;
+  st.best_epoch = res.best_epoch;
+  st.model_name = s_.cfg.model;
+  st.config_json = saved_run_json(s_.cfg, interrupted, step_in_epoch, batches_per_epoch_);
+  save_checkpoint(last_path_, model, &opt, st);
+  write_file_atomic(config_path_, to_json(s_.cfg).dump(2) + "\n");
+  last_saved_epoch_ = completed;
+  return st;
+}
+
+void RunRecorder::save_best(Module& model, const Optimizer& opt, const TrainState& state) {
+  save_checkpoint(best_path_, model, &opt, state);
+}
+
+void RunRecorder::write_metrics(const std::vector<EpochMetrics>& history) {
+  write_metrics_csv((s_.out / "metrics.csv").string(), history);
+}
+
+void RunRecorder::set_latest_evaluation(const EvalResult& ev) { set_eval(report_, ev, s_.test); }
+
+void RunRecorder::write_report(const RunResult& res, const std::string& status, bool in_progress) {
+  report_.status = status;
+  report_.in_progress = in_progress;
+  report_.history = res.history;
+  report_.best_accuracy = res.best_accuracy;
+  report_.best_epoch = res.best_epoch;
+  report_.total_seconds = 0.0;
+  for (const EpochMetrics& m : res.history) report_.total_seconds += m.epoch_seconds;
+  minidl::write_report((s_.out / "report.html").string(), report_);
+  wrote_report_ = true;
+}
+
+void RunRecorder::write_failure_report(const RunResult& res, const std::string& message) {
+  if (fresh_ || wrote_report_) write_report(res, "stopped: " + message, false);
+}
+
+std::string RunRecorder::kept_message() const {
+  return last_saved_epoch_ >= 0
+             ? fmt::format("{} still holds the last good state (epoch {})", last_path_,
+                           last_saved_epoch_)
+             : std::string("no checkpoint was written (no epoch had completed)");
+}
+
+std::string RunRecorder::resume_hint() const {
+  const char* argv[] = {s_.cfg.program.c_str()};  // the program as it was started, shell-quoted
+  return fmt::format("resume with: {} --resume {}", shell_command(1, argv), last_path_);
+}
+
+}  // namespace minidl

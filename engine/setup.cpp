@@ -1,0 +1,277 @@
+// Setting up a run (setup.h): configuration, device, run directory, data, model.
+#include "engine/setup.h"
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "core/device.h"
+#include "core/device_settings.h"
+#include "io/safetensors.h"
+#include "kernels/cpu_kernels.h"
+#include "kernels/gemm.h"
+#include "models/models.h"
+
+namespace minidl {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string timestamp(const char* format) {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string saved_run_json(const TrainConfig& cfg, bool interrupted, int64_t step_in_epoch,
+                           int64_t batches) {
+  return json{{"config", to_json(cfg)},
+              {"interrupted", interrupted},
+              {"step_in_epoch", step_in_epoch},
+              {"batches_per_epoch", batches}}
+      .dump();
+}
+
+// A checkpoint written by other code may have no run description: then the command line decides.
+SavedRun read_saved_run(const std::string& path) {
+  if (!fs::is_regular_file(path)) throw UsageError(str("checkpoint ", path, ": no such file"));
+  const SafetensorsFile f = load_safetensors(path);
+  SavedRun s;
+  const auto it = f.metadata.find("config_json");
+  if (it == f.metadata.end() || it->second.empty()) return s;
+  const json j = json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("config")) return s;
+  s.has_config = true;
+  s.config = config_from_json(j["config"]);
+  s.interrupted = j.value("interrupted", false);
+  s.step_in_epoch = j.value("step_in_epoch", int64_t{0});
+  s.batches_per_epoch = j.value("batches_per_epoch", int64_t{0});
+  return s;
+}
+
+namespace {
+
+PickedDevice pick_device(const std::string& flag) {
+  PickedDevice p;
+  std::string why;
+  if (flag == "auto") {
+    p.device = cuda_available() ? Device::cuda(0) : Device::cpu();
+    why = p.device.is_cuda() ? "default: a CUDA device is available" : "default: no GPU found";
+  } else {
+    p.device = Device::parse(flag);
+    why = "--device " + flag;
+    if (p.device.is_cuda() && !cuda_available())
+      throw Error(str("--device ", flag, ": no GPU found (", cuda_device_summary(),
+                      "); use --device cpu or --device auto"));
+  }
+  require_device(p.device);
+  const std::string what = p.device.is_cuda() ? str(p.device, ", ", cuda_device_summary())
+                                              : str("cpu (", omp_get_max_threads(), " threads)");
+  p.line = str("device: ", what, " [", why, "]");
+  return p;
+}
+
+// Moves the last n images of `d` into a new dataset (the --val-split hold-out).
+Dataset split_off_tail(Dataset& d, int64_t n) {
+  const int64_t m = d.size() - n;
+  Dataset tail;
+  tail.name = d.name;
+  tail.class_names = d.class_names;
+  tail.num_classes = d.num_classes;
+  tail.images = d.images.slice(m, d.size()).clone();
+  tail.labels.assign(d.labels.begin() + m, d.labels.end());
+  d.images = d.images.slice(0, m).clone();
+  d.labels.resize(static_cast<size_t>(m));
+  return tail;
+}
+
+// The files a training run writes to its directory; an evaluation writes the last two.
+const std::vector<std::string> kRunFiles{"metrics.csv",      "config.json",      "command.txt",
+                                         "last.safetensors", "best.safetensors", "init.safetensors",
+                                         "report.html",      "eval.json"};
+
+// Refuses to write over a run in `out` (unless --overwrite, which removes its files first). A
+// --resume continuing in its own directory is not writing over anything; the checkpoint being
+// read is never removed.
+void claim_out_dir(const fs::path& out, const TrainConfig& cfg, const std::string& checkpoint,
+                   std::ostream& log) {
+  std::error_code ec;
+  if (!fs::is_directory(out, ec)) return;
+  if (!cfg.evaluate && !cfg.resume.empty() &&
+      fs::equivalent(out, fs::absolute(cfg.resume).parent_path(), ec))
+    return;
+  const std::vector<std::string> written =
+      cfg.evaluate ? std::vector<std::string>{"eval.json", "report.html"} : kRunFiles;
+  std::vector<fs::path> present;
+  std::string names;
+  for (const std::string& f : written) {
+    const fs::path p = out / f;
+    if (!fs::exists(p, ec)) continue;
+    if (!checkpoint.empty() && fs::equivalent(p, checkpoint, ec)) continue;
+    present.push_back(p);
+    names += (names.empty() ? "" : ", ") + f;
+  }
+  if (present.empty()) return;
+  if (!cfg.overwrite) {
+    const std::string hint =
+        cfg.evaluate
+            ? "add --overwrite to replace them, or give another --out"
+            : fmt::format("continue it with --resume {}, add --overwrite to replace it, or give "
+                          "another --out",
+                          (out / "last.safetensors").string());
+    throw UsageError(
+        fmt::format("--out {} already holds a run ({}): {}", out.string(), names, hint));
+  }
+  for (const fs::path& p : present) fs::remove(p);
+  log << fmt::format("--overwrite: removed {} from {}\n", names, out.string());
+}
+
+// The configuration of the run: the command line's, or for --resume/--evaluate the checkpoint's
+// overlaid with the flags given; validated, with --data made absolute.
+void resolve_config(Setup& s, const TrainConfig& cli) {
+  s.cfg = cli;
+  s.checkpoint = cli.evaluate && !cli.checkpoint.empty() ? cli.checkpoint : cli.resume;
+  if (!s.checkpoint.empty()) {
+    s.saved = read_saved_run(s.checkpoint);
+    if (s.saved.has_config) s.cfg = merge_resumed(s.saved.config, cli);
+  }
+  TrainConfig& cfg = s.cfg;
+  if (cfg.data.empty()) {  // a --resume command line whose checkpoint names no --data
+    const fs::path d = fs::path("..") / "shared" / "data" / dataset_default_dir(cfg.dataset);
+    if (fs::is_directory(d)) cfg.data = d.string();
+  }
+  validate(cfg);
+  cfg.data = fs::absolute(cfg.data).lexically_normal().string();
+}
+
+// --out, or the resumed run's own directory, or runs/<model>-<timestamp>: claimed and created.
+void make_run_dir(Setup& s, std::ostream& log) {
+  TrainConfig& cfg = s.cfg;
+  if (!cfg.out.empty()) {
+    s.out = cfg.out;
+  } else if (!cfg.evaluate && !cfg.resume.empty()) {
+    s.out = fs::absolute(cfg.resume).parent_path();  // continue in the run's own directory
+  } else {
+    s.out = fs::path("runs") /
+            (cfg.model + (cfg.evaluate ? "-eval-" : "-") + timestamp("%Y%m%d-%H%M%S"));
+  }
+  claim_out_dir(s.out, cfg, s.checkpoint, log);
+  std::error_code ec;
+  fs::create_directories(s.out, ec);
+  if (ec || !fs::is_directory(s.out))
+    throw Error(str("--out ", s.out.string(), ": cannot create the run directory (",
+                    ec ? ec.message() : std::string("a file of that name exists"), ")"));
+  cfg.out = s.out.string();
+}
+
+// The training, validation and test sets, and the normalisation constants (stored in the
+// configuration, computed from the training images when it has none).
+void load_data(Setup& s, std::ostream& log) {
+  TrainConfig& cfg = s.cfg;
+  s.train = load_dataset(cfg.dataset, cfg.data, Split::Train, cfg.subset);
+  if (cfg.val_split > 0) {
+    if (cfg.val_split >= s.train.size())
+      throw UsageError(str("--val-split ", cfg.val_split, " leaves none of the ", s.train.size(),
+                           " training images to train on"));
+    s.val = split_off_tail(s.train, cfg.val_split);
+  }
+  s.test = load_dataset(cfg.dataset, cfg.data, Split::Test, cfg.test_subset);
+  std::string norm_source;
+  if (!cfg.norm_mean.empty()) {
+    std::copy(cfg.norm_mean.begin(), cfg.norm_mean.end(), s.norm.mean.begin());
+    std::copy(cfg.norm_std.begin(), cfg.norm_std.end(), s.norm.std.begin());
+    norm_source = s.checkpoint.empty() ? "given" : "stored in the checkpoint";
+  } else {
+    s.norm = channel_stats(s.train);
+    cfg.norm_mean.assign(s.norm.mean.begin(), s.norm.mean.end());
+    cfg.norm_std.assign(s.norm.std.begin(), s.norm.std.end());
+    norm_source = fmt::format("computed on the {} training images{}", s.train.size(),
+                              s.checkpoint.empty() ? ""
+                                                   : "; the checkpoint predates stored constants");
+  }
+  s.num_classes = cfg.num_classes > 0 ? cfg.num_classes : s.train.num_classes;
+  log << fmt::format("data: {} from {}: {} training{} / {} test images, {} classes\n", cfg.dataset,
+                     cfg.data, s.train.size(),
+                     cfg.val_split > 0
+                         ? fmt::format(" / {} validation (the last of the training files)",
+                                       s.val.size())
+                         : std::string(),
+                     s.test.size(), s.train.num_classes);
+  // Full precision (shortest text that reads back exactly), as config.json stores them.
+  log << fmt::format("normalisation ({}): mean ({}, {}, {}) std ({}, {}, {})\n", norm_source,
+                     s.norm.mean[0], s.norm.mean[1], s.norm.mean[2], s.norm.std[0], s.norm.std[1],
+                     s.norm.std[2]);
+  if (!cfg.evaluate && cfg.batch_size > s.train.size())
+    log << fmt::format(
+        "warning: --batch-size {} is larger than the {} training images: each step uses all {}\n",
+        cfg.batch_size, s.train.size(), s.train.size());
+}
+
+// What the run's ops select their backends with, on every device (core/device_settings.h).
+DeviceSettings run_settings(const TrainConfig& cfg) {
+  DeviceSettings d;
+  d.kernels = kernel_paths().at(cfg.kernels);
+  if (!cfg.cpu_kernels.empty()) d.cpu_kernels = cpu_kernel_paths().at(cfg.cpu_kernels);
+  d.allow_tf32 = cfg.tf32;
+  d.deterministic = cfg.deterministic;
+  return d;
+}
+
+// The model from the registry, on the run's device.
+void build_model(Setup& s, std::ostream& log) {
+  const TrainConfig& cfg = s.cfg;
+  ModelConfig mc;
+  mc.name = cfg.model;
+  mc.num_classes = s.num_classes;
+  mc.imagenet_stem = cfg.imagenet_stem;
+  mc.zero_init_residual = cfg.zero_init_residual;
+  mc.dropout = cfg.dropout;
+  mc.seed = cfg.seed;
+  s.model = make_model(mc);
+  s.model->to(s.device.device);
+  log << "model: " << cfg.model << '\n' << model_summary(*s.model);
+}
+
+}  // namespace
+
+Setup prepare(const TrainConfig& cli, std::ostream& log) {
+  Setup s;
+  resolve_config(s, cli);
+  s.device = pick_device(s.cfg.device);
+  set_run_settings(run_settings(s.cfg));
+  make_run_dir(s, log);
+
+  log << s.device.line << '\n';
+  if (s.cfg.deterministic)
+    log << (s.device.device.is_cuda()
+                ? "deterministic: cuDNN convolutions use deterministic algorithms in a fixed "
+                  "order (not timed); each change of algorithm is reported\n"
+                : "deterministic: the CPU path has no non-deterministic algorithms (results are "
+                  "bit-identical for a seed and thread count)\n");
+  load_data(s, log);
+  build_model(s, log);
+  return s;
+}
+
+LoaderConfig loader_config(const Setup& s, bool training) {
+  LoaderConfig l;
+  l.batch_size = s.cfg.batch_size;
+  l.shuffle = training && s.cfg.shuffle;
+  l.augment = training && s.cfg.augment;
+  l.cutout = training ? s.cfg.cutout : 0;
+  l.norm = s.norm;
+  l.seed = s.cfg.seed;
+  l.device = s.device.device;
+  return l;
+}
+
+}  // namespace minidl
