@@ -1,4 +1,4 @@
-// CUDA optimizer updates over the optimizer's flat parameter buffer (formulas in optimizer.h).
+// CUDA optimizer updates over the model's flat parameter buffer (formulas in optimizer.h).
 //
 // One grid-stride kernel per optimizer; each thread updates elements independently, so the only
 // goal is to stream memory at full bandwidth (12-28 bytes per element, see optimizer.h). When every

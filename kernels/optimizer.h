@@ -1,5 +1,5 @@
-// Optimizer updates, each one pass over a flat array of parameters (the optimizer keeps all
-// parameters of a model in one buffer, so on a GPU a step is one launch). Formulas are those of
+// Optimizer updates, each one pass over a flat array of parameters (the model keeps all its
+// parameters in one buffer, layers/parameters.h, so on a GPU a step is one launch). Formulas are those of
 // torch.optim (single-tensor implementations), step t counted from 1:
 //
 // SGD:      g = grad + wd p
