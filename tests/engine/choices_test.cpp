@@ -7,7 +7,7 @@
 #include <functional>
 
 #include "data/cifar.h"
-#include "engine/choices.h"
+#include "core/device_settings.h"
 #include "engine/cli.h"
 #include "engine/config.h"
 #include "engine_test_util.h"
@@ -98,9 +98,13 @@ TEST_CASE("choice flags: the registries are the factories", "[engine][choices]")
   CHECK(kernel_paths().at("handwritten") == KernelPath::Handwritten);
   CHECK(kernel_paths().at("cublas") == KernelPath::Cublas);
   CHECK(kernel_paths().at("cudnn") == KernelPath::Cudnn);
-  CHECK(cpu_kernel_paths().names() == cpu_kernels_names());
-  for (const std::string& name : cpu_kernels_names())
-    CHECK(cpu_kernel_paths().at(name) == parse_cpu_kernels(name));
+  // The fastest CPU path built in comes first (the default of --cpu-kernels).
+  const std::vector<std::string> cpu =
+      onednn_available() ? std::vector<std::string>{"onednn", "handwritten"}
+                         : std::vector<std::string>{"handwritten"};
+  CHECK(cpu_kernel_paths().names() == cpu);
+  for (const std::string& name : cpu)
+    CHECK(cpu_kernels_name(cpu_kernel_paths().at(name)) == name);
   CHECK(datasets().at("cifar10").num_classes == 10);
   CHECK(datasets().at("cifar100").num_classes == 100);
   CHECK(dataset_num_classes("cifar100") == 100);
