@@ -7,6 +7,8 @@
 // reported at the launch that caused it instead of at some later call (slow: debugging only).
 #pragma once
 
+#include <cstdint>
+
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -52,5 +54,12 @@ inline unsigned grid_for(long long n, int threads, int max_blocks = 65535 * 8) {
   if (b < 1) b = 1;
   if (b > max_blocks) b = max_blocks;
   return static_cast<unsigned>(b);
+}
+
+// A size a kernel indexes with 32-bit integers (64-bit divisions would dominate memory-bound
+// kernels); the launcher checks it first, naming it.
+inline int32_t as_int(int64_t v, const char* what) {
+  MINIDL_ASSERT(v >= 0 && v <= INT32_MAX, what, " = ", v, " does not fit the 32-bit indexing");
+  return static_cast<int32_t>(v);
 }
 }  // namespace minidl

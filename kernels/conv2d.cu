@@ -38,11 +38,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int32_t as_int(int64_t v, const char* what) {
-  MINIDL_ASSERT(v >= 0 && v <= INT32_MAX, what, " = ", v, " does not fit the 32-bit indexing");
-  return static_cast<int32_t>(v);
-}
-
 // 32-bit copy of the geometry for the kernels.
 struct Geo {
   int C, H, W, K, R, S, P, Q, stride, pad;

@@ -17,11 +17,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-int32_t as_int(int64_t v, const char* what) {
-  MINIDL_ASSERT(v >= 0 && v <= INT32_MAX, what, " = ", v, " does not fit the 32-bit indexing");
-  return static_cast<int32_t>(v);
-}
-
 __global__ void nkl_to_knl_kernel(float* __restrict__ out, const float* __restrict__ in, int nb,
                                   int K, int L) {
   const int total = nb * K * L;
