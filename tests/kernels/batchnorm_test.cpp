@@ -99,7 +99,7 @@ TEST_CASE("batchnorm backward: dx overwritten, dgamma and dbeta accumulate", "[b
     auto run = [&] {
       poison(dx);  // overwritten: a stale value must not survive
       if (train)
-        batchnorm_backward_train(dx, dgamma, dbeta, dy, x, gamma, mean, invstd);
+        batchnorm_backward_train(dx, dgamma, dbeta, dy, x, gamma, mean, invstd, BatchNormParams{});
       else
         batchnorm_backward_eval(dx, dgamma, dbeta, dy, x, gamma, rm, rv, BatchNormParams{});
     };
@@ -150,7 +150,7 @@ TEST_CASE("batchnorm: bad arguments name the op and the shapes", "[batchnorm][er
                       Catch::Contains("(2, 3, 4, 5)") && Catch::Contains("(2, 3, 4, 4)"));
   Tensor dgamma = Tensor::zeros(Shape{3}, DType::F32);
   Tensor dx = Tensor::zeros(x.shape(), DType::F64);
-  REQUIRE_THROWS_WITH(batchnorm_backward_train(dx, dgamma, c3b, x, x, c3, m, is),
+  REQUIRE_THROWS_WITH(batchnorm_backward_train(dx, dgamma, c3b, x, x, c3, m, is, BatchNormParams{}),
                       Catch::Contains("weight gradient") && Catch::Contains("float32"));
 }
 
@@ -178,7 +178,8 @@ TEST_CASE("batchnorm float32 CPU kernels match the float64 reference", "[batchno
             Tensor::empty(s, dt),           Tensor::empty(s, dt)};
       batchnorm_forward_train(o.y, o.mean, o.invstd, o.rm, o.rv, c(x), c(gamma), c(beta),
                               BatchNormParams{});
-      batchnorm_backward_train(o.dx, o.dgamma, o.dbeta, c(dy), c(x), c(gamma), o.mean, o.invstd);
+      batchnorm_backward_train(o.dx, o.dgamma, o.dbeta, c(dy), c(x), c(gamma), o.mean, o.invstd,
+                               BatchNormParams{});
       batchnorm_forward_eval(o.ye, c(x), c(gamma), c(beta), o.rm, o.rv, BatchNormParams{});
       Tensor dg = Tensor::zeros(Shape{C}, dt), db = Tensor::zeros(Shape{C}, dt);
       batchnorm_backward_eval(o.dxe, dg, db, c(dy), c(x), c(gamma), o.rm, o.rv, BatchNormParams{});

@@ -102,12 +102,14 @@ TEST_CASE("conv2d float32 oneDNN path matches the float64 reference", "[conv2d][
   check_path(CpuKernels::Onednn);
 }
 
-TEST_CASE("cpu kernel setting: names, parsing and errors", "[cpu_paths]") {
-  CHECK(parse_cpu_kernels("handwritten") == CpuKernels::Handwritten);
-  CHECK(parse_cpu_kernels("onednn") == CpuKernels::Onednn);
-  CHECK_THROWS_WITH(parse_cpu_kernels("mkl"), Catch::Contains("expected handwritten or onednn"));
-  CHECK(cpu_kernels_names().front() == (onednn_available() ? "onednn" : "handwritten"));
-  CHECK(cpu_kernels() == (onednn_available() ? CpuKernels::Onednn : CpuKernels::Handwritten));
-  if (!onednn_available())
-    CHECK_THROWS_WITH(set_cpu_kernels(CpuKernels::Onednn), Catch::Contains("libdnnl-dev"));
+// The names and their parsing are tested with the other choices (tests/engine/choices_test.cpp).
+TEST_CASE("cpu kernel setting: the default is the fastest built in", "[cpu_paths]") {
+  CHECK(DeviceSettings{}.cpu_kernels ==
+        (onednn_available() ? CpuKernels::Onednn : CpuKernels::Handwritten));
+  CHECK(cpu_kernels_name(DeviceSettings{}.cpu_kernels) == cpu_kernel_paths().names().front());
+  if (!onednn_available()) {
+    DeviceSettings s;
+    s.cpu_kernels = CpuKernels::Onednn;
+    CHECK_THROWS_WITH(set_run_settings(s), Catch::Contains("libdnnl-dev"));
+  }
 }
