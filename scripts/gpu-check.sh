@@ -168,8 +168,8 @@ if [ "$DRY" = 1 ]; then
   [ -n "$CUDNN_DIR" ] && note "cuDNN from the pip wheel: $CUDNN_DIR" \
                       || note "cuDNN: /usr/local/cuda here; the device run takes the pip wheel's when the toolkit has none"
   # The sanitizer subset and the train flags this script passes must exist.
-  grep -rq '\[sanitize\]' tests/cuda && ok "tests tagged $SANITIZE_TESTS" || bad "no test tagged $SANITIZE_TESTS"
-  grep -q 'TEST_CASE(.*train mode.*\[sanitize\]' tests/cuda/batchnorm_cuda_test.cpp \
+  grep -rq '\[sanitize\]' tests/ops tests/cuda && ok "tests tagged $SANITIZE_TESTS" || bad "no test tagged $SANITIZE_TESTS"
+  grep -q 'TEST_CASE(.*train mode.*\[sanitize\]' tests/ops/batchnorm_test.cpp \
     && ok "train-mode batchnorm is in $SANITIZE_TESTS" || bad "train-mode batchnorm not in $SANITIZE_TESTS"
   for flag in --model --data --epochs --subset --test-subset --batch-size --device --out; do
     grep -q "\"$flag[\",]" engine/cli.cpp && ok "train flag $flag" || bad "train flag $flag not in engine/cli.cpp"

@@ -1,6 +1,9 @@
-// Whole-model checks on the GPU: one ResNet-18 (and AlexNet, with dropout) training step on every
-// kernel path matches the same step computed in float64 on the CPU from the same float32 initial
-// weights and inputs: logits, loss, every parameter gradient, and the SGD update.
+// Whole-model checks on the GPU: one ResNet-18 (and AlexNet, with dropout) training step under
+// every CUDA kernel setting (handwritten, cublas, cudnn: the settings that select each CUDA backend
+// of conv2d, which has them all) matches the same step computed in float64 on the CPU from the same
+// float32 initial weights and inputs: logits, loss, every parameter gradient, and the SGD update.
+// Then what else a GPU run keeps on the device: the data loader's batches equal the CPU loader's,
+// and the model's flat parameter buffers move to the GPU and back with model.to(device).
 //
 // Why float64 and not the float32 CPU step: both float32 steps differ from the exact step by
 // rounding that BN amplifies (a channel with a small batch variance divides its rounding error by
@@ -22,7 +25,7 @@
 // the elementwise bounds), hence the floor, and the elementwise count is reported but not bounded:
 // one flip moves many elements a little. The CPU step itself must be within 5e-2 relative L2. A
 // wrong kernel (a missed tile, a transposed operand, NaN) gives errors of order 1, and every op is
-// also checked alone, elementwise, on awkward shapes in the other CUDA tests.
+// also checked alone, elementwise, on awkward shapes on every backend (tests/ops).
 // The SGD step (momentum buffer = gradient + wd * w on the first step) moves each parameter by
 // lr * (g + wd w): its error is lr times the gradient's, so the update (w0 - w1) / lr is compared
 // with the same metric as the gradient.
@@ -32,10 +35,12 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "data/loader.h"
+#include "kernels/conv2d.h"
 #include "layers/loss.h"
 #include "models/models.h"
 #include "optim/optimizer.h"
-#include "../support/cuda_paths.h"
+#include "../support/backends.h"
 #include "../support/test_util.h"
 
 using namespace minidl;
@@ -51,8 +56,9 @@ struct StepResult {
   std::vector<Tensor> before;  // the parameters before the step
 };
 
-// One SGD step of `name` in `dtype` on `dev`, starting from `init` (float32 weights, by name).
-StepResult train_step(const std::string& name, DType dtype, Device dev, KernelPath path,
+// One SGD step of `name` in `dtype` on `dev` with the device's current settings, starting from
+// `init` (float32 weights, by name).
+StepResult train_step(const std::string& name, DType dtype, Device dev,
                       const std::vector<std::pair<std::string, Tensor>>& init, const Tensor& x,
                       const Tensor& labels) {
   ModelConfig mc;
@@ -67,7 +73,6 @@ StepResult train_step(const std::string& name, DType dtype, Device dev, KernelPa
     params[i].param->value = cast(init[i].second, dtype);
   }
   model->to(dev);
-  model->set_kernel_path(path);
   OptimizerConfig oc;
   oc.momentum = 0.9;
   oc.weight_decay = 5e-4;
@@ -98,13 +103,6 @@ StepResult train_step(const std::string& name, DType dtype, Device dev, KernelPa
   }
   r.before = std::move(before);
   return r;
-}
-
-double rms(const Tensor& t) {
-  const auto v = to_doubles(t);
-  double s = 0;
-  for (double x : v) s += x * x;
-  return v.empty() ? 0.0 : std::sqrt(s / static_cast<double>(v.size()));
 }
 
 struct Distance {
@@ -151,7 +149,7 @@ TEST_CASE("cuda model: a ResNet-18 and AlexNet training step matches the float64
     const auto initial_model = make_model(mc);
     for (auto& np : initial_model->named_parameters()) init.emplace_back(np.name, np.param->value);
     // AlexNet's dropout draws from Philox counters: the masks are identical on every device.
-    const StepResult ref = train_step(name, DType::F64, Device::cpu(), KernelPath::Handwritten, init, x, labels);
+    const StepResult ref = train_step(name, DType::F64, Device::cpu(), init, x, labels);
     // Each tensor's distance from float64: the gradients, then the updates.
     auto distances = [&](const StepResult& s, std::vector<std::string>& reports) {
       std::vector<Distance> d;
@@ -171,7 +169,7 @@ TEST_CASE("cuda model: a ResNet-18 and AlexNet training step matches the float64
       CHECK(s.loss.item<double>() == Approx(ref.loss.item<double>()).epsilon(1e-4));
     };
     std::vector<std::string> cpu_reports;
-    const StepResult cpu = train_step(name, DType::F32, Device::cpu(), KernelPath::Handwritten, init, x, labels);
+    const StepResult cpu = train_step(name, DType::F32, Device::cpu(), init, x, labels);
     const std::vector<Distance> cpu_d = distances(cpu, cpu_reports);
     {
       INFO(name << " float32 on the CPU");
@@ -181,9 +179,12 @@ TEST_CASE("cuda model: a ResNet-18 and AlexNet training step matches the float64
         CHECK(cpu_d[i].rel_l2 < 5e-2);
       }
     }
-    for (KernelPath path : cuda_paths()) {
-      INFO(name << " on the GPU, path " << kernel_path_name(path));
-      const StepResult gpu = train_step(name, DType::F32, Device::cuda(0), path, init, x, labels);
+    // One case per CUDA kernel setting (backend_cases WARNs about one that cannot run here).
+    for (const BackendCase& c : backend_cases(conv2d_op())) {
+      const DeviceSettings settings = settings_selecting(c.backend);
+      INFO(name << " on the GPU, kernels " << kernel_path_name(settings.kernels));
+      ScopedDeviceSettings scope(settings);
+      const StepResult gpu = train_step(name, DType::F32, c.device, init, x, labels);
       check_outputs(gpu);
       std::vector<std::string> reports;
       const std::vector<Distance> d = distances(gpu, reports);
@@ -193,4 +194,89 @@ TEST_CASE("cuda model: a ResNet-18 and AlexNet training step matches the float64
       }
     }
   }
+}
+
+TEST_CASE("DataLoader on CUDA yields the CPU loader's batches", "[cuda][loader]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  Dataset d;
+  d.name = "random";
+  std::vector<uint8_t> pixels(45 * 3 * 32 * 32);
+  for (auto& v : pixels) v = static_cast<uint8_t>(g.below(256));
+  d.images = Tensor::from_vector(pixels, Shape{45, 3, 32, 32});
+  for (int i = 0; i < 45; ++i) d.labels.push_back(static_cast<int32_t>(g.below(10)));
+  d.num_classes = 10;
+
+  LoaderConfig c;
+  c.batch_size = 16;  // 45 = 16 + 16 + 13: a partial last batch
+  c.augment = true;
+  c.cutout = 8;
+  c.norm.mean = {0.49f, 0.48f, 0.45f};
+  c.norm.std = {0.25f, 0.24f, 0.26f};
+  c.seed = seed;
+  DataLoader cpu(d, c);
+  c.device = Device::cuda(0);
+  DataLoader gpu(d, c);
+
+  for (int64_t epoch : {0, 3}) {
+    INFO("epoch " << epoch);
+    cpu.start_epoch(epoch);
+    gpu.start_epoch(epoch);
+    Batch a, b;
+    int64_t batches = 0;
+    while (cpu.next(a)) {
+      REQUIRE(gpu.next(b));
+      CHECK(b.images.is_cuda());
+      CHECK(b.labels.is_cuda());
+      CHECK(a.indices == b.indices);
+      CHECK(a.labels.to_vector<int32_t>() == b.labels.to_vector<int32_t>());
+      // Exact: augment_batch's CUDA backend equals the float32 cpu-reference bit for bit
+      // (tests/ops/augment_test.cpp).
+      const Comparison cmp = compare(b.images, a.images, 0.0, 0.0);
+      INFO(cmp.report);
+      CHECK(cmp.ok);
+      ++batches;
+    }
+    CHECK(batches == 3);
+    CHECK_FALSE(gpu.next(b));
+  }
+}
+
+TEST_CASE("a model's flat buffers move with model.to(cuda) and back", "[cuda][optim]") {
+  // The model owns its flat buffers: moving it moves the two buffers and keeps every parameter a
+  // view of its slice, in named_parameters order, with the values unchanged (a copy is exact).
+  const Device gpu = Device::cuda(0);
+  ModelConfig mc;
+  mc.name = "plain";
+  mc.seed = 3;
+  auto model = make_model(mc);
+  FlatParameters& flat = model->flat_parameters();
+  const std::vector<float> values = flat.values().to_vector<float>();
+  model->to(gpu);
+  REQUIRE(flat.values().device() == gpu);
+  CHECK(flat.grads().device() == gpu);
+  CHECK(flat.values().to_vector<float>() == values);
+  const std::vector<NamedParameter> params = model->named_parameters();
+  REQUIRE(params.size() == flat.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    INFO(params[i].name);
+    CHECK(flat.parameters()[i].name == params[i].name);
+    CHECK(params[i].param->value.same_data(flat.values().slice(flat.offset(i), flat.offset(i + 1))));
+    CHECK(params[i].param->grad.same_data(flat.grads().slice(flat.offset(i), flat.offset(i + 1))));
+  }
+
+  // An optimizer made now lives on the GPU; a step there, then the model back on the CPU: the
+  // parameters follow, the optimizer's state (made on the GPU) refuses a step on the CPU.
+  OptimizerConfig oc;
+  oc.momentum = 0.9;
+  auto opt = make_optimizer(flat, oc);
+  Tensor grads = flat.grads();  // a handle on the model's gradient buffer
+  grads.fill_(1.0);
+  opt->step(0.5);
+  model->to(Device::cpu());
+  CHECK(flat.values().device() == Device::cpu());
+  CHECK(flat.values().to_vector<float>()[0] == values[0] - 0.5f);
+  REQUIRE_THROWS_WITH(opt->step(0.5), Catch::Contains("optimizer state is on cuda:0") &&
+                                          Catch::Contains("model.to(device)"));
 }

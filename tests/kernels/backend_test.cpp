@@ -144,6 +144,14 @@ TEST_CASE("ScopedDeviceSettings restores every device's settings", "[backend]") 
   CHECK(after.conv_col_budget == before.conv_col_budget);
 }
 
+// The names and their parsing are tested with the other choices (tests/engine/choices_test.cpp).
+TEST_CASE("DeviceSettings default to the fastest kernels built in", "[backend]") {
+  CHECK(DeviceSettings{}.cpu_kernels ==
+        (onednn_available() ? CpuKernels::Onednn : CpuKernels::Handwritten));
+  CHECK(cpu_kernels_name(DeviceSettings{}.cpu_kernels) == cpu_kernel_paths().names().front());
+  CHECK(DeviceSettings{}.kernels == KernelPath::Cudnn);
+}
+
 TEST_CASE("check_backend names the op, the backend and the fix", "[backend]") {
   const OpInfo& xent = softmax_xent_op();
   CHECK_THROWS_WITH(

@@ -5,17 +5,20 @@
 #include <vector>
 
 #include "../support/test_util.h"
+#include "core/device_settings.h"
 
 using namespace minidl;
 using namespace minidl::test;
 
 namespace {
 
-// Restores the default budget when the test ends, even when a check throws.
-struct ColBudget {
-  explicit ColBudget(size_t bytes) { detail::conv2d_set_col_budget(bytes); }
-  ~ColBudget() { detail::conv2d_set_col_budget(0); }
-};
+// Settings with a column-buffer budget of `bytes` (0: the default), for a ScopedDeviceSettings
+// that restores the previous ones when the test ends, even when a check throws.
+DeviceSettings with_col_budget(size_t bytes) {
+  DeviceSettings s = device_settings(Device::cpu());
+  s.conv_col_budget = bytes;
+  return s;
+}
 
 // The three convolution sums straight from their definitions (conv2d.h), in double: the reference
 // the im2col algorithm is compared with. No im2col, no GEMM.
@@ -150,7 +153,7 @@ TEST_CASE("conv2d im2col algorithm matches the direct sums, in one chunk and in 
       const Shape xs{c.N, c.C, c.H, c.W}, ws{c.K, c.C, c.R, c.R};
       const ConvGeometry g = ConvGeometry::make(xs, ws, prm, "test");
       const size_t col_image_bytes = sizeof(double) * g.C * g.R * g.S * g.P * g.Q;
-      ColBudget budget(images * col_image_bytes);
+      ScopedDeviceSettings budget(with_col_budget(images * col_image_bytes));
       INFO("x " << xs << " w " << ws << " stride " << c.stride << " pad " << c.pad
                 << " images per chunk " << (images ? images : c.N));
       const DirectConv ref{g};

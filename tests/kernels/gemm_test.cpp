@@ -97,7 +97,7 @@ TEST_CASE("gemm matches a naive triple loop for every transpose combination", "[
                        {8, 1, 9, 2, 1, true}, {31, 20, 1, 1, 3, false}, {12, 14, 16, 4, 0, true}},
                       0.75, -0.5, 1e-13, 2e-5,
                       [](const GemmShape& s, auto alpha, auto* A, auto* B, auto beta, auto* C) {
-                        gemm<decltype(alpha)>(Device::cpu(), KernelPath::Handwritten, s, alpha, A,
+                        gemm<decltype(alpha)>(Backend::CpuReference, Device::cpu(), s, alpha, A,
                                               B, beta, C);
                       });
 }
@@ -113,10 +113,10 @@ TEST_CASE("gemm with beta 0 ignores NaN in C and with K 0 scales C by beta", "[g
   const std::vector<double> A = {1, 2}, B = {3, 4};
   Tensor C = Tensor::empty(Shape{2, 2}, DType::F64);
   poison(C);
-  gemm<double>(Device::cpu(), KernelPath::Cudnn, s, 1.0, A.data(), B.data(), 0.0, C.data<double>());
+  gemm<double>(Device::cpu(), s, 1.0, A.data(), B.data(), 0.0, C.data<double>());
   CHECK(C.to_vector<double>() == std::vector<double>{3, 4, 6, 8});
   s.K = 0;
-  gemm<double>(Device::cpu(), KernelPath::Cudnn, s, 1.0, A.data(), B.data(), 0.5, C.data<double>());
+  gemm<double>(Device::cpu(), s, 1.0, A.data(), B.data(), 0.5, C.data<double>());
   CHECK(C.to_vector<double>() == std::vector<double>{1.5, 2, 3, 4});
 }
 
@@ -161,17 +161,15 @@ TEST_CASE("matmul errors name both shapes", "[gemm][errors]") {
   s.ldb = 2;
   s.ldc = 2;
   std::vector<double> buf(16);
-  REQUIRE_THROWS_WITH(gemm<double>(Device::cpu(), KernelPath::Cudnn, s, 1.0, buf.data(), buf.data(),
-                                   0.0, buf.data()),
+  REQUIRE_THROWS_WITH(gemm<double>(Device::cpu(), s, 1.0, buf.data(), buf.data(), 0.0, buf.data()),
                       Catch::Contains("lda=2"));
 }
 
-TEST_CASE("allow_tf32 is a process-wide switch, off by default", "[gemm]") {
-  CHECK_FALSE(allow_tf32());
-  set_allow_tf32(true);
-  CHECK(allow_tf32());
-  set_allow_tf32(false);
-  CHECK_FALSE(allow_tf32());
+// Setting it for a scope and restoring it is tested with the other settings (backend_test.cpp).
+TEST_CASE("allow_tf32 is a device setting, off by default", "[gemm]") {
+  CHECK_FALSE(DeviceSettings{}.allow_tf32);
+  CHECK_FALSE(device_settings(Device::cpu()).allow_tf32);
+  CHECK_FALSE(device_settings(Device::cuda(0)).allow_tf32);
 }
 
 // The built-in product (-DMINIDL_BLAS=OFF) on shapes that cross its block edges: K beyond one

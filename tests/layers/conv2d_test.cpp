@@ -4,6 +4,7 @@
 
 #include "../support/gradcheck.h"
 #include "../support/test_util.h"
+#include "core/device_settings.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -59,10 +60,10 @@ TEST_CASE("Conv2d backward matches finite differences with the batch split into 
   Conv2d conv(f64_config(2, 3, 3, 2, 1, true), gen);
   const Tensor x = uniform_tensor(Shape{3, 2, 7, 5}, gen);
   // One image's column buffer: (2*3*3) rows x (4*3) columns of doubles, so 3 chunks of 1 image.
-  struct ColBudget {
-    ColBudget() { detail::conv2d_set_col_budget(sizeof(double) * 18 * 12); }
-    ~ColBudget() { detail::conv2d_set_col_budget(0); }
-  } budget;
+  // The previous settings come back when the test ends, even when a check throws.
+  DeviceSettings settings = device_settings(Device::cpu());
+  settings.conv_col_budget = sizeof(double) * 18 * 12;
+  ScopedDeviceSettings budget(settings);
   const GradCheckResult r = check_gradients(conv, x, seed);
   INFO(r.report);
   CHECK(r.ok);

@@ -1,14 +1,16 @@
-// Whole networks in float32 on each CPU path (handwritten; oneDNN when built in) against the same
-// network in float64 (the reference path): logits and every parameter gradient of one training
-// step. This runs every layer's CPU kernel in the combinations a model uses (oneDNN primitives
-// for several shapes in one run, the cache, 1x1 shortcuts, max-pool, BN in train mode).
+// Whole networks in float32 under each CPU kernel setting (handwritten: cpu-reference; onednn:
+// cpu-fast convolutions, when built in) against the same network in float64 (the reference):
+// logits and every parameter gradient of one training step. This runs every layer's CPU kernel in
+// the combinations a model uses (oneDNN primitives for several shapes in one run, the cache, 1x1
+// shortcuts, max-pool, BN in train mode); each op alone is compared with float64 on every backend
+// in tests/ops.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
 
-#include "kernels/cpu_kernels.h"
+#include "kernels/conv2d.h"
 #include "models/models.h"
-#include "../support/cpu_paths.h"
+#include "../support/backends.h"
 #include "../support/test_util.h"
 
 using namespace minidl;
@@ -24,9 +26,10 @@ namespace {
 // draw fresh random inputs every run.
 uint64_t model_seed() { return std::getenv("MINIDL_TEST_SEED") ? test_seed() : 20261201; }
 
-void check_model(ResNetConfig cfg, const Shape& xs, CpuKernels path) {
+// The float32 network runs under the settings that select `c.backend` for its convolutions.
+void check_model(ResNetConfig cfg, const Shape& xs, const BackendCase& c) {
   const uint64_t seed = model_seed();
-  INFO("seed " << seed << ", cpu kernels " << cpu_kernels_name(path));
+  INFO("seed " << seed << ", convolutions on " << c.name());
   Generator g(seed);
   cfg.seed = seed;
   cfg.dtype = DType::F64;
@@ -46,7 +49,7 @@ void check_model(ResNetConfig cfg, const Shape& xs, CpuKernels path) {
   const Tensor dy = uniform_tensor(y64.shape(), g);
   m64->backward(dy);
 
-  CpuKernelsGuard guard(path);
+  ScopedDeviceSettings settings(settings_selecting(c.backend));
   m32->zero_grad();
   const Tensor y32 = m32->forward(cast(x, DType::F32), Mode::Train);
   m32->backward(cast(dy, DType::F32));
@@ -65,26 +68,19 @@ void check_model(ResNetConfig cfg, const Shape& xs, CpuKernels path) {
   }
 }
 
-std::vector<CpuKernels> paths() {
-  std::vector<CpuKernels> p{CpuKernels::Handwritten};
-  if (onednn_available())
-    p.push_back(CpuKernels::Onednn);
-  else
-    WARN("oneDNN path SKIPPED: minidl was built without oneDNN (install libdnnl-dev)");
-  return p;
-}
-
 }  // namespace
 
 TEST_CASE("models: float32 ResNets on every CPU path match float64", "[models][cpu_paths]") {
-  for (CpuKernels path : paths()) {
-    SECTION(str("BasicBlock, CIFAR stem, ", cpu_kernels_name(path))) {
+  // One case per CPU kernel setting: conv2d has both CPU backends (backend_cases WARNs when
+  // cpu-fast is not built in).
+  for (const BackendCase& c : backend_cases(conv2d_op())) {
+    SECTION(str("BasicBlock, CIFAR stem, ", c.name())) {
       check_model({BlockType::Basic, {1, 1, 1}, {8, 16, 24}, 10, false, false, 0, DType::F32},
-                  Shape{4, 3, 12, 12}, path);
+                  Shape{4, 3, 12, 12}, c);
     }
-    SECTION(str("Bottleneck, ImageNet stem, ", cpu_kernels_name(path))) {
+    SECTION(str("Bottleneck, ImageNet stem, ", c.name())) {
       check_model({BlockType::Bottleneck, {1, 1}, {4, 8}, 7, true, false, 0, DType::F32},
-                  Shape{3, 3, 23, 23}, path);
+                  Shape{3, 3, 23, 23}, c);
     }
   }
 }

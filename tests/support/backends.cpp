@@ -1,5 +1,7 @@
 #include "backends.h"
 
+#include "test_util.h"
+
 namespace minidl::test {
 
 namespace {
@@ -45,6 +47,16 @@ DeviceSettings settings_selecting(Backend b) {
     case Backend::CudaVendor: s.kernels = KernelPath::Cudnn; break;
   }
   return s;
+}
+
+Tensor to_case(const BackendCase& c, const Tensor& t) { return cast(t, c.dtype).to(c.device); }
+
+Tensor poisoned(const BackendCase& c, const Shape& s) { return poisoned(c, s, c.dtype); }
+
+Tensor poisoned(const BackendCase& c, const Shape& s, DType dtype) {
+  Tensor t = Tensor::empty(s, dtype, c.device);
+  poison(t);
+  return t;
 }
 
 }  // namespace minidl::test

@@ -37,4 +37,13 @@ std::vector<BackendCase> backend_cases(const OpInfo& op, bool with_reference = f
 // cpu_kernels = handwritten/onednn), for tests that run a whole layer or model on one backend.
 DeviceSettings settings_selecting(Backend b);
 
+// `t` (float32 or float64, any device) converted to the case's dtype, on the case's device. Test
+// bodies draw float32 inputs and hand each case this copy and the float64 reference cast(t, F64),
+// so both compute from the same values.
+Tensor to_case(const BackendCase& c, const Tensor& t);
+// An output of shape `s` on the case's device in the case's dtype (or `dtype`), poisoned
+// (test::poison): an element the backend leaves unwritten fails every comparison.
+Tensor poisoned(const BackendCase& c, const Shape& s);
+Tensor poisoned(const BackendCase& c, const Shape& s, DType dtype);
+
 }  // namespace minidl::test

@@ -91,6 +91,13 @@ Tensor cast(const Tensor& t, DType dtype) {
   throw_error(str("cast: unsupported target ", dtype));
 }
 
+double rms(const Tensor& t) {
+  const std::vector<double> v = to_doubles(t);
+  double s = 0;
+  for (double x : v) s += x * x;
+  return v.empty() ? 0.0 : std::sqrt(s / static_cast<double>(v.size()));
+}
+
 Comparison compare(const Tensor& out, const Tensor& ref, double atol, double rtol) {
   Comparison c;
   std::ostringstream os;

@@ -34,6 +34,10 @@ std::vector<double> to_doubles(const Tensor& t);
 // CPU copy converted to `dtype` (float32 <-> float64).
 Tensor cast(const Tensor& t, DType dtype);
 
+// Root mean square of the values (0 for an empty tensor): the scale of an absolute tolerance for
+// outputs that are sums which may cancel to near zero.
+double rms(const Tensor& t);
+
 struct Comparison {
   bool ok = true;
   double max_abs_error = 0.0;

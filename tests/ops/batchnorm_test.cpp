@@ -1,0 +1,214 @@
+// Batch normalisation on every backend of the op (cpu-reference in the CPU suite; cuda-handwritten
+// and cuda-vendor in the CUDA suite) against the float64 cpu-reference on the same float32 inputs,
+// train and eval mode, and the BatchNorm2d layer's running statistics on each backend. The float64
+// cpu-reference itself is checked by hand and against finite differences in
+// tests/kernels/batchnorm_test.cpp and tests/layers/batchnorm_test.cpp.
+//
+// Shapes: ResNet's (4,64,32,32), (3,256,8,8), (1,512,4,4) (float4 path, one slice per channel),
+// (32,16,32,32) (several slices per channel), awkward (3,5,7,9) and (13,16,31,31) (odd HW: scalar
+// path; slices that end inside a plane and a shorter last slice), and HW = 1. Inputs have a mean
+// offset and a spread != 1, so that a kernel that skipped the centring or the scaling could not
+// match; three shapes also run with the mean far from 0 (|mean| = 10 std), where a one-pass
+// variance E[x^2] - E[x]^2 in float32 would lose the digits the checks below require.
+//
+// Tolerances: every case computes in float32, the reference in float64 from the same inputs, so
+// the differences are float32 rounding: a few ulps per element for y and dx (|y| <= ~8 here, 1 ulp
+// = 6e-8 relative), ~1e-6 relative for the statistics (float per-thread partial sums, merged in
+// double by our kernels; cuDNN's own order otherwise). atol = rtol = 1e-5 leaves a margin of ~10x
+// over that and still catches any formula error (those are O(1e-2) and larger). Per-channel sums
+// over M elements (dgamma, dbeta) have size ~sqrt(M) and rounding that grows alike, hence
+// atol = 1e-5 sqrt(M) there. Every comparison also requires a relative L2 error below 1e-5.
+#include "kernels/batchnorm.h"
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <vector>
+
+#include "../support/backends.h"
+#include "../support/test_util.h"
+#include "layers/batchnorm.h"
+
+using namespace minidl;
+using namespace minidl::test;
+
+namespace {
+
+struct BnCase {
+  Shape s;
+  double mean, std;  // of the input x
+};
+const BnCase kCases[] = {
+    {Shape{4, 64, 32, 32}, 0.5, 2.0}, {Shape{3, 256, 8, 8}, 0.5, 2.0},
+    {Shape{1, 512, 4, 4}, 0.5, 2.0},  {Shape{32, 16, 32, 32}, 0.5, 2.0},
+    {Shape{3, 5, 7, 9}, 0.5, 2.0},    {Shape{13, 16, 31, 31}, 0.5, 2.0},
+    {Shape{16, 3, 1, 1}, 0.5, 2.0},   {Shape{3, 5, 7, 9}, 5.0, 0.5},
+    {Shape{16, 3, 1, 1}, 5.0, 0.5},   {Shape{4, 6, 32, 32}, 5.0, 0.5},
+};
+
+// float32 CPU tensor of N(mean, std^2) values.
+Tensor normal_f32(const Shape& s, Generator& g, double mean, double std) {
+  std::vector<float> v(static_cast<size_t>(s.numel()));
+  for (float& e : v) e = static_cast<float>(mean + std * g.normal());
+  return Tensor::from_vector(v, s);
+}
+
+void expect_close(const char* what, const Tensor& out, const Tensor& ref, double atol,
+                  double rtol) {
+  const Comparison c = compare(out, ref, atol, rtol);
+  INFO(what << ": " << c.report);
+  CHECK(c.ok);
+  CHECK(c.rel_l2_error < 1e-5);
+}
+
+// Per-channel inputs shared by the tests: gamma, beta, running stats (non-trivial values).
+struct Channels {
+  Tensor gamma, beta, running_mean, running_var;
+  explicit Channels(int64_t C, Generator& g)
+      : gamma(uniform_tensor(Shape{C}, g, 0.5, 1.5, DType::F32)),
+        beta(uniform_tensor(Shape{C}, g, -1.0, 1.0, DType::F32)),
+        running_mean(uniform_tensor(Shape{C}, g, -0.5, 0.5, DType::F32)),
+        running_var(uniform_tensor(Shape{C}, g, 0.5, 2.0, DType::F32)) {}
+};
+
+}  // namespace
+
+TEST_CASE("batchnorm train mode on every backend matches float64", "[ops][batchnorm][sanitize]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const BatchNormParams p{};
+  const Backend ref = Backend::CpuReference;
+  for (const BackendCase& c : backend_cases(batchnorm_op())) {
+    for (const BnCase& k : kCases) {
+      const Shape& s = k.s;
+      INFO("shape " << s << ", x mean " << k.mean << " std " << k.std << ", " << c.name());
+      const int64_t C = s[1];
+      const double M = static_cast<double>(s.numel() / C);
+      const Shape cs{C};
+      const Tensor x = normal_f32(s, g, k.mean, k.std), dy = normal_f32(s, g, 0.0, 1.0);
+      const Channels ch(C, g);
+      // Gradients start non-zero: backward must add to them.
+      const Tensor dgamma0 = uniform_tensor(cs, g, -1, 1, DType::F32);
+      const Tensor dbeta0 = uniform_tensor(cs, g, -1, 1, DType::F32);
+
+      // float64 reference
+      Tensor ry = Tensor::empty(s, DType::F64), rmean = Tensor::empty(cs, DType::F64),
+             rinvstd = Tensor::empty(cs, DType::F64);
+      Tensor rrm = cast(ch.running_mean, DType::F64), rrv = cast(ch.running_var, DType::F64);
+      const Tensor x64 = cast(x, DType::F64), gamma64 = cast(ch.gamma, DType::F64);
+      batchnorm_forward_train(ref, ry, rmean, rinvstd, rrm, rrv, x64, gamma64,
+                              cast(ch.beta, DType::F64), p);
+
+      // the backend under test
+      const Tensor gx = to_case(c, x), ggamma = to_case(c, ch.gamma);
+      Tensor gy = poisoned(c, s), gmean = poisoned(c, cs), ginvstd = poisoned(c, cs);
+      Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
+      batchnorm_forward_train(c.backend, gy, gmean, ginvstd, grm, grv, gx, ggamma,
+                              to_case(c, ch.beta), p);
+      Tensor gdx = poisoned(c, s), gdg = to_case(c, dgamma0), gdb = to_case(c, dbeta0);
+      batchnorm_backward_train(c.backend, gdx, gdg, gdb, to_case(c, dy), gx, ggamma, gmean, ginvstd,
+                               p);
+
+      // The float64 backward from the same inputs: dy, x, gamma and the statistics the backend
+      // saved (compared with the float64 ones above). Not from the float64 statistics: dgamma =
+      // invstd sum dy (x - mean) moves by (mean error) invstd sum dy, and the float32 mean of a
+      // channel whose |mean| is 10 std is off by several ulps of |mean| (a float32 sum; 4e-6 at
+      // mean 5 on the CPU), which makes that term as large as the bound below.
+      Tensor rdx = Tensor::empty(s, DType::F64), rdg = cast(dgamma0, DType::F64),
+             rdb = cast(dbeta0, DType::F64);
+      batchnorm_backward_train(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64,
+                               cast(gmean, DType::F64), cast(ginvstd, DType::F64), p);
+
+      expect_close("y", gy, ry, 1e-5, 1e-5);
+      expect_close("save_mean", gmean, rmean, 1e-6, 1e-5);
+      expect_close("save_invstd", ginvstd, rinvstd, 1e-7, 1e-5);
+      expect_close("running_mean", grm, rrm, 1e-6, 1e-5);
+      expect_close("running_var (unbiased)", grv, rrv, 1e-7, 1e-5);
+      expect_close("dx", gdx, rdx, 1e-5, 1e-5);
+      expect_close("dgamma", gdg, rdg, 1e-5 * std::sqrt(M), 1e-5);
+      expect_close("dbeta", gdb, rdb, 1e-5 * std::sqrt(M), 1e-5);
+    }
+  }
+}
+
+TEST_CASE("batchnorm eval mode on every backend matches float64", "[ops][batchnorm][sanitize]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const BatchNormParams p{};
+  const Backend ref = Backend::CpuReference;
+  for (const BackendCase& c : backend_cases(batchnorm_op())) {
+    for (const BnCase& k : kCases) {
+      const Shape& s = k.s;
+      INFO("shape " << s << ", x mean " << k.mean << " std " << k.std << ", " << c.name());
+      const int64_t C = s[1];
+      const double M = static_cast<double>(s.numel() / C);
+      const Shape cs{C};
+      const Tensor x = normal_f32(s, g, k.mean, k.std), dy = normal_f32(s, g, 0.0, 1.0);
+      const Channels ch(C, g);
+      const Tensor dgamma0 = uniform_tensor(cs, g, -1, 1, DType::F32);
+      const Tensor dbeta0 = uniform_tensor(cs, g, -1, 1, DType::F32);
+
+      const Tensor x64 = cast(x, DType::F64), gamma64 = cast(ch.gamma, DType::F64);
+      const Tensor rm64 = cast(ch.running_mean, DType::F64),
+                   rv64 = cast(ch.running_var, DType::F64);
+      Tensor ry = Tensor::empty(s, DType::F64);
+      batchnorm_forward_eval(ref, ry, x64, gamma64, cast(ch.beta, DType::F64), rm64, rv64, p);
+      Tensor rdx = Tensor::empty(s, DType::F64), rdg = cast(dgamma0, DType::F64),
+             rdb = cast(dbeta0, DType::F64);
+      batchnorm_backward_eval(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64, rm64, rv64,
+                              p);
+
+      const Tensor gx = to_case(c, x), ggamma = to_case(c, ch.gamma);
+      const Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
+      Tensor gy = poisoned(c, s);
+      batchnorm_forward_eval(c.backend, gy, gx, ggamma, to_case(c, ch.beta), grm, grv, p);
+      Tensor gdx = poisoned(c, s), gdg = to_case(c, dgamma0), gdb = to_case(c, dbeta0);
+      batchnorm_backward_eval(c.backend, gdx, gdg, gdb, to_case(c, dy), gx, ggamma, grm, grv, p);
+
+      expect_close("y", gy, ry, 1e-5, 1e-5);
+      expect_close("dx", gdx, rdx, 1e-5, 1e-5);
+      expect_close("dgamma", gdg, rdg, 1e-5 * std::sqrt(M), 1e-5);
+      expect_close("dbeta", gdb, rdb, 1e-5 * std::sqrt(M), 1e-5);
+      // Eval must leave the running statistics alone.
+      CHECK(to_doubles(grm) == to_doubles(ch.running_mean));
+      CHECK(to_doubles(grv) == to_doubles(ch.running_var));
+    }
+  }
+}
+
+TEST_CASE("BatchNorm2d on every backend: running statistics and num_batches_tracked on the device",
+          "[ops][batchnorm][layers]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const Shape s{3, 5, 7, 9};
+  for (const BackendCase& c : backend_cases(batchnorm_op())) {
+    INFO(c.name());
+    // The layer selects its backend from the device's settings, as in a training run.
+    ScopedDeviceSettings settings(settings_selecting(c.backend));
+    BatchNorm2d ref(BatchNorm2dConfig{5, 0.1, 1e-5, DType::F64});
+    BatchNorm2d layer(BatchNorm2dConfig{5, 0.1, 1e-5, c.dtype});
+    layer.to(c.device);
+    for (int step = 0; step < 2; ++step) {
+      const Tensor x = normal_f32(s, g, 1.0, 3.0);
+      ref.forward(cast(x, DType::F64), Mode::Train);
+      layer.forward(to_case(c, x), Mode::Train);
+    }
+    // Two momentum steps from (0, 1): float32 rounding only, as in the op tests.
+    expect_close("running_mean", layer.running_mean(), ref.running_mean(), 1e-6, 1e-5);
+    expect_close("running_var", layer.running_var(), ref.running_var(), 1e-7, 1e-5);
+    int found = 0;
+    for (auto& nb : layer.named_buffers())
+      if (nb.name == "num_batches_tracked") {
+        ++found;
+        CHECK(nb.tensor->device() == c.device);
+        CHECK(nb.tensor->item<int32_t>() == 2);
+      }
+    CHECK(found == 1);
+    // An eval forward leaves the counter alone.
+    layer.forward(to_case(c, normal_f32(s, g, 0, 1)), Mode::Eval);
+    for (auto& nb : layer.named_buffers())
+      if (nb.name == "num_batches_tracked") CHECK(nb.tensor->item<int32_t>() == 2);
+  }
+}

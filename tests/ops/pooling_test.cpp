@@ -1,0 +1,147 @@
+// Pooling on every backend of each pooling op (maxpool2d and avgpool2d: cpu-reference in the CPU
+// suite, cuda-handwritten and cuda-vendor in the CUDA suite; global_avgpool: cpu-reference,
+// cuda-handwritten) against the float64 cpu-reference on the same float32 inputs: AlexNet's
+// overlapping 3x3 stride-2 max pool on an odd plane, disjoint 2x2 pools, padded 3x3 stride-1 and
+// stride-2 windows, floor-mode leftovers (7x9 planes), global average pooling on ResNet's last
+// stage and on odd and 1x1 planes. The float64 cpu-reference is checked by hand in
+// tests/kernels/pooling_test.cpp.
+//
+// Max-pool inputs are a random permutation of distinct values (k / 1024, exact in float32), so no
+// window has a tie: cuDNN may break ties differently from our first-maximum rule, and a tie would
+// make the gradient's destination ambiguous. Every case computes in float32: the tolerances below
+// are float32 bounds.
+#include "kernels/pooling.h"
+
+#include <catch2/catch.hpp>
+#include <numeric>
+
+#include "../support/backends.h"
+#include "../support/test_util.h"
+
+using namespace minidl;
+using namespace minidl::test;
+
+namespace {
+
+struct Case {
+  Shape x;
+  Pool2dParams p;
+};
+const Case kCases[] = {
+    {Shape{4, 64, 31, 31}, {3, 2, 0}},  // AlexNet-style overlapping windows
+    {Shape{8, 64, 32, 32}, {2, 2, 0}},  // disjoint windows
+    {Shape{3, 5, 7, 9}, {2, 2, 0}},     // floor mode drops the last row and column
+    {Shape{2, 16, 8, 8}, {3, 1, 1}},    // padded, heavily overlapping
+    {Shape{3, 5, 7, 9}, {3, 2, 1}},     // padded, overlapping, odd sizes
+};
+
+Tensor distinct_f32(const Shape& s, Generator& g) {
+  const int64_t n = s.numel();
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  std::iota(perm.begin(), perm.end(), 0);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(perm[i], perm[g.below(i + 1)]);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(perm[i] - n / 2) / 1024.f;
+  return Tensor::from_vector(v, s);
+}
+
+void expect_close(const char* what, const Tensor& out, const Tensor& ref, double atol,
+                  double rtol) {
+  const Comparison c = compare(out, ref, atol, rtol);
+  INFO(what << ": " << c.report);
+  CHECK(c.ok);
+}
+
+}  // namespace
+
+TEST_CASE("maxpool2d: every backend matches the float64 reference", "[ops][pooling][sanitize]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const Backend ref = Backend::CpuReference;
+  for (const Case& k : kCases) {
+    for (const BackendCase& c : backend_cases(maxpool2d_op())) {
+      INFO("x " << k.x << ", k=" << k.p.kernel << " s=" << k.p.stride << " p=" << k.p.pad << ", "
+                << c.name());
+      const Shape ys = pool2d_output_shape(k.x, k.p, "test");
+      const Tensor x = distinct_f32(k.x, g);
+      const Tensor dy = uniform_tensor(ys, g, -1, 1, DType::F32);
+
+      const Tensor x64 = cast(x, DType::F64);
+      Tensor ry = Tensor::empty(ys, DType::F64), rarg = Tensor::empty(ys, DType::I32);
+      maxpool2d_forward(ref, ry, rarg, x64, k.p);
+      Tensor rdx = Tensor::empty(k.x, DType::F64);
+      maxpool2d_backward(ref, rdx, cast(dy, DType::F64), x64, ry, rarg, k.p);
+
+      const Tensor gx = to_case(c, x);
+      Tensor gy = poisoned(c, ys), garg = poisoned(c, ys, DType::I32);
+      maxpool2d_forward(c.backend, gy, garg, gx, k.p);
+      // The maximum of the same float32 values is that value exactly.
+      expect_close("y", gy, ry, 0, 0);
+      if (c.backend == Backend::CudaVendor) {
+        // cuDNN does not produce argmax and its backward must not need it: keep it poisoned.
+        poison(garg);
+      } else {
+        expect_close("argmax", garg, rarg, 0, 0);
+      }
+      Tensor gdx = poisoned(c, k.x);
+      maxpool2d_backward(c.backend, gdx, to_case(c, dy), gx, gy, garg, k.p);
+      // Each dx is a sum of at most ceil(k/s)^2 = 4 (9 for stride 1) float32 values of |dy| < 1:
+      // a few float32 roundings, ~1e-7.
+      expect_close("dx", gdx, rdx, 1e-6, 1e-6);
+    }
+  }
+}
+
+TEST_CASE("avgpool2d: every backend matches the float64 reference", "[ops][pooling]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const Backend ref = Backend::CpuReference;
+  for (const Case& k : kCases) {
+    for (const BackendCase& c : backend_cases(avgpool2d_op())) {
+      INFO("x " << k.x << ", k=" << k.p.kernel << " s=" << k.p.stride << " p=" << k.p.pad << ", "
+                << c.name());
+      const Shape ys = pool2d_output_shape(k.x, k.p, "test");
+      const Tensor x = uniform_tensor(k.x, g, -1, 1, DType::F32);
+      const Tensor dy = uniform_tensor(ys, g, -1, 1, DType::F32);
+
+      Tensor ry = Tensor::empty(ys, DType::F64), rdx = Tensor::empty(k.x, DType::F64);
+      avgpool2d_forward(ref, ry, cast(x, DType::F64), k.p);
+      avgpool2d_backward(ref, rdx, cast(dy, DType::F64), k.p);
+
+      Tensor gy = poisoned(c, ys), gdx = poisoned(c, k.x);
+      avgpool2d_forward(c.backend, gy, to_case(c, x), k.p);
+      avgpool2d_backward(c.backend, gdx, to_case(c, dy), k.p);
+      // Sums of at most 9 float32 values of size < 1 divided by k^2: a few roundings, ~1e-7.
+      expect_close("y", gy, ry, 1e-6, 1e-6);
+      expect_close("dx", gdx, rdx, 1e-6, 1e-6);
+    }
+  }
+}
+
+TEST_CASE("global_avgpool: every backend matches the float64 reference", "[ops][pooling]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const Backend ref = Backend::CpuReference;
+  for (Shape s :
+       {Shape{4, 512, 4, 4}, Shape{2, 64, 32, 32}, Shape{3, 5, 7, 9}, Shape{2, 3, 1, 1}}) {
+    const Shape ys{s[0], s[1], 1, 1};
+    const Tensor x = uniform_tensor(s, g, -1, 1, DType::F32);
+    const Tensor dy = uniform_tensor(ys, g, -1, 1, DType::F32);
+    Tensor ry = Tensor::empty(ys, DType::F64), rdx = Tensor::empty(s, DType::F64);
+    global_avgpool_forward(ref, ry, cast(x, DType::F64));
+    global_avgpool_backward(ref, rdx, cast(dy, DType::F64));
+    for (const BackendCase& c : backend_cases(global_avgpool_op())) {
+      INFO("x " << s << ", " << c.name());
+      Tensor gy = poisoned(c, ys), gdx = poisoned(c, s);
+      global_avgpool_forward(c.backend, gy, to_case(c, x));
+      global_avgpool_backward(c.backend, gdx, to_case(c, dy));
+      // A float32 mean of up to 1024 values in [-1, 1): rounding ~1e-7 (the sum's error divided
+      // by HW); dx is one float32 product, 1 ulp.
+      expect_close("y", gy, ry, 1e-6, 1e-5);
+      expect_close("dx", gdx, rdx, 1e-7, 1e-6);
+    }
+  }
+}
