@@ -1,5 +1,5 @@
 // Dropout: argument checks, device dispatch and the CPU reference (formulas in dropout.h). The CUDA
-// kernels are in dropout.cu and must draw bit-identical masks (tests/cuda/dropout_cuda_test.cpp).
+// kernels are in dropout.cu and must draw bit-identical masks (tests/ops/dropout_test.cpp).
 //
 // Both sides compare the float u = uniform_from_word(word) with p rounded to float: comparing with
 // the double p on the CPU would disagree with the GPU's float p for the rare u that falls between
