@@ -185,37 +185,18 @@ TEST_CASE("Conv2d layer on every backend matches the float64 layer", "[ops][conv
   cfg.pad = 1;
   for (const BackendCase& c : backend_cases(conv2d_op())) {
     INFO(c.name());
-    // The layer selects its backend from the device's settings, as in a training run.
-    ScopedDeviceSettings settings(settings_selecting(c.backend));
     cfg.dtype = c.dtype;
     Generator init(seed);
     Conv2d layer(cfg, init);
     cfg.dtype = DType::F64;
     Generator init64(seed);
     Conv2d ref(cfg, init64);
-    ref.weight().value.copy_(cast(layer.weight().value, DType::F64));  // the same initial weights
-    ref.bias()->value.copy_(cast(layer.bias()->value, DType::F64));
-    layer.to(c.device);
     const Tensor x = uniform_tensor(Shape{3, 3, 11, 9}, g, -1, 1, DType::F32);
     const Tensor dy = uniform_tensor(ref.output_shape(x.shape()), g, -1, 1, DType::F32);
-    layer.zero_grad();
-    ref.zero_grad();
-    const Tensor y = layer.forward(to_case(c, x), Mode::Train);
-    const Tensor y_ref = ref.forward(cast(x, DType::F64), Mode::Train);
-    const Tensor dx = layer.backward(to_case(c, dy));
-    const Tensor dx_ref = ref.backward(cast(dy, DType::F64));
-    CHECK(y.device() == c.device);
-    CHECK(dx.device() == c.device);
     // Sums of at most 27 (forward), 72 (backward data) or 3*6*5 = 90 (weight) terms of size <= 1 in
     // float32: they differ from float64 by ~sqrt(90) 2^-24 |sum| ~ 1e-6 typically, so 1e-4 leaves
     // a wide margin while a wrong index gives errors of order 1.
-    for (auto [name, out, expect] : {std::tuple{"y", y, y_ref}, std::tuple{"dx", dx, dx_ref},
-                                     std::tuple{"dw", layer.weight().grad, ref.weight().grad},
-                                     std::tuple{"db", layer.bias()->grad, ref.bias()->grad}}) {
-      const Comparison cmp = compare(out, expect, 1e-4, 1e-4);
-      INFO(name << ": " << cmp.report);
-      CHECK(cmp.ok);
-    }
+    check_layer_against_float64(c, layer, ref, x, dy, 1e-4);
   }
 }
 

@@ -92,35 +92,17 @@ TEST_CASE("Linear layer on every backend flattens 4-D input like the float64 lay
   cfg.out_features = 5;
   for (const BackendCase& c : backend_cases(linear_op())) {
     INFO(c.name());
-    // The layer selects its backend from the device's settings, as in a training run.
-    ScopedDeviceSettings settings(settings_selecting(c.backend));
     cfg.dtype = c.dtype;
     Generator init(seed);
     Linear layer(cfg, init);
     cfg.dtype = DType::F64;
     Generator init64(seed);
     Linear ref(cfg, init64);
-    ref.weight().value.copy_(cast(layer.weight().value, DType::F64));  // the same initial weights
-    ref.bias()->value.copy_(cast(layer.bias()->value, DType::F64));
-    layer.to(c.device);
+    // 4-D input: the layer flattens it, and dx comes back in the input's shape.
     const Tensor x = uniform_tensor(Shape{3, 3, 2, 2}, g, -1, 1, DType::F32);
     const Tensor dy = uniform_tensor(Shape{3, 5}, g, -1, 1, DType::F32);
-    layer.zero_grad();
-    ref.zero_grad();
-    const Tensor y = layer.forward(to_case(c, x), Mode::Train);
-    const Tensor y_ref = ref.forward(cast(x, DType::F64), Mode::Train);
-    const Tensor dx = layer.backward(to_case(c, dy));
-    const Tensor dx_ref = ref.backward(cast(dy, DType::F64));
-    CHECK(y.device() == c.device);
-    CHECK(dx.shape() == x.shape());
     // Sums of at most 12 terms of size <= 1 in float32: within ~1e-6 of float64, so 1e-4 leaves a
     // wide margin while a wrong index gives errors ~1.
-    for (auto [name, out, expect] : {std::tuple{"y", y, y_ref}, std::tuple{"dx", dx, dx_ref},
-                                     std::tuple{"dw", layer.weight().grad, ref.weight().grad},
-                                     std::tuple{"db", layer.bias()->grad, ref.bias()->grad}}) {
-      const Comparison cmp = compare(out, expect, 1e-4, 1e-4);
-      INFO(name << ": " << cmp.report);
-      CHECK(cmp.ok);
-    }
+    check_layer_against_float64(c, layer, ref, x, dy, 1e-4);
   }
 }

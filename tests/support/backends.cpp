@@ -2,6 +2,8 @@
 
 #include "test_util.h"
 
+#include <tuple>
+
 namespace minidl::test {
 
 namespace {
@@ -57,6 +59,35 @@ Tensor poisoned(const BackendCase& c, const Shape& s, DType dtype) {
   Tensor t = Tensor::empty(s, dtype, c.device);
   poison(t);
   return t;
+}
+
+void check_layer_against_float64(const BackendCase& c, Module& layer, Module& ref, const Tensor& x,
+                                 const Tensor& dy, double tol) {
+  ScopedDeviceSettings settings(settings_selecting(c.backend));
+  std::vector<NamedParameter> params = layer.named_parameters(), ref_params = ref.named_parameters();
+  REQUIRE(params.size() == ref_params.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    REQUIRE(params[i].name == ref_params[i].name);
+    ref_params[i].param->value.copy_(cast(params[i].param->value, DType::F64));
+  }
+  layer.to(c.device);
+  layer.zero_grad();
+  ref.zero_grad();
+  const Tensor y = layer.forward(to_case(c, x), Mode::Train);
+  const Tensor y_ref = ref.forward(cast(x, DType::F64), Mode::Train);
+  const Tensor dx = layer.backward(to_case(c, dy));
+  const Tensor dx_ref = ref.backward(cast(dy, DType::F64));
+  CHECK(y.device() == c.device);
+  CHECK(dx.device() == c.device);
+  std::vector<std::tuple<std::string, Tensor, Tensor>> pairs{{"y", y, y_ref}, {"dx", dx, dx_ref}};
+  params = layer.named_parameters();  // to() replaced the tensors
+  for (size_t i = 0; i < params.size(); ++i)
+    pairs.emplace_back("d" + params[i].name, params[i].param->grad, ref_params[i].param->grad);
+  for (const auto& [name, out, expect] : pairs) {
+    const Comparison cmp = compare(out, expect, tol, tol);
+    INFO(name << ": " << cmp.report);
+    CHECK(cmp.ok);
+  }
 }
 
 }  // namespace minidl::test

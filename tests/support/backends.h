@@ -15,6 +15,7 @@
 
 #include "core/device_settings.h"
 #include "kernels/backend.h"
+#include "layers/module.h"
 
 namespace minidl::test {
 
@@ -45,5 +46,14 @@ Tensor to_case(const BackendCase& c, const Tensor& t);
 // (test::poison): an element the backend leaves unwritten fails every comparison.
 Tensor poisoned(const BackendCase& c, const Shape& s);
 Tensor poisoned(const BackendCase& c, const Shape& s, DType dtype);
+
+// One training forward and backward of `layer` (built in the case's dtype; moved here to the
+// case's device and run under settings_selecting(c.backend), as in a training run) against its
+// float64 twin `ref`, which first receives the layer's initial parameters. Checks that the output
+// and input gradient live on the case's device and that the output, the input gradient and every
+// parameter gradient agree with float64 within |out - ref| <= tol (1 + |ref|). x and dy are
+// float32 CPU tensors, handed to both as in to_case.
+void check_layer_against_float64(const BackendCase& c, Module& layer, Module& ref, const Tensor& x,
+                                 const Tensor& dy, double tol);
 
 }  // namespace minidl::test
