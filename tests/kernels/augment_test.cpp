@@ -10,12 +10,6 @@ using namespace minidl::test;
 
 namespace {
 
-Tensor random_images(int64_t m, int64_t h, int64_t w, Generator& g) {
-  std::vector<uint8_t> v(static_cast<size_t>(m * 3 * h * w));
-  for (auto& x : v) x = static_cast<uint8_t>(g.below(256));
-  return Tensor::from_vector(v, Shape{m, 3, h, w});
-}
-
 Tensor params_of(const std::vector<std::array<int32_t, 5>>& p) {
   std::vector<int32_t> v;
   for (const auto& r : p) v.insert(v.end(), r.begin(), r.end());

@@ -20,12 +20,6 @@ using namespace minidl::test;
 
 namespace {
 
-Tensor random_images(int64_t m, int64_t h, int64_t w, Generator& g) {
-  std::vector<uint8_t> v(static_cast<size_t>(m * 3 * h * w));
-  for (auto& x : v) x = static_cast<uint8_t>(g.below(256));
-  return Tensor::from_vector(v, Shape{m, 3, h, w});
-}
-
 }  // namespace
 
 TEST_CASE("augment_batch: every backend matches the reference", "[ops][augment][sanitize]") {

@@ -35,10 +35,7 @@ struct ConvCase {
 // ~4e-6 RMS) and rtol 1e-4. These are float32 bounds: every case computes in float32 (the
 // float64 cpu-reference is the reference).
 void expect_close(const char* what, const Tensor& out, const Tensor& ref) {
-  const Comparison cmp = compare(out, ref, 1e-4 * rms(ref), 1e-4);
-  INFO(what << ": " << cmp.report);
-  CHECK(cmp.ok);
-  CHECK(cmp.rel_l2_error < 1e-5);
+  test::expect_close(what, out, ref, 1e-4 * rms(ref), 1e-4, 1e-5);
 }
 
 // The test body: every function of the op on backend c.backend against the float64 reference.

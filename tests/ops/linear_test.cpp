@@ -22,10 +22,7 @@ namespace {
 // 1e-5; elementwise, atol 1e-4 of the RMS covers values that cancel to near zero. Float32 bounds:
 // every case computes in float32.
 void expect_close(const char* what, const Tensor& out, const Tensor& ref) {
-  const Comparison cmp = compare(out, ref, 1e-4 * rms(ref), 1e-4);
-  INFO(what << ": " << cmp.report);
-  CHECK(cmp.ok);
-  CHECK(cmp.rel_l2_error < 1e-5);
+  test::expect_close(what, out, ref, 1e-4 * rms(ref), 1e-4, 1e-5);
 }
 
 }  // namespace

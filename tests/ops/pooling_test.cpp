@@ -45,13 +45,6 @@ Tensor distinct_f32(const Shape& s, Generator& g) {
   return Tensor::from_vector(v, s);
 }
 
-void expect_close(const char* what, const Tensor& out, const Tensor& ref, double atol,
-                  double rtol) {
-  const Comparison c = compare(out, ref, atol, rtol);
-  INFO(what << ": " << c.report);
-  CHECK(c.ok);
-}
-
 }  // namespace
 
 TEST_CASE("maxpool2d: every backend matches the float64 reference", "[ops][pooling][sanitize]") {

@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include <catch2/catch.hpp>
+
 #include "core/cuda_context.h"
 
 #include <cmath>
@@ -137,6 +139,20 @@ std::string cifar10_dir() {
   if (fs::exists(p / "test_batch.bin")) return fs::canonical(p).string();
 #endif
   return "";
+}
+
+void expect_close(const char* what, const Tensor& out, const Tensor& ref, double atol, double rtol,
+                  double max_rel_l2) {
+  const Comparison c = compare(out, ref, atol, rtol);
+  INFO(what << ": " << c.report);
+  CHECK(c.ok);
+  if (max_rel_l2 > 0) CHECK(c.rel_l2_error < max_rel_l2);
+}
+
+Tensor random_images(int64_t m, int64_t h, int64_t w, Generator& g) {
+  std::vector<uint8_t> v(static_cast<size_t>(m * 3 * h * w));
+  for (auto& x : v) x = static_cast<uint8_t>(g.below(256));
+  return Tensor::from_vector(v, Shape{m, 3, h, w});
 }
 
 }  // namespace minidl::test

@@ -47,6 +47,14 @@ struct Comparison {
 // Every element must satisfy |out - ref| <= atol + rtol |ref| (NaN never does).
 Comparison compare(const Tensor& out, const Tensor& ref, double atol, double rtol);
 
+// CHECKs that every element of `out` is within atol + rtol |ref| of `ref` (the report names `what`
+// and the first mismatches) and, when max_rel_l2 > 0, that ||out - ref|| / ||ref|| < max_rel_l2.
+void expect_close(const char* what, const Tensor& out, const Tensor& ref, double atol, double rtol,
+                  double max_rel_l2 = 0.0);
+
+// uint8 images (m, 3, h, w) with pixel values uniform in [0, 255].
+Tensor random_images(int64_t m, int64_t h, int64_t w, Generator& g);
+
 // Where the real CIFAR-10 binaries are: $MINIDL_CIFAR10_DIR, else ../shared/data/cifar-10-batches-bin
 // beside the checkout. Empty when not found.
 std::string cifar10_dir();
