@@ -106,10 +106,14 @@ TEST_CASE("gemm: every backend matches the float64 reference product", "[ops][ge
             // value cancels to near zero (|C| ~ sqrt(K / 9) ~ 23 at most here, 2^-24 * K ~ 3e-4
             // even for worst-case sequential accumulation). Float32 bounds: every case computes
             // in float32.
+            // The relative L2 bound is waived when every element is within 1e-7 absolute: a
+            // product that nearly cancels against beta C (seen at M = N = K = 1, |C| ~ 6e-4)
+            // has a tiny ||C|| and so a large relative error from rounding alone, while a wrong
+            // kernel is off by O(1) and fails both.
             const Comparison cmp = run_case(s, c, 0.75f, beta, g, 1e-3, 1e-4);
             INFO(cmp.report);
             CHECK(cmp.ok);
-            CHECK(cmp.rel_l2_error < 1e-5);
+            CHECK((cmp.rel_l2_error < 1e-5 || cmp.max_abs_error < 1e-7));
           }
 }
 
