@@ -111,7 +111,11 @@ TEST_CASE("batchnorm train mode on every backend matches float64", "[ops][batchn
       batchnorm_backward_train(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64,
                                cast(gmean, DType::F64), cast(ginvstd, DType::F64), p);
 
-      expect_close("y", gy, ry, 1e-5, 1e-5, 1e-5);
+      // y = gamma (x - mean) invstd + beta inherits the float32 mean's error (up to ~1e-6 |mean|,
+      // see above) times gamma (<= 1.5) invstd: 1.2e-5 at mean 5, std 0.5 (seen, seed 1948087),
+      // hence that term, doubled, on top of the rounding bound.
+      const double y_atol = 1e-5 + 2 * 1.5e-6 * std::abs(k.mean) / k.std;
+      expect_close("y", gy, ry, y_atol, 1e-5, 1e-5);
       expect_close("save_mean", gmean, rmean, 1e-6, 1e-5, 1e-5);
       expect_close("save_invstd", ginvstd, rinvstd, 1e-7, 1e-5, 1e-5);
       expect_close("running_mean", grm, rrm, 1e-6, 1e-5, 1e-5);

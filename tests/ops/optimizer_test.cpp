@@ -10,6 +10,12 @@
 // construction: at step 1, Adam and Adagrad move each element by about lr * sign(g), so a gradient
 // that rounds to the other sign would be off by 2 lr. Weight decays are therefore powers of two,
 // which makes wd * p exact in float32, so g = grad + wd * p is rounded once and keeps its sign.
+// Adam still amplifies rounding where an element's gradients stay small for several steps: its
+// step lr m^ / (sqrt(v^) + eps) then divides two small, rounded quantities, and the float32 kernel
+// and the float64 reference can differ by a fraction of lr (one element in 10^6 was off by
+// 3e-3 lr, seed 110879). Adam's parameters therefore get atol 1e-2 lr elementwise (a wrong formula
+// is off by ~lr almost everywhere) and, like every case, a relative L2 error below 1e-5 over the
+// whole vector (that run: 3e-7) unless every element is within 1e-6.
 #include "kernels/optimizer.h"
 
 #include <catch2/catch.hpp>
@@ -105,9 +111,14 @@ TEST_CASE("optimizer updates: every backend matches the float64 reference",
             apply(Backend::CpuReference, c, p_ref, cast(g, DType::F64), s_ref, step);
           }
 
-          const Comparison cp = compare(p, p_ref, 1e-5, 1e-5);
+          // Adam's parameters: see the top of the file for why a rare element may be off by up
+          // to ~1e-2 lr; the whole vector must still be within 1e-5 relative L2, or every element
+          // within 1e-6 (a one-element parameter near zero has a meaningless relative error).
+          const double atol = c.kind == Kind::Adam ? 1e-2 * c.adam.lr : 1e-5;
+          const Comparison cp = compare(p, p_ref, atol, 1e-5);
           INFO("parameter: " << cp.report);
           CHECK(cp.ok);
+          CHECK((cp.rel_l2_error < 1e-5 || cp.max_abs_error < 1e-6));
           for (int k = 0; k < c.states; ++k) {
             const Comparison cs = compare(s[k], s_ref[k], 1e-5, 1e-5);
             INFO("state " << k << ": " << cs.report);
