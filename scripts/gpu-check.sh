@@ -5,7 +5,8 @@
 #   build      cmake --build -j$(nproc)                                              (300 s)
 #   tests      the whole suite, CUDA tests included: ctest --timeout 120 per test    (240 s)
 #   train      ResNet-18, 1 epoch on the first 10000 training images, cuda           (120 s)
-#   memcheck   compute-sanitizer memcheck on the [sanitize] CUDA tests               (150 s)
+#   tcgemm     bench_kernels --tc-gemm: tensor-core GEMM vs cublasGemmEx, bf16/fp16  (60 s)
+#   memcheck   compute-sanitizer memcheck --report-api-errors no, [sanitize] tests  (150 s)
 #   racecheck  compute-sanitizer racecheck, minidl's own kernels only (kns=minidl)   (120 s)
 # The sanitizer steps run with MINIDL_CUDA_NO_CACHE=1 (exact-size allocations, freed after a
 # device sync), so memcheck sees an access a few bytes past a tensor.
@@ -53,7 +54,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-ALL_STEPS="data configure build tests train memcheck racecheck"
+ALL_STEPS="data configure build tests train tcgemm memcheck racecheck"
 LIMIT_MIB=60
 ARCH_TRIPLE=x86_64-linux-gnu
 CUDA_ARCH=${MINIDL_CUDA_ARCH:-90}
@@ -240,6 +241,7 @@ write_summary() {
     echo
     grep -E '^[0-9]+% tests passed|tests failed out of|^The following tests' "$LOG" | tail -2
     grep -E '^epoch ' "$LOG" | tail -1
+    grep -E '^(bf16|fp16) +[0-9]+ ' "$LOG" | sed 's/^/tcgemm: /'
     grep -E '^=+ ERROR SUMMARY' "$LOG" | sed 's/^=* //' | tail -2
     echo "total: $(( $(date +%s) - START )) s"
   } > "$SUMMARY.tmp" && mv "$SUMMARY.tmp" "$SUMMARY"
@@ -313,8 +315,14 @@ OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} step tests 240 needs -- \
 step train 120 needs -- "$BUILD/train" --model resnet18 --data "$CIFAR" --epochs 1 \
   --subset "$TRAIN_SUBSET" --test-subset 2000 --batch-size 128 --lr 0.1 --momentum 0.9 --wd 5e-4 \
   --device cuda --out "/tmp/minidl-gpu-check-train-$START"
+# The tensor-core GEMM against cublasGemmEx (bf16 and fp16, checked against float64 first); the
+# table goes to the log, its rows to the summary.
+step tcgemm 60 needs -- "$BUILD/bench_kernels" --device cuda --tc-gemm --gemm-size 8192
+# --report-api-errors no: cuDNN's algorithm probing (cudnnFind*, heuristics) makes CUDA API calls
+# that fail by design (unsupported configurations, out-of-memory probes); reported, they would
+# flood the log and fail the step though no kernel misbehaved. Kernel memory errors still count.
 MINIDL_CUDA_NO_CACHE=1 step memcheck 150 needs -- compute-sanitizer --tool memcheck \
-  --error-exitcode 1 "$BUILD/tests/minidl_cuda_tests" "$SANITIZE_TESTS"
+  --report-api-errors no --error-exitcode 1 "$BUILD/tests/minidl_cuda_tests" "$SANITIZE_TESTS"
 # Races only in minidl's hand-written kernels (all in namespace minidl): cuDNN's and cuBLAS's
 # kernels run uninstrumented, which also keeps this step short.
 MINIDL_CUDA_NO_CACHE=1 step racecheck 120 needs -- compute-sanitizer --tool racecheck \

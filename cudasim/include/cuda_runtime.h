@@ -37,6 +37,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -66,17 +67,22 @@ struct dim3 {
   constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
   constexpr operator uint3() const { return {x, y, z}; }
 };
-struct alignas(8) float2 { float x, y; };
-struct alignas(16) float4 { float x, y, z, w; };
-struct alignas(16) double2 { double x, y; };
-struct alignas(8) int2 { int x, y; };
-struct alignas(16) int4 { int x, y, z, w; };
-struct alignas(16) uint4 { unsigned x, y, z, w; };
+// may_alias: kernels reinterpret memory through the vector types (a float4 load of a float array,
+// a uint4 copy of 16-bit elements), which nvcc compiles as plain vector loads; g++ must not let
+// type-based alias analysis reorder such accesses against the elements' own.
+struct [[gnu::may_alias]] alignas(8) float2 { float x, y; };
+struct [[gnu::may_alias]] alignas(16) float4 { float x, y, z, w; };
+struct [[gnu::may_alias]] alignas(16) double2 { double x, y; };
+struct [[gnu::may_alias]] alignas(8) int2 { int x, y; };
+struct [[gnu::may_alias]] alignas(16) int4 { int x, y, z, w; };
+struct [[gnu::may_alias]] alignas(8) uint2 { unsigned x, y; };
+struct [[gnu::may_alias]] alignas(16) uint4 { unsigned x, y, z, w; };
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline double2 make_double2(double x, double y) { return {x, y}; }
 inline int2 make_int2(int x, int y) { return {x, y}; }
 inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 
 // ---------------------------------------------------------------- runtime API
@@ -238,6 +244,13 @@ void syncthreads(Loc loc);
 unsigned warp_collective(Loc loc, const char* what, unsigned mask, const void* in, void* out,
                          size_t bytes, int src_lane, bool vote);
 void register_shared(void* p, size_t bytes, Loc loc);
+// A full-warp collective (mask 0xffffffff) for cudasim's WMMA (mma.h): every lane deposits `bytes`
+// (<= kMaxExchangeBytes) and, once all 32 have arrived, receives all 32 deposits in `all_out`
+// (lane order). Missing, exited or diverged lanes fail the launch like a shuffle's.
+constexpr size_t kMaxExchangeBytes = 64;
+void warp_exchange(Loc loc, const char* what, const void* in, size_t bytes, void* all_out);
+// Fails the launch with `message` (the kernel, block and thread are added).
+[[noreturn]] void kernel_fail(const std::string& message);
 
 template <class T>
 inline T shfl(Loc loc, const char* what, unsigned mask, T v, int src_lane) {

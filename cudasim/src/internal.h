@@ -9,7 +9,10 @@
 
 namespace cudasim::detail {
 
-// Race checker state of one 4-byte word of shared memory in the current barrier interval.
+// Race checker state of one granule (kShadowGranule bytes) of shared memory in the current barrier
+// interval. 2 bytes: two threads writing the two halves of a 4-byte word (adjacent __half or
+// __nv_bfloat16 elements) do not race on a GPU, whose shared memory is byte-addressed.
+constexpr size_t kShadowGranule = 2;
 struct ShadowWord {
   uint32_t epoch = 0;
   int32_t writer = -1;  // linear thread id of the interval's writer, -1 none

@@ -4,10 +4,10 @@
 // ThreadSanitizer instrumentation (-fsanitize=thread) but linked without its run-time library:
 // every load and store of those translation units calls one of the __tsan_* hooks below instead.
 // In race mode (CUDASIM_RACE=1), inside a kernel, a hook looks the address up among the block's
-// __shared__ variables and keeps, per 4-byte word and barrier interval (the code between two
+// __shared__ variables and keeps, per 2-byte granule and barrier interval (the code between two
 // __syncthreads), which thread wrote it and which thread(s) read it:
-//   - a write to a word another thread wrote or read in the same interval, or
-//   - a read of a word another thread wrote in the same interval
+//   - a write to a granule another thread wrote or read in the same interval, or
+//   - a read of a granule another thread wrote in the same interval
 // is a race: on a GPU the outcome depends on warp scheduling. The launch fails naming the kernel,
 // both threads, the variable's declaration and the byte offset. Global memory is not checked
 // (minidl's kernels write disjoint global elements; the tests compare every element).
@@ -33,8 +33,8 @@ void check_access(const void* addr, size_t size, bool write) {
     if (p + size <= r.begin || p >= r.begin + r.bytes) continue;
     const uint32_t epoch = current_epoch();
     const int32_t me = static_cast<int32_t>(current_linear_thread());
-    const size_t first = static_cast<size_t>(p - r.begin) / 4;
-    const size_t last = (static_cast<size_t>(p - r.begin) + size - 1) / 4;
+    const size_t first = static_cast<size_t>(p - r.begin) / kShadowGranule;
+    const size_t last = (static_cast<size_t>(p - r.begin) + size - 1) / kShadowGranule;
     for (size_t w = first; w <= last && w < r.shadow.size(); ++w) {
       ShadowWord& s = r.shadow[w];
       if (s.epoch != epoch) s = ShadowWord{epoch, -1, -1};
@@ -54,7 +54,7 @@ void check_access(const void* addr, size_t size, bool write) {
         const std::string who = other >= 0 ? describe_thread(static_cast<unsigned>(other))
                                            : std::string("several threads");
         abandon_fiber(std::string("shared-memory race: ") + (write ? "write to" : "read of") +
-                      " byte " + std::to_string(w * 4) + " of the __shared__ variable declared at " +
+                      " byte " + std::to_string(w * kShadowGranule) + " of the __shared__ variable declared at " +
                       r.decl.file + ":" + std::to_string(r.decl.line) + ", which " + who + " " +
                       conflict + " in the same barrier interval (a __syncthreads is missing between "
                       "them)");

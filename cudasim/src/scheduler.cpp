@@ -110,6 +110,7 @@ std::string thread_name(const Fiber& f) { return "thread " + tid_str(f.ts.thread
 struct Warp {
   alignas(16) unsigned char slot[2][32][16];
   unsigned vote[2][32];
+  alignas(16) unsigned char xslot[2][32][kMaxExchangeBytes];  // warp_exchange
 };
 
 std::string where(const Loc& l) { return std::string(l.file ? l.file : "?") + ":" + std::to_string(l.line); }
@@ -463,6 +464,29 @@ unsigned warp_collective(Loc loc, const char* what, unsigned mask, const void* i
   return result;
 }
 
+void warp_exchange(Loc loc, const char* what, const void* in, size_t bytes, void* all_out) {
+  Fiber& f = current_fiber(loc, what);
+  Runner& r = *tl_runner;
+  if (bytes > kMaxExchangeBytes) throw KernelFailure(std::string(what) + ": exchange too large");
+  const unsigned lane = f.ts.linear & 31u, w = f.ts.linear / 32;
+  Warp& wp = r.warps[w];
+  const unsigned g = f.gen & 1u;
+  if (bytes) std::memcpy(wp.xslot[g][lane], in, bytes);
+  f.state = State::AtWarp;
+  f.loc = loc;
+  f.what = what;
+  f.mask = 0xffffffffu;
+  r.yield(f);
+  // Released: all 32 lanes have deposited (release_warp fails the launch if the warp has fewer
+  // lanes, or a lane exited or waits elsewhere).
+  if (bytes)
+    for (unsigned b = 0; b < 32; ++b)
+      std::memcpy(static_cast<unsigned char*>(all_out) + b * bytes, wp.xslot[g][b], bytes);
+  ++f.gen;
+}
+
+void kernel_fail(const std::string& message) { throw KernelFailure(message); }
+
 void register_shared(void* p, size_t bytes, Loc loc) {
   Runner* r = tl_runner;
   if (!r || !r->current) return;
@@ -471,7 +495,7 @@ void register_shared(void* p, size_t bytes, Loc loc) {
   // First touch in this block: indeterminate contents, as on a GPU.
   std::memset(p, 0xff, bytes);
   r->shared.push_back(SharedRange{static_cast<unsigned char*>(p), bytes, loc, {}});
-  if (r->race) r->shared.back().shadow.assign((bytes + 3) / 4, ShadowWord{});
+  if (r->race) r->shared.back().shadow.assign((bytes + kShadowGranule - 1) / kShadowGranule, ShadowWord{});
   r->shared_bytes += bytes;
   if (r->shared_bytes + r->dynamic_smem.size() > 48 * 1024)
     throw KernelFailure("kernel uses " + std::to_string(r->shared_bytes) + " bytes of static and " +

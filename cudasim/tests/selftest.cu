@@ -8,7 +8,9 @@
 #include <vector>
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 namespace {
 
@@ -90,6 +92,77 @@ __global__ void too_much_shared(float* out) {
 __global__ void scale(float* y, const float* x, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) y[i] = 2.f * x[i];
+}
+
+
+// ---------------------------------------------------------------- WMMA
+using namespace nvcuda;
+
+// D (16 x 16, row-major) = A (16 x K) B (K x 16) + C (16 x 16, column-major), K a multiple of 16.
+// A is row-major (ldm K) or column-major (ldm 16); B row-major (ldm 16) or column-major (ldm K).
+template <class T, class LA, class LB>
+__global__ void wmma_tile(const T* A, const T* B, const float* C, float* D, int K) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, T, LA> a;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, T, LB> b;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::load_matrix_sync(acc, C, 16, wmma::mem_col_major);
+  constexpr bool a_row = std::is_same_v<LA, wmma::row_major>;
+  constexpr bool b_row = std::is_same_v<LB, wmma::row_major>;
+  for (int k0 = 0; k0 < K; k0 += 16) {
+    wmma::load_matrix_sync(a, a_row ? A + k0 : A + k0 * 16, a_row ? K : 16);
+    wmma::load_matrix_sync(b, b_row ? B + k0 * 16 : B + k0, b_row ? 16 : K);
+    wmma::mma_sync(acc, a, b, acc);
+  }
+  wmma::store_matrix_sync(D, acc, 16, wmma::mem_row_major);
+}
+
+// Stages a 16 x 16 tile in shared memory with a row pitch of `pitch` elements and loads it with
+// ldm = pitch; `offset` shifts the tile's start (misalignment). One warp.
+__global__ void wmma_load_from_shared(const __nv_bfloat16* A, float* D, int pitch, int offset) {
+  __shared__ __align__(32) __nv_bfloat16 s[16 * 40];
+  for (int i = threadIdx.x; i < 256; i += 32) s[offset + (i / 16) * pitch + i % 16] = A[i];
+  __syncthreads();
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 0.f);
+  wmma::load_matrix_sync(a, s + offset, pitch);
+  wmma::load_matrix_sync(b, s + offset, pitch);
+  wmma::mma_sync(acc, a, b, acc);
+  wmma::store_matrix_sync(D, acc, 16, wmma::mem_row_major);
+}
+
+// Two warps stage the tile (each thread 4 elements); warp 0 multiplies it by itself. Without the
+// barrier, warp 0 may read elements warp 1 has not written yet.
+__global__ void wmma_staging(const __nv_bfloat16* A, float* D, bool barrier) {
+  __shared__ __align__(32) __nv_bfloat16 s[256];
+  for (int i = threadIdx.x; i < 256; i += 64) s[i] = A[i];
+  if (barrier) __syncthreads();
+  if (threadIdx.x < 32) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> b;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.f);
+    wmma::load_matrix_sync(a, s, 16);
+    wmma::load_matrix_sync(b, s, 16);
+    wmma::mma_sync(acc, a, b, acc);
+    wmma::store_matrix_sync(D, acc, 16, wmma::mem_row_major);
+  }
+}
+
+// mode 0: half the warp leaves before the load; 1: the two halves load from different lines;
+// 2: the lanes pass different pointers.
+__global__ void wmma_diverged(const __nv_bfloat16* A, float* D, int mode) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> a;
+  const int lane = threadIdx.x % 32;
+  if (mode == 0 && lane >= 16) return;
+  if (mode == 1 && lane < 16)
+    wmma::load_matrix_sync(a, A, 16);
+  else if (mode == 1)
+    wmma::load_matrix_sync(a, A, 16);
+  if (mode == 0) wmma::load_matrix_sync(a, A, 16);
+  if (mode == 2) wmma::load_matrix_sync(a, lane < 8 ? A : A + 256, 16);
+  D[threadIdx.x] = static_cast<float>(a.x[0]);
 }
 
 std::vector<float> iota_values(int n) {
@@ -261,4 +334,146 @@ TEST_CASE("cudasim cuBLAS SGEMM is column-major, like cuBLAS", "[cudasim]") {
   cudaFree(dA);
   cudaFree(dB);
   cudaFree(dC);
+}
+
+namespace {
+
+std::vector<float> random_values(size_t n, uint32_t seed) {
+  std::vector<float> v(n);
+  uint32_t x = seed;
+  for (float& e : v) {
+    x = x * 1664525u + 1013904223u;
+    e = static_cast<float>(x >> 8) / 16777216.f * 4.f - 2.f;
+  }
+  return v;
+}
+template <class T>
+std::vector<T> to_lowp(const std::vector<float>& v) {
+  std::vector<T> r;
+  for (float f : v) r.push_back(static_cast<T>(f));
+  return r;
+}
+
+// Runs wmma_tile<T, LA, LB> on K = 48 and compares with float64. A and B are 16-bit values, so each
+// product is exact in float; the K additions (fmaf, one rounding each) to C are bounded by
+// gamma_K (|C| + sum |a b|), gamma_K = K u / (1 - K u), u = 2^-23 (covering a truncating
+// accumulator as well as round-to-nearest's 2^-24).
+template <class T, class LA, class LB>
+void check_wmma_tile() {
+  constexpr int K = 48;
+  const bool a_row = std::is_same_v<LA, wmma::row_major>, b_row = std::is_same_v<LB, wmma::row_major>;
+  const std::vector<T> A = to_lowp<T>(random_values(16 * K, 1)), B = to_lowp<T>(random_values(K * 16, 2));
+  const std::vector<float> C = random_values(256, 3);
+  T* dA = to_device(A);
+  T* dB = to_device(B);
+  float* dC = to_device(C);
+  float* dD = to_device(std::vector<float>(256, NAN));
+  wmma_tile<T, LA, LB><<<1, 32>>>(dA, dB, dC, dD, K);
+  REQUIRE(launch_error().empty());
+  const std::vector<float> D = to_host(dD, 256);
+  const double u = std::ldexp(1.0, -23), gamma = K * u / (1 - K * u);
+  int bad = 0;
+  for (int m = 0; m < 16; ++m)
+    for (int n = 0; n < 16; ++n) {
+      double ref = C[static_cast<size_t>(n * 16 + m)], mag = std::fabs(ref);
+      for (int k = 0; k < K; ++k) {
+        const double a = static_cast<float>(A[static_cast<size_t>(a_row ? m * K + k : k * 16 + m)]);
+        const double b = static_cast<float>(B[static_cast<size_t>(b_row ? k * 16 + n : n * K + k)]);
+        ref += a * b;
+        mag += std::fabs(a * b);
+      }
+      const double got = D[static_cast<size_t>(m * 16 + n)];
+      if (!(std::fabs(got - ref) <= gamma * mag) && bad++ < 3)
+        UNSCOPED_INFO("D(" << m << "," << n << ") = " << got << ", float64 " << ref << ", bound "
+                           << gamma * mag);
+    }
+  CHECK(bad == 0);
+  cudaFree(dA);
+  cudaFree(dB);
+  cudaFree(dC);
+  cudaFree(dD);
+}
+
+}  // namespace
+
+TEST_CASE("cudasim WMMA: load, mma and store of every layout match float64", "[cudasim][wmma]") {
+  check_wmma_tile<__nv_bfloat16, wmma::row_major, wmma::row_major>();
+  check_wmma_tile<__nv_bfloat16, wmma::col_major, wmma::col_major>();
+  check_wmma_tile<__half, wmma::row_major, wmma::col_major>();
+  check_wmma_tile<__half, wmma::col_major, wmma::row_major>();
+}
+
+TEST_CASE("cudasim WMMA: contract violations are reported with file:line", "[cudasim][wmma]") {
+  __nv_bfloat16* dA = to_device(to_lowp<__nv_bfloat16>(random_values(512, 4)));
+  float* dD = to_device(std::vector<float>(256, 0.f));
+  SECTION("a correctly staged tile loads") {
+    wmma_load_from_shared<<<1, 32>>>(dA, dD, 24, 0);
+    REQUIRE(launch_error().empty());
+    CHECK(!std::isnan(to_host(dD, 1)[0]));
+  }
+  SECTION("a leading dimension that is not a multiple of 8 elements (16 bytes)") {
+    wmma_load_from_shared<<<1, 32>>>(dA, dD, 20, 0);
+    const std::string e = launch_error();
+    INFO(e);
+    CHECK(e.find("ldm 20 is not a multiple of 8") != std::string::npos);
+    CHECK(e.find("selftest.cu:") != std::string::npos);
+  }
+  SECTION("a pointer that is not 32-byte aligned") {
+    wmma_load_from_shared<<<1, 32>>>(dA, dD, 24, 8);
+    const std::string e = launch_error();
+    INFO(e);
+    CHECK(e.find("not 256-bit (32-byte) aligned") != std::string::npos);
+  }
+  SECTION("a warp with fewer than 32 threads") {
+    wmma_load_from_shared<<<1, 16>>>(dA, dD, 24, 0);
+    const std::string e = launch_error();
+    INFO(e);
+    CHECK(e.find("does not exist") != std::string::npos);
+  }
+  SECTION("lanes that exited") {
+    wmma_diverged<<<1, 32>>>(dA, dD, 0);
+    const std::string e = launch_error();
+    INFO(e);
+    CHECK(e.find("has exited") != std::string::npos);
+  }
+  SECTION("lanes at two different calls") {
+    wmma_diverged<<<1, 32>>>(dA, dD, 1);
+    const std::string e = launch_error();
+    INFO(e);
+    CHECK(e.find("the lanes of the warp disagree") != std::string::npos);
+  }
+  SECTION("lanes passing different pointers") {
+    wmma_diverged<<<1, 32>>>(dA, dD, 2);
+    const std::string e = launch_error();
+    INFO(e);
+    CHECK(e.find("lane 8 passed") != std::string::npos);
+  }
+  cudaFree(dA);
+  cudaFree(dD);
+}
+
+TEST_CASE("cudasim WMMA: a missing __syncthreads between staging and load_matrix_sync is reported",
+          "[cudasim][wmma][race]") {
+  __nv_bfloat16* dA = to_device(to_lowp<__nv_bfloat16>(random_values(256, 5)));
+  float* dD = to_device(std::vector<float>(256, 0.f));
+  wmma_staging<<<1, 64>>>(dA, dD, true);
+  REQUIRE(launch_error().empty());
+  for (float v : to_host(dD, 256)) REQUIRE(!std::isnan(v));
+  wmma_staging<<<1, 64>>>(dA, dD, false);
+  const std::string e = launch_error();
+  if (cudasim::race_mode()) {
+    // Race mode: whichever warp runs first, the other's accesses conflict with its own.
+    INFO(e);
+    CHECK(e.find("shared-memory race") != std::string::npos);
+    CHECK(e.find("selftest.cu:") != std::string::npos);
+  } else {
+    // Normal mode runs warp 0 to completion first: it reads the half of the tile that warp 1 has
+    // not written, still the indeterminate 0xff (NaN) of fresh shared memory.
+    REQUIRE(e.empty());
+    bool any_nan = false;
+    for (float v : to_host(dD, 256)) any_nan = any_nan || std::isnan(v);
+    CHECK(any_nan);
+  }
+  cudaFree(dA);
+  cudaFree(dD);
 }
