@@ -27,6 +27,7 @@
 //   CUDASIM_PROTECT=1  each cudaMalloc ends at an inaccessible page: an access past the end of an
 //                      allocation stops the program with the kernel, its launch site and the
 //                      overrun (use with MINIDL_CUDA_NO_CACHE=1 so allocations have exact sizes).
+// 16-bit floats and WMMA: cuda_fp16.h, cuda_bf16.h and mma.h beside this header.
 // Not emulated: timing, occupancy, TF32 and fast-math numerics, memory-model subtleties beyond
 // barriers, cuDNN (every cuDNN computation returns CUDNN_STATUS_NOT_SUPPORTED).
 #pragma once

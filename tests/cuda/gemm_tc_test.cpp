@@ -136,7 +136,8 @@ TEST_CASE("gemm_tc: tensor-core bf16/fp16 products match float64 within the floa
   INFO("seed " << seed);
   Generator g(seed);
   // (M, N, K): tiny; all odd; 2 x 3 tiles and 4 k steps with a batch; transposes with padded
-  // leading dimensions; 3 x 2 tiles and 7 k steps; exact tiles on the 16-byte path; K = 0.
+  // leading dimensions; 3 x 2 tiles and 7 k steps; exact tiles on the 16-byte path; K = 0; both
+  // operands on the 16-byte path with a partial k slice.
   const TcCase cases[] = {
       {false, false, 1, 1, 1, 1, 0, 0, 1.f, 0.f},
       {false, false, 17, 33, 45, 1, 0, 0, 1.5f, -0.5f},
@@ -146,6 +147,9 @@ TEST_CASE("gemm_tc: tensor-core bf16/fp16 products match float64 within the floa
       {true, true, 257, 140, 96, 1, 0, 0, 1.f, 0.f},
       {true, false, 136, 136, 64, 2, 0, 8, 0.5f, 2.f},
       {false, false, 5, 7, 0, 1, 1, 0, 1.f, -1.f},
+      // Both operands k-contiguous on the 16-byte path with a partial last k slice (88 = 2 x 32
+      // + 24): the only direction where a load past the matrix would reach into the sums.
+      {false, true, 70, 90, 88, 1, 0, 0, 1.f, 0.f},
   };
   for (DType dt : {DType::BF16, DType::F16})
     for (const TcCase& c : cases) {
