@@ -1238,7 +1238,7 @@ int run_tc_gemm(const Options& o) {
       }
     const bool ok = worst1 <= 1.0 && worst2 <= 1.0;
     failures += !ok;
-    for (int64_t size : {1024, 2048, 4096, o.gemm_size}) {
+    for (int64_t size : {int64_t(1024), int64_t(2048), int64_t(4096), o.gemm_size}) {
       if (size == o.gemm_size && (size == 1024 || size == 2048 || size == 4096)) continue;
       const size_t nn = size_t(size * size);
       Tensor A = upload(bits(t, nn)), B = upload(bits(t, nn));
