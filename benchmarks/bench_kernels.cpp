@@ -1179,15 +1179,16 @@ int run_tc_gemm(const Options& o) {
     return t;
   };
   // Row-major C (M x N) = A (M x K) B (K x N) is column-major C^T = B^T A^T.
-  auto cublas = [&](DType t, int64_t M, int64_t N, int64_t K, const void* A, const void* B, float* C) {
+  auto cublas = [&](DType t, int64_t M, int64_t N, int64_t K, const void* A, const void* B,
+                    float* C) {
     const float one = 1.f, zero = 0.f;
     const cudaDataType_t ty = t == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
     cublasMath_t mode;
     CUBLAS_CHECK(cublasGetMathMode(ctx.cublas, &mode));
     CUBLAS_CHECK(cublasSetMathMode(ctx.cublas, CUBLAS_DEFAULT_MATH));  // the handle is pedantic
-    const cublasStatus_t st = cublasGemmEx(ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_N, int(N), int(M),
-                                           int(K), &one, B, ty, int(N), A, ty, int(K), &zero, C,
-                                           CUDA_R_32F, int(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    const cublasStatus_t st = cublasGemmEx(
+        ctx.cublas, CUBLAS_OP_N, CUBLAS_OP_N, int(N), int(M), int(K), &one, B, ty, int(N), A, ty,
+        int(K), &zero, C, CUDA_R_32F, int(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     CUBLAS_CHECK(cublasSetMathMode(ctx.cublas, mode));
     CUBLAS_CHECK(st);
   };
@@ -1201,10 +1202,11 @@ int run_tc_gemm(const Options& o) {
     s.ldc = N;
     return s;
   };
-  fmt::print("# tensor-core GEMM: minidl gemm_tc vs cublasGemmEx (CUBLAS_COMPUTE_32F), C = A B,\n"
-             "# A, B 16-bit, C float32; speed = cuBLAS median / gemm_tc median\n");
-  fmt::print("# device: {}\n# commit: {}   date: {}   seed: {}\n",
-             bench::device_summary(d), bench::git_commit(), bench::utc_now(), o.seed);
+  fmt::print(
+      "# tensor-core GEMM: minidl gemm_tc vs cublasGemmEx (CUBLAS_COMPUTE_32F), C = A B,\n"
+      "# A, B 16-bit, C float32; speed = cuBLAS median / gemm_tc median\n");
+  fmt::print("# device: {}\n# commit: {}   date: {}   seed: {}\n", bench::device_summary(d),
+             bench::git_commit(), bench::utc_now(), o.seed);
   fmt::print("{:<6} {:>6} {:>10} {:>10} {:>11} {:>11} {:>7}  {}\n", "dtype", "size", "tc ms",
              "cublas ms", "tc TFLOP/s", "cub TFLOP/s", "speed", "check (max err / bound)");
   int failures = 0;
@@ -1226,7 +1228,8 @@ int run_tc_gemm(const Options& o) {
       for (int64_t j = 0; j < n; ++j) {
         double ref = 0, S = 0;
         for (int64_t l = 0; l < k; ++l) {
-          const double p = to_double(t, ha[size_t(i * k + l)]) * to_double(t, hb[size_t(l * n + j)]);
+          const double p =
+              to_double(t, ha[size_t(i * k + l)]) * to_double(t, hb[size_t(l * n + j)]);
           ref += p;
           S += std::fabs(p);
         }
@@ -1244,18 +1247,17 @@ int run_tc_gemm(const Options& o) {
       Tensor A = upload(bits(t, nn)), B = upload(bits(t, nn));
       Tensor C = Tensor::empty({size, size}, DType::F32, d);
       const GemmShape s = tc(size, size, size);
-      const TimingStats tt = time_op([&] {
-        cuda::gemm_tc(s, t, 1.f, A.raw_data(), B.raw_data(), 0.f, C.data<float>(), ctx);
-      }, o);
-      const TimingStats tb = time_op([&] {
-        cublas(t, size, size, size, A.raw_data(), B.raw_data(), C.data<float>());
-      }, o);
+      const TimingStats tt = time_op(
+          [&] { cuda::gemm_tc(s, t, 1.f, A.raw_data(), B.raw_data(), 0.f, C.data<float>(), ctx); },
+          o);
+      const TimingStats tb = time_op(
+          [&] { cublas(t, size, size, size, A.raw_data(), B.raw_data(), C.data<float>()); }, o);
       const double flops = 2.0 * double(size) * double(size) * double(size);
-      fmt::print("{:<6} {:>6} {:>10.3f} {:>10.3f} {:>11.1f} {:>11.1f} {:>7.2f}  {} (gemm_tc {:.2f}, "
-                 "cuBLAS {:.2f})\n",
-                 t == DType::BF16 ? "bf16" : "fp16", size, tt.median, tb.median,
-                 flops / (tt.median * 1e9), flops / (tb.median * 1e9), tb.median / tt.median,
-                 ok ? "ok" : "FAILED", worst1, worst2);
+      fmt::print(
+          "{:<6} {:>6} {:>10.3f} {:>10.3f} {:>11.1f} {:>11.1f} {:>7.2f}  {} (gemm_tc {:.2f}, "
+          "cuBLAS {:.2f})\n",
+          t == DType::BF16 ? "bf16" : "fp16", size, tt.median, tb.median, flops / (tt.median * 1e9),
+          flops / (tb.median * 1e9), tb.median / tt.median, ok ? "ok" : "FAILED", worst1, worst2);
       std::fflush(stdout);
     }
   }

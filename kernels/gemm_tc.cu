@@ -272,9 +272,10 @@ void gemm_tc(const GemmShape& s, DType in, float alpha, const void* A, const voi
                ", ", s.N, ", ", s.K, ") must fit in 32 bits");
   int major = 0;
   CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, ctx.device));
-  MINIDL_CHECK(major >= 8, "gemm_tc: tensor-core bfloat16/float16 products need compute capability "
-               "8.0 (A100) or newer; cuda:", ctx.device, " is sm_", major,
-               "x (run float32 there)");
+  MINIDL_CHECK(major >= 8,
+               "gemm_tc: tensor-core bfloat16/float16 products need compute capability "
+               "8.0 (A100) or newer; cuda:",
+               ctx.device, " is sm_", major, "x (run float32 there)");
   if (in == DType::BF16)
     dispatch<__nv_bfloat16>(s, alpha, A, B, beta, C, ctx);
   else

@@ -22,7 +22,8 @@ struct alignas(2) __half {
   }
   operator __half_raw() const { return __half_raw{__x}; }
   __half(float f) : __x(cudasim::lowp::f32_to_f16(f, false)) {}
-  __half(double d) : __half(static_cast<float>(d)) {}  // (NVIDIA rounds doubles once; close enough for literals)
+  __half(double d)
+      : __half(static_cast<float>(d)) {}  // (NVIDIA rounds doubles once; close enough for literals)
   __half(int i) : __half(static_cast<float>(i)) {}
   operator float() const { return cudasim::lowp::f16_to_f32(__x); }
 };
@@ -41,7 +42,9 @@ inline float __half2float(__half a) { return cudasim::lowp::f16_to_f32(a.__x); }
 inline unsigned short __half_as_ushort(__half h) { return h.__x; }
 inline __half __ushort_as_half(unsigned short i) { return __half_raw{i}; }
 inline __half2 __float2half2_rn(float a) { return {__float2half_rn(a), __float2half_rn(a)}; }
-inline __half2 __floats2half2_rn(float a, float b) { return {__float2half_rn(a), __float2half_rn(b)}; }
+inline __half2 __floats2half2_rn(float a, float b) {
+  return {__float2half_rn(a), __float2half_rn(b)};
+}
 inline __half2 __float22half2_rn(float2 a) { return {__float2half_rn(a.x), __float2half_rn(a.y)}; }
 inline float2 __half22float2(__half2 a) { return {__half2float(a.x), __half2float(a.y)}; }
 inline float __low2float(__half2 a) { return __half2float(a.x); }
@@ -52,11 +55,11 @@ inline __half2 __halves2half2(__half a, __half b) { return {a, b}; }
 inline bool __hisnan(__half a) { return (a.__x & 0x7fffu) > 0x7c00u; }
 
 // Arithmetic and comparisons: through float, rounded once (see cudasim_lowp.h).
-#define CUDASIM_LOWP_OPS(T)                                                                    \
-  inline T operator+(T a, T b) { return T(static_cast<float>(a) + static_cast<float>(b)); }    \
-  inline T operator-(T a, T b) { return T(static_cast<float>(a) - static_cast<float>(b)); }    \
-  inline T operator*(T a, T b) { return T(static_cast<float>(a) * static_cast<float>(b)); }    \
-  inline T operator/(T a, T b) { return T(static_cast<float>(a) / static_cast<float>(b)); }    \
+#define CUDASIM_LOWP_OPS(T)                                                                   \
+  inline T operator+(T a, T b) { return T(static_cast<float>(a) + static_cast<float>(b)); }   \
+  inline T operator-(T a, T b) { return T(static_cast<float>(a) - static_cast<float>(b)); }   \
+  inline T operator*(T a, T b) { return T(static_cast<float>(a) * static_cast<float>(b)); }   \
+  inline T operator/(T a, T b) { return T(static_cast<float>(a) / static_cast<float>(b)); }   \
   inline T operator-(T a) {                                                                   \
     T r = a;                                                                                  \
     r.__x ^= 0x8000u;                                                                         \

@@ -52,7 +52,8 @@ inline uint16_t f32_to_f16(float f, bool rz) {
 }
 
 inline float f16_to_f32(uint16_t h) {
-  const uint32_t s = static_cast<uint32_t>(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  const uint32_t s = static_cast<uint32_t>(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu,
+                 m = h & 0x3ffu;
   if (e == 0x1f) return bits_f32(s | 0x7f800000u | (m << 13));
   if (e == 0) return bits_f32(s | f32_bits(static_cast<float>(m) * 0x1p-24f));  // exact
   return bits_f32(s | ((e + 112u) << 23) | (m << 13));

@@ -19,11 +19,11 @@
 // same barrier interval (a missing __syncthreads after staging) is reported as a race.
 //
 // Numerics of mma_sync: each product of two 16-bit values is exact in float (11 + 11 <= 24
-// significant bits for half, 8 + 8 for bfloat16), and d = c + sum_k a_k b_k is accumulated in float,
-// k = 0..15 in order, one rounding (to nearest) per step (fmaf). Tensor cores add in a different,
-// unspecified order, and some generations truncate instead of rounding (Fasi, Higham, Mikaitis and
-// Pranesh, "Numerical behavior of NVIDIA tensor cores", PeerJ CS 2021), so tests bound the error for
-// any order with a unit roundoff of 2^-23 (one ulp per addition), which covers both.
+// significant bits for half, 8 + 8 for bfloat16), and d = c + sum_k a_k b_k is accumulated in
+// float, k = 0..15 in order, one rounding (to nearest) per step (fmaf). Tensor cores add in a
+// different, unspecified order, and some generations truncate instead of rounding (Fasi, Higham,
+// Mikaitis and Pranesh, "Numerical behavior of NVIDIA tensor cores", PeerJ CS 2021), so tests bound
+// the error for any order with a unit roundoff of 2^-23 (one ulp per addition), which covers both.
 #pragma once
 
 #include <cstdint>
@@ -50,8 +50,9 @@ struct fragment {
   static_assert(M == 16 && N == 16 && K == 16, "cudasim's WMMA emulates the m16n16k16 shape only");
   static_assert(std::is_same_v<Use, accumulator>
                     ? std::is_same_v<T, float> && std::is_void_v<Layout>
-                    : (std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>) &&
-                          (std::is_same_v<Layout, row_major> || std::is_same_v<Layout, col_major>),
+                    : (std::is_same_v<T, __half> ||
+                       std::is_same_v<T, __nv_bfloat16>)&&(std::is_same_v<Layout, row_major> ||
+                                                           std::is_same_v<Layout, col_major>),
                 "cudasim's WMMA: matrix_a/matrix_b fragments of __half or __nv_bfloat16 with "
                 "row_major or col_major, accumulators of float without a layout");
   using element_type = T;
@@ -65,15 +66,24 @@ namespace detail {
 using Loc = std::source_location;
 template <class Use, class T, class Layout>
 constexpr uint32_t type_tag() {
-  return (std::is_same_v<Use, matrix_a> ? 1u : std::is_same_v<Use, matrix_b> ? 2u : 3u) |
-         (std::is_same_v<T, __half> ? 4u : std::is_same_v<T, __nv_bfloat16> ? 8u : 16u) |
-         (std::is_same_v<Layout, row_major> ? 32u : std::is_same_v<Layout, col_major> ? 64u : 0u);
+  return (std::is_same_v<Use, matrix_a>   ? 1u
+          : std::is_same_v<Use, matrix_b> ? 2u
+                                          : 3u) |
+         (std::is_same_v<T, __half>          ? 4u
+          : std::is_same_v<T, __nv_bfloat16> ? 8u
+                                             : 16u) |
+         (std::is_same_v<Layout, row_major>   ? 32u
+          : std::is_same_v<Layout, col_major> ? 64u
+                                              : 0u);
 }
 inline const char* type_name(uint32_t tag) {
   switch (tag & 28u) {
-    case 4u: return "__half";
-    case 8u: return "__nv_bfloat16";
-    default: return "float";
+    case 4u:
+      return "__half";
+    case 8u:
+      return "__nv_bfloat16";
+    default:
+      return "float";
   }
 }
 
@@ -130,11 +140,10 @@ inline void check_memory(const char* what, const Loc& loc, const void* p, unsign
         std::string(what) + " at " + where(loc) + ": pointer " + hex_pointer(p) +
         " is not 256-bit (32-byte) aligned, as the CUDA Programming Guide requires");
   if (ldm * elem_bytes % 16 != 0)
-    ::cudasim::detail::kernel_fail(std::string(what) + " at " + where(loc) + ": ldm " +
-                                   std::to_string(ldm) + " is not a multiple of " +
-                                   std::to_string(16 / elem_bytes) + " (16 bytes) for " +
-                                   std::to_string(elem_bytes) +
-                                   "-byte elements, as the CUDA Programming Guide requires");
+    ::cudasim::detail::kernel_fail(
+        std::string(what) + " at " + where(loc) + ": ldm " + std::to_string(ldm) +
+        " is not a multiple of " + std::to_string(16 / elem_bytes) + " (16 bytes) for " +
+        std::to_string(elem_bytes) + "-byte elements, as the CUDA Programming Guide requires");
   if (store && ldm < 16)
     ::cudasim::detail::kernel_fail(std::string(what) + " at " + where(loc) + ": ldm " +
                                    std::to_string(ldm) +
@@ -175,10 +184,10 @@ inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const T* p
 template <class T>
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, T>& f, const T* p, unsigned ldm,
                              layout_t layout, detail::Loc loc = detail::Loc::current()) {
-  detail::gather_uniform("wmma::load_matrix_sync", loc,
-                         {p, ldm, loc.file_name(), loc.line(),
-                          detail::type_tag<accumulator, T, void>(), static_cast<uint32_t>(layout),
-                          0u});
+  detail::gather_uniform(
+      "wmma::load_matrix_sync", loc,
+      {p, ldm, loc.file_name(), loc.line(), detail::type_tag<accumulator, T, void>(),
+       static_cast<uint32_t>(layout), 0u});
   detail::check_memory("wmma::load_matrix_sync", loc, p, ldm, sizeof(T), false);
   for (int i = 0; i < f.num_elements; ++i) {
     const int r = detail::elem_row(i), c = detail::elem_col(i);
@@ -190,10 +199,10 @@ inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, T>& f, const T* p
 template <class T>
 inline void store_matrix_sync(T* p, const fragment<accumulator, 16, 16, 16, T>& f, unsigned ldm,
                               layout_t layout, detail::Loc loc = detail::Loc::current()) {
-  detail::gather_uniform("wmma::store_matrix_sync", loc,
-                         {p, ldm, loc.file_name(), loc.line(),
-                          detail::type_tag<accumulator, T, void>(), static_cast<uint32_t>(layout),
-                          0u});
+  detail::gather_uniform(
+      "wmma::store_matrix_sync", loc,
+      {p, ldm, loc.file_name(), loc.line(), detail::type_tag<accumulator, T, void>(),
+       static_cast<uint32_t>(layout), 0u});
   detail::check_memory("wmma::store_matrix_sync", loc, p, ldm, sizeof(T), true);
   for (int i = 0; i < f.num_elements; ++i) {
     const int r = detail::elem_row(i), c = detail::elem_col(i);
@@ -226,11 +235,10 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
   ::cudasim::detail::warp_exchange(l, "wmma::mma_sync", &mine, sizeof(Ptrs), all);
   for (unsigned k = 1; k < 32; ++k)
     if (all[k].line != all[0].line || all[k].file != all[0].file || all[k].tag != all[0].tag)
-      ::cudasim::detail::kernel_fail("wmma::mma_sync at " + detail::where(loc) + ": lane " +
-                                     std::to_string(k) + " is at " + all[k].file + ":" +
-                                     std::to_string(all[k].line) + " while lane 0 is at " +
-                                     all[0].file + ":" + std::to_string(all[0].line) +
-                                     " (all 32 lanes must make the same call)");
+      ::cudasim::detail::kernel_fail(
+          "wmma::mma_sync at " + detail::where(loc) + ": lane " + std::to_string(k) + " is at " +
+          all[k].file + ":" + std::to_string(all[k].line) + " while lane 0 is at " + all[0].file +
+          ":" + std::to_string(all[0].line) + " (all 32 lanes must make the same call)");
   float A[16][16], B[16][16];
   for (int e = 0; e < 256; ++e) {
     A[e / 16][e % 16] = detail::to_float(all[e % 32].a[e / 32]);

@@ -54,9 +54,10 @@ void check_access(const void* addr, size_t size, bool write) {
         const std::string who = other >= 0 ? describe_thread(static_cast<unsigned>(other))
                                            : std::string("several threads");
         abandon_fiber(std::string("shared-memory race: ") + (write ? "write to" : "read of") +
-                      " byte " + std::to_string(w * kShadowGranule) + " of the __shared__ variable declared at " +
-                      r.decl.file + ":" + std::to_string(r.decl.line) + ", which " + who + " " +
-                      conflict + " in the same barrier interval (a __syncthreads is missing between "
+                      " byte " + std::to_string(w * kShadowGranule) +
+                      " of the __shared__ variable declared at " + r.decl.file + ":" +
+                      std::to_string(r.decl.line) + ", which " + who + " " + conflict +
+                      " in the same barrier interval (a __syncthreads is missing between "
                       "them)");
       }
       if (write) {

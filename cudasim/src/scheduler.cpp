@@ -495,7 +495,8 @@ void register_shared(void* p, size_t bytes, Loc loc) {
   // First touch in this block: indeterminate contents, as on a GPU.
   std::memset(p, 0xff, bytes);
   r->shared.push_back(SharedRange{static_cast<unsigned char*>(p), bytes, loc, {}});
-  if (r->race) r->shared.back().shadow.assign((bytes + kShadowGranule - 1) / kShadowGranule, ShadowWord{});
+  if (r->race)
+    r->shared.back().shadow.assign((bytes + kShadowGranule - 1) / kShadowGranule, ShadowWord{});
   r->shared_bytes += bytes;
   if (r->shared_bytes + r->dynamic_smem.size() > 48 * 1024)
     throw KernelFailure("kernel uses " + std::to_string(r->shared_bytes) + " bytes of static and " +

@@ -1,18 +1,18 @@
 // The 16-bit float conversions of cuda_fp16.h / cuda_bf16.h against a float64 reference, over every
 // bit pattern: each of the 65,536 patterns decoded to float, and float -> 16 bit rounding (_rn and
 // _rz) of every representable value, every midpoint between neighbours (the ties), the floats just
-// either side of each midpoint, overflow past the largest finite value, float subnormals, infinities,
-// NaNs and 200,000 random float bit patterns.
+// either side of each midpoint, overflow past the largest finite value, float subnormals,
+// infinities, NaNs and 200,000 random float bit patterns.
 //
 // The same file is compiled twice: into build-sim's minidl_cuda_tests against cudasim's headers
 // (cudasim/include), and into the nvcc tree's cuda_header_tests by the host compiler against
 // NVIDIA's headers (their host code paths), so the reference itself is checked against NVIDIA's
 // implementation on every CI run, without a GPU.
-#include <catch2/catch.hpp>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -89,16 +89,34 @@ std::vector<float> rounding_inputs(const Reference& ref) {
     const double mid = (ref.v[p] + ref.v[p + 1]) / 2;
     const float m = static_cast<float>(mid);
     REQUIRE(static_cast<double>(m) == mid);  // midpoints are floats (p + 1 <= 24 bits)
-    for (float x : {static_cast<float>(ref.v[p]), m, std::nextafter(m, 0.f),
-                    std::nextafter(m, HUGE_VALF)}) {
+    for (float x :
+         {static_cast<float>(ref.v[p]), m, std::nextafter(m, 0.f), std::nextafter(m, HUGE_VALF)}) {
       xs.push_back(x);
       xs.push_back(-x);
     }
   }
-  for (float x : {HUGE_VALF, -HUGE_VALF, 3.0e38f, -3.0e38f, 65536.f, 1e5f, -1e5f, 1e-40f, -1e-40f,
-                  float_of(1), float_of(0x807fffffu), 1e-8f, 2.9e-8f, 3e-8f, 0x1p-25f, -0x1p-25f,
-                  std::nextafter(0x1p-25f, 1.f), std::nextafter(0x1p-25f, 0.f), 0x1p-24f,
-                  0x1.8p-25f, 0.f, -0.f})
+  for (float x : {HUGE_VALF,
+                  -HUGE_VALF,
+                  3.0e38f,
+                  -3.0e38f,
+                  65536.f,
+                  1e5f,
+                  -1e5f,
+                  1e-40f,
+                  -1e-40f,
+                  float_of(1),
+                  float_of(0x807fffffu),
+                  1e-8f,
+                  2.9e-8f,
+                  3e-8f,
+                  0x1p-25f,
+                  -0x1p-25f,
+                  std::nextafter(0x1p-25f, 1.f),
+                  std::nextafter(0x1p-25f, 0.f),
+                  0x1p-24f,
+                  0x1.8p-25f,
+                  0.f,
+                  -0.f})
     xs.push_back(x);
   std::mt19937 rng(12345);
   for (int i = 0; i < 200000; ++i) xs.push_back(float_of(static_cast<uint32_t>(rng())));

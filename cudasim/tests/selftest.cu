@@ -94,7 +94,6 @@ __global__ void scale(float* y, const float* x, int n) {
   if (i < n) y[i] = 2.f * x[i];
 }
 
-
 // ---------------------------------------------------------------- WMMA
 using namespace nvcuda;
 
@@ -361,8 +360,10 @@ std::vector<T> to_lowp(const std::vector<float>& v) {
 template <class T, class LA, class LB>
 void check_wmma_tile() {
   constexpr int K = 48;
-  const bool a_row = std::is_same_v<LA, wmma::row_major>, b_row = std::is_same_v<LB, wmma::row_major>;
-  const std::vector<T> A = to_lowp<T>(random_values(16 * K, 1)), B = to_lowp<T>(random_values(K * 16, 2));
+  const bool a_row = std::is_same_v<LA, wmma::row_major>,
+             b_row = std::is_same_v<LB, wmma::row_major>;
+  const std::vector<T> A = to_lowp<T>(random_values(16 * K, 1)),
+                       B = to_lowp<T>(random_values(K * 16, 2));
   const std::vector<float> C = random_values(256, 3);
   T* dA = to_device(A);
   T* dB = to_device(B);

@@ -15,17 +15,17 @@
 // these K; a wrong element, tile or transpose is off by O(S).
 #include "kernels/gemm_tc.h"
 
-#include <catch2/catch.hpp>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "../support/test_util.h"
 #include "core/cuda_context.h"
 #include "core/tensor.h"
-#include "../support/test_util.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -76,7 +76,8 @@ void run_case(const TcCase& c, DType dt, Generator& g) {
   s.stride_a = rows_a * s.lda + c.gap;
   s.stride_b = rows_b * s.ldb + c.gap;
   s.stride_c = c.M * s.ldc + c.gap;
-  const size_t na = static_cast<size_t>(s.stride_a * c.batch), nb = static_cast<size_t>(s.stride_b * c.batch);
+  const size_t na = static_cast<size_t>(s.stride_a * c.batch),
+               nb = static_cast<size_t>(s.stride_b * c.batch);
   const size_t nc = static_cast<size_t>(s.stride_c * c.batch);
   std::vector<uint16_t> A(na), B(nb);
   for (auto& v : A) v = to_bits(static_cast<float>(g.uniform(-2, 2)), dt);
@@ -114,9 +115,10 @@ void run_case(const TcCase& c, DType dt, Generator& g) {
         const size_t ic = static_cast<size_t>(b * s.stride_c + m * s.ldc + n);
         const double c0 = c.beta == 0.f ? 0.0 : C0[ic];
         const double ref = c.alpha * sum + c.beta * c0;
-        const double bound = std::fabs(c.alpha) * gamma(static_cast<double>(c.K)) * S +
-                             gamma(3) * (std::fabs(c.alpha) * S * (1 + gamma(static_cast<double>(c.K))) +
-                                         std::fabs(c.beta * c0));
+        const double bound =
+            std::fabs(c.alpha) * gamma(static_cast<double>(c.K)) * S +
+            gamma(3) * (std::fabs(c.alpha) * S * (1 + gamma(static_cast<double>(c.K))) +
+                        std::fabs(c.beta * c0));
         if (!(std::fabs(C[ic] - ref) <= bound) && bad++ < 5)
           UNSCOPED_INFO("C[" << b << "](" << m << "," << n << ") = " << C[ic] << ", float64 " << ref
                              << ", bound " << bound);

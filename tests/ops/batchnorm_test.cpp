@@ -20,8 +20,8 @@
 // atol = 1e-5 sqrt(M) there. Every comparison also requires a relative L2 error below 1e-5.
 #include "kernels/batchnorm.h"
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <vector>
 
@@ -67,18 +67,19 @@ struct Channels {
 // with the given mean and std, whatever algorithm and summation order cuDNN uses (undocumented).
 // The worst of the usual algorithms is the one-pass var = S2/M - (S1/M)^2 with S1 = sum x,
 // S2 = sum x^2 in float32, whose cancellation multiplies the sums' errors by E[x^2] / var (101 at
-// mean 5, std 0.5); Welford and two-pass forms do better. For a float32 sum of M terms in ANY order,
-// the probabilistic bound of Higham and Mary ("A new approach to probabilistic rounding error
-// analysis", SIAM J. Sci. Comput. 41(5), 2019, Thm 2.4) gives |error| <= lambda sqrt(M) u sum|term|
-// with probability >= 1 - 2M exp(-lambda^2 (1-u)^2 / 2); lambda = 6 makes that >= 1 - 1.3e-4 per sum
-// at M = 4096 (1 - 1.0e-3 at the largest M here, 32768). With u = 2^-24:
+// mean 5, std 0.5); Welford and two-pass forms do better. For a float32 sum of M terms in ANY
+// order, the probabilistic bound of Higham and Mary ("A new approach to probabilistic rounding
+// error analysis", SIAM J. Sci. Comput. 41(5), 2019, Thm 2.4) gives |error| <= lambda sqrt(M) u
+// sum|term| with probability >= 1 - 2M exp(-lambda^2 (1-u)^2 / 2); lambda = 6 makes the failure
+// probability <= 1.3e-4 per sum at M = 4096 (1.0e-3 at the largest M here, 32768). With u = 2^-24:
 //   |dS1| <= lambda sqrt(M) u sum|x|,  |dS2| <= (lambda sqrt(M) + 1) u sum x^2 (x^2 rounds once),
 //   |dvar| <= (lambda sqrt(M) + 1) u E[x^2] + 2 |mean| lambda sqrt(M) u E|x| + 3 u E[x^2]
-// (the two divisions, the square and the subtraction), E|x| <= sqrt(E[x^2]), E[x^2] = mean^2 + std^2.
-// invstd = rsqrt(var + eps) then has relative error <= |dvar| / (2 var) plus rsqrtf's 2 ulp (CUDA
-// Programming Guide, single-precision functions: 2 ulp <= 2^-22 relative). At M = 4096 this is
-// 3.5e-3 for mean 5, std 0.5 and 1.8e-5 for mean 0.5, std 2: both above the 1e-5 the hand-written
-// kernels meet (their float partial sums are merged in double), so cuda-vendor gets this bound.
+// (the two divisions, the square and the subtraction), E|x| <= sqrt(E[x^2]), E[x^2] = mean^2 +
+// std^2. invstd = rsqrt(var + eps) then has relative error <= |dvar| / (2 var) plus rsqrtf's 2 ulp
+// (CUDA Programming Guide, single-precision functions: 2 ulp <= 2^-22 relative). At M = 4096 this
+// is 3.5e-3 for mean 5, std 0.5 and 1.8e-5 for mean 0.5, std 2: both above the 1e-5 the
+// hand-written kernels meet (their float partial sums are merged in double), so cuda-vendor gets
+// this bound.
 double cudnn_var_rel_bound(double M, double mean, double std) {
   const double u = std::ldexp(1.0, -24), lambda = 6.0, e2 = mean * mean + std * std;
   const double dvar = (lambda * std::sqrt(M) + 4) * u * e2 +
@@ -146,7 +147,8 @@ TEST_CASE("batchnorm train mode on every backend matches float64", "[ops][batchn
       // |y - beta| <= |y| + 1 (|beta| <= 1). Other backends: 1e-5 (see the top of the file).
       const bool vendor = c.backend == Backend::CudaVendor;
       const double var_rtol = vendor ? std::max(1e-5, cudnn_var_rel_bound(M, k.mean, k.std)) : 1e-5;
-      const double inv_rtol = vendor ? std::max(1e-5, cudnn_invstd_rel_bound(M, k.mean, k.std)) : 1e-5;
+      const double inv_rtol =
+          vendor ? std::max(1e-5, cudnn_invstd_rel_bound(M, k.mean, k.std)) : 1e-5;
       const double y_extra = vendor ? cudnn_invstd_rel_bound(M, k.mean, k.std) : 0.0;
       const double y_atol = 1e-5 + 2 * 1.5e-6 * std::abs(k.mean) / k.std + y_extra;
       expect_close("y", gy, ry, y_atol, 1e-5 + y_extra, 1e-5 + y_extra);
