@@ -261,10 +261,12 @@ std::string shape_text(const Shape& s) {
   return o.str();
 }
 
+// Quotes escaped for a DOT string; the labels' line breaks are DOT's own "\n" escapes, so
+// backslashes pass through.
 std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
+    if (c == '"') out += '\\';
     out += c;
   }
   return out;

@@ -5,8 +5,8 @@
 //   y[n,c,h,w] = x            if x > 0
 //              = a[c] * x     otherwise
 //
-// forward() is written. backward() has two TODOs: the input gradient dL/dx and the slope gradient
-// dL/da. Fill them in, then run
+// forward() and the loops of backward() are written. element_grad() has two TODOs: one element's
+// input gradient dL/dx and its share of the slope gradient dL/da. Fill them in, then run
 //
 //   build/gradcheck --target student
 //
@@ -85,20 +85,32 @@ class StudentPReLU : public Module {
     const T* pdy = dy.data<T>();
     const T* a = slope_->value.data<T>();
     T* pdx = dx.data<T>();
-    T* da = slope_->grad.data<T>();  // ACCUMULATE into this (+=): the layer contract
+    T* da = slope_->grad.data<T>();
     for (int64_t n = 0; n < N; ++n)
       for (int64_t c = 0; c < C; ++c)
         for (int64_t i = 0; i < HW; ++i) {
           const int64_t k = (n * C + c) * HW + i;
-          // TODO (1): the input gradient. dL/dx = dL/dy * dy/dx, and dy/dx is 1 where x > 0
-          //           and a[c] elsewhere.
-          pdx[k] = pdy[k];
-          // TODO (2): the slope gradient. a[c] is used by every element of channel c, so its
-          //           gradient is a sum over n, h, w of dL/dy * dy/da[c]; what is dy/da[c]?
-          (void)px;  // (remove these three lines once you use px, a and da)
-          (void)a;
-          (void)da;
+          double dx_k = 0, da_k = 0;
+          element_grad(pdy[k], px[k], a[c], dx_k, da_k);
+          pdx[k] = T(dx_k);
+          // a[c] is used by every element of channel c, over the batch and the image: its
+          // gradient is the sum of their contributions. And it is ADDED to .grad (+=), the
+          // layer contract: the optimizer zeroes the gradients before each step.
+          da[c] += T(da_k);
         }
+  }
+
+  // One element y = (x > 0 ? x : a x) with dL/dy = dy: its input gradient dL/dx and its
+  // contribution to dL/da.
+  virtual void element_grad(double dy, double x, double a, double& dx, double& da) const {
+    // TODO (1): the input gradient. dL/dx = dL/dy * dy/dx, and dy/dx is 1 where x > 0 and a
+    //           elsewhere.
+    dx = dy;
+    // TODO (2): this element's share of the slope gradient, dL/dy * dy/da. What is dy/da where
+    //           x > 0, and where x <= 0?
+    da = 0;
+    (void)x;  // (remove these two lines once you use x and a)
+    (void)a;
   }
 
   int64_t channels_;
