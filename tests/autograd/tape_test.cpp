@@ -187,7 +187,7 @@ TEST_CASE("tape: clear errors for backward twice, a non-scalar root, a modified 
       ag::NoGrad no_grad;
       y.mutable_value().fill_(0.5);
     }
-    CHECK_THROWS_WITH(L.backward(), Catch::Contains("sigmoid") && Catch::Contains("output y") &&
+    CHECK_THROWS_WITH(L.backward(), Catch::Contains("Sigmoid") && Catch::Contains("output y") &&
                                         Catch::Contains("modified in place"));
   }
   SECTION("a weight updated in place before the backward of the graph that used it") {
@@ -208,7 +208,7 @@ TEST_CASE("tape: clear errors for backward twice, a non-scalar root, a modified 
     ag::Var v = ag::view(y, Shape{6});
     ag::Var L = ag::dot(ag::add(y, y), ag::Var(Tensor::full(Shape{2, 3}, 1.0, DType::F64)));
     v.mutable_value();  // writing through the view changes y
-    CHECK_THROWS_WITH(L.backward(), Catch::Contains("tanh"));
+    CHECK_THROWS_WITH(L.backward(), Catch::Contains("Tanh"));
   }
   SECTION("backward from a Var that needs no gradient") {
     ag::Var x(uniform_tensor(Shape{1}, g));

@@ -105,7 +105,7 @@ TEST_CASE("trace: train --trace-steps prints a table for the first N steps, the 
   INFO(text);
   // Two steps in the epoch, the first traced.
   CHECK(text.find("trace: step 1\n") != std::string::npos);
-  CHECK(text.find("conv") != std::string::npos);
+  CHECK(text.find(" Conv2d ") != std::string::npos);
   CHECK(text.find("trace: step 2\n") == std::string::npos);
   std::ifstream f(out / "report.html");
   std::stringstream html;
