@@ -86,6 +86,9 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_flag("--tf32", c.tf32, "let cuBLAS use TF32 tensor cores for float32 products");
   app.add_option("--seed", c.seed, "seed for initialisation, shuffling and augmentation");
   app.add_option("--print-freq,-p", c.print_freq, "steps between progress updates");
+  app.add_option("--trace-steps", c.trace_steps,
+                 "per-layer activation mean/std, gradient norm and update/weight ratio for the "
+                 "first N steps");
   app.add_flag("--deterministic", c.deterministic,
                "use only deterministic algorithms (cuDNN included) so that a seed gives "
                "bit-identical results; says which op changed algorithm");

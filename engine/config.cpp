@@ -135,6 +135,7 @@ void validate(const TrainConfig& c, bool check_data) {
   check_choice("--kernels", c.kernels, kernel_paths());
   if (!c.cpu_kernels.empty()) check_choice("--cpu-kernels", c.cpu_kernels, cpu_kernel_paths());
   check_value(c.print_freq >= 1, "--print-freq", c.print_freq, "at least 1 step");
+  check_value(c.trace_steps >= 0, "--trace-steps", c.trace_steps, "a number of steps >= 0 (0: off)");
   check_value(c.max_steps >= 0, "--max-steps", c.max_steps, "a number of steps >= 0 (0: no limit)");
   check_value(c.seeds >= 1, "--seeds", c.seeds, "at least 1 run");
   if (c.seeds > 1 && (c.evaluate || !c.resume.empty()))
@@ -199,6 +200,7 @@ json to_json(const TrainConfig& c) {
       {"tf32", c.tf32},
       {"seed", c.seed},
       {"print-freq", c.print_freq},
+      {"trace-steps", c.trace_steps},
       {"deterministic", c.deterministic},
       {"out", c.out},
       {"resume", c.resume},
@@ -266,6 +268,7 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "tf32", c.tf32);
   read_key(j, "seed", c.seed);
   read_key(j, "print-freq", c.print_freq);
+  read_key(j, "trace-steps", c.trace_steps);
   read_key(j, "deterministic", c.deterministic);
   read_key(j, "out", c.out);
   read_key(j, "resume", c.resume);

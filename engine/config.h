@@ -68,6 +68,7 @@ struct TrainConfig {
   bool tf32 = false;
   uint64_t seed = 0;
   int print_freq = 10;
+  int64_t trace_steps = 0;  // print a per-layer table for the first N steps (engine/trace.h)
   bool deterministic = false;  // deterministic algorithms only (cuDNN included)
 
   // Run control

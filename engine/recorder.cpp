@@ -138,6 +138,19 @@ void RunRecorder::write_metrics(const std::vector<EpochMetrics>& history) {
 
 void RunRecorder::set_latest_evaluation(const EvalResult& ev) { set_eval(report_, ev, s_.test); }
 
+void RunRecorder::add_layer_grad_norms(double epoch,
+                                       const std::vector<std::pair<std::string, double>>& norms) {
+  auto& curves = report_.layer_grad_norms;
+  for (const auto& [layer, norm] : norms) {
+    auto it = std::find_if(curves.begin(), curves.end(), [&](const auto& c) { return c.first == layer; });
+    if (it == curves.end()) {
+      curves.emplace_back(layer, std::vector<std::pair<double, double>>{});
+      it = curves.end() - 1;
+    }
+    it->second.push_back({epoch, norm});
+  }
+}
+
 void RunRecorder::write_report(const RunResult& res, const std::string& status, bool in_progress) {
   report_.status = status;
   report_.in_progress = in_progress;

@@ -49,6 +49,8 @@ class RunRecorder {
   void write_metrics(const std::vector<EpochMetrics>& history);
   // The latest test-set evaluation, shown by the next report.
   void set_latest_evaluation(const EvalResult& ev);
+  // The per-layer gradient norms (layer_grad_norms, engine/trace.h) at the end of `epoch`.
+  void add_layer_grad_norms(double epoch, const std::vector<std::pair<std::string, double>>& norms);
   // report.html: the run so far under `status` ("training: epoch 3 of 30 done", "finished").
   void write_report(const RunResult& res, const std::string& status, bool in_progress);
   // report.html after an error. A resumed run keeps the report of the run it resumed (header and

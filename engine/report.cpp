@@ -17,6 +17,7 @@
 #pragma GCC diagnostic pop
 
 #include "core/error.h"
+#include "engine/trace.h"
 
 namespace minidl {
 
@@ -297,6 +298,7 @@ std::string render_report(const ReportData& r) {
     h += svg_line_chart("Learning rate", "epoch", "lr", {{"schedule", "#2ca02c", r.lr_curve}}, 1.0);
     h += "</div>\n";
   }
+  h += grad_norm_chart(r);
 
   if (r.confusion.total() > 0) {
     h += fmt::format("<h2>Confusion matrix</h2>\n<p>{} test images; rows are the true class.</p>\n",

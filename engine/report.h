@@ -31,6 +31,9 @@ struct ReportData {
   double total_seconds = 0.0;
   std::vector<EpochMetrics> history;
   std::vector<std::pair<double, double>> lr_curve;  // (epoch, lr) of the schedule
+  // Per layer (by path, in forward order): (epoch, L2 norm of its parameter gradient at the
+  // epoch's last step), drawn by grad_norm_chart (engine/trace.h).
+  std::vector<std::pair<std::string, std::vector<std::pair<double, double>>>> layer_grad_norms;
   // The latest evaluation on the test set.
   double test_loss = 0.0, test_acc = 0.0;
   std::vector<std::string> class_names;

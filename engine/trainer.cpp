@@ -26,6 +26,7 @@
 #include "engine/recorder.h"
 #include "engine/setup.h"
 #include "engine/stop_signal.h"
+#include "engine/trace.h"
 #include "io/checkpoint.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -195,11 +196,20 @@ void resume(Training& t) {
 void train_step(Training& t, const Batch& b, double epoch_position) {
   t.lr = t.schedule.lr_at(epoch_position);
   t.model.zero_grad();  // one memset of the model's flat gradient buffer
+  // --trace-steps: the first steps watched layer by layer (engine/trace.h).
+  std::optional<StepTracer> tracer;
+  if (t.global_step < t.cfg.trace_steps) tracer.emplace(t.model);
+  if (tracer) tracer->before_forward();
   const Tensor logits = t.model.forward(b.images, Mode::Train);
   t.criterion.forward(logits, b.labels);
   t.model.backward(t.criterion.backward());
+  if (tracer) tracer->after_backward();
   t.opt->step(t.lr);
   ++t.global_step;
+  if (tracer) {
+    tracer->after_step();
+    t.log << tracer->table(t.global_step) << std::flush;
+  }
 }
 
 // Reads the step log up to `upto`; a NaN or infinite loss ends the run here, with the report
@@ -277,6 +287,8 @@ EpochTraining train_epoch(Training& t, int64_t epoch, int64_t first) {
     if (t.hooks.on_batch) t.hooks.on_batch(epoch + 1, i + 1, b.indices);
     train_step(t, b, static_cast<double>(epoch) + static_cast<double>(i) / static_cast<double>(t.steps));
     t.step_log.record(i, t.criterion, b.size);
+    if (i + 1 == t.steps)  // the report's per-layer gradient norms, from the epoch's last step
+      t.recorder.add_layer_grad_norms(double(epoch + 1), layer_grad_norms(t.model));
     if (i == first && epoch == t.start_epoch) print_determinism_notes(t.log);  // the first step
     if (t.hooks.after_step) t.hooks.after_step(epoch + 1, i + 1);
     t.max_steps_reached = t.cfg.max_steps > 0 && t.global_step >= t.cfg.max_steps;

@@ -6,6 +6,7 @@
 #include "layers/basic.h"
 
 #include "kernels/dropout.h"
+#include "layers/forward_observer.h"
 
 namespace minidl {
 
@@ -77,7 +78,10 @@ Tensor Sequential::forward(const Tensor& x, Mode mode) {
   out_shape_ = output_shape(x.shape());
   forwarded_ = true;
   Tensor h = x;
-  for (auto& layer : layers_) h = layer->forward(h, mode);
+  for (auto& layer : layers_) {
+    h = layer->forward(h, mode);
+    if (forward_observer()) forward_observer()(*layer, h);
+  }
   return h;
 }
 

@@ -1,5 +1,7 @@
 #include "layers/module.h"
 
+#include "layers/forward_observer.h"
+
 namespace minidl {
 
 namespace {
@@ -11,6 +13,16 @@ std::string join(const std::string& a, const std::string& b) {
 }  // namespace
 
 Module::~Module() = default;
+
+namespace {
+ForwardObserver& observer_slot() {
+  static ForwardObserver f;
+  return f;
+}
+}  // namespace
+
+void set_forward_observer(ForwardObserver observer) { observer_slot() = std::move(observer); }
+const ForwardObserver& forward_observer() { return observer_slot(); }
 
 int64_t Module::forward_flops(const Shape& in) const {
   (void)in;

@@ -1,4 +1,5 @@
-#include "gradcheck.h"
+// The finite-difference gradient checker (layers/gradcheck.h).
+#include "layers/gradcheck.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,21 +7,10 @@
 #include <vector>
 
 #include "core/rng.h"
-#include "test_util.h"
 
-namespace minidl::test {
+namespace minidl {
 
 namespace {
-
-double projected_loss(Module& m, const Tensor& x, const Tensor& R, const GradCheckOptions& opt) {
-  if (opt.before_forward) opt.before_forward();
-  const Tensor y = m.forward(x, opt.mode);
-  const double* py = y.data<double>();
-  const double* pr = R.data<double>();
-  double L = 0;
-  for (int64_t i = 0; i < y.numel(); ++i) L += pr[i] * py[i];
-  return L;
-}
 
 std::vector<int64_t> sample_indices(int64_t n, int64_t max_n, Generator& g) {
   std::vector<int64_t> idx;
@@ -34,21 +24,23 @@ std::vector<int64_t> sample_indices(int64_t n, int64_t max_n, Generator& g) {
   return idx;
 }
 
-// Checks analytic gradient `grad` of the values at `values` (which the forward reads).
-void check_tensor(const std::string& name, double* values, const double* grad, int64_t n, Module& m,
-                  const Tensor& x, const Tensor& R, const GradCheckOptions& opt, Generator& g,
-                  GradCheckResult& res) {
-  double worst = 0;
+// Checks the analytic gradient of the values at target.values (which loss() reads).
+void check_tensor(GradTarget& t, int64_t n, const std::function<double()>& loss,
+                  const GradCheckOptions& opt, Generator& g, GradCheckResult& res) {
+  TensorGradCheck tc;
+  tc.name = t.name;
+  tc.numel = n;
   std::ostringstream bad;
   int shown = 0;
   for (int64_t i : sample_indices(n, opt.max_elements, g)) {
+    double* values = t.values;
     const double v = values[i];
-    const double analytic = grad[i];
+    const double analytic = t.analytic[i];
     auto central = [&](double h) {
       values[i] = v + h;
-      const double lp = projected_loss(m, x, R, opt);
+      const double lp = loss();
       values[i] = v - h;
-      const double lm = projected_loss(m, x, R, opt);
+      const double lm = loss();
       values[i] = v;
       return (lp - lm) / (2 * h);
     };
@@ -76,19 +68,66 @@ void check_tensor(const std::string& name, double* values, const double* grad, i
       }
     }
     res.checked++;
-    worst = std::max(worst, std::isnan(err) ? INFINITY : err);
+    tc.checked++;
+    const double e = std::isnan(err) ? INFINITY : err;
+    tc.max_abs_error = std::max(tc.max_abs_error, std::isnan(err) ? INFINITY
+                                                                  : std::fabs(analytic - numeric));
+    if (tc.worst_index < 0 || e > tc.max_error) {
+      tc.max_error = e;
+      tc.worst_index = i;
+      tc.worst_analytic = analytic;
+      tc.worst_numeric = numeric;
+    }
     if (!(err <= opt.tolerance) && shown++ < 5)
-      bad << "    " << name << "[" << i << "]: analytic " << analytic << ", numeric " << numeric
+      bad << "    " << t.name << "[" << i << "]: analytic " << analytic << ", numeric " << numeric
           << ", error " << err << "\n";
   }
-  res.max_error = std::max(res.max_error, worst);
-  if (!(worst <= opt.tolerance)) res.ok = false;
+  tc.ok = tc.max_error <= opt.tolerance;
+  res.max_error = std::max(res.max_error, tc.max_error);
+  if (!tc.ok) res.ok = false;
   std::ostringstream line;
-  line << "  " << name << " (" << n << " elements): max error " << worst
-       << (worst <= opt.tolerance ? "" : "  <-- FAIL") << "\n"
+  line << "  " << t.name << " (" << n << " elements): max error " << tc.max_error
+       << (tc.ok ? "" : "  <-- FAIL") << "\n"
        << bad.str();
   res.report += line.str();
+  res.tensors.push_back(tc);
 }
+
+}  // namespace
+
+Tensor gradcheck_projection(const Shape& s, Generator& g, DType dtype) {
+  Tensor r = Tensor::empty(s, DType::F64);
+  double* p = r.data<double>();
+  for (int64_t i = 0; i < r.numel(); ++i) p[i] = g.uniform(-1.0, 1.0);
+  if (dtype == DType::F64) return r;
+  Tensor out = Tensor::empty(s, dtype);
+  MINIDL_CHECK(dtype == DType::F32, "gradcheck_projection: dtype must be float32 or float64");
+  for (int64_t i = 0; i < r.numel(); ++i) out.data<float>()[i] = static_cast<float>(p[i]);
+  return out;
+}
+
+GradCheckResult check_gradients(const std::function<double()>& loss, std::vector<GradTarget> targets,
+                                uint64_t seed, const GradCheckOptions& opt) {
+  Generator g(seed);
+  GradCheckResult res;
+  for (GradTarget& t : targets)
+    check_tensor(t, static_cast<int64_t>(t.analytic.size()), loss, opt, g, res);
+  return res;
+}
+
+namespace {
+
+double projected_loss(Module& m, const Tensor& x, const Tensor& R, const GradCheckOptions& opt) {
+  if (opt.before_forward) opt.before_forward();
+  const Tensor y = m.forward(x, opt.mode);
+  const double* py = y.data<double>();
+  const double* pr = R.data<double>();
+  double L = 0;
+  for (int64_t i = 0; i < y.numel(); ++i) L += pr[i] * py[i];
+  return L;
+}
+
+std::vector<double> values_of(const Tensor& t) { return t.to_vector<double>(); }
 
 }  // namespace
 
@@ -103,24 +142,25 @@ GradCheckResult check_gradients(Module& m, const Tensor& x_in, uint64_t seed,
   m.zero_grad();
   if (opt.before_forward) opt.before_forward();
   const Tensor y = m.forward(x, opt.mode);
-  const Tensor R = uniform_tensor(y.shape(), g, -1.0, 1.0);
+  const Tensor R = gradcheck_projection(y.shape(), g);
   const Tensor dx_raw = m.backward(R);
   GradCheckResult res;
   res.report = str("gradient check of ", m.describe(), " on ", x.describe(), ", mode ",
                    opt.mode == Mode::Train ? "train" : "eval", ", seed ", seed, "\n");
 
+  const auto loss = [&] { return projected_loss(m, x, R, opt); };
   if (opt.check_input) {
     MINIDL_CHECK(dx_raw.defined(), "check_gradients: ", m.who(), " returned no input gradient");
     check_shape(dx_raw, x.shape(), "check_gradients", "input gradient");
-    const Tensor dx = dx_raw.clone();  // the layer may reuse its buffer during the checks
-    check_tensor("input", x.data<double>(), dx.data<double>(), x.numel(), m, x, R, opt, g, res);
+    // A copy: the layer may reuse its buffer during the checks.
+    GradTarget t{"input", x.data<double>(), values_of(dx_raw)};
+    check_tensor(t, x.numel(), loss, opt, g, res);
   }
   for (auto& np : m.named_parameters()) {
-    const Tensor grad = np.param->grad.clone();
-    check_tensor(np.name, np.param->value.data<double>(), grad.data<double>(),
-                 np.param->value.numel(), m, x, R, opt, g, res);
+    GradTarget t{np.name, np.param->value.data<double>(), values_of(np.param->grad)};
+    check_tensor(t, np.param->value.numel(), loss, opt, g, res);
   }
   return res;
 }
 
-}  // namespace minidl::test
+}  // namespace minidl
