@@ -4,13 +4,18 @@
 #include <new>
 #include <string>
 
+#include "dist/comm.h"
 #include "engine/cli.h"
 #include "engine/trainer.h"
 
 namespace minidl {
 
 int train_main(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  // Under mpirun every rank reports its own errors, saying which rank it is.
+  std::string who = "train";
   try {
+    dist::init();  // MPI, when mpirun started this process (dist/comm.h)
+    if (dist::world().distributed()) who = str("train (", dist::world().describe(), ")");
     const TrainConfig cfg = parse_train_args(argc, argv);
     if (cfg.seeds > 1) {
       const SeedsSummary s = run_seeds(cfg, out);
@@ -26,7 +31,7 @@ int train_main(int argc, const char* const* argv, std::ostream& out, std::ostrea
     return 0;
   } catch (const UsageError& e) {
     out.flush();
-    err << "train: error: " << e.what() << '\n';
+    err << who << ": error: " << e.what() << '\n';
     return 2;
   } catch (const std::bad_alloc&) {
     out.flush();
@@ -35,7 +40,7 @@ int train_main(int argc, const char* const* argv, std::ostream& out, std::ostrea
   } catch (const std::exception& e) {  // minidl::Error, and I/O errors from the standard library
     out.flush();
     const std::string what = e.what();
-    err << "train: error: " << what;
+    err << who << ": error: " << what;
     // The CUDA allocator's message has its own hint; the host's does not.
     if (what.find("out of host memory") != std::string::npos)
       err << "; try a smaller --batch-size (or a smaller model, --num-classes or --subset)";

@@ -69,6 +69,10 @@ struct TrainConfig {
   uint64_t seed = 0;
   int print_freq = 10;
   bool deterministic = false;  // deterministic algorithms only (cuDNN included)
+  // Data-parallel training under mpirun (docs/DISTRIBUTED.md); no effect in one process.
+  bool sync_bn = false;     // BatchNorm statistics over the global batch (SyncBatchNorm)
+  bool overlap = true;      // all-reduce gradient buckets while backward runs
+  double bucket_mb = 25.0;  // gradient bucket size in MB (1e6 bytes)
 
   // Run control
   std::string out;         // run directory ("" : runs/<model>-<timestamp>)
