@@ -113,6 +113,9 @@ void BatchNorm2d::forward_sync(const Tensor& x, const BatchNormParams& p) {
   ensure_tensor(scratch_mean_, Shape{C}, x.dtype(), x.device());
   ensure_tensor(scratch_var_, Shape{C}, x.dtype(), x.device());
   ensure_tensor(sync_var_, Shape{C}, x.dtype(), x.device());
+  // Momentum 1 still reads the old values ((1 - 1) x old): they must be finite.
+  scratch_mean_.zero_();
+  scratch_var_.zero_();
   batchnorm_forward_train(y_, save_mean_, save_invstd_, scratch_mean_, scratch_var_, x,
                           gamma_->value, beta_->value, BatchNormParams{1.0, p.eps});
   const double m = static_cast<double>(x.numel() / C);  // this rank's N x H x W

@@ -225,6 +225,15 @@ constexpr double kLr = 0.2;
 // alone (one process on the whole batch).
 Trained train_steps(bool bn, DType dt, int64_t global, bool distributed) {
   auto net = small_net(bn, dt);
+  {
+    // The caching allocator hands these NaN-filled blocks to the layers' scratch buffers next: a
+    // buffer read before it is written shows up as NaN.
+    std::vector<Tensor> junk;
+    for (int64_t n = 1; n <= 4096; n *= 2) {
+      junk.push_back(Tensor::empty(Shape{n}, dt));
+      poison(junk.back());
+    }
+  }
   std::unique_ptr<dist::GradientSync> sync;
   const int R = distributed ? comm().size() : 1, me = distributed ? comm().rank() : 0;
   if (distributed) {
