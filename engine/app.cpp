@@ -1,8 +1,10 @@
 #include "engine/app.h"
 
+#include <chrono>
 #include <csignal>
 #include <new>
 #include <string>
+#include <thread>
 
 #include "dist/comm.h"
 #include "engine/cli.h"
@@ -10,7 +12,9 @@
 
 namespace minidl {
 
-int train_main(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+namespace {
+
+int run_main(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   // Under mpirun every rank reports its own errors, saying which rank it is.
   std::string who = "train";
   try {
@@ -47,6 +51,23 @@ int train_main(int argc, const char* const* argv, std::ostream& out, std::ostrea
     err << '\n';
     return 1;
   }
+}
+
+}  // namespace
+
+int train_main(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
+  const int code = run_main(argc, argv, out, err);
+  // Under mpirun an error on one rank ends every rank now (MPI_Abort; mpirun names the rank):
+  // the others would wait for it in their next collective. A stop (130, 143) is agreed by all
+  // ranks at the same step, and they finish normally.
+  if ((code == 1 || code == 2) && dist::world().distributed()) {
+    out.flush();
+    err.flush();
+    // mpirun forwards the ranks' output asynchronously: give it the error message before the kill.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    dist::world().abort(code);
+  }
+  return code;
 }
 
 }  // namespace minidl

@@ -149,7 +149,8 @@ void claim_out_dir(const fs::path& out, const TrainConfig& cfg, const std::strin
 void check_ranks_agree(const TrainConfig& cfg) {
   dist::Comm& comm = dist::world();
   if (!comm.distributed()) return;
-  const json mine = to_json(cfg);
+  json mine = to_json(cfg);
+  mine.erase("command");  // the same settings may be typed in another order
   const json root = json::parse(comm.broadcast(mine.dump()));
   if (root == mine) return;
   std::string diff;
