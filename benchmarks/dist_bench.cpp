@@ -11,6 +11,7 @@
 //      backward did not hide (GradientSync::exposed_seconds, the wait after backward), per step.
 //
 //   mpirun -np 2 --bind-to none -x OMP_NUM_THREADS=1 build/dist_bench --model resnet20 --batch 32
+//       [--steps 10 --warmup 2 --repeats 3 --max-mb 64 --bucket-mb 25]
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -53,12 +54,13 @@ int main(int argc, char** argv) {
   try {
     dist::init();
     dist::Comm& comm = dist::world();
-    const Args args(argc, argv, {"model", "batch", "steps", "warmup", "repeats", "max-mb"},
+    const Args args(argc, argv, {"model", "batch", "steps", "warmup", "repeats", "max-mb", "bucket-mb"},
                     "dist_bench");
     const std::string model_name = args.get("model", "resnet20");
     const int64_t batch = args.get_int("batch", 32), steps = args.get_int("steps", 10);
     const int64_t warmup = args.get_int("warmup", 2), repeats = args.get_int("repeats", 3);
     const int64_t max_mb = args.get_int("max-mb", 64);
+    const double bucket_mb = args.get_double("bucket-mb", 25.0);
     const bool root = comm.rank() == 0;
     if (root) {
       std::printf("dist_bench: %s, commit %s, %s\n%s, %d rank(s)\ncommand: %s\n\n",
@@ -114,6 +116,7 @@ int main(int argc, char** argv) {
       for (const bool overlap : {true, false}) {
         dist::GradSyncConfig gc;
         gc.overlap = overlap;
+        gc.bucket_bytes = static_cast<int64_t>(bucket_mb * 1e6);
         dist::GradientSync sync(*model, comm, gc);
         if (root && r == 0) std::printf("%s\n", sync.describe().c_str());
         std::vector<double> step_s, exposed_s;

@@ -38,7 +38,7 @@
 namespace minidl::dist {
 
 struct GradSyncConfig {
-  int64_t bucket_bytes = int64_t{25} << 20;  // PyTorch DDP's bucket_cap_mb = 25
+  int64_t bucket_bytes = 25000000;  // 25 MB, as --bucket-mb and PyTorch DDP's bucket_cap_mb
   bool overlap = true;
 };
 

@@ -7,7 +7,8 @@
 #      below); only rank 0 prints; a sharded --evaluate gives one process's accuracy;
 #   2. SIGTERM to rank 1 stops both ranks at the same step, and rank 0 saves once;
 #   3. a rank killed with SIGKILL makes the job exit non-zero within 60 s, naming the rank, with no
-#      half-written checkpoint.
+#      half-written checkpoint;
+#   4. Ctrl-C to mpirun stops every rank and rank 0 saves once.
 # Usage: train_dist_test.sh <train> <minidl_dist_tests> <work dir>
 set -uo pipefail
 train=$1
@@ -89,32 +90,41 @@ wait_job() {
   rc=$?
 }
 
+# A long run in $1 whose rank 1 gets signal $2; the job must end within 60 s, non-zero.
+signal_rank1() {
+  start_long_run "$1"
+  pid=$(rank_pid "$job" 1)
+  [ -n "$pid" ] || fail "rank 1 not found"
+  kill "-$2" "$pid"
+  wait_job "SIG$2 to rank 1"
+  cat "$1.log"
+  [ "$rc" != 0 ] || fail "mpirun exited 0 after SIG$2 to rank 1"
+}
+# Fails unless checkpoint $1 loads (is whole).
+loads() {
+  MINIDL_COMPARE_A=$1 MINIDL_COMPARE_B=$1 MINIDL_COMPARE_REL_L2=0 "$dist_tests" "[.compare]" \
+    > /dev/null || fail "$1 does not load"
+}
+
 echo "== 2. SIGTERM to rank 1"
-start_long_run s
-pid=$(rank_pid "$job" 1)
-[ -n "$pid" ] || fail "rank 1 not found"
-kill -TERM "$pid"
-wait_job "SIGTERM to rank 1"
-cat s.log
-[ "$rc" != 0 ] || fail "mpirun exited 0 after SIGTERM"
+signal_rank1 s TERM
 # Stopped in an epoch ("... saved s/last.safetensors") or after one ("... s/last.safetensors holds
 # it"), once: only rank 0 prints and saves.
 [ "$(grep -c 'interrupted (SIGTERM).*s/last.safetensors' s.log)" = 1 ] ||
   fail "rank 0 did not stop and save once on rank 1's SIGTERM"
-MINIDL_COMPARE_A=s/last.safetensors MINIDL_COMPARE_B=s/last.safetensors MINIDL_COMPARE_REL_L2=0 \
-  "$dist_tests" "[.compare]" > /dev/null || fail "s/last.safetensors does not load"
+loads s/last.safetensors
 
 echo "== 3. SIGKILL to rank 1"
-start_long_run k
-pid=$(rank_pid "$job" 1)
-[ -n "$pid" ] || fail "rank 1 not found"
-kill -KILL "$pid"
-wait_job "SIGKILL to rank 1"
-cat k.log
-[ "$rc" != 0 ] || fail "mpirun exited 0 after a rank died"
+signal_rank1 k KILL
 grep -Eq "rank 1( |$)" k.log || fail "the message does not name rank 1"
-if [ -f k/last.safetensors ]; then
-  MINIDL_COMPARE_A=k/last.safetensors MINIDL_COMPARE_B=k/last.safetensors MINIDL_COMPARE_REL_L2=0 \
-    "$dist_tests" "[.compare]" > /dev/null || fail "k/last.safetensors is half-written"
-fi
+if [ -f k/last.safetensors ]; then loads k/last.safetensors; fi
+
+echo "== 4. Ctrl-C to mpirun (Open MPI sends every rank SIGTERM)"
+start_long_run i
+kill -INT "$job"
+wait_job "Ctrl-C to mpirun"
+cat i.log
+[ "$(grep -c 'interrupted (SIGTERM).*i/last.safetensors' i.log)" = 1 ] ||
+  fail "the ranks did not stop and save once on Ctrl-C"
+loads i/last.safetensors
 echo "PASS"
