@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <numeric>
 
+#include "core/device.h"
 #include "dist/comm.h"
 #include "dist/grad_sync.h"
 #include "dist/sync_bn.h"
@@ -93,6 +94,33 @@ TEST_CASE("dist all-reduce: odd sizes, every dtype, sum / mean / max", "[dist][a
   CHECK(m[0] == R - 1);
   CHECK(m[1] == 5);
   CHECK(comm().broadcast(comm().rank() == 0 ? "from rank 0" : "other") == "from rank 0");
+}
+
+// A GPU buffer: ncclAllReduce on the device stream in a build with NCCL, else host-staged (the
+// emulator's tree, where cudasim is the GPU, runs this case on the host-staged path).
+TEST_CASE("dist all-reduce: a GPU buffer (NCCL or host-staged)", "[dist][allreduce][cuda]") {
+  if (!cuda_available()) {
+    WARN("no CUDA device: the GPU all-reduce is not run here");
+    return;
+  }
+  const int R = comm().size();
+  const int64_t n = 1001;
+  std::vector<float> mine(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) mine[i] = static_cast<float>(value(comm().rank(), i));
+  Tensor t = Tensor::from_vector(mine, Shape{n}, Device::cuda(0));
+  Tensor s = t.slice(1, n - 1);  // a slice inside the buffer
+  comm().allreduce(s, Reduce::Mean);
+  const std::vector<float> got = t.to_vector<float>();
+  int64_t bad = 0;
+  for (int64_t i = 1; i < n - 1; ++i) {
+    double want = 0;
+    for (int r = 0; r < R; ++r) want += value(r, i);
+    want /= R;  // one rounding in float32
+    if (!(std::fabs(got[i] - want) <= std::ldexp(std::fabs(want), -23))) ++bad;
+  }
+  CHECK(bad == 0);
+  CHECK(got[0] == mine[0]);
+  CHECK(got[n - 1] == mine[n - 1]);
 }
 
 TEST_CASE("dist buckets: cut from the end, inside tensors too", "[dist][buckets]") {
