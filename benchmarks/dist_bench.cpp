@@ -19,10 +19,10 @@
 #include <cstdio>
 
 #include "bench_common.h"
+#include "core/rng.h"
 #include "dist/comm.h"
 #include "dist/grad_sync.h"
 #include "layers/loss.h"
-#include "core/rng.h"
 #include "models/models.h"
 #include "optim/optimizer.h"
 
@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
   try {
     dist::init();
     dist::Comm& comm = dist::world();
-    const Args args(argc, argv, {"model", "batch", "steps", "warmup", "repeats", "max-mb", "bucket-mb"},
+    const Args args(argc, argv,
+                    {"model", "batch", "steps", "warmup", "repeats", "max-mb", "bucket-mb"},
                     "dist_bench");
     const std::string model_name = args.get("model", "resnet20");
     const int64_t batch = args.get_int("batch", 32), steps = args.get_int("steps", 10);
@@ -106,7 +107,8 @@ int main(int argc, char** argv) {
     SoftmaxCrossEntropy xent;
     Generator gen(1000 + comm.rank());
     Tensor x = Tensor::empty(Shape{batch, 3, 32, 32});
-    for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(gen.uniform(-2.0, 2.0));
+    for (int64_t i = 0; i < x.numel(); ++i)
+      x.data<float>()[i] = static_cast<float>(gen.uniform(-2.0, 2.0));
     std::vector<int32_t> labels(static_cast<size_t>(batch));
     for (auto& l : labels) l = static_cast<int32_t>(gen.below(10));
     const Tensor y = Tensor::from_vector(labels, Shape{batch});
@@ -148,11 +150,13 @@ int main(int argc, char** argv) {
       }
     }
     if (root) {
-      std::printf("\n%s, %lld images per rank per step, %d rank(s); median over %lld rounds of the "
-                  "per-step medians of %lld steps\n",
-                  model_name.c_str(), static_cast<long long>(batch), comm.size(),
-                  static_cast<long long>(repeats), static_cast<long long>(steps));
-      std::printf("%-12s %12s %12s %22s\n", "buckets", "step ms", "images/s", "exposed comm ms/step");
+      std::printf(
+          "\n%s, %lld images per rank per step, %d rank(s); median over %lld rounds of the "
+          "per-step medians of %lld steps\n",
+          model_name.c_str(), static_cast<long long>(batch), comm.size(),
+          static_cast<long long>(repeats), static_cast<long long>(steps));
+      std::printf("%-12s %12s %12s %22s\n", "buckets", "step ms", "images/s",
+                  "exposed comm ms/step");
       for (const bool overlap : {true, false}) {
         std::vector<double> ms, ips, ex;
         for (const StepTimes& s : rounds[overlap]) {

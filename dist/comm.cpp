@@ -35,9 +35,9 @@ Launch launch_from_environment() {
   struct Names {
     const char *size, *rank, *local_rank;
   };
-  for (const Names& n : {Names{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK",
-                               "OMPI_COMM_WORLD_LOCAL_RANK"},
-                         Names{"PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID"}}) {
+  for (const Names& n :
+       {Names{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK"},
+        Names{"PMI_SIZE", "PMI_RANK", "MPI_LOCALRANKID"}}) {
     const int size = env_int(n.size, 0);
     if (size <= 0) continue;
     l.launched = true;
@@ -81,10 +81,14 @@ void mpi_check(int rc, const char* call) {
 
 MPI_Datatype mpi_type(DType t) {
   switch (t) {
-    case DType::F32: return MPI_FLOAT;
-    case DType::F64: return MPI_DOUBLE;
-    case DType::I32: return MPI_INT;
-    default: throw Error(str("all-reduce: takes float32, float64 or int32 tensors, got ", dtype_name(t)));
+    case DType::F32:
+      return MPI_FLOAT;
+    case DType::F64:
+      return MPI_DOUBLE;
+    case DType::I32:
+      return MPI_INT;
+    default:
+      throw Error(str("all-reduce: takes float32, float64 or int32 tensors, got ", dtype_name(t)));
   }
 }
 
@@ -114,9 +118,15 @@ void allreduce_host_tensor(Tensor& t, Reduce op, int size, MPI_Comm c) {
                  op == Reduce::Max ? MPI_MAX : MPI_SUM, c);
   if (op != Reduce::Mean) return;
   switch (t.dtype()) {
-    case DType::F32: divide(t.data<float>(), t.numel(), size); break;
-    case DType::F64: divide(t.data<double>(), t.numel(), size); break;
-    default: divide(t.data<int32_t>(), t.numel(), size); break;
+    case DType::F32:
+      divide(t.data<float>(), t.numel(), size);
+      break;
+    case DType::F64:
+      divide(t.data<double>(), t.numel(), size);
+      break;
+    default:
+      divide(t.data<int32_t>(), t.numel(), size);
+      break;
   }
 }
 
@@ -127,7 +137,9 @@ Comm::~Comm() = default;
 Comm::Comm(Comm&&) noexcept = default;
 Comm& Comm::operator=(Comm&&) noexcept = default;
 
-bool Comm::threads_multiple() const { return impl_ != nullptr && g_thread_level >= MPI_THREAD_MULTIPLE; }
+bool Comm::threads_multiple() const {
+  return impl_ != nullptr && g_thread_level >= MPI_THREAD_MULTIPLE;
+}
 
 void Comm::allreduce(Tensor& t, Reduce op) {
   if (!distributed() || t.numel() == 0) return;
@@ -214,7 +226,8 @@ void init() {
   MINIDL_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &w.size_));
   // The rank among the processes of this machine (each takes cuda:<local rank>).
   MPI_Comm node = MPI_COMM_NULL;
-  MINIDL_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  MINIDL_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
   MINIDL_MPI_CHECK(MPI_Comm_rank(node, &w.local_rank_));
   MPI_Comm_free(&node);
 }

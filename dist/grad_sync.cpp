@@ -10,7 +10,8 @@ std::vector<std::pair<int64_t, int64_t>> bucket_ranges(int64_t numel, size_t ele
                                                        int64_t bucket_bytes) {
   const int64_t per = std::max<int64_t>(1, bucket_bytes / static_cast<int64_t>(elem_size));
   std::vector<std::pair<int64_t, int64_t>> r;
-  for (int64_t end = numel; end > 0; end -= per) r.emplace_back(std::max<int64_t>(0, end - per), end);
+  for (int64_t end = numel; end > 0; end -= per)
+    r.emplace_back(std::max<int64_t>(0, end - per), end);
   return r;
 }
 
@@ -62,13 +63,18 @@ GradientSync::~GradientSync() {
 }
 
 std::string GradientSync::describe() const {
-  const double mb = static_cast<double>(flat_.numel()) * static_cast<double>(dtype_size(flat_.dtype())) / 1e6;
+  const double mb =
+      static_cast<double>(flat_.numel()) * static_cast<double>(dtype_size(flat_.dtype())) / 1e6;
   std::string how;
-  if (!comm_.distributed()) how = "one rank: nothing to average";
-  else if (overlap_) how = threaded_ ? "overlapped with backward (a communication thread, MPI)"
-                                     : "queued on the device stream as backward completes them";
-  else if (!why_not_.empty()) how = "after backward, not overlapped: " + why_not_;
-  else how = "after backward, in one all-reduce (--no-overlap)";
+  if (!comm_.distributed())
+    how = "one rank: nothing to average";
+  else if (overlap_)
+    how = threaded_ ? "overlapped with backward (a communication thread, MPI)"
+                    : "queued on the device stream as backward completes them";
+  else if (!why_not_.empty())
+    how = "after backward, not overlapped: " + why_not_;
+  else
+    how = "after backward, in one all-reduce (--no-overlap)";
   const char* engine = flat_.device().is_cpu() ? "MPI_Allreduce"
                        : built_with_nccl()     ? "ncclAllReduce"
                                                : "host-staged MPI_Allreduce";
@@ -166,8 +172,7 @@ void GradientSync::finish() {
       cv_.wait(lock, [&] { return done_ == ranges_.size(); });
     }
   }
-  exposed_seconds_ =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  exposed_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (error_) std::rethrow_exception(error_);
 }
 

@@ -16,8 +16,8 @@ namespace {
 
 void nccl_check(ncclResult_t r, const char* call) {
   if (r == ncclSuccess) return;
-  throw Error(str("NCCL: ", call, " failed: ", ncclGetErrorString(r), " (", ncclGetLastError(nullptr),
-                  "); NCCL_DEBUG=INFO shows why"));
+  throw Error(str("NCCL: ", call, " failed: ", ncclGetErrorString(r), " (",
+                  ncclGetLastError(nullptr), "); NCCL_DEBUG=INFO shows why"));
 }
 #define MINIDL_NCCL_CHECK(call) nccl_check((call), #call)
 
@@ -44,10 +44,17 @@ void nccl_allreduce(Tensor& t, Reduce op, int rank, int size,
                     const std::function<void(void*, size_t)>& broadcast) {
   ncclDataType_t type = ncclFloat32;
   switch (t.dtype()) {
-    case DType::F32: type = ncclFloat32; break;
-    case DType::F64: type = ncclFloat64; break;
-    case DType::I32: type = ncclInt32; break;
-    default: throw Error(str("all-reduce: NCCL path takes float32, float64 or int32, got ", t.describe()));
+    case DType::F32:
+      type = ncclFloat32;
+      break;
+    case DType::F64:
+      type = ncclFloat64;
+      break;
+    case DType::I32:
+      type = ncclInt32;
+      break;
+    default:
+      throw Error(str("all-reduce: NCCL path takes float32, float64 or int32, got ", t.describe()));
   }
   const ncclRedOp_t nop = op == Reduce::Sum ? ncclSum : op == Reduce::Mean ? ncclAvg : ncclMax;
   const int device = t.device().index;

@@ -158,9 +158,10 @@ void check_ranks_agree(const TrainConfig& cfg) {
     if (!mine.contains(key) || mine[key] != value)
       diff += fmt::format("{}--{}: {} here, {} on rank 0", diff.empty() ? "" : "; ", key,
                           mine.contains(key) ? mine[key].dump() : "unset", value.dump());
-  throw UsageError(fmt::format("{}: this rank's configuration differs from rank 0's ({}); every "
-                               "rank must run the same command in the same directory",
-                               comm.describe(), diff));
+  throw UsageError(
+      fmt::format("{}: this rank's configuration differs from rank 0's ({}); every "
+                  "rank must run the same command in the same directory",
+                  comm.describe(), diff));
 }
 
 // The configuration of the run: the command line's, or for --resume/--evaluate the checkpoint's

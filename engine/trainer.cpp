@@ -94,7 +94,8 @@ class StepLog {
   int64_t images() const { return images_; }
   // Under mpirun: the sums over every rank's steps (at the end of an epoch).
   void sum_over_ranks(dist::Comm& comm) {
-    std::vector<double> v{loss_sum_, static_cast<double>(correct_sum_), static_cast<double>(images_)};
+    std::vector<double> v{loss_sum_, static_cast<double>(correct_sum_),
+                          static_cast<double>(images_)};
     comm.allreduce(v, dist::Reduce::Sum);
     loss_sum_ = v[0];
     correct_sum_ = static_cast<int64_t>(v[1]);
@@ -133,7 +134,7 @@ struct Training {
   StepLog step_log;
   RunRecorder recorder;
   RunResult res;
-  dist::Comm& comm;                               // dist::world(): this process alone without mpirun
+  dist::Comm& comm;  // dist::world(): this process alone without mpirun
   std::unique_ptr<dist::GradientSync> grad_sync;  // under mpirun: averages the gradients
 
   int64_t start_epoch = 0;  // epochs completed before this invocation
@@ -187,8 +188,9 @@ void resume(Training& t) {
   if (saved.step_in_epoch > 0) {
     // Its steps cover the same images as ours when the global batch (ranks x --batch-size) is the
     // same (data/loader.h: rank r takes positions r, r + ranks, ... of one plan).
-    const bool same_batches = saved.batches_per_epoch == t.steps &&
-                              saved.ranks * saved.config.batch_size == t.comm.size() * t.cfg.batch_size;
+    const bool same_batches =
+        saved.batches_per_epoch == t.steps &&
+        saved.ranks * saved.config.batch_size == t.comm.size() * t.cfg.batch_size;
     if (same_batches) {
       t.skip = saved.step_in_epoch;
     } else {
@@ -239,8 +241,8 @@ void read_steps(Training& t, int64_t epoch, int64_t upto) {
 void show_progress(const Training& t, ProgressBar& bar, int64_t done, Clock::time_point started) {
   const StepLog& sl = t.step_log;
   // Under mpirun: this rank's loss and accuracy, the images of all ranks.
-  const double ips = static_cast<double>(sl.images() * t.comm.size()) /
-                     std::max(seconds_since(started), 1e-9);
+  const double ips =
+      static_cast<double>(sl.images() * t.comm.size()) / std::max(seconds_since(started), 1e-9);
   const double left = static_cast<double>((t.steps - done) * t.cfg.batch_size * t.comm.size());
   bar.update(done, fmt::format("loss {:.4f}  acc {:6.2f}%  {:.0f} img/s  ETA {}", sl.mean_loss(),
                                sl.accuracy(), ips, format_duration(left / std::max(ips, 1e-9))));
@@ -478,8 +480,8 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log_in, const TrainHoo
         comm.size());
     const int synced = cfg.sync_bn ? dist::enable_sync_batchnorm(t.model, comm) : 0;
     if (cfg.sync_bn)
-      log << fmt::format("--sync-bn: {} BatchNorm layer(s) use the statistics of the global batch\n",
-                         synced);
+      log << fmt::format(
+          "--sync-bn: {} BatchNorm layer(s) use the statistics of the global batch\n", synced);
     dist::GradSyncConfig gc;
     gc.bucket_bytes = static_cast<int64_t>(cfg.bucket_mb * 1e6);
     gc.overlap = cfg.overlap;

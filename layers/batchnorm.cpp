@@ -123,8 +123,8 @@ void BatchNorm2d::forward_sync(const Tensor& x, const BatchNormParams& p) {
   std::vector<double> v(2 * Cs + 1);
   for (size_t c = 0; c < Cs; ++c) {
     const double var = m > 1 ? uvar[c] * (m - 1) / m : 0.0;  // biased
-    v[c] = m * mean[c];                                       // sum x
-    v[Cs + c] = m * (var + mean[c] * mean[c]);                // sum x^2
+    v[c] = m * mean[c];                                      // sum x
+    v[Cs + c] = m * (var + mean[c] * mean[c]);               // sum x^2
   }
   v[2 * Cs] = m;
   sync_(v);

@@ -2,7 +2,6 @@
 // Each rank runs every selected test case; mpirun's exit status is non-zero when any rank failed.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
-
 #include <cstdio>
 
 #include "dist/comm.h"

@@ -10,9 +10,9 @@
 //
 // Every rank must run the same test cases in the same order (collectives): the cases take no
 // random seed of their own (fixed seeds, the same on every rank).
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -71,7 +71,8 @@ TEST_CASE("dist all-reduce: odd sizes, every dtype, sum / mean / max", "[dist][a
           for (int r = 0; r < R; ++r)
             want = op == Reduce::Max ? std::max(want, value(r, i)) : want + value(r, i);
           if (op == Reduce::Mean)
-            want = dt == DType::I32 ? static_cast<double>(static_cast<int64_t>(want) / R) : want / R;
+            want =
+                dt == DType::I32 ? static_cast<double>(static_cast<int64_t>(want) / R) : want / R;
           // Sums of small integers are exact; a mean divides once (one rounding in float32).
           const double tol = dt == DType::F32 ? std::ldexp(std::fabs(want), -23) : 0.0;
           if (!(std::fabs(all[2 + i] - want) <= tol)) ++bad;
@@ -232,8 +233,8 @@ TEST_CASE("dist buckets: the averaged gradient is the mean of every rank's", "[d
 namespace {
 
 struct Trained {
-  Tensor params;                   // the flat parameter values after k steps
-  std::vector<double> running;     // every BN running_mean and running_var
+  Tensor params;                // the flat parameter values after k steps
+  std::vector<double> running;  // every BN running_mean and running_var
 };
 
 std::vector<double> running_stats(Sequential& net) {
@@ -325,7 +326,9 @@ TEST_CASE("dist equivalence: N ranks of B images = one process of N x B", "[dist
     INFO("float32 vs float64 one process: one process " << r32 << ", distributed " << d32);
     CHECK(r32 <= 1e-4);  // the amplification assumed above (1e3 x 2^-24 = 6e-5)
     CHECK(d32 <= std::max(2 * r32, 1e-5));
-    if (bn) CHECK(rel_l2(dist32.running, ref64.running) <= std::max(2 * rel_l2(ref32.running, ref64.running), 1e-5));
+    if (bn)
+      CHECK(rel_l2(dist32.running, ref64.running) <=
+            std::max(2 * rel_l2(ref32.running, ref64.running), 1e-5));
   }
 }
 
