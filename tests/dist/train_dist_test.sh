@@ -56,11 +56,12 @@ acc2=$(grep -o '"test_accuracy": [0-9.e+-]*' e2/eval.json)
 echo "evaluate: 1 process $acc1, 2 ranks $acc2"
 [ -n "$acc1" ] && [ "$acc1" = "$acc2" ] || fail "sharded evaluation: $acc2 != $acc1"
 
-# The pid of rank $2 among the children of mpirun ($1).
+# The pid of rank $2 among the children of mpirun ($1), from /proc (no procps needed).
 rank_pid() {
-  for p in $(pgrep -P "$1"); do
-    if tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
-      echo "$p"
+  for d in /proc/[0-9]*; do
+    [ "$(awk '{print $4}' "$d/stat" 2>/dev/null)" = "$1" ] || continue
+    if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2"; then
+      echo "${d#/proc/}"
       return
     fi
   done
