@@ -127,6 +127,8 @@ DataLoader::DataLoader(const Dataset& data, const LoaderConfig& cfg)
   MINIDL_CHECK(data.images.size(0) == data.size() && data.size() > 0, who, ": dataset '",
                data.name, "' has ", data.images.size(0), " images and ", data.size(),
                " labels (expected the same number, > 0)");
+  MINIDL_CHECK(cfg.world >= 1 && cfg.rank >= 0 && cfg.rank < cfg.world, who, ": rank ", cfg.rank,
+               " of ", cfg.world, " ranks is not a rank (0 <= rank < world)");
   MINIDL_CHECK(data.size() <= INT32_MAX, who, ": dataset has ", data.size(),
                " samples; int32 indices allow at most ", INT32_MAX);
   require_device(cfg.device);
@@ -147,9 +149,17 @@ DataLoader::DataLoader(const Dataset& data, const LoaderConfig& cfg)
 
 DataLoader::~DataLoader() { impl_->stop_worker(); }
 
+// Positions of the epoch plan before the rank's slice: the samples, padded to a multiple of the
+// ranks for training (DistributedSampler's total_size).
+int64_t DataLoader::plan_size() const {
+  const int64_t m = data_.size(), w = cfg_.world;
+  return cfg_.pad ? (m + w - 1) / w * w : m;
+}
+
 int64_t DataLoader::num_samples() const {
-  const int64_t m = data_.size();
-  return cfg_.drop_last ? m / cfg_.batch_size * cfg_.batch_size : m;
+  const int64_t total = plan_size(), w = cfg_.world, r = cfg_.rank;
+  const int64_t mine = (total - r + w - 1) / w;  // positions r, r + w, ... below total
+  return cfg_.drop_last ? mine / cfg_.batch_size * cfg_.batch_size : mine;
 }
 
 int64_t DataLoader::num_batches() const {
@@ -160,8 +170,9 @@ void DataLoader::start_epoch(int64_t epoch) {
   Impl& s = *impl_;
   s.stop_worker();  // an epoch left unfinished: its producer stops after its current batch
 
-  const int64_t m = data_.size(), n = num_samples();
-  // The permutation: Fisher-Yates over all M samples, then drop_last keeps its first S.
+  const int64_t m = data_.size(), total = plan_size();
+  // The permutation: Fisher-Yates over all M samples, extended by its first positions to the
+  // padded plan (several ranks only); each rank then keeps its slice, and drop_last its first S.
   std::vector<int32_t> perm(static_cast<size_t>(m));
   std::iota(perm.begin(), perm.end(), 0);
   if (cfg_.shuffle) {
@@ -169,13 +180,15 @@ void DataLoader::start_epoch(int64_t epoch) {
     for (int64_t i = m - 1; i > 0; --i)
       std::swap(perm[i], perm[g.below(static_cast<uint64_t>(i + 1))]);
   }
-  perm.resize(static_cast<size_t>(n));
+  for (int64_t i = m; i < total; ++i) perm.push_back(perm[static_cast<size_t>(i % m)]);
 
-  std::vector<int32_t> labels(static_cast<size_t>(n)), params(static_cast<size_t>(5 * n));
+  // The augmentation draws of every position of the plan, in plan order (so a rank's draws are
+  // the ones the same position gets in a run with any other number of ranks).
+  std::vector<int32_t> labels(static_cast<size_t>(total)), params(static_cast<size_t>(5 * total));
   const int pad = s.aug.pad;
   const int64_t H = data_.images.size(2), W = data_.images.size(3);
   Generator g(cfg_.seed ^ mix(2 * static_cast<uint64_t>(epoch) + 1));
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < total; ++i) {
     labels[i] = data_.labels[perm[i]];
     int32_t* p = &params[5 * i];
     if (cfg_.augment) {
@@ -188,6 +201,20 @@ void DataLoader::start_epoch(int64_t epoch) {
       // dy = dx = pad is the crop that returns the image itself.
       p[0] = pad, p[1] = pad, p[2] = 0, p[3] = -1, p[4] = -1;
     }
+  }
+
+  // This rank's positions rank, rank + world, ... (all of them for one rank), the first n kept.
+  const int64_t n = num_samples();
+  if (cfg_.world > 1 || n < total) {
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t i = cfg_.rank + j * cfg_.world;
+      perm[j] = perm[i];
+      labels[j] = labels[i];
+      std::copy(&params[5 * i], &params[5 * i] + 5, &params[5 * j]);
+    }
+    perm.resize(static_cast<size_t>(n));
+    labels.resize(static_cast<size_t>(n));
+    params.resize(static_cast<size_t>(5 * n));
   }
 
   // New tensors each epoch: batches of the previous epoch that the caller still holds keep theirs.

@@ -31,6 +31,15 @@ struct LoaderConfig {
   ChannelStats norm;     // normalisation (usually channel_stats of the training set)
   uint64_t seed = 0;
   Device device = Device::cpu();
+  // Data-parallel training (docs/DISTRIBUTED.md), PyTorch's DistributedSampler: every rank draws
+  // the same epoch plan (order and augmentation, from seed and epoch) and takes positions rank,
+  // rank + world, rank + 2 world, ... of it. With `pad` (training) the plan is first extended by
+  // its own first positions to a multiple of `world`, so every rank gets the same number of
+  // samples and steps; without (evaluation) the slices are disjoint and cover each sample once,
+  // and may differ in length by one. world = 1 is the whole plan, as without these fields.
+  int rank = 0;
+  int world = 1;
+  bool pad = true;
 };
 
 struct Batch {
@@ -54,10 +63,11 @@ class DataLoader {
   // call after next (double buffering).
   bool next(Batch& b);
   int64_t num_batches() const;
-  int64_t num_samples() const;  // per epoch, after drop_last
+  int64_t num_samples() const;  // per epoch and rank, after drop_last
   const Dataset& dataset() const { return data_; }
 
  private:
+  int64_t plan_size() const;
   struct Impl;
   const Dataset& data_;
   LoaderConfig cfg_;

@@ -92,6 +92,13 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_flag("--deterministic", c.deterministic,
                "use only deterministic algorithms (cuDNN included) so that a seed gives "
                "bit-identical results; says which op changed algorithm");
+  app.add_flag("--sync-bn", c.sync_bn,
+               "under mpirun: BatchNorm normalises with the statistics of the global batch "
+               "(SyncBatchNorm; docs/DISTRIBUTED.md)");
+  app.add_flag("--overlap,!--no-overlap", c.overlap,
+               "under mpirun: all-reduce gradient buckets while backward runs (default), or all "
+               "at once after it");
+  app.add_option("--bucket-mb", c.bucket_mb, "under mpirun: gradient bucket size in MB");
 
   app.add_option("--out", c.out,
                  "run directory (default: runs/<model>-<timestamp>; with --resume: "

@@ -136,6 +136,7 @@ void validate(const TrainConfig& c, bool check_data) {
   if (!c.cpu_kernels.empty()) check_choice("--cpu-kernels", c.cpu_kernels, cpu_kernel_paths());
   check_value(c.print_freq >= 1, "--print-freq", c.print_freq, "at least 1 step");
   check_value(c.trace_steps >= 0, "--trace-steps", c.trace_steps, "a number of steps >= 0 (0: off)");
+  check_value(c.bucket_mb > 0, "--bucket-mb", c.bucket_mb, "more than 0 MB");
   check_value(c.max_steps >= 0, "--max-steps", c.max_steps, "a number of steps >= 0 (0: no limit)");
   check_value(c.seeds >= 1, "--seeds", c.seeds, "at least 1 run");
   if (c.seeds > 1 && (c.evaluate || !c.resume.empty()))
@@ -202,6 +203,9 @@ json to_json(const TrainConfig& c) {
       {"print-freq", c.print_freq},
       {"trace-steps", c.trace_steps},
       {"deterministic", c.deterministic},
+      {"sync-bn", c.sync_bn},
+      {"overlap", c.overlap},
+      {"bucket-mb", c.bucket_mb},
       {"out", c.out},
       {"resume", c.resume},
       {"checkpoint", c.checkpoint},
@@ -270,6 +274,9 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "print-freq", c.print_freq);
   read_key(j, "trace-steps", c.trace_steps);
   read_key(j, "deterministic", c.deterministic);
+  read_key(j, "sync-bn", c.sync_bn);
+  read_key(j, "overlap", c.overlap);
+  read_key(j, "bucket-mb", c.bucket_mb);
   read_key(j, "out", c.out);
   read_key(j, "resume", c.resume);
   read_key(j, "checkpoint", c.checkpoint);

@@ -70,6 +70,10 @@ struct TrainConfig {
   int print_freq = 10;
   int64_t trace_steps = 0;  // print a per-layer table for the first N steps (engine/trace.h)
   bool deterministic = false;  // deterministic algorithms only (cuDNN included)
+  // Data-parallel training under mpirun (docs/DISTRIBUTED.md); no effect in one process.
+  bool sync_bn = false;     // BatchNorm statistics over the global batch (SyncBatchNorm)
+  bool overlap = true;      // all-reduce gradient buckets while backward runs
+  double bucket_mb = 25.0;  // gradient bucket size in MB (1e6 bytes)
 
   // Run control
   std::string out;         // run directory ("" : runs/<model>-<timestamp>)

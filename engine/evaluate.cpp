@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 
+#include "dist/comm.h"
 #include "engine/recorder.h"
 #include "engine/stop_signal.h"
 #include "io/checkpoint.h"
@@ -56,22 +57,40 @@ EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& crit
   double loss_sum = 0.0;
   for (size_t i = 0; i < sizes.size(); ++i)
     loss_sum += static_cast<double>(loss_v[i]) * static_cast<double>(sizes[i]);
-  r.loss = loss_sum / static_cast<double>(n);
   const std::vector<int32_t>& labels = loader.dataset().labels;
-  r.confusion = ConfusionMatrix(num_classes);
   r.predictions.assign(labels.size(), -1);
-  for (size_t k = 0; k < order.size(); ++k) {
-    r.confusion.add(labels[order[k]], pred_v[k]);
-    r.predictions[order[k]] = pred_v[k];
-  }
-  r.accuracy = r.confusion.accuracy();
+  for (size_t k = 0; k < order.size(); ++k) r.predictions[order[k]] = pred_v[k];
+  const auto k = static_cast<size_t>(num_classes);
   if (options.keep_logits) {
     const std::vector<float> l = all_logits.to_vector<float>();
-    const auto k = static_cast<size_t>(num_classes);
     r.logits.assign(labels.size() * k, 0.0f);
     for (size_t j = 0; j < order.size(); ++j)
       std::copy(l.begin() + j * k, l.begin() + (j + 1) * k, r.logits.begin() + order[j] * k);
   }
+  // Under mpirun each rank evaluated a disjoint slice (data/loader.h): sum the loss, and fill in
+  // the other ranks' predictions (and logits), so that every rank has the whole pass.
+  dist::Comm& comm = dist::world();
+  int64_t count = n;
+  if (comm.distributed()) {
+    std::vector<double> sums{loss_sum, static_cast<double>(n)};
+    comm.allreduce(sums, dist::Reduce::Sum);
+    loss_sum = sums[0];
+    count = static_cast<int64_t>(sums[1]);
+    std::vector<int64_t> p1(r.predictions.size());  // prediction + 1, 0 where another rank's
+    for (size_t i = 0; i < p1.size(); ++i) p1[i] = r.predictions[i] + 1;
+    comm.allreduce(p1, dist::Reduce::Sum);
+    for (size_t i = 0; i < p1.size(); ++i) r.predictions[i] = static_cast<int32_t>(p1[i] - 1);
+    if (options.keep_logits) {
+      std::vector<double> l(r.logits.begin(), r.logits.end());  // zeros where another rank's
+      comm.allreduce(l, dist::Reduce::Sum);
+      r.logits.assign(l.begin(), l.end());
+    }
+  }
+  r.loss = loss_sum / static_cast<double>(count);
+  r.confusion = ConfusionMatrix(num_classes);
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (r.predictions[i] >= 0) r.confusion.add(labels[i], r.predictions[i]);
+  r.accuracy = r.confusion.accuracy();
   return r;
 }
 
@@ -136,8 +155,9 @@ RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0, bool t
                  // Per test image, in the order of the test files (of --test-subset).
                  {"labels", s.test.labels},
                  {"predictions", ev.predictions}};
-  write_file_atomic((s.out / "eval.json").string(), out.dump(2) + "\n");
-  if (!s.cfg.dump_logits.empty()) {
+  const bool writes = dist::world().rank() == 0;  // under mpirun rank 0 writes
+  if (writes) write_file_atomic((s.out / "eval.json").string(), out.dump(2) + "\n");
+  if (writes && !s.cfg.dump_logits.empty()) {
     const int64_t n = s.test.size();
     save_safetensors(
         s.cfg.dump_logits,
@@ -155,7 +175,7 @@ RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0, bool t
   r.history = earlier_history(fs::absolute(s.checkpoint).parent_path(), state.epoch);
   set_eval(r, ev, s.test);
   r.total_seconds = seconds_since(t0);
-  write_report((s.out / "report.html").string(), r);
+  if (writes) write_report((s.out / "report.html").string(), r);
   log << fmt::format("wrote {} and {}\n", (s.out / "eval.json").string(),
                      (s.out / "report.html").string());
   res.seconds = seconds_since(t0);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <fstream>
 
+#include "dist/comm.h"
 #include "engine/cli.h"
 #include "engine/metrics.h"
 
@@ -87,6 +88,7 @@ void set_eval(ReportData& r, const EvalResult& ev, const Dataset& test) {
 
 RunRecorder::RunRecorder(const Setup& s, const LrSchedule& schedule, int64_t batches_per_epoch)
     : s_(s),
+      writes_(dist::world().rank() == 0),
       batches_per_epoch_(batches_per_epoch),
       fresh_(s.checkpoint.empty()),
       config_path_((s.out / "config.json").string()),
@@ -98,9 +100,10 @@ RunRecorder::RunRecorder(const Setup& s, const LrSchedule& schedule, int64_t bat
 }
 
 void RunRecorder::start(int64_t start_epoch) {
+  last_saved_epoch_ = fs::exists(last_path_) ? start_epoch : -1;
+  if (!writes_) return;
   append_line(s_.out / "command.txt", s_.cfg.command);
   if (fresh_) write_file_atomic(config_path_, to_json(s_.cfg).dump(2) + "\n");
-  last_saved_epoch_ = fs::exists(last_path_) ? start_epoch : -1;
 }
 
 std::string RunRecorder::save_init(Module& model, const Optimizer& opt) {
@@ -108,6 +111,7 @@ std::string RunRecorder::save_init(Module& model, const Optimizer& opt) {
   st.model_name = s_.cfg.model;
   st.config_json = saved_run_json(s_.cfg, false, 0, batches_per_epoch_);
   const std::string init_path = (s_.out / "init.safetensors").string();
+  if (!writes_) return init_path;
   save_checkpoint(init_path, model, &opt, st);
   return init_path;
 }
@@ -122,17 +126,20 @@ TrainState RunRecorder::save_last(Module& model, const Optimizer& opt, const Run
   st.best_epoch = res.best_epoch;
   st.model_name = s_.cfg.model;
   st.config_json = saved_run_json(s_.cfg, interrupted, step_in_epoch, batches_per_epoch_);
+  last_saved_epoch_ = completed;
+  if (!writes_) return st;
   save_checkpoint(last_path_, model, &opt, st);
   write_file_atomic(config_path_, to_json(s_.cfg).dump(2) + "\n");
-  last_saved_epoch_ = completed;
   return st;
 }
 
 void RunRecorder::save_best(Module& model, const Optimizer& opt, const TrainState& state) {
+  if (!writes_) return;
   save_checkpoint(best_path_, model, &opt, state);
 }
 
 void RunRecorder::write_metrics(const std::vector<EpochMetrics>& history) {
+  if (!writes_) return;
   write_metrics_csv((s_.out / "metrics.csv").string(), history);
 }
 
@@ -152,6 +159,7 @@ void RunRecorder::add_layer_grad_norms(double epoch,
 }
 
 void RunRecorder::write_report(const RunResult& res, const std::string& status, bool in_progress) {
+  if (!writes_) return;
   report_.status = status;
   report_.in_progress = in_progress;
   report_.history = res.history;

@@ -10,7 +10,8 @@
 //
 // Every file is written to a temporary file and renamed over the old one, so a crash or a second
 // Ctrl-C never leaves half a file. The RunRecorder knows the paths and what each file holds; the
-// training loop (trainer.cpp) says when.
+// training loop (trainer.cpp) says when. Under mpirun only rank 0 writes (every rank holds the same
+// weights); on the other ranks every method writes nothing.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +67,7 @@ class RunRecorder {
 
  private:
   const Setup& s_;
+  const bool writes_;  // rank 0 (dist/comm.h)
   int64_t batches_per_epoch_;
   bool fresh_;  // not a --resume
   std::string config_path_, last_path_, best_path_;

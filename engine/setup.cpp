@@ -9,6 +9,7 @@
 
 #include "core/device.h"
 #include "core/device_settings.h"
+#include "dist/comm.h"
 #include "io/safetensors.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/gemm.h"
@@ -37,7 +38,8 @@ std::string saved_run_json(const TrainConfig& cfg, bool interrupted, int64_t ste
   return json{{"config", to_json(cfg)},
               {"interrupted", interrupted},
               {"step_in_epoch", step_in_epoch},
-              {"batches_per_epoch", batches}}
+              {"batches_per_epoch", batches},
+              {"ranks", dist::world().size()}}
       .dump();
 }
 
@@ -55,6 +57,7 @@ SavedRun read_saved_run(const std::string& path) {
   s.interrupted = j.value("interrupted", false);
   s.step_in_epoch = j.value("step_in_epoch", int64_t{0});
   s.batches_per_epoch = j.value("batches_per_epoch", int64_t{0});
+  s.ranks = j.value("ranks", 1);
   return s;
 }
 
@@ -72,6 +75,12 @@ PickedDevice pick_device(const std::string& flag) {
     if (p.device.is_cuda() && !cuda_available())
       throw Error(str("--device ", flag, ": no GPU found (", cuda_device_summary(),
                       "); use --device cpu or --device auto"));
+  }
+  // Under mpirun each rank of a machine takes its own GPU: cuda:<local rank>.
+  const dist::Comm& comm = dist::world();
+  if (p.device.is_cuda() && comm.distributed() && (flag == "auto" || flag == "cuda")) {
+    p.device = Device::cuda(comm.local_rank());
+    why += str("; cuda:<local rank> of ", comm.describe());
   }
   require_device(p.device);
   const std::string what = p.device.is_cuda() ? str(p.device, ", ", cuda_device_summary())
@@ -135,6 +144,26 @@ void claim_out_dir(const fs::path& out, const TrainConfig& cfg, const std::strin
   log << fmt::format("--overwrite: removed {} from {}\n", names, out.string());
 }
 
+// Under mpirun: every rank runs rank 0's configuration; a rank whose own differs (another command
+// line, another working directory) stops the job, naming the settings.
+void check_ranks_agree(const TrainConfig& cfg) {
+  dist::Comm& comm = dist::world();
+  if (!comm.distributed()) return;
+  json mine = to_json(cfg);
+  mine.erase("command");  // the same settings may be typed in another order
+  const json root = json::parse(comm.broadcast(mine.dump()));
+  if (root == mine) return;
+  std::string diff;
+  for (const auto& [key, value] : root.items())
+    if (!mine.contains(key) || mine[key] != value)
+      diff += fmt::format("{}--{}: {} here, {} on rank 0", diff.empty() ? "" : "; ", key,
+                          mine.contains(key) ? mine[key].dump() : "unset", value.dump());
+  throw UsageError(
+      fmt::format("{}: this rank's configuration differs from rank 0's ({}); every "
+                  "rank must run the same command in the same directory",
+                  comm.describe(), diff));
+}
+
 // The configuration of the run: the command line's, or for --resume/--evaluate the checkpoint's
 // overlaid with the flags given; validated, with --data made absolute.
 void resolve_config(Setup& s, const TrainConfig& cli) {
@@ -151,6 +180,7 @@ void resolve_config(Setup& s, const TrainConfig& cli) {
   }
   validate(cfg);
   cfg.data = fs::absolute(cfg.data).lexically_normal().string();
+  check_ranks_agree(cfg);
 }
 
 // --out, or the resumed run's own directory, or runs/<model>-<timestamp>: claimed and created.
@@ -164,12 +194,17 @@ void make_run_dir(Setup& s, std::ostream& log) {
     s.out = fs::path("runs") /
             (cfg.model + (cfg.evaluate ? "-eval-" : "-") + timestamp("%Y%m%d-%H%M%S"));
   }
-  claim_out_dir(s.out, cfg, s.checkpoint, log);
-  std::error_code ec;
-  fs::create_directories(s.out, ec);
-  if (ec || !fs::is_directory(s.out))
-    throw Error(str("--out ", s.out.string(), ": cannot create the run directory (",
-                    ec ? ec.message() : std::string("a file of that name exists"), ")"));
+  // Under mpirun rank 0 claims and creates it, and its name (a timestamp) goes to the others.
+  dist::Comm& comm = dist::world();
+  if (comm.rank() == 0) {
+    claim_out_dir(s.out, cfg, s.checkpoint, log);
+    std::error_code ec;
+    fs::create_directories(s.out, ec);
+    if (ec || !fs::is_directory(s.out))
+      throw Error(str("--out ", s.out.string(), ": cannot create the run directory (",
+                      ec ? ec.message() : std::string("a file of that name exists"), ")"));
+  }
+  s.out = comm.broadcast(s.out.string());
   cfg.out = s.out.string();
 }
 
@@ -271,6 +306,11 @@ LoaderConfig loader_config(const Setup& s, bool training) {
   l.norm = s.norm;
   l.seed = s.cfg.seed;
   l.device = s.device.device;
+  // Each rank its slice of every epoch (DistributedSampler); training slices padded to equal
+  // length, evaluation slices disjoint (evaluate() sums the ranks' results).
+  l.rank = dist::world().rank();
+  l.world = dist::world().size();
+  l.pad = training;
   return l;
 }
 

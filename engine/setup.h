@@ -25,6 +25,7 @@ struct SavedRun {
   bool interrupted = false;
   int64_t step_in_epoch = 0;
   int64_t batches_per_epoch = 0;
+  int ranks = 1;  // processes that trained it (mpirun -np; docs/DISTRIBUTED.md)
 };
 std::string saved_run_json(const TrainConfig& cfg, bool interrupted, int64_t step_in_epoch,
                            int64_t batches_per_epoch);
@@ -51,6 +52,8 @@ struct Setup {
 
 // Merges and validates the configuration, picks the device, claims the run directory (refusing
 // to write over a run unless --overwrite), loads the data and builds the model, logging each.
+// Under mpirun every rank runs it: they check that they agree on the configuration, take
+// cuda:<local rank> (or the CPU), and rank 0 alone claims the run directory.
 Setup prepare(const TrainConfig& cli, std::ostream& log);
 
 // The loader settings of the training set (training = true: shuffled and augmented as configured)

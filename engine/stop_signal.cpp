@@ -41,6 +41,11 @@ bool stop_requested() { return g_interrupt.load(); }
 int stop_signal() { return g_signal.load(); }
 std::string stop_reason() { return g_signal.load() == SIGTERM ? "SIGTERM" : "Ctrl-C"; }
 
+void note_stop(int sig) {
+  g_signal.store(sig);
+  g_interrupt.store(true);
+}
+
 void request_interrupt() { g_interrupt.store(true); }
 bool interrupt_requested() { return g_interrupt.load(); }
 

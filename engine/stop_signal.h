@@ -25,6 +25,8 @@ class StopSignalGuard {
 bool stop_requested();
 // The signal that asked (SIGINT or SIGTERM; 0 for request_interrupt or none).
 int stop_signal();
+// Another rank of a data-parallel job was stopped by `sig`: stop here too, as if it came here.
+void note_stop(int sig);
 // "Ctrl-C" or "SIGTERM", for the messages.
 std::string stop_reason();
 

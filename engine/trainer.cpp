@@ -21,6 +21,9 @@
 #include <optional>
 
 #include "core/allocator.h"
+#include "dist/comm.h"
+#include "dist/grad_sync.h"
+#include "dist/sync_bn.h"
 #include "engine/evaluate.h"
 #include "engine/progress.h"
 #include "engine/recorder.h"
@@ -90,6 +93,15 @@ class StepLog {
     return 100.0 * static_cast<double>(correct_sum_) / static_cast<double>(images_);
   }
   int64_t images() const { return images_; }
+  // Under mpirun: the sums over every rank's steps (at the end of an epoch).
+  void sum_over_ranks(dist::Comm& comm) {
+    std::vector<double> v{loss_sum_, static_cast<double>(correct_sum_),
+                          static_cast<double>(images_)};
+    comm.allreduce(v, dist::Reduce::Sum);
+    loss_sum_ = v[0];
+    correct_sum_ = static_cast<int64_t>(v[1]);
+    images_ = static_cast<int64_t>(v[2]);
+  }
 
  private:
   Tensor loss_, correct_;             // per step, on the device
@@ -123,6 +135,8 @@ struct Training {
   StepLog step_log;
   RunRecorder recorder;
   RunResult res;
+  dist::Comm& comm;  // dist::world(): this process alone without mpirun
+  std::unique_ptr<dist::GradientSync> grad_sync;  // under mpirun: averages the gradients
 
   int64_t start_epoch = 0;  // epochs completed before this invocation
   int64_t skip = 0;         // steps of epoch start_epoch trained before this invocation
@@ -149,7 +163,8 @@ Training::Training(Setup& setup, std::ostream& log_, const TrainHooks& hooks_, b
       test_loader(setup.test, loader_config(setup, false)),
       steps(train_loader.num_batches()),
       step_log(steps, setup.device.device),
-      recorder(setup, schedule, steps) {
+      recorder(setup, schedule, steps),
+      comm(dist::world()) {
   if (use_val) val_loader = std::make_unique<DataLoader>(s.val, loader_config(s, false));
   res.out_dir = s.out.string();
   res.best_on_val = use_val;
@@ -172,7 +187,12 @@ void resume(Training& t) {
   t.res.best_epoch = st.best_epoch;
   const SavedRun& saved = t.s.saved;
   if (saved.step_in_epoch > 0) {
-    if (saved.batches_per_epoch == t.steps) {
+    // Its steps cover the same images as ours when the global batch (ranks x --batch-size) is the
+    // same (data/loader.h: rank r takes positions r, r + ranks, ... of one plan).
+    const bool same_batches =
+        saved.batches_per_epoch == t.steps &&
+        saved.ranks * saved.config.batch_size == t.comm.size() * t.cfg.batch_size;
+    if (same_batches) {
       t.skip = saved.step_in_epoch;
     } else {
       t.log << fmt::format(
@@ -202,7 +222,9 @@ void train_step(Training& t, const Batch& b, double epoch_position) {
   if (tracer) tracer->before_forward();
   const Tensor logits = t.model.forward(b.images, Mode::Train);
   t.criterion.forward(logits, b.labels);
+  if (t.grad_sync) t.grad_sync->start();
   t.model.backward(t.criterion.backward());
+  if (t.grad_sync) t.grad_sync->finish();  // the mean over ranks (dist/grad_sync.h)
   if (tracer) tracer->after_backward();
   t.opt->step(t.lr);
   ++t.global_step;
@@ -228,8 +250,10 @@ void read_steps(Training& t, int64_t epoch, int64_t upto) {
 // The progress line after `done` steps of the epoch (its steps timed from `started`).
 void show_progress(const Training& t, ProgressBar& bar, int64_t done, Clock::time_point started) {
   const StepLog& sl = t.step_log;
-  const double ips = static_cast<double>(sl.images()) / std::max(seconds_since(started), 1e-9);
-  const double left = static_cast<double>((t.steps - done) * t.cfg.batch_size);
+  // Under mpirun: this rank's loss and accuracy, the images of all ranks.
+  const double ips =
+      static_cast<double>(sl.images() * t.comm.size()) / std::max(seconds_since(started), 1e-9);
+  const double left = static_cast<double>((t.steps - done) * t.cfg.batch_size * t.comm.size());
   bar.update(done, fmt::format("loss {:.4f}  acc {:6.2f}%  {:.0f} img/s  ETA {}", sl.mean_loss(),
                                sl.accuracy(), ips, format_duration(left / std::max(ips, 1e-9))));
 }
@@ -268,6 +292,16 @@ void stop_on_signal(Training& t, ProgressBar& bar, int64_t epoch, int64_t done) 
   t.res.seconds = seconds_since(t.t0);
 }
 
+// A stop asked for on any rank (Ctrl-C, SIGTERM) stops every rank at the same step: under
+// mpirun the ranks agree after every step (a one-element all-reduce), and take on the signal.
+bool stop_agreed(Training& t) {
+  if (!t.comm.distributed()) return stop_requested();
+  std::vector<int64_t> v{stop_requested() ? 1 : 0, stop_signal()};
+  t.comm.allreduce(v, dist::Reduce::Max);
+  if (v[0] != 0 && !stop_requested()) note_stop(static_cast<int>(v[1]));
+  return v[0] != 0;
+}
+
 struct EpochTraining {
   bool completed = false;  // false: stopped in the middle (saved, said so, t.res is final)
   double seconds = 0.0;    // wall time of the steps
@@ -302,7 +336,7 @@ EpochTraining train_epoch(Training& t, int64_t epoch, int64_t first) {
       stop_at_max_steps(t, bar, epoch, i + 1);
       return {};
     }
-    if (stop_requested() && !last) {
+    if (stop_agreed(t) && !last) {
       stop_on_signal(t, bar, epoch, i + 1);
       return {};
     }
@@ -310,6 +344,7 @@ EpochTraining train_epoch(Training& t, int64_t epoch, int64_t first) {
   MINIDL_ASSERT(i == t.steps, "the loader gave ", i, " of ", t.steps, " batches");
   read_steps(t, epoch, t.steps);
   bar.finish();
+  t.step_log.sum_over_ranks(t.comm);
   return {true, seconds_since(started)};
 }
 
@@ -393,7 +428,7 @@ bool finish_epoch(Training& t, int64_t epoch, Clock::time_point began, double tr
   t.log << epoch_line(m, t.cfg.epochs, best) << std::endl;
   print_determinism_notes(t.log);  // the evaluation's batch sizes may have chosen new algorithms
 
-  if (stop_requested() && more) {
+  if (stop_agreed(t) && more) {
     t.recorder.write_report(
         res, fmt::format("interrupted ({}) after epoch {}", stop_reason(), epoch + 1), false);
     t.log << fmt::format("interrupted ({}) after epoch {}: {} holds it.\n{}\n", stop_reason(),
@@ -432,9 +467,13 @@ void finish_run(Training& t) {
 
 // ------------------------------------------------------------------------------------ the run
 
-RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks& hooks) {
+RunResult run_train(const TrainConfig& cli, std::ostream& log_in, const TrainHooks& hooks) {
   const Clock::time_point t0 = Clock::now();
   StopSignalGuard stop_signals;
+  // Under mpirun only rank 0 prints (and writes: RunRecorder).
+  std::ostream null_log(nullptr);
+  dist::Comm& comm = dist::world();
+  std::ostream& log = comm.rank() == 0 ? log_in : null_log;
   const bool tty = &log == &std::cout && stdout_is_tty();
   Setup s = prepare(cli, log);
   if (s.cfg.evaluate) return run_evaluate(s, log, t0, tty);
@@ -443,8 +482,26 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log, const TrainHooks&
   const TrainConfig& cfg = t.cfg;
   log << fmt::format("optimizer: {}; schedule: {}; {} steps of {} per epoch{}\n",
                      describe_optimizer(t.opt->config()), t.schedule.describe(), t.steps,
-                     std::min<int64_t>(cfg.batch_size, s.train.size()),
+                     std::min<int64_t>(cfg.batch_size, t.train_loader.num_samples()),
                      cfg.shuffle ? "" : " (not shuffled)");
+  if (comm.distributed()) {
+    log << fmt::format(
+        "data-parallel: {} ranks, {} images per rank per step (--batch-size), {} per step in all; "
+        "{} training images per rank per epoch (padded to a multiple of {})\n",
+        comm.size(), cfg.batch_size, cfg.batch_size * comm.size(), t.train_loader.num_samples(),
+        comm.size());
+    const int synced = cfg.sync_bn ? dist::enable_sync_batchnorm(t.model, comm) : 0;
+    if (cfg.sync_bn)
+      log << fmt::format(
+          "--sync-bn: {} BatchNorm layer(s) use the statistics of the global batch\n", synced);
+    dist::GradSyncConfig gc;
+    gc.bucket_bytes = static_cast<int64_t>(cfg.bucket_mb * 1e6);
+    gc.overlap = cfg.overlap;
+    t.grad_sync = std::make_unique<dist::GradientSync>(t.model, comm, gc);
+    log << t.grad_sync->describe() << '\n';
+  } else if (cfg.sync_bn) {
+    log << "note: --sync-bn has no effect in one process (start train with mpirun -np N)\n";
+  }
   resume(t);
   t.recorder.start(t.start_epoch);
   if (cfg.save_init && s.checkpoint.empty())

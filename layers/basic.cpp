@@ -93,6 +93,7 @@ Tensor Sequential::backward(const Tensor& dy) {
   Tensor g = dy;
   for (size_t i = layers_.size(); i-- > 0;) {
     g = layers_[i]->backward(g);
+    backward_done(*layers_[i]);
     MINIDL_CHECK(g.defined() || i == 0, who(), ": ", layers_[i]->who(),
                  " returned no input gradient, but the layers before it need one "
                  "(set_needs_input_grad(false) belongs on the first layer only)");

@@ -2,7 +2,18 @@
 // and "bias" (beta, 0s); buffers "running_mean" (0s), "running_var" (1s) and "num_batches_tracked"
 // (int32 count, kept for state_dict compatibility). Train mode normalises with batch statistics
 // and updates the running ones; eval mode uses the running ones. Math in kernels/batchnorm.h.
+//
+// Synchronised (SyncBatchNorm, `train --sync-bn` under mpirun; set_sync): train mode normalises
+// with the statistics of the global batch, all ranks' images. Forward reduces each channel's
+// sum, sum of squares and count over the ranks; backward reduces the two channel sums its formula
+// needs, sum dy and sum dy * xhat (docs/backprop/sync_batchnorm.md). The running statistics are
+// updated from the global statistics, so they are the same on every rank. dweight and dbias stay
+// this rank's own sums: the gradient averaging of data-parallel training (dist/grad_sync.h) adds
+// them up like every other parameter gradient.
 #pragma once
+
+#include <functional>
+#include <vector>
 
 #include "kernels/batchnorm.h"
 #include "layers/module.h"
@@ -30,6 +41,13 @@ class BatchNorm2d : public Module {
   Tensor& running_mean() { return *running_mean_; }
   Tensor& running_var() { return *running_var_; }
 
+  // Sums a vector over the ranks of a data-parallel job in place (every rank calls it in the same
+  // order, with vectors of the same length). Set: synchronised batch statistics (see the top);
+  // empty: this rank's own, as BatchNorm2d always did.
+  using ChannelSum = std::function<void(std::vector<double>& v)>;
+  void set_sync(ChannelSum sum) { sync_ = std::move(sum); }
+  bool synchronised() const { return static_cast<bool>(sync_); }
+
  private:
   BatchNorm2dConfig cfg_;
   Parameter* gamma_ = nullptr;
@@ -39,6 +57,14 @@ class BatchNorm2d : public Module {
   Tensor* num_batches_tracked_ = nullptr;
   Mode last_mode_ = Mode::Train;
   Tensor x_, y_, dx_, save_mean_, save_invstd_;
+
+  // Synchronised mode (set_sync).
+  void forward_sync(const Tensor& x, const BatchNormParams& p);
+  void backward_sync(const Tensor& dy, const BatchNormParams& p);
+  ChannelSum sync_;
+  double sync_count_ = 0;                        // M: images x H x W over all ranks
+  std::vector<double> sync_mean_, sync_invstd_;  // global statistics of the last forward
+  Tensor scratch_mean_, scratch_var_, sync_var_, dgamma_, dbeta_, tmp_, scratch_dx_;
 };
 
 }  // namespace minidl

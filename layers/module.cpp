@@ -129,4 +129,9 @@ void Module::check_input(const Tensor& x) const {
                dtype_);
 }
 
+void Module::set_backward_hook(const BackwardHook& hook) {
+  backward_hook_ = hook;
+  for (auto& [name, child] : children_) child->set_backward_hook(hook);
+}
+
 }  // namespace minidl

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -91,6 +92,13 @@ class Module {
   void set_needs_input_grad(bool v) { needs_input_grad_ = v; }
   bool needs_input_grad() const { return needs_input_grad_; }
 
+  // Called with each child as soon as its backward has returned (by Sequential and Residual), so
+  // that the child's parameter gradients are known to be complete: data-parallel training
+  // (dist/grad_sync.h) starts all-reducing a bucket of them while backward goes on. Set on the
+  // model; it reaches every module below. An empty function removes it.
+  using BackwardHook = std::function<void(Module& done)>;
+  void set_backward_hook(const BackwardHook& hook);
+
  protected:
   // Registers a parameter (grad allocated as zeros alongside); the pointer stays valid for the
   // module's life.
@@ -102,6 +110,10 @@ class Module {
   void register_module(const std::string& name, Module* child);
   // Throws, naming the layer, when x is not on this layer's device and dtype.
   void check_input(const Tensor& x) const;
+  // A combinator calls this after a child's backward (see set_backward_hook).
+  void backward_done(Module& child) const {
+    if (backward_hook_) backward_hook_(child);
+  }
 
   Device device_ = Device::cpu();
   DType dtype_ = DType::F32;
@@ -117,6 +129,7 @@ class Module {
   std::vector<std::pair<std::string, std::unique_ptr<Tensor>>> buffers_;
   std::vector<std::pair<std::string, Module*>> children_;
   std::unique_ptr<FlatParameters> flat_;  // made by flat_parameters()
+  BackwardHook backward_hook_;
 };
 
 }  // namespace minidl

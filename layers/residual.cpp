@@ -83,8 +83,10 @@ Tensor Residual::backward(const Tensor& dy) {
   check_shape(dy, sum_.shape(), who().c_str(), "output gradient");
 
   const Tensor dx_main = main_->backward(dy);
+  backward_done(*main_);
   // Identity: its gradient is dL/dout itself; a projection: its backward.
   const Tensor dx_shortcut = shortcut_ ? shortcut_->backward(dy) : dy;
+  if (shortcut_) backward_done(*shortcut_);
   MINIDL_CHECK(dx_main.defined() && dx_shortcut.defined(), who(), ": the ",
                dx_main.defined() ? "shortcut" : "main branch",
                " returned no input gradient (set_needs_input_grad(false) cannot be used inside a residual "

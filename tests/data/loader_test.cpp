@@ -172,6 +172,80 @@ TEST_CASE("loader: shuffle and augmentation depend only on seed and epoch", "[lo
   CHECK(flat(run_epoch(other, 0)) != e0);
 }
 
+// DistributedSampler's semantics (data/loader.h; docs/DISTRIBUTED.md): every rank draws the
+// one-process plan, padded with its own first positions to a multiple of the ranks, and takes
+// positions rank, rank + world, ...; step k of the ranks together is step k of one process with a
+// world times larger batch, augmented pixels included (a padding position repeats a sample with
+// the augmentation draws of its own position). Evaluation slices are disjoint, unpadded.
+TEST_CASE("loader: ranks take strided, padded slices of one plan", "[loader][data][dist]") {
+  const Dataset d = synthetic(37);
+  for (const int world : {2, 3, 4}) {
+    INFO("world " << world);
+    const int64_t B = 3;
+    LoaderConfig one = config(B * world, true, false, 5);
+    one.augment = true;
+    one.cutout = 2;
+    one.pad = true;
+    DataLoader whole(d, one);
+    // The one-process plan padded as the sampler pads it: its first positions again.
+    whole.start_epoch(2);
+    std::vector<int32_t> plan;
+    std::vector<std::vector<float>> pixels;
+    Batch b;
+    while (whole.next(b))
+      for (int64_t n = 0; n < b.size; ++n) {
+        plan.push_back(b.indices[n]);
+        pixels.push_back(b.images.slice(n, n + 1).to_vector<float>());
+      }
+    REQUIRE(plan.size() == 37);
+    const int64_t total = (37 + world - 1) / world * world;
+    for (int64_t i = 37; i < total; ++i) plan.push_back(plan[i - 37]);
+    std::vector<int64_t> seen(37, 0);
+    for (int r = 0; r < world; ++r) {
+      LoaderConfig c = one;
+      c.batch_size = B;
+      c.rank = r;
+      c.world = world;
+      DataLoader l(d, c);
+      CHECK(l.num_samples() == total / world);  // equal lengths
+      CHECK(l.num_batches() == (total / world + B - 1) / B);
+      l.start_epoch(2);
+      int64_t j = 0;
+      while (l.next(b)) {
+        REQUIRE(batch_consistent(b, true));
+        for (int64_t n = 0; n < b.size; ++n, ++j) {
+          const int64_t pos = r + j * world;  // the position in the plan
+          CHECK(b.indices[n] == plan[pos]);
+          // The padding repeats a sample with augmentation draws of its own position.
+          if (pos < 37) CHECK(b.images.slice(n, n + 1).to_vector<float>() == pixels[pos]);
+          ++seen[b.indices[n]];
+        }
+      }
+      CHECK(j == total / world);
+      // Evaluation: no padding, disjoint.
+      c.pad = false;
+      c.shuffle = false;
+      c.augment = false;
+      c.cutout = 0;
+      DataLoader e(d, c);
+      CHECK(e.num_samples() == (37 - r + world - 1) / world);
+      CHECK(flat(run_epoch(e, 0)).front() == r);
+    }
+    // Every sample once, the padding (total - 37 of them) twice.
+    int64_t twice = 0;
+    for (int64_t k : seen) {
+      CHECK(k >= 1);
+      CHECK(k <= 2);
+      twice += k == 2;
+    }
+    CHECK(twice == total - 37);
+  }
+  LoaderConfig bad = config(4, true, false);
+  bad.rank = 2;
+  bad.world = 2;
+  CHECK_THROWS_WITH(DataLoader(d, bad), Catch::Contains("rank 2 of 2 ranks is not a rank"));
+}
+
 TEST_CASE("loader: a batch stays valid until the call after next", "[loader][data]") {
   const Dataset d = synthetic(64);
   DataLoader l(d, config(4, true, false));
