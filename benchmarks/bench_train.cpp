@@ -32,6 +32,7 @@
 #include "core/timer.h"
 #include "data/cifar.h"
 #include "data/loader.h"
+#include "engine/mixed_precision.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/gemm.h"
 #include "layers/loss.h"
@@ -56,6 +57,8 @@ const char* kHelp = R"(bench_train: end-to-end training throughput of one model
   --optimizer NAME      sgd | adam | adamw | adagrad (default sgd, momentum 0.9, wd 5e-4)
   --lr X                learning rate (default 0.1 for sgd, 1e-3 otherwise)
   --tf32                let cuBLAS use TF32 tensor cores
+  --precision P         fp32 | bf16 | fp16: torch.autocast's policy (engine/mixed_precision.h;
+                        default fp32)
   --threads N           OpenMP threads on the CPU (default: all)
   --seed N              model and data seed (default 0)
   --csv PATH            append the result as a CSV row (header written when the file is new)
@@ -66,7 +69,7 @@ constexpr int64_t kCifarTrainImages = 50000;
 int run(int argc, char** argv) {
   const bench::Args args(argc, argv,
                          {"model", "batch-size", "kernels", "cpu-kernels", "device", "steps", "warmup-steps", "data",
-                          "optimizer", "lr", "tf32", "threads", "seed", "csv"},
+                          "optimizer", "lr", "tf32", "precision", "threads", "seed", "csv"},
                          "bench_train");
   if (args.has("help")) {
     fmt::print("{}", kHelp);
@@ -82,6 +85,7 @@ int run(int argc, char** argv) {
   const std::string data_dir = args.get("data", "");
   const uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0));
   const bool tf32 = args.has("tf32");
+  const Precision precision = precisions().at(args.get("precision", "fp32"));
   MINIDL_CHECK(batch >= 1, "--batch-size: expected a positive number, got ", batch);
   MINIDL_CHECK(steps >= 1, "--steps: expected at least 1, got ", steps);
   MINIDL_CHECK(warmup >= 0, "--warmup-steps: expected 0 or more, got ", warmup);
@@ -117,8 +121,9 @@ int run(int argc, char** argv) {
   fmt::print("# commit: {}   date: {}\n", bench::git_commit(), bench::utc_now());
   fmt::print("# command: {}\n", bench::command_line(argc, argv));
   fmt::print("# model {} ({:.2f} M parameters, {:.3f} GFLOP forward per image), batch {}, kernels {}{}, "
-             "optimizer {} lr {} wd {}, data {}\n",
+             "precision {}, optimizer {} lr {} wd {}, data {}\n",
              model_name, params / 1e6, fwd_flops / 1e9, batch, path_name, tf32 ? " +tf32" : "",
+             precision_name(precision),
              ocfg.name, lr, ocfg.weight_decay, data_dir.empty() ? "synthetic" : data_dir);
   std::fflush(stdout);
 
@@ -159,12 +164,9 @@ int run(int argc, char** argv) {
   };
 
   // ---- the step
+  GradScaler scaler = make_grad_scaler(precision);
   auto train_step = [&](const Tensor& x, const Tensor& y) {
-    model->zero_grad();
-    const Tensor logits = model->forward(x, Mode::Train);
-    criterion.forward(logits, y);
-    model->backward(criterion.backward());
-    opt->step(lr);
+    minidl::train_step(*model, criterion, *opt, scaler, precision, x, y, lr);
   };
 
   for (int64_t s = 0; s < warmup; ++s) {
@@ -216,12 +218,13 @@ int run(int argc, char** argv) {
   MINIDL_CHECK(std::isfinite(loss_after), "bench_train: the loss is ", loss_after,
                " after the timed steps: the training step is broken");
   const std::string data = loader ? "cifar10" : "synthetic";
-  fmt::print("RESULT framework=minidl model={} device={} kernels={} tf32={} batch={} data={} steps={} "
+  fmt::print("RESULT framework=minidl model={} device={} kernels={} tf32={} precision={} batch={} "
+             "data={} steps={} "
              "median_step_ms={:.4f} p10_step_ms={:.4f} p90_step_ms={:.4f} images_per_s={:.2f} "
              "window_images_per_s={:.2f} epoch_estimate_s={:.2f} peak_mem_mib={:.1f} peak_rss_mib={:.1f} "
              "loss_first={:.4f} loss_last={:.4f}\n",
-             model_name, device.is_cuda() ? "cuda" : "cpu", path_name, int(tf32), batch, data, steps,
-             st.median, st.p10, st.p90, images_per_s, window_images_per_s, epoch_s, peak_mib,
+             model_name, device.is_cuda() ? "cuda" : "cpu", path_name, int(tf32),
+             precision_name(precision), batch, data, steps, st.median, st.p10, st.p90, images_per_s, window_images_per_s, epoch_s, peak_mib,
              peak_rss_mib, loss_before, loss_after);
 
   if (args.has("csv")) {

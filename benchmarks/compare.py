@@ -16,7 +16,7 @@ Every ratio is a TIME ratio, "minidl / reference": below 1 minidl is faster, abo
                                         pytorch_reference.py --train --out DIR): per-epoch test
                                         accuracy side by side, best accuracy, time per epoch
   compare.py run-train --build DIR [--model M] [--device D] [--batch-size N] [--kernels a,b]
-                      [--cpu-kernels a,b] [--repeats R]
+                      [--cpu-kernels a,b] [--precisions fp32,bf16] [--repeats R]
                                         runs bench_train (each kernel path: --kernels on a GPU,
                                         --cpu-kernels on the CPU) and pytorch_reference.py
                                         --throughput with the same settings, R interleaved rounds,
@@ -161,9 +161,12 @@ def cmd_train(args):
         sys.exit("compare.py train: no RESULT lines found")
     groups = {}
     for r in results:
-        groups.setdefault((r["model"], r["device"], r["batch"], r.get("data", "synthetic")), []).append(r)
+        # precision (--precision; fp32 in logs from before it existed): minidl bf16 is compared with
+        # torch under autocast to bf16, never with another precision.
+        groups.setdefault((r["model"], r["device"], r["batch"], r.get("data", "synthetic"),
+                           r.get("precision", "fp32")), []).append(r)
     out = []
-    for (model, device, batch, data), rs in groups.items():
+    for (model, device, batch, data, precision), rs in groups.items():
         torch_r = [r for r in rs if r["framework"] == "pytorch"]
         t = median([num(r["median_step_ms"]) for r in torch_r])
         t_rss = median([num(r.get("peak_rss_mib")) for r in torch_r])
@@ -175,17 +178,18 @@ def cmd_train(args):
                 by_kernels.setdefault(k, []).append(r)
         for k, mr in by_kernels.items():
             m = median([num(r["median_step_ms"]) for r in mr])
-            out.append([model, device, batch, data, k, f"{len(mr)}/{len(torch_r)}",
+            out.append([model, device, batch, data, precision, k, f"{len(mr)}/{len(torch_r)}",
                         fmt(float(batch) / (m * 1e-3), ".1f"),
                         fmt(float(batch) / (t * 1e-3), ".1f") if torch_r else "-",
                         fmt(m / t, ".2f"), fmt(m, ".4g"), fmt(t, ".4g"),
                         fmt(median([num(r.get("peak_mem_mib")) for r in mr]), ".0f"), fmt(t_mem, ".0f"),
                         fmt(median([num(r.get("peak_rss_mib")) for r in mr]), ".0f"), fmt(t_rss, ".0f")])
         if not by_kernels:
-            out.append([model, device, batch, data, "-", f"0/{len(torch_r)}", "-",
+            out.append([model, device, batch, data, precision, "-", f"0/{len(torch_r)}", "-",
                         fmt(float(batch) / (t * 1e-3), ".1f"), "-", "-", fmt(t, ".4g"), "-",
                         fmt(t_mem, ".0f"), "-", fmt(t_rss, ".0f")])
-    print(table(["model", "device", "batch", "data", "minidl kernels", "runs minidl/torch", "minidl img/s",
+    print(table(["model", "device", "batch", "data", "precision", "minidl kernels", "runs minidl/torch",
+                 "minidl img/s",
                  "torch img/s", "minidl/torch time", "minidl step ms", "torch step ms",
                  "minidl peak tensor MiB", "torch peak tensor MiB", "minidl peak RSS MiB",
                  "torch peak RSS MiB"], out, args.markdown))
@@ -238,11 +242,14 @@ def cmd_run_train(args):
     flag = "--cpu-kernels" if cpu else "--kernels"
     dev = args.device.replace(":", "")
     for rep in range(args.repeats):
-        for k in paths:
-            run([os.path.join(args.build, "bench_train"), *common, flag, k],
-                os.path.join(args.logs, f"minidl-{args.model}-b{args.batch_size}-{dev}-{k}-{rep}.log"))
-        run([sys.executable, os.path.join(HERE, "pytorch_reference.py"), "--throughput", *common],
-            os.path.join(args.logs, f"torch-{args.model}-b{args.batch_size}-{dev}-{rep}.log"))
+        for prec in args.precisions.split(","):
+            pc = ["--precision", prec]
+            for k in paths:
+                run([os.path.join(args.build, "bench_train"), *common, *pc, flag, k],
+                    os.path.join(args.logs,
+                                 f"minidl-{args.model}-b{args.batch_size}-{dev}-{k}-{prec}-{rep}.log"))
+            run([sys.executable, os.path.join(HERE, "pytorch_reference.py"), "--throughput", *common, *pc],
+                os.path.join(args.logs, f"torch-{args.model}-b{args.batch_size}-{dev}-{prec}-{rep}.log"))
     args.files = logs
     print()
     cmd_train(args)
@@ -273,6 +280,8 @@ def main():
     p.add_argument("--cpu-kernels", default="onednn,handwritten", help="minidl kernel paths (CPU)")
     p.add_argument("--repeats", type=int, default=1, help="interleaved rounds; medians over them")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--precisions", default="fp32",
+                   help="comma-separated --precision values, each for minidl and torch (autocast)")
     p.add_argument("--logs", default="out/bench-logs")
     args = ap.parse_args()
     {"kernels": cmd_kernels, "ops-cpu": cmd_ops_cpu, "train": cmd_train, "metrics": cmd_metrics,

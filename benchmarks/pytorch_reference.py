@@ -327,7 +327,8 @@ def throughput(args, device):
     header(args, device, "--throughput: median over steps of one whole training step "
                          "(forward, loss, backward, optimizer)")
     print(f"# model {args.model} ({nparams / 1e6:.2f} M parameters), batch {args.batch_size}, "
-          f"optimizer {args.optimizer} lr {args.lr} wd {args.wd}, data synthetic")
+          f"precision {args.precision}, optimizer {args.optimizer} lr {args.lr} wd {args.wd}, "
+          f"data synthetic")
     sys.stdout.flush()
 
     gen = torch.Generator().manual_seed(args.seed + 1)
@@ -336,11 +337,19 @@ def throughput(args, device):
                for _ in range(4)]
     model.train()
 
+    # --precision bf16|fp16: torch.autocast's policy (what minidl's --precision copies); fp16 adds
+    # a GradScaler (its defaults: scale 65536, x2 after 2000 clean steps, x0.5 and skip on inf).
+    amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == "fp16")
+
     def step(x, y):
         opt.zero_grad(set_to_none=True)
-        loss = crit(model(x), y)
-        loss.backward()
-        opt.step()
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            loss = crit(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         return loss
 
     loss = None
@@ -391,7 +400,8 @@ def throughput(args, device):
     print(f"peak resident set: {rss:.1f} MiB (process, ru_maxrss)")
     print(f"loss: {loss_first:.4f} after warm-up, {loss_last:.4f} after the timed steps")
     print(f"RESULT framework=pytorch model={args.model} device={device.type} "
-          f"kernels={'cudnn' if cuda else 'cpu'} tf32={int(args.tf32)} batch={args.batch_size} "
+          f"kernels={'cudnn' if cuda else 'cpu'} tf32={int(args.tf32)} precision={args.precision} "
+          f"batch={args.batch_size} "
           f"data=synthetic steps={args.steps} median_step_ms={median:.4f} p10_step_ms={q[0]:.4f} "
           f"p90_step_ms={q[-1]:.4f} images_per_s={ips:.2f} window_images_per_s={wips:.2f} "
           f"epoch_estimate_s={epoch_s:.2f} peak_mem_mib={peak:.1f} peak_rss_mib={rss:.1f} "
@@ -528,6 +538,8 @@ def main():
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--tf32", action="store_true", help="allow TF32 in cuDNN and cuBLAS")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="--throughput: torch.autocast to this dtype (fp16 with a GradScaler)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=30, help="--throughput: timed steps")
     p.add_argument("--warmup-steps", type=int, default=5, help="--throughput: untimed steps first")

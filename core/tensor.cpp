@@ -1,6 +1,7 @@
 #include "core/tensor.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include "core/allocator.h"
 #include "core/cuda_context.h"
@@ -97,7 +98,12 @@ namespace {
 template <typename T>
 void fill_host(void* p, int64_t n, double v) {
   T* q = static_cast<T*>(p);
-  for (int64_t i = 0; i < n; ++i) q[i] = static_cast<T>(v);
+  T x;
+  if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>)
+    x = from_float<T>(static_cast<float>(v));  // double -> float -> 16 bits: see core/half.h
+  else
+    x = static_cast<T>(v);
+  for (int64_t i = 0; i < n; ++i) q[i] = x;
 }
 }  // namespace
 
@@ -111,6 +117,8 @@ void Tensor::fill_(double value) {
     case DType::F64: fill_host<double>(host.data(), numel(), value); break;
     case DType::I32: fill_host<int32_t>(host.data(), numel(), value); break;
     case DType::U8: fill_host<uint8_t>(host.data(), numel(), value); break;
+    case DType::BF16: fill_host<bf16>(host.data(), numel(), value); break;
+    case DType::F16: fill_host<f16>(host.data(), numel(), value); break;
     default: throw_error(str("Tensor::fill_: unsupported dtype ", dtype_));
   }
   memcpy_any(raw_data(), device_, host.data(), Device::cpu(), nbytes());
@@ -143,6 +151,8 @@ MINIDL_INSTANTIATE(float)
 MINIDL_INSTANTIATE(double)
 MINIDL_INSTANTIATE(int32_t)
 MINIDL_INSTANTIATE(uint8_t)
+MINIDL_INSTANTIATE(bf16)
+MINIDL_INSTANTIATE(f16)
 #undef MINIDL_INSTANTIATE
 
 void check_shape(const Tensor& t, const Shape& expected, const char* who, const char* what) {

@@ -10,6 +10,7 @@
 #include "core/registry.h"
 #include "data/cifar.h"
 #include "core/device_settings.h"
+#include "engine/mixed_precision.h"
 #include "models/models.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -84,6 +85,8 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--cpu-kernels", c.cpu_kernels,
                  choice_help("CPU implementation (default: the first)", cpu_kernel_paths()));
   app.add_flag("--tf32", c.tf32, "let cuBLAS use TF32 tensor cores for float32 products");
+  app.add_option("--precision", c.precision,
+                 choice_help("precision (torch.autocast's policy; default fp32)", precisions()));
   app.add_option("--seed", c.seed, "seed for initialisation, shuffling and augmentation");
   app.add_option("--print-freq,-p", c.print_freq, "steps between progress updates");
   app.add_option("--trace-steps", c.trace_steps,

@@ -7,6 +7,7 @@
 #include "core/device.h"
 #include "data/cifar.h"
 #include "core/device_settings.h"
+#include "engine/mixed_precision.h"
 #include "models/models.h"
 
 namespace minidl {
@@ -134,6 +135,7 @@ void validate(const TrainConfig& c, bool check_data) {
   }
   check_choice("--kernels", c.kernels, kernel_paths());
   if (!c.cpu_kernels.empty()) check_choice("--cpu-kernels", c.cpu_kernels, cpu_kernel_paths());
+  check_choice("--precision", c.precision, precisions());
   check_value(c.print_freq >= 1, "--print-freq", c.print_freq, "at least 1 step");
   check_value(c.trace_steps >= 0, "--trace-steps", c.trace_steps, "a number of steps >= 0 (0: off)");
   check_value(c.bucket_mb > 0, "--bucket-mb", c.bucket_mb, "more than 0 MB");
@@ -199,6 +201,7 @@ json to_json(const TrainConfig& c) {
       {"device", c.device},
       {"kernels", c.kernels},
       {"tf32", c.tf32},
+      {"precision", c.precision},
       {"seed", c.seed},
       {"print-freq", c.print_freq},
       {"trace-steps", c.trace_steps},
@@ -270,6 +273,7 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "device", c.device);
   read_key(j, "kernels", c.kernels);
   read_key(j, "tf32", c.tf32);
+  read_key(j, "precision", c.precision);
   read_key(j, "seed", c.seed);
   read_key(j, "print-freq", c.print_freq);
   read_key(j, "trace-steps", c.trace_steps);

@@ -118,8 +118,12 @@ std::string RunRecorder::save_init(Module& model, const Optimizer& opt) {
 
 TrainState RunRecorder::save_last(Module& model, const Optimizer& opt, const RunResult& res,
                                   int64_t global_step, int64_t completed, bool interrupted,
-                                  int64_t step_in_epoch) {
+                                  int64_t step_in_epoch, const GradScaler* scaler) {
   TrainState st;
+  if (scaler != nullptr && scaler->enabled()) {
+    st.loss_scale = scaler->state().scale;
+    st.loss_scale_growth_tracker = scaler->state().growth_tracker;
+  }
   st.epoch = completed;
   st.global_step = global_step;
   st.best_accuracy = res.best_accuracy;

@@ -24,6 +24,7 @@
 #include "engine/setup.h"
 #include "engine/trainer.h"
 #include "io/checkpoint.h"
+#include "optim/grad_scaler.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 
@@ -42,9 +43,11 @@ class RunRecorder {
   std::string save_init(Module& model, const Optimizer& opt);
   // last.safetensors (and config.json): `completed` epochs done, plus `step_in_epoch` steps of
   // the next one when `interrupted` (a stop in the middle of an epoch). Returns what was saved.
+  // `scaler`: the float16 loss scaler whose state goes into the checkpoint (nullptr or disabled:
+  // none).
   TrainState save_last(Module& model, const Optimizer& opt, const RunResult& res,
                        int64_t global_step, int64_t completed, bool interrupted,
-                       int64_t step_in_epoch);
+                       int64_t step_in_epoch, const GradScaler* scaler = nullptr);
   // best.safetensors, with the state save_last just wrote.
   void save_best(Module& model, const Optimizer& opt, const TrainState& state);
   void write_metrics(const std::vector<EpochMetrics>& history);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 
+#include "kernels/convert.h"
 #include "layers/forward_observer.h"
 
 namespace minidl {
@@ -14,8 +15,9 @@ namespace minidl {
 namespace {
 
 std::vector<double> host_values(const Tensor& t) {
-  const Tensor h = t.to(Device::cpu());
+  Tensor h = t.to(Device::cpu());
   if (h.dtype() == DType::F64) return h.to_vector<double>();
+  if (h.dtype() != DType::F32) h = to_dtype(h, DType::F32);  // bf16/fp16 under --precision
   const std::vector<float> f = h.to_vector<float>();
   return {f.begin(), f.end()};
 }

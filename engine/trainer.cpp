@@ -25,6 +25,7 @@
 #include "dist/grad_sync.h"
 #include "dist/sync_bn.h"
 #include "engine/evaluate.h"
+#include "engine/mixed_precision.h"
 #include "engine/progress.h"
 #include "engine/recorder.h"
 #include "engine/setup.h"
@@ -129,6 +130,8 @@ struct Training {
   std::unique_ptr<Optimizer> opt;  // on the model's flat parameter buffers
   const LrSchedule schedule;       // owns the base learning rate
   SoftmaxCrossEntropy criterion, eval_criterion;
+  const Precision precision;  // --precision: autocast's policy (engine/mixed_precision.h)
+  GradScaler scaler;          // float16 loss scaling (disabled otherwise)
   DataLoader train_loader, test_loader;
   std::unique_ptr<DataLoader> val_loader;  // with --val-split
   const int64_t steps;                     // per epoch
@@ -157,6 +160,8 @@ Training::Training(Setup& setup, std::ostream& log_, const TrainHooks& hooks_, b
       use_val(setup.cfg.val_split > 0),
       opt(make_optimizer(setup.model->flat_parameters(), optimizer_config(setup.cfg))),
       schedule(schedule_config(setup.cfg)),
+      precision(precisions().at(setup.cfg.precision)),
+      scaler(make_grad_scaler(precision)),
       criterion(setup.cfg.label_smoothing),
       eval_criterion(setup.cfg.label_smoothing),
       train_loader(setup.train, loader_config(setup, true)),
@@ -181,6 +186,8 @@ void print_determinism_notes(std::ostream& log) {
 void resume(Training& t) {
   if (t.s.checkpoint.empty()) return;
   const TrainState st = load_checkpoint(t.s.checkpoint, t.model, t.opt.get());
+  if (t.scaler.enabled() && st.loss_scale > 0)
+    t.scaler.load_state({st.loss_scale, st.loss_scale_growth_tracker});
   t.start_epoch = st.epoch;
   t.global_step = st.global_step;
   t.res.best_accuracy = st.best_accuracy;
@@ -215,18 +222,20 @@ void resume(Training& t) {
 // device the model lives.
 void train_step(Training& t, const Batch& b, double epoch_position) {
   t.lr = t.schedule.lr_at(epoch_position);
-  t.model.zero_grad();  // one memset of the model's flat gradient buffer
   // --trace-steps: the first steps watched layer by layer (engine/trace.h).
   std::optional<StepTracer> tracer;
   if (t.global_step < t.cfg.trace_steps) tracer.emplace(t.model);
   if (tracer) tracer->before_forward();
-  const Tensor logits = t.model.forward(b.images, Mode::Train);
-  t.criterion.forward(logits, b.labels);
-  if (t.grad_sync) t.grad_sync->start();
-  t.model.backward(t.criterion.backward());
-  if (t.grad_sync) t.grad_sync->finish();  // the mean over ranks (dist/grad_sync.h)
-  if (tracer) tracer->after_backward();
-  t.opt->step(t.lr);
+  StepHooks hooks;
+  if (t.grad_sync) {  // the mean over ranks (dist/grad_sync.h), overlapped with backward
+    hooks.before_backward = [&] { t.grad_sync->start(); };
+    hooks.after_backward = [&] { t.grad_sync->finish(); };
+  }
+  if (tracer) hooks.before_update = [&] { tracer->after_backward(); };
+  // zero_grad, forward, loss, backward, optimizer step under --precision's policy; an fp16 step
+  // with an overflowing gradient is skipped (and still counted, as torch's scheduler counts it).
+  minidl::train_step(t.model, t.criterion, *t.opt, t.scaler, t.precision, b.images, b.labels, t.lr,
+                     hooks);
   ++t.global_step;
   if (tracer) {
     tracer->after_step();
@@ -261,7 +270,7 @@ void show_progress(const Training& t, ProgressBar& bar, int64_t done, Clock::tim
 // --max-steps reached after `done` steps of the epoch: a resumable last.safetensors, and done.
 void stop_at_max_steps(Training& t, ProgressBar& bar, int64_t epoch, int64_t done) {
   bar.finish();
-  t.recorder.save_last(t.model, *t.opt, t.res, t.global_step, epoch, true, done);
+  t.recorder.save_last(t.model, *t.opt, t.res, t.global_step, epoch, true, done, &t.scaler);
   t.recorder.write_report(t.res,
                           fmt::format("stopped after --max-steps {} (epoch {}, step {}/{})",
                                       t.cfg.max_steps, epoch + 1, done, t.steps),
@@ -278,7 +287,7 @@ void stop_at_max_steps(Training& t, ProgressBar& bar, int64_t epoch, int64_t don
 void stop_on_signal(Training& t, ProgressBar& bar, int64_t epoch, int64_t done) {
   read_steps(t, epoch, done);  // never save a state whose loss went bad
   bar.finish();
-  t.recorder.save_last(t.model, *t.opt, t.res, t.global_step, epoch, true, done);
+  t.recorder.save_last(t.model, *t.opt, t.res, t.global_step, epoch, true, done, &t.scaler);
   t.recorder.write_report(t.res,
                           fmt::format("interrupted ({}) in epoch {} at step {}/{}", stop_reason(),
                                       epoch + 1, done, t.steps),
@@ -413,7 +422,8 @@ bool finish_epoch(Training& t, int64_t epoch, Clock::time_point began, double tr
     res.best_accuracy = score;
     res.best_epoch = m.epoch;
   }
-  const TrainState st = t.recorder.save_last(t.model, *t.opt, res, t.global_step, epoch + 1, false, 0);
+  const TrainState st = t.recorder.save_last(t.model, *t.opt, res, t.global_step, epoch + 1, false, 0,
+                                             &t.scaler);
   if (best) t.recorder.save_best(t.model, *t.opt, st);
   t.recorder.write_metrics(res.history);
   t.recorder.set_latest_evaluation(res.last_eval);

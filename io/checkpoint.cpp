@@ -83,6 +83,10 @@ void save_checkpoint(const std::string& path, Module& model, const Optimizer* op
       {"model_name", state.model_name},
       {"config_json", state.config_json},
   };
+  if (state.loss_scale > 0) {
+    meta["loss_scale"] = exact(state.loss_scale);
+    meta["loss_scale_growth_tracker"] = std::to_string(state.loss_scale_growth_tracker);
+  }
   if (opt != nullptr) {
     for (const auto& [name, t] : opt->state()) tensors.emplace_back(kOptimizerPrefix + name, t);
     meta["optimizer"] = opt->config().name;
@@ -150,6 +154,10 @@ TrainState load_checkpoint(const std::string& path, Module& model, Optimizer* op
   state.best_epoch = meta.number<int64_t>("best_epoch");
   state.model_name = meta.text("model_name");
   state.config_json = meta.text("config_json");
+  if (meta.has("loss_scale")) {
+    state.loss_scale = meta.number<double>("loss_scale");
+    state.loss_scale_growth_tracker = meta.number<int64_t>("loss_scale_growth_tracker");
+  }
 
   // The optimizer validates before it copies, and the model copies cannot fail on bad input, so a
   // failed load leaves both untouched.

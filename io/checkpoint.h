@@ -5,8 +5,9 @@
 //     model's flat parameter buffers, state_dict order, e.g. "optimizer.exp_avg"),
 //   - metadata (all strings, as safetensors requires): "format" = "minidl-checkpoint",
 //     "format_version", "epoch", "global_step", "best_accuracy", "best_epoch", "model_name",
-//     "config_json" (the run's configuration, seeds included), and when an optimizer was saved
-//     "optimizer" (its name) and "optimizer_step" (its step count),
+//     "config_json" (the run's configuration, seeds included), when an optimizer was saved
+//     "optimizer" (its name) and "optimizer_step" (its step count), and in a float16 run the loss
+//     scaler's "loss_scale" and "loss_scale_growth_tracker",
 // so that --resume continues exactly where the run stopped. Written atomically (temp + rename).
 // Loading is strict, like torch's load_state_dict(strict=True).
 //
@@ -34,6 +35,10 @@ struct TrainState {
   int64_t best_epoch = -1;
   std::string model_name;
   std::string config_json;  // the run's full configuration
+  // float16 loss scaling (optim/grad_scaler.h): the scale (0: no scaler in this run) and the
+  // clean steps since it last changed, metadata "loss_scale" and "loss_scale_growth_tracker".
+  double loss_scale = 0.0;
+  int64_t loss_scale_growth_tracker = 0;
 };
 
 // The model's tensors may live on any device. Undefined buffers are not saved.

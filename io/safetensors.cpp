@@ -33,12 +33,14 @@ const char* safetensors_dtype(DType t) {
     case DType::F64: return "F64";
     case DType::I32: return "I32";
     case DType::U8: return "U8";
+    case DType::BF16: return "BF16";
+    case DType::F16: return "F16";
     default: return nullptr;
   }
 }
 
 bool parse_dtype(const std::string& s, DType& out) {
-  for (DType t : {DType::F32, DType::F64, DType::I32, DType::U8})
+  for (DType t : {DType::F32, DType::F64, DType::I32, DType::U8, DType::BF16, DType::F16})
     if (s == safetensors_dtype(t)) {
       out = t;
       return true;
@@ -80,7 +82,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
                  "; only int32 tensors can be written as I64");
     const char* dtype = wide ? "I64" : safetensors_dtype(t.dtype());
     MINIDL_CHECK(dtype != nullptr, who, ": tensor '", name, "' has dtype ", t.dtype(),
-                 ", which minidl does not write (supported: float32, float64, int32, uint8)");
+                 ", which minidl does not write (supported: float32, float64, int32, uint8, bfloat16, float16)");
     std::vector<int64_t> shape;
     for (int d = 0; d < t.dim(); ++d) shape.push_back(t.size(d));
     const uint64_t bytes = wide ? 2 * t.nbytes() : t.nbytes();
@@ -159,7 +161,7 @@ Entry parse_entry(const std::string& who, const std::string& name, const nlohman
   e.i64 = dtype == "I64";
   if (e.i64) e.dtype = DType::I32;
   MINIDL_CHECK(e.i64 || parse_dtype(dtype, e.dtype), where, ": dtype ", dtype,
-               " is not supported by minidl (supported: F32, F64, I32, I64, U8)");
+               " is not supported by minidl (supported: F32, F64, BF16, F16, I32, I64, U8)");
 
   const nlohmann::json& shape = j["shape"];
   MINIDL_CHECK(shape.is_array(), where, ": shape must be an array, got ", shape.dump());

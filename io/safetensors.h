@@ -5,9 +5,10 @@
 // of the header, and the tensors tile the data region without gaps or overlaps. Readable by
 // `safetensors.torch.load_file`, so a minidl checkpoint's state_dict loads into PyTorch.
 //
-// Supported dtypes: F32, F64, I32, U8 (minidl's float32, float64, int32, uint8), and I64, which
-// PyTorch uses for integer buffers (BatchNorm's num_batches_tracked): an I64 tensor is read into an
-// int32 tensor (a value outside int32 is an error naming the tensor), and int32 tensors named in
+// Supported dtypes: F32, F64, BF16, F16, I32, U8 (minidl's float32, float64, bfloat16, float16,
+// int32, uint8; BF16/F16 are the raw 16-bit patterns, as torch.bfloat16/float16 store them), and
+// I64, which PyTorch uses for integer buffers (BatchNorm's num_batches_tracked): an I64 tensor is
+// read into an int32 tensor (a value outside int32 is an error naming the tensor), and int32 tensors named in
 // `as_i64` are written as I64, as torch writes them. Other dtypes are rejected by name. Shapes have
 // at most 4 dimensions (minidl's Shape).
 //

@@ -20,41 +20,42 @@ namespace cpu {
 
 // The activation is chosen once, outside the element loop, so that each loop is a plain map the
 // compiler vectorises (the ReLU loops compile to AVX max/blend on x86-64); threads split the
-// elements of large tensors.
+// elements of large tensors. T is the storage type; the math runs in C = compute_t<T> (float for
+// bfloat16/float16: each element is widened, computed and rounded once, core/half.h).
 template <typename T, typename F>
 void map1(T* y, const T* x, int64_t n, F f) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = narrow<T>(f(widen(x[i])));
 }
 
 template <typename T, typename F>
 void map2(T* dx, const T* a, const T* b, int64_t n, F f) {
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) dx[i] = f(a[i], b[i]);
+  for (int64_t i = 0; i < n; ++i) dx[i] = narrow<T>(f(widen(a[i]), widen(b[i])));
 }
 
-template <typename T>
-void activation_forward(T* y, const T* x, int64_t n, Activation act, T slope) {
+template <typename T, typename C = compute_t<T>>
+void activation_forward(T* y, const T* x, int64_t n, Activation act, C slope) {
   switch (act) {
-    case Activation::ReLU: return map1(y, x, n, [](T v) { return v > T(0) ? v : T(0); });
+    case Activation::ReLU: return map1(y, x, n, [](C v) { return v > C(0) ? v : C(0); });
     case Activation::LeakyReLU:
-      return map1(y, x, n, [slope](T v) { return v > T(0) ? v : slope * v; });
-    case Activation::Sigmoid: return map1(y, x, n, [](T v) { return T(1) / (T(1) + std::exp(-v)); });
-    case Activation::Tanh: return map1(y, x, n, [](T v) { return std::tanh(v); });
+      return map1(y, x, n, [slope](C v) { return v > C(0) ? v : slope * v; });
+    case Activation::Sigmoid: return map1(y, x, n, [](C v) { return C(1) / (C(1) + std::exp(-v)); });
+    case Activation::Tanh: return map1(y, x, n, [](C v) { return std::tanh(v); });
   }
 }
 
-template <typename T>
+template <typename T, typename C = compute_t<T>>
 void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Activation act,
-                         T slope) {
+                         C slope) {
   switch (act) {
     case Activation::ReLU:
-      return map2(dx, dy, x, n, [](T g, T v) { return v > T(0) ? g : T(0); });
+      return map2(dx, dy, x, n, [](C g, C v) { return v > C(0) ? g : C(0); });
     case Activation::LeakyReLU:
-      return map2(dx, dy, x, n, [slope](T g, T v) { return v > T(0) ? g : slope * g; });
+      return map2(dx, dy, x, n, [slope](C g, C v) { return v > C(0) ? g : slope * g; });
     case Activation::Sigmoid:
-      return map2(dx, dy, y, n, [](T g, T v) { return g * v * (T(1) - v); });
-    case Activation::Tanh: return map2(dx, dy, y, n, [](T g, T v) { return g * (T(1) - v * v); });
+      return map2(dx, dy, y, n, [](C g, C v) { return g * v * (C(1) - v); });
+    case Activation::Tanh: return map2(dx, dy, y, n, [](C g, C v) { return g * (C(1) - v * v); });
   }
 }
 
@@ -64,7 +65,8 @@ const OpInfo& activation_op() {
   static const OpInfo op{
       "activation",
       "`activation_forward`, `activation_backward`",
-      {{Backend::CpuReference, "vectorised loops"},
+      {{Backend::CpuReference, "vectorised loops; bfloat16/float16 in memory, float32 math",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
        {Backend::CudaHandwritten, "one thread per element"},
        {Backend::CudaVendor, "cudnnActivationForward/Backward"}},
       "cuDNN has the function (not LeakyReLU) and the tensor has < 2^31 elements"};
@@ -100,8 +102,9 @@ void activation_forward(Backend b, Tensor& y, const Tensor& x, Activation act, d
                                               cuda_context(x.device())));
       return;
     default:
-      dispatch_floating(x.dtype(), who, [&]<typename T>() {
-        cpu::activation_forward<T>(y.data<T>(), x.data<T>(), x.numel(), act, static_cast<T>(slope));
+      dispatch_storage(x.dtype(), who, [&]<typename T>() {
+        cpu::activation_forward<T>(y.data<T>(), x.data<T>(), x.numel(), act,
+                                   static_cast<compute_t<T>>(slope));
       });
   }
 }
@@ -120,6 +123,9 @@ void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& 
   check_same_shape(y, dy, who);
   check_same_device(dx, dy, who);
   check_same_device(x, dy, who);
+  check_dtype(dx, dy.dtype(), who, "input gradient");
+  check_dtype(x, dy.dtype(), who, "input");
+  check_dtype(y, dy.dtype(), who, "output");
   check_backend(activation_op(), b, dy.device(), dy.dtype(), who);
   MINIDL_CHECK(b != Backend::CudaVendor || cudnn_has(act), who, ": cuDNN has no ", who,
                "; use the cuda-handwritten backend");
@@ -131,9 +137,9 @@ void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& 
           static_cast<float>(slope), b == Backend::CudaVendor, cuda_context(dy.device())));
       return;
     default:
-      dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+      dispatch_storage(dy.dtype(), who, [&]<typename T>() {
         cpu::activation_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), y.data<T>(),
-                                    dy.numel(), act, static_cast<T>(slope));
+                                    dy.numel(), act, static_cast<compute_t<T>>(slope));
       });
   }
 }

@@ -43,12 +43,17 @@ DeviceType backend_device_type(Backend b);
 bool backend_built(Backend b);
 // Built, and for cuda-* a GPU (or the emulator) is there to run it.
 bool backend_runnable(Backend b);
-// The dtypes a backend computes in: cpu-reference float32 and float64, every other float32.
+// The dtypes a backend computes in unless the op's entry says otherwise (OpBackend::dtypes):
+// cpu-reference float32 and float64, every other float32.
 std::vector<DType> backend_dtypes(Backend b);
 
 struct OpBackend {
   Backend backend;
   const char* what;  // what this backend is for this op: "im2col + cuBLAS SGEMM"
+  // The tensor dtypes this backend of this op takes (the op table's dtype column); empty means
+  // backend_dtypes(backend). bfloat16/float16 always compute in float32 (sums accumulate in
+  // float32), reading and writing 16-bit tensors.
+  std::vector<DType> dtypes = {};
 };
 
 struct OpInfo {
@@ -59,7 +64,16 @@ struct OpInfo {
   const char* vendor_condition = "";
 
   bool has(Backend b) const;
+  // The dtypes backend b of this op takes (empty when the op has no such backend).
+  std::vector<DType> dtypes(Backend b) const;
+  // Whether backend b of this op takes `dtype` on this machine: listed in its dtypes, and for
+  // cpu-fast bfloat16 the CPU has AVX512_BF16 (cpu_has_bf16(); a declared rule, not a fallback).
+  bool computes(Backend b, DType dtype) const;
 };
+
+// Whether this CPU has native bfloat16 dot products (AVX512_BF16 or AMX-BF16): oneDNN's bf16
+// convolutions and products are only fast (and only chosen) there.
+bool cpu_has_bf16();
 
 // Every op, in the order docs/ARCHITECTURE.md lists them.
 const std::vector<const OpInfo*>& op_table();
@@ -69,9 +83,10 @@ const OpInfo& find_op(const std::string& name);
 // The op's backends that can run in this process on devices of type `type`.
 std::vector<Backend> runnable_backends(const OpInfo& op, DeviceType type);
 
-// The shared selection rule, from the device's settings (core/device_settings.h):
-//   CPU:  cpu-fast when the op has one, it is built, dtype is float32 and cpu_kernels = onednn;
-//         otherwise cpu-reference.
+// The shared selection rule, from the device's settings (core/device_settings.h), taking only
+// backends whose entry computes the dtype (OpInfo::computes):
+//   CPU:  cpu-fast when the op has one, it is built, it computes the dtype and cpu_kernels =
+//         onednn; otherwise cpu-reference.
 //   CUDA: kernels = cudnn:       cuda-vendor when the op has one, it is built and vendor_ok
 //                                 (the op's own condition), else as cublas;
 //         kernels = cublas:      cuda-cublas when the op has one, else cuda-handwritten;

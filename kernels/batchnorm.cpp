@@ -33,7 +33,7 @@ double channel_sum(int64_t N, int64_t c, int64_t C, int64_t HW, F f) {
   double sum = 0;
   for (int64_t n = 0; n < N; ++n) {
     const int64_t base = at(n, c, 0, C, HW);
-    T row = 0;
+    compute_t<T> row = 0;
 #pragma omp simd reduction(+ : row)
     for (int64_t i = 0; i < HW; ++i) row += f(base + i);
     sum += row;
@@ -41,50 +41,52 @@ double channel_sum(int64_t N, int64_t c, int64_t C, int64_t HW, F f) {
   return sum;
 }
 
-// dst[k] = a * src[k] + b over one channel (a, b in T: one fused multiply-add per element).
+// dst[k] = a * src[k] + b over one channel (a, b in compute_t<T>: one fused multiply-add per
+// element, rounded once into T).
 template <typename T>
-void channel_affine(T* dst, const T* src, T a, T b, int64_t N, int64_t c, int64_t C, int64_t HW) {
+void channel_affine(T* dst, const T* src, compute_t<T> a, compute_t<T> b, int64_t N, int64_t c,
+                    int64_t C, int64_t HW) {
   for (int64_t n = 0; n < N; ++n) {
     const int64_t base = at(n, c, 0, C, HW);
 #pragma omp simd
-    for (int64_t i = 0; i < HW; ++i) dst[base + i] = a * src[base + i] + b;
+    for (int64_t i = 0; i < HW; ++i) dst[base + i] = narrow<T>(a * widen(src[base + i]) + b);
   }
 }
 
-template <typename T>
-void batchnorm_forward_train(T* y, T* save_mean, T* save_invstd, T* running_mean, T* running_var,
-                             const T* x, const T* gamma, const T* beta, int64_t N, int64_t C,
+template <typename T, typename P = compute_t<T>>
+void batchnorm_forward_train(T* y, P* save_mean, P* save_invstd, P* running_mean, P* running_var,
+                             const T* x, const P* gamma, const P* beta, int64_t N, int64_t C,
                              int64_t HW, double momentum, double eps) {
   const double M = static_cast<double>(N * HW);
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c) {
-    const double mean = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return x[k]; }) / M;
-    const T mean_t = static_cast<T>(mean);
+    const double mean = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return widen(x[k]); }) / M;
+    const P mean_t = static_cast<P>(mean);
     const double sq = channel_sum<T>(N, c, C, HW, [&](int64_t k) {
-      const T d = x[k] - mean_t;
+      const P d = widen(x[k]) - mean_t;
       return d * d;
     });
     const double var = sq / M;  // biased: this is what normalises the batch
     const double invstd = 1.0 / std::sqrt(var + eps);
     const double scale = gamma[c] * invstd;
-    channel_affine<T>(y, x, static_cast<T>(scale), static_cast<T>(beta[c] - mean * scale), N, c,
+    channel_affine<T>(y, x, static_cast<P>(scale), static_cast<P>(beta[c] - mean * scale), N, c,
                       C, HW);
     save_mean[c] = mean_t;
-    save_invstd[c] = static_cast<T>(invstd);
+    save_invstd[c] = static_cast<P>(invstd);
     // The running variance estimates the population variance, hence the unbiased M / (M - 1).
-    running_mean[c] = static_cast<T>((1 - momentum) * running_mean[c] + momentum * mean);
-    running_var[c] = static_cast<T>((1 - momentum) * running_var[c] + momentum * var * M / (M - 1));
+    running_mean[c] = static_cast<P>((1 - momentum) * running_mean[c] + momentum * mean);
+    running_var[c] = static_cast<P>((1 - momentum) * running_var[c] + momentum * var * M / (M - 1));
   }
 }
 
-template <typename T>
-void batchnorm_forward_eval(T* y, const T* x, const T* gamma, const T* beta, const T* running_mean,
-                            const T* running_var, int64_t N, int64_t C, int64_t HW, double eps) {
+template <typename T, typename P = compute_t<T>>
+void batchnorm_forward_eval(T* y, const T* x, const P* gamma, const P* beta, const P* running_mean,
+                            const P* running_var, int64_t N, int64_t C, int64_t HW, double eps) {
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c) {
     const double scale = gamma[c] / std::sqrt(static_cast<double>(running_var[c]) + eps);
-    channel_affine<T>(y, x, static_cast<T>(scale),
-                      static_cast<T>(beta[c] - running_mean[c] * scale), N, c, C, HW);
+    channel_affine<T>(y, x, static_cast<P>(scale),
+                      static_cast<P>(beta[c] - running_mean[c] * scale), N, c, C, HW);
   }
 }
 
@@ -95,16 +97,16 @@ template <typename T>
 void batchnorm_param_grads(double& sum_dy, double& sum_dy_xhat, const T* dy, const T* x,
                            double mean, double invstd, int64_t N, int64_t c, int64_t C,
                            int64_t HW) {
-  const T mean_t = static_cast<T>(mean);
-  sum_dy = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return dy[k]; });
+  const compute_t<T> mean_t = static_cast<compute_t<T>>(mean);
+  sum_dy = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return widen(dy[k]); });
   sum_dy_xhat = invstd * channel_sum<T>(N, c, C, HW, [&](int64_t k) {
-                  return dy[k] * (x[k] - mean_t);
+                  return widen(dy[k]) * (widen(x[k]) - mean_t);
                 });
 }
 
-template <typename T>
-void batchnorm_backward_train(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma,
-                              const T* save_mean, const T* save_invstd, int64_t N, int64_t C,
+template <typename T, typename P = compute_t<T>>
+void batchnorm_backward_train(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x, const P* gamma,
+                              const P* save_mean, const P* save_invstd, int64_t N, int64_t C,
                               int64_t HW) {
   const double M = static_cast<double>(N * HW);
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
@@ -112,24 +114,25 @@ void batchnorm_backward_train(T* dx, T* dgamma, T* dbeta, const T* dy, const T* 
     const double mean = save_mean[c], invstd = save_invstd[c];
     double sum_dy, sum_dy_xhat;
     batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
-    dbeta[c] += static_cast<T>(sum_dy);
-    dgamma[c] += static_cast<T>(sum_dy_xhat);
+    dbeta[c] += static_cast<P>(sum_dy);
+    dgamma[c] += static_cast<P>(sum_dy_xhat);
     // dx = gamma invstd / M (M dy - sum dy - xhat sum(dy xhat)), written with the means and
     // expanded to dx = k dy + a x + b with xhat = (x - mean) invstd.
     const double k = gamma[c] * invstd, mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
     const double a = -k * mean_dy_xhat * invstd, b = -k * mean_dy - a * mean;
-    const T kt = static_cast<T>(k), at_ = static_cast<T>(a), bt = static_cast<T>(b);
+    const P kt = static_cast<P>(k), at_ = static_cast<P>(a), bt = static_cast<P>(b);
     for (int64_t n = 0; n < N; ++n) {
       const int64_t base = at(n, c, 0, C, HW);
 #pragma omp simd
-      for (int64_t i = 0; i < HW; ++i) dx[base + i] = kt * dy[base + i] + at_ * x[base + i] + bt;
+      for (int64_t i = 0; i < HW; ++i)
+        dx[base + i] = narrow<T>(kt * widen(dy[base + i]) + at_ * widen(x[base + i]) + bt);
     }
   }
 }
 
-template <typename T>
-void batchnorm_backward_eval(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x, const T* gamma,
-                             const T* running_mean, const T* running_var, int64_t N, int64_t C,
+template <typename T, typename P = compute_t<T>>
+void batchnorm_backward_eval(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x, const P* gamma,
+                             const P* running_mean, const P* running_var, int64_t N, int64_t C,
                              int64_t HW, double eps) {
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c) {
@@ -137,9 +140,9 @@ void batchnorm_backward_eval(T* dx, T* dgamma, T* dbeta, const T* dy, const T* x
     const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
     double sum_dy, sum_dy_xhat;
     batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
-    dbeta[c] += static_cast<T>(sum_dy);
-    dgamma[c] += static_cast<T>(sum_dy_xhat);
-    channel_affine<T>(dx, dy, static_cast<T>(gamma[c] * invstd), T(0), N, c, C, HW);
+    dbeta[c] += static_cast<P>(sum_dy);
+    dgamma[c] += static_cast<P>(sum_dy_xhat);
+    channel_affine<T>(dx, dy, static_cast<P>(gamma[c] * invstd), P(0), N, c, C, HW);
   }
 }
 
@@ -151,7 +154,9 @@ struct BnDims {
   int64_t N, C, HW;
 };
 
-// x must be (N, C, H, W); every per-channel tensor (C) on x's device and dtype; on a GPU, float32.
+// x must be (N, C, H, W); every per-channel tensor (C) on x's device, in x's dtype, or float32 when x
+// is bfloat16/float16 (the parameters, statistics and their gradients stay float32: autocast's
+// policy); on a GPU, float32.
 BnDims check_bn(const char* who, const Tensor& x, std::initializer_list<const Tensor*> same_as_x,
                 std::initializer_list<std::pair<const Tensor*, const char*>> per_channel) {
   MINIDL_CHECK(x.defined() && x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got ",
@@ -165,7 +170,7 @@ BnDims check_bn(const char* who, const Tensor& x, std::initializer_list<const Te
   for (const auto& [t, what] : per_channel) {
     check_shape(*t, Shape{d.C}, who, what);
     check_same_device(*t, x, who);
-    check_dtype(*t, x.dtype(), who, what);
+    check_dtype(*t, is_low_precision(x.dtype()) ? DType::F32 : x.dtype(), who, what);
   }
   return d;
 }
@@ -177,7 +182,10 @@ const OpInfo& batchnorm_op() {
       "batchnorm",
       "`batchnorm_forward_train`, `batchnorm_forward_eval`, `batchnorm_backward_train`, "
       "`batchnorm_backward_eval`",
-      {{Backend::CpuReference, "per-channel loops, statistics in float64"},
+      {{Backend::CpuReference,
+        "per-channel loops, statistics in float64; bfloat16/float16 activations with float32 "
+        "parameters",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
        {Backend::CudaHandwritten, "per-channel partial sums in float64, then one elementwise pass"},
        {Backend::CudaVendor, "cudnnBatchNormalization* (spatial); eval backward runs ours"}},
       "eps >= CUDNN_BN_MIN_EPSILON (0 in cuDNN 9)"};
@@ -219,10 +227,11 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
           gamma.data<float>(), beta.data<float>(), d.N, d.C, d.HW, p, cuda_context(x.device())));
       return;
     default:
-      dispatch_floating(x.dtype(), who, [&]<typename T>() {
-        cpu::batchnorm_forward_train<T>(y.data<T>(), save_mean.data<T>(), save_invstd.data<T>(),
-                                        running_mean.data<T>(), running_var.data<T>(), x.data<T>(),
-                                        gamma.data<T>(), beta.data<T>(), d.N, d.C, d.HW, p.momentum,
+      dispatch_storage(x.dtype(), who, [&]<typename T>() {
+        using P = compute_t<T>;
+        cpu::batchnorm_forward_train<T>(y.data<T>(), save_mean.data<P>(), save_invstd.data<P>(),
+                                        running_mean.data<P>(), running_var.data<P>(), x.data<T>(),
+                                        gamma.data<P>(), beta.data<P>(), d.N, d.C, d.HW, p.momentum,
                                         p.eps);
       });
   }
@@ -253,9 +262,10 @@ void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor&
           cuda_context(x.device())));
       return;
     default:
-      dispatch_floating(x.dtype(), who, [&]<typename T>() {
-        cpu::batchnorm_forward_eval<T>(y.data<T>(), x.data<T>(), gamma.data<T>(), beta.data<T>(),
-                                       running_mean.data<T>(), running_var.data<T>(), d.N, d.C,
+      dispatch_storage(x.dtype(), who, [&]<typename T>() {
+        using P = compute_t<T>;
+        cpu::batchnorm_forward_eval<T>(y.data<T>(), x.data<T>(), gamma.data<P>(), beta.data<P>(),
+                                       running_mean.data<P>(), running_var.data<P>(), d.N, d.C,
                                        d.HW, p.eps);
       });
   }
@@ -292,10 +302,11 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
           d.N, d.C, d.HW, cuda_context(x.device())));
       return;
     default:
-      dispatch_floating(x.dtype(), who, [&]<typename T>() {
+      dispatch_storage(x.dtype(), who, [&]<typename T>() {
+        using P = compute_t<T>;
         cpu::batchnorm_backward_train<T>(
-            dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), dy.data<T>(), x.data<T>(),
-            gamma.data<T>(), save_mean.data<T>(), save_invstd.data<T>(), d.N, d.C, d.HW);
+            dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(), dy.data<T>(), x.data<T>(),
+            gamma.data<P>(), save_mean.data<P>(), save_invstd.data<P>(), d.N, d.C, d.HW);
       });
   }
 }
@@ -326,10 +337,11 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
           running_var.data<float>(), d.N, d.C, d.HW, p, cuda_context(x.device())));
       return;
     default:
-      dispatch_floating(x.dtype(), who, [&]<typename T>() {
+      dispatch_storage(x.dtype(), who, [&]<typename T>() {
+        using P = compute_t<T>;
         cpu::batchnorm_backward_eval<T>(
-            dx.data<T>(), dgamma.data<T>(), dbeta.data<T>(), dy.data<T>(), x.data<T>(),
-            gamma.data<T>(), running_mean.data<T>(), running_var.data<T>(), d.N, d.C, d.HW, p.eps);
+            dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(), dy.data<T>(), x.data<T>(),
+            gamma.data<P>(), running_mean.data<P>(), running_var.data<P>(), d.N, d.C, d.HW, p.eps);
       });
   }
 }

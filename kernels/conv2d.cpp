@@ -16,6 +16,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "kernels/convert.h"
 #include "kernels/cpu_kernels.h"
 #include "kernels/gemm.h"
 
@@ -342,6 +343,18 @@ void check_like(const Tensor& t, const Tensor& ref, const char* who, const char*
   if (ref.is_cuda()) check_dtype(ref, DType::F32, who, "CUDA tensor");
 }
 
+// The float32 parts of a low-precision convolution (bias, weight and bias gradients: the float32
+// master weights' side, convert.h) must live where `ref` does and be float32; at float32 and
+// float64 they have ref's dtype.
+void check_master(const Tensor& t, const Tensor& ref, const char* who, const char* what) {
+  check_same_device(t, ref, who);
+  check_dtype(t, is_low_precision(ref.dtype()) ? DType::F32 : ref.dtype(), who, what);
+}
+
+// cpu-reference at bfloat16/float16: the float32 algorithm on float32 copies of the 16-bit inputs
+// (exact), its float32 result rounded once into the 16-bit output.
+bool via_float32(Backend b, DType t) { return b == Backend::CpuReference && is_low_precision(t); }
+
 }  // namespace
 
 // ---------------------------------------------------------------- public ops
@@ -351,8 +364,11 @@ const OpInfo& conv2d_op() {
       "conv2d",
       "`conv2d_forward`, `conv2d_backward_data`, `conv2d_backward_weight`",
       {{Backend::CpuReference,
-        "im2col + OpenBLAS; a 1x1 stride-1 convolution as one product per image"},
-       {Backend::CpuFast, "oneDNN convolution primitives, one per shape, cached"},
+        "im2col + OpenBLAS; a 1x1 stride-1 convolution as one product per image; bfloat16 and "
+        "float16 as float32 copies",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
+       {Backend::CpuFast, "oneDNN convolution primitives, one per shape, cached",
+        {DType::F32, DType::BF16}},
        {Backend::CudaHandwritten, "im2col + our SGEMM"},
        {Backend::CudaCublas, "im2col + cuBLAS"},
        {Backend::CudaVendor, "cuDNN, algorithms chosen once per shape and cached"}}};
@@ -377,11 +393,16 @@ void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, cons
   check_like(y, x, who, "output");
   if (bias) {
     check_shape(*bias, Shape{g.K}, who, "bias");
-    check_like(*bias, x, who, "bias");
+    check_master(*bias, x, who, "bias");
   }
   check_backend(conv2d_op(), b, x.device(), x.dtype(), who);
   if (g.N == 0) return;
-  const float* bias32 = bias && x.dtype() == DType::F32 ? bias->data<float>() : nullptr;
+  if (via_float32(b, x.dtype())) {
+    Tensor y32 = Tensor::empty(y.shape(), DType::F32, y.device());
+    conv2d_forward(b, y32, to_dtype(x, DType::F32), to_dtype(w, DType::F32), bias, p);
+    return convert(b, y, y32);
+  }
+  const float* bias32 = bias && bias->dtype() == DType::F32 ? bias->data<float>() : nullptr;
   switch (b) {
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(cuda::conv2d_forward_cudnn(y.data<float>(), x.data<float>(), w.data<float>(),
@@ -389,7 +410,7 @@ void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, cons
       return;
     case Backend::CpuFast:
       MINIDL_IF_DNNL(
-          onednn::conv2d_forward(y.data<float>(), x.data<float>(), w.data<float>(), bias32, g));
+          onednn::conv2d_forward(y.raw_data(), x.raw_data(), w.raw_data(), bias32, g, x.dtype()));
       return;
     default:
       dispatch_floating(x.dtype(), who, [&]<typename T>() {
@@ -415,14 +436,19 @@ void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor&
   check_like(dx, dy, who, "input gradient");
   check_backend(conv2d_op(), b, dy.device(), dy.dtype(), who);
   if (g.N == 0) return;
+  if (via_float32(b, dy.dtype())) {
+    Tensor dx32 = Tensor::empty(dx.shape(), DType::F32, dx.device());
+    conv2d_backward_data(b, dx32, to_dtype(dy, DType::F32), to_dtype(w, DType::F32), p);
+    return convert(b, dx, dx32);
+  }
   switch (b) {
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(cuda::conv2d_backward_data_cudnn(
           dx.data<float>(), dy.data<float>(), w.data<float>(), g, cuda_context(dy.device())));
       return;
     case Backend::CpuFast:
-      MINIDL_IF_DNNL(
-          onednn::conv2d_backward_data(dx.data<float>(), dy.data<float>(), w.data<float>(), g));
+      MINIDL_IF_DNNL(onednn::conv2d_backward_data(dx.raw_data(), dy.raw_data(), w.raw_data(), g,
+                                                  dy.dtype()));
       return;
     default:
       dispatch_floating(dy.dtype(), who, [&]<typename T>() {
@@ -444,17 +470,19 @@ void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tenso
   const ConvGeometry g = ConvGeometry::make(x.shape(), dw.shape(), p, who);
   check_shape(dy, Shape{g.N, g.K, g.P, g.Q}, who, "output gradient");
   check_like(x, dy, who, "input");
-  check_like(dw, dy, who, "weight gradient");
+  check_master(dw, dy, who, "weight gradient");
   check_backend(conv2d_op(), b, dy.device(), dy.dtype(), who);
   if (g.N == 0) return;
+  if (via_float32(b, dy.dtype()))
+    return conv2d_backward_weight(b, dw, to_dtype(dy, DType::F32), to_dtype(x, DType::F32), p);
   switch (b) {
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(cuda::conv2d_backward_weight_cudnn(
           dw.data<float>(), dy.data<float>(), x.data<float>(), g, cuda_context(dy.device())));
       return;
     case Backend::CpuFast:
-      MINIDL_IF_DNNL(
-          onednn::conv2d_backward_weight(dw.data<float>(), dy.data<float>(), x.data<float>(), g));
+      MINIDL_IF_DNNL(onednn::conv2d_backward_weight(dw.data<float>(), dy.raw_data(), x.raw_data(),
+                                                    g, dy.dtype()));
       return;
     default:
       dispatch_floating(dy.dtype(), who, [&]<typename T>() {
@@ -473,8 +501,11 @@ void conv2d_backward_bias(Tensor& db, const Tensor& dy) {
   MINIDL_CHECK(dy.dim() == 4, who, ": output gradient must be 4-D (N, K, P, Q), got shape ",
                dy.shape());
   check_shape(db, Shape{dy.size(1)}, who, "bias gradient");
-  check_like(db, dy, who, "bias gradient");
-  channel_sum_accumulate(db, dy.view(Shape{dy.size(0), dy.size(1), dy.size(2) * dy.size(3)}));
+  check_master(db, dy, who, "bias gradient");
+  if (dy.is_cuda()) check_dtype(dy, DType::F32, who, "CUDA output gradient");
+  // A 16-bit dy is summed in float32 (a float32 copy: exact).
+  const Tensor dy_sum = to_dtype(dy, db.dtype());
+  channel_sum_accumulate(db, dy_sum.view(Shape{dy.size(0), dy.size(1), dy.size(2) * dy.size(3)}));
 }
 
 }  // namespace minidl

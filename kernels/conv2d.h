@@ -18,7 +18,12 @@
 //       of kernels/layout.h, gemm on the same backend). On the CPU a 1x1 stride-1 unpadded
 //       convolution skips im2col (col would be x itself): per image, Y_n = W X_n,
 //       dX_n = W^T dY_n, dW += dY_n X_n^T.
-//   cpu-fast      oneDNN, float32 (conv2d_onednn.cpp, primitives cached per shape).
+//   cpu-fast      oneDNN, float32 and bfloat16 (conv2d_onednn.cpp, primitives cached per shape
+//                 and dtype; bfloat16 only on CPUs with AVX512_BF16, kernels/backend.h).
+//
+// bfloat16/float16 (mixed precision): x, w, y, dy, dx are 16-bit; bias, dw and db are float32
+// (the master weights' side), every sum accumulates in float32 and each output is rounded once.
+// cpu-reference computes them as float32 copies (exact) through the float32 algorithm.
 //   cuda-vendor   cuDNN (conv2d.cu; algorithms chosen once per shape, cached with the workspace).
 // select_conv2d_backend applies the shared rule with no condition of its own.
 //
@@ -72,12 +77,14 @@ void im2col(Device dev, T* col, const T* x, int64_t nb, const ConvGeometry& g);
 template <typename T>
 void col2im(Device dev, T* dx, const T* col, int64_t nb, const ConvGeometry& g);
 #if MINIDL_HAVE_DNNL
-// oneDNN path, float32 on the CPU (raw host pointers, shapes as in `g`; same rules as above).
+// oneDNN path on the CPU (raw host pointers, shapes as in `g`; same rules as above). x, w, y, dx,
+// dy have dtype `t` (float32 or bfloat16); bias and dw are float32 (accumulation in float32).
 namespace onednn {
-void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
-                    const ConvGeometry& g);
-void conv2d_backward_data(float* dx, const float* dy, const float* w, const ConvGeometry& g);
-void conv2d_backward_weight(float* dw, const float* dy, const float* x, const ConvGeometry& g);
+void conv2d_forward(void* y, const void* x, const void* w, const float* bias,
+                    const ConvGeometry& g, DType t);
+void conv2d_backward_data(void* dx, const void* dy, const void* w, const ConvGeometry& g, DType t);
+void conv2d_backward_weight(float* dw, const void* dy, const void* x, const ConvGeometry& g,
+                            DType t);
 }  // namespace onednn
 #endif
 

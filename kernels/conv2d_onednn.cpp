@@ -1,5 +1,8 @@
-// The oneDNN path of the convolution (CpuKernels::Onednn, float32 on the CPU): forward, backward
-// data and backward weight as oneDNN primitives, the way PyTorch's CPU convolutions run.
+// The oneDNN path of the convolution (CpuKernels::Onednn, float32 or bfloat16 on the CPU):
+// forward, backward data and backward weight as oneDNN primitives, the way PyTorch's CPU
+// convolutions run. In bfloat16 (mixed precision) x, w, y, dy, dx are bfloat16 and oneDNN
+// accumulates in float32; the bias and the weight gradient stay float32 (the master weights' side),
+// as PyTorch's autocast gets them.
 //
 // oneDNN's fast convolutions (jit AVX2/AVX-512 direct kernels) want blocked layouts (nChw16c
 // activations, OIhw16i16o weights), so each operand is described to oneDNN as `any`, and when the
@@ -74,23 +77,23 @@ struct Operand {
 
   // Memory for the primitive: the user's buffer itself, or a scratch buffer (kept alive by `hold`)
   // filled from the user's buffer for an input.
-  memory bind_input(const float* p, Tensor& hold) const {
+  memory bind_input(const void* p, Tensor& hold) const {
     Context& c = context();
-    memory u(user, c.eng, const_cast<float*>(p));
+    memory u(user, c.eng, const_cast<void*>(p));
     if (!staged) return u;
     hold = scratch(chosen.get_size());
-    memory m(chosen, c.eng, hold.data<float>());
+    memory m(chosen, c.eng, hold.raw_data());
     reorder.execute(c.strm, u, m);
     return m;
   }
-  memory bind_output(float* p, Tensor& hold) const {
+  memory bind_output(void* p, Tensor& hold) const {
     Context& c = context();
     if (!staged) return memory(user, c.eng, p);
     hold = scratch(chosen.get_size());
-    return memory(chosen, c.eng, hold.data<float>());
+    return memory(chosen, c.eng, hold.raw_data());
   }
   // After the primitive ran: copy (or add) a staged output back into the user's buffer.
-  void finish_output(memory m, float* p) const {
+  void finish_output(memory m, void* p) const {
     if (!staged) return;
     Context& c = context();
     memory u(user, c.eng, p);
@@ -102,22 +105,31 @@ memory::dims dims(int64_t a, int64_t b, int64_t c, int64_t d) { return {a, b, c,
 
 struct Descs {
   memory::desc x, w, y, b, x_any, w_any, y_any;
+  memory::desc dw, dw_any;  // the weight gradient: float32 at every dtype
   memory::dims strides, pad_l, pad_r;
 };
 
-// Plain layouts (ours) and `any` layouts (for oneDNN to choose) of the three tensors. The padding
-// is symmetric as in PyTorch; oneDNN's output-size check divides like ConvGeometry::make.
-Descs descs(const ConvGeometry& g) {
+memory::data_type data_type(DType t) {
+  return t == DType::BF16 ? memory::data_type::bf16 : kF32;
+}
+
+// Plain layouts (ours) and `any` layouts (for oneDNN to choose) of the three tensors, x, w and y
+// in dtype t, the bias and the weight gradient in float32. The padding is symmetric as in
+// PyTorch; oneDNN's output-size check divides like ConvGeometry::make.
+Descs descs(const ConvGeometry& g, DType t) {
   Descs d;
   const auto xd = dims(g.N, g.C, g.H, g.W), wd = dims(g.K, g.C, g.R, g.S),
              yd = dims(g.N, g.K, g.P, g.Q);
-  d.x = memory::desc(xd, kF32, Tag::nchw);
-  d.w = memory::desc(wd, kF32, Tag::oihw);
-  d.y = memory::desc(yd, kF32, Tag::nchw);
+  const auto dt = data_type(t);
+  d.x = memory::desc(xd, dt, Tag::nchw);
+  d.w = memory::desc(wd, dt, Tag::oihw);
+  d.y = memory::desc(yd, dt, Tag::nchw);
   d.b = memory::desc({g.K}, kF32, Tag::x);
-  d.x_any = memory::desc(xd, kF32, Tag::any);
-  d.w_any = memory::desc(wd, kF32, Tag::any);
-  d.y_any = memory::desc(yd, kF32, Tag::any);
+  d.x_any = memory::desc(xd, dt, Tag::any);
+  d.w_any = memory::desc(wd, dt, Tag::any);
+  d.y_any = memory::desc(yd, dt, Tag::any);
+  d.dw = memory::desc(wd, kF32, Tag::oihw);
+  d.dw_any = memory::desc(wd, kF32, Tag::any);
   d.strides = {g.stride, g.stride};
   d.pad_l = {g.pad, g.pad};
   d.pad_r = {g.pad, g.pad};
@@ -151,11 +163,11 @@ struct Plan {
 };
 
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int,
-                       bool, Op>;
+                       bool, Op, DType>;
 
-std::unique_ptr<Plan> make_plan(const ConvGeometry& g, bool bias, Op op) {
+std::unique_ptr<Plan> make_plan(const ConvGeometry& g, bool bias, Op op, DType t) {
   Context& c = context();
-  const Descs d = descs(g);
+  const Descs d = descs(g, t);
   auto plan = std::make_unique<Plan>();
   switch (op) {
     case Op::Forward: {
@@ -186,7 +198,7 @@ std::unique_ptr<Plan> make_plan(const ConvGeometry& g, bool bias, Op op) {
     case Op::BackwardWeight: {
       const auto hint = forward_pd(d, false, dnnl::prop_kind::forward_training);
       const dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct,
-                                                          d.x_any, d.w_any, d.y_any, d.strides,
+                                                          d.x_any, d.dw_any, d.y_any, d.strides,
                                                           d.pad_l, d.pad_r);
       const dnnl::convolution_backward_weights::primitive_desc pd(desc, user_scratchpad(), c.eng,
                                                                   hint);
@@ -194,22 +206,23 @@ std::unique_ptr<Plan> make_plan(const ConvGeometry& g, bool bias, Op op) {
       plan->scratchpad = pd.scratchpad_desc();
       plan->a = Operand(d.x, pd.src_desc(), false);
       plan->b = Operand(d.y, pd.diff_dst_desc(), false);
-      plan->out = Operand(d.w, pd.diff_weights_desc(), true, /*force=*/true, /*accumulate=*/true);
+      plan->out = Operand(d.dw, pd.diff_weights_desc(), true, /*force=*/true, /*accumulate=*/true);
       break;
     }
   }
   return plan;
 }
 
-const Plan& plan_for(const ConvGeometry& g, bool bias, Op op) {
+const Plan& plan_for(const ConvGeometry& g, bool bias, Op op, DType t) {
   thread_local std::map<Key, std::unique_ptr<Plan>> cache;
-  const Key key{g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.pad, bias, op};
+  const Key key{g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.pad, bias, op, t};
   auto it = cache.find(key);
   if (it == cache.end()) {
     try {
-      it = cache.emplace(key, make_plan(g, bias, op)).first;
+      it = cache.emplace(key, make_plan(g, bias, op, t)).first;
     } catch (const dnnl::error& e) {
-      throw_error(str("conv2d (oneDNN): cannot create a primitive for input (", g.N, ", ", g.C,
+      throw_error(str("conv2d (oneDNN): cannot create a ", dtype_name(t),
+                      " primitive for input (", g.N, ", ", g.C,
                       ", ", g.H, ", ", g.W, "), weight (", g.K, ", ", g.C, ", ", g.R, ", ", g.S,
                       "), stride ", g.stride, ", padding ", g.pad, ": ", e.what(),
                       " (use --cpu-kernels handwritten)"));
@@ -219,7 +232,7 @@ const Plan& plan_for(const ConvGeometry& g, bool bias, Op op) {
 }
 
 // Runs a backward `plan` with inputs a, b into out, staging operands as the plan says.
-void run(const Plan& plan, const float* a, const float* b, float* out, int arg_a, int arg_b,
+void run(const Plan& plan, const void* a, const void* b, void* out, int arg_a, int arg_b,
          int arg_out) {
   Context& c = context();
   Tensor hold_a, hold_b, hold_out, hold_sp;
@@ -229,7 +242,7 @@ void run(const Plan& plan, const float* a, const float* b, float* out, int arg_a
   hold_sp = scratch(plan.scratchpad.get_size());
   std::unordered_map<int, memory> args{{arg_a, ma}, {arg_b, mb}, {arg_out, mo},
                                        {DNNL_ARG_SCRATCHPAD,
-                                        memory(plan.scratchpad, c.eng, hold_sp.data<float>())}};
+                                        memory(plan.scratchpad, c.eng, hold_sp.raw_data())}};
   plan.prim.execute(c.strm, args);
   plan.out.finish_output(mo, out);
   c.strm.wait();
@@ -237,10 +250,10 @@ void run(const Plan& plan, const float* a, const float* b, float* out, int arg_a
 
 }  // namespace
 
-void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
-                    const ConvGeometry& g) {
+void conv2d_forward(void* y, const void* x, const void* w, const float* bias,
+                    const ConvGeometry& g, DType t) {
   Context& c = context();
-  const Plan& plan = plan_for(g, bias != nullptr, Op::Forward);
+  const Plan& plan = plan_for(g, bias != nullptr, Op::Forward, t);
   Tensor hold_a, hold_b, hold_out;
   const memory mx = plan.a.bind_input(x, hold_a);
   const memory mw = plan.b.bind_input(w, hold_b);
@@ -250,7 +263,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
       {DNNL_ARG_SRC, mx},
       {DNNL_ARG_WEIGHTS, mw},
       {DNNL_ARG_DST, my},
-      {DNNL_ARG_SCRATCHPAD, memory(plan.scratchpad, c.eng, hold_sp.data<float>())}};
+      {DNNL_ARG_SCRATCHPAD, memory(plan.scratchpad, c.eng, hold_sp.raw_data())}};
   if (bias)
     args.emplace(DNNL_ARG_BIAS,
                  memory(memory::desc({g.K}, kF32, Tag::x), c.eng, const_cast<float*>(bias)));
@@ -259,13 +272,15 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
   c.strm.wait();
 }
 
-void conv2d_backward_data(float* dx, const float* dy, const float* w, const ConvGeometry& g) {
-  const Plan& plan = plan_for(g, false, Op::BackwardData);
+void conv2d_backward_data(void* dx, const void* dy, const void* w, const ConvGeometry& g,
+                          DType t) {
+  const Plan& plan = plan_for(g, false, Op::BackwardData, t);
   run(plan, dy, w, dx, DNNL_ARG_DIFF_DST, DNNL_ARG_WEIGHTS, DNNL_ARG_DIFF_SRC);
 }
 
-void conv2d_backward_weight(float* dw, const float* dy, const float* x, const ConvGeometry& g) {
-  const Plan& plan = plan_for(g, false, Op::BackwardWeight);
+void conv2d_backward_weight(float* dw, const void* dy, const void* x, const ConvGeometry& g,
+                            DType t) {
+  const Plan& plan = plan_for(g, false, Op::BackwardWeight, t);
   run(plan, x, dy, dw, DNNL_ARG_SRC, DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_WEIGHTS);
 }
 

@@ -12,22 +12,25 @@ namespace minidl {
 
 namespace cpu {
 
+// T is the storage type, the scaling runs in compute_t<T> (float for bfloat16/float16) and is
+// rounded once.
 template <typename T>
-void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, float p, T scale, uint64_t seed,
-                     uint64_t offset) {
+void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, float p, compute_t<T> scale,
+                     uint64_t seed, uint64_t offset) {
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
     const float u = uniform_from_word(philox_word(seed, offset + static_cast<uint64_t>(i)));
     const bool keep = u >= p;
     mask[i] = keep;
-    y[i] = keep ? x[i] * scale : T(0);
+    y[i] = narrow<T>(keep ? widen(x[i]) * scale : compute_t<T>(0));
   }
 }
 
 template <typename T>
-void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t n, T scale) {
+void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t n, compute_t<T> scale) {
 #pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) dx[i] = mask[i] ? dy[i] * scale : T(0);
+  for (int64_t i = 0; i < n; ++i)
+    dx[i] = narrow<T>(mask[i] ? widen(dy[i]) * scale : compute_t<T>(0));
 }
 
 }  // namespace cpu
@@ -49,7 +52,9 @@ const OpInfo& dropout_op() {
   static const OpInfo op{
       "dropout",
       "`dropout_forward`, `dropout_backward`",
-      {{Backend::CpuReference, "counter-based RNG (Philox), same mask as the GPU"},
+      {{Backend::CpuReference,
+        "counter-based RNG (Philox), same mask as the GPU; bfloat16/float16 with float32 math",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
        {Backend::CudaHandwritten, "one thread per Philox counter (four elements), the same RNG"}}};
   return op;
 }
@@ -80,9 +85,9 @@ void dropout_forward(Backend b, Tensor& y, Tensor& mask, const Tensor& x, double
                                          cuda_context(x.device())));
     return;
   }
-  dispatch_floating(x.dtype(), who, [&]<typename T>() {
+  dispatch_storage(x.dtype(), who, [&]<typename T>() {
     cpu::dropout_forward<T>(y.data<T>(), mask.data<uint8_t>(), x.data<T>(), x.numel(),
-                            static_cast<float>(p), inverse_keep<T>(p), seed, offset);
+                            static_cast<float>(p), inverse_keep<compute_t<T>>(p), seed, offset);
   });
 }
 
@@ -106,9 +111,9 @@ void dropout_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& mas
                                           cuda_context(dy.device())));
     return;
   }
-  dispatch_floating(dy.dtype(), who, [&]<typename T>() {
+  dispatch_storage(dy.dtype(), who, [&]<typename T>() {
     cpu::dropout_backward<T>(dx.data<T>(), dy.data<T>(), mask.data<uint8_t>(), dy.numel(),
-                             inverse_keep<T>(p));
+                             inverse_keep<compute_t<T>>(p));
   });
 }
 

@@ -9,10 +9,11 @@ namespace minidl {
 
 namespace cpu {
 
+// T is the storage type, the sum runs in compute_t<T> (float for bfloat16/float16).
 template <typename T>
-void add_scaled(T* out, const T* a, const T* b, T alpha, int64_t n) {
+void add_scaled(T* out, const T* a, const T* b, compute_t<T> alpha, int64_t n) {
 #pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + alpha * b[i];
+  for (int64_t i = 0; i < n; ++i) out[i] = narrow<T>(widen(a[i]) + alpha * widen(b[i]));
 }
 
 }  // namespace cpu
@@ -20,7 +21,9 @@ void add_scaled(T* out, const T* a, const T* b, T alpha, int64_t n) {
 const OpInfo& elementwise_op() {
   static const OpInfo op{"elementwise",
                          "`add`, `add_scaled`",
-                         {{Backend::CpuReference, "vectorised loop"},
+                         {{Backend::CpuReference,
+                           "vectorised loop; bfloat16/float16 in memory, float32 math",
+                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
                           {Backend::CudaHandwritten, "one thread per element"}}};
   return op;
 }
@@ -47,8 +50,9 @@ void add_scaled(Backend be, Tensor& out, const Tensor& a, const Tensor& b, doubl
                                     static_cast<float>(alpha), a.numel(), cuda_context(a.device())));
     return;
   }
-  dispatch_floating(a.dtype(), who, [&]<typename T>() {
-    cpu::add_scaled<T>(out.data<T>(), a.data<T>(), b.data<T>(), static_cast<T>(alpha), a.numel());
+  dispatch_storage(a.dtype(), who, [&]<typename T>() {
+    cpu::add_scaled<T>(out.data<T>(), a.data<T>(), b.data<T>(), static_cast<compute_t<T>>(alpha),
+                       a.numel());
   });
 }
 

@@ -3,6 +3,8 @@
 // the cuBLAS call) are in gemm.cu; the formulas are in gemm.h.
 #include "kernels/gemm.h"
 
+#include "kernels/convert.h"
+
 #if MINIDL_WITH_BLAS
 #include <cblas.h>
 #endif
@@ -193,7 +195,10 @@ template void gemm_builtin<double>(const GemmShape&, double, const double*, cons
 const OpInfo& gemm_op() {
   static const OpInfo op{"gemm",
                          "`gemm`, `matmul`",
-                         {{Backend::CpuReference, "OpenBLAS (or the built-in blocked product)"},
+                         {{Backend::CpuReference,
+                           "OpenBLAS (or the built-in blocked product); `matmul` in bfloat16/float16 "
+                           "as float32 copies",
+                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
                           {Backend::CudaHandwritten, "our tiled shared-memory SGEMM"},
                           {Backend::CudaCublas, "cublasSgemm"}}};
   return op;
@@ -253,7 +258,8 @@ void matmul(Backend b, Tensor& C, const Tensor& A, const Tensor& B, bool trans_a
   check_same_device(A, B, who);
   check_same_device(A, C, who);
   check_dtype(B, A.dtype(), who, "B");
-  check_dtype(C, A.dtype(), who, "C");
+  // bfloat16/float16 A and B accumulate in float32 and round into C once, or leave C float32.
+  if (!(is_low_precision(A.dtype()) && C.dtype() == DType::F32)) check_dtype(C, A.dtype(), who, "C");
   const int64_t M = trans_a ? A.size(1) : A.size(0), K = trans_a ? A.size(0) : A.size(1);
   const int64_t Kb = trans_b ? B.size(1) : B.size(0), N = trans_b ? B.size(0) : B.size(1);
   MINIDL_CHECK(K == Kb, who, ": inner dimensions differ: op(A) is ", M, " x ", K, " (A ", A.shape(),
@@ -269,6 +275,16 @@ void matmul(Backend b, Tensor& C, const Tensor& A, const Tensor& B, bool trans_a
   s.lda = std::max<int64_t>(1, A.size(1));
   s.ldb = std::max<int64_t>(1, B.size(1));
   s.ldc = std::max<int64_t>(1, N);
+  if (is_low_precision(A.dtype())) {
+    // Only the selecting rule and check_backend decide who computes 16-bit inputs (cpu-reference:
+    // float32 copies of A and B, exact; the float32 product; C rounded once).
+    check_backend(gemm_op(), b, A.device(), A.dtype(), who);
+    Tensor c32 = to_dtype(C, DType::F32);
+    if (c32.same_data(C)) c32 = C;
+    matmul(b, c32, to_dtype(A, DType::F32), to_dtype(B, DType::F32), trans_a, trans_b, alpha, beta);
+    if (!c32.same_data(C)) convert(C, c32);
+    return;
+  }
   dispatch_floating(A.dtype(), who, [&]<typename T>() {
     gemm<T>(b, A.device(), s, static_cast<T>(alpha), A.data<T>(), B.data<T>(), static_cast<T>(beta),
             C.data<T>());

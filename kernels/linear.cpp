@@ -5,6 +5,7 @@
 //   db += sum_n dy[n]:  channel_sum_accumulate over dy viewed as (N, out, 1)
 #include "kernels/linear.h"
 
+#include "kernels/convert.h"
 #include "kernels/gemm.h"
 #include "kernels/layout.h"
 
@@ -35,12 +36,26 @@ void check_like(const Tensor& t, const Tensor& ref, const Shape& shape, const ch
   check_dtype(t, ref.dtype(), who, what);
 }
 
+// The bias and the weight and bias gradients: float32 when x is bfloat16/float16 (the master
+// weights' side, as in conv2d), else x's dtype.
+void check_master(const Tensor& t, const Tensor& ref, const Shape& shape, const char* who,
+                  const char* what) {
+  check_shape(t, shape, who, what);
+  check_same_device(t, ref, who);
+  check_dtype(t, is_low_precision(ref.dtype()) ? DType::F32 : ref.dtype(), who, what);
+}
+
+// cpu-reference at bfloat16/float16 runs the float32 products on float32 copies (exact).
+bool via_float32(Backend b, DType t) { return b == Backend::CpuReference && is_low_precision(t); }
+
 }  // namespace
 
 const OpInfo& linear_op() {
   static const OpInfo op{"linear",
                          "`linear_forward`, `linear_backward`",
-                         {{Backend::CpuReference, "three products on OpenBLAS"},
+                         {{Backend::CpuReference,
+                           "three products on OpenBLAS; bfloat16/float16 as float32 copies",
+                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
                           {Backend::CudaHandwritten, "three products on our SGEMM"},
                           {Backend::CudaCublas, "three products on cuBLAS"}}};
   return op;
@@ -58,9 +73,14 @@ void linear_forward(Backend be, Tensor& y, const Tensor& x, const Tensor& w, con
   const char* who = "linear_forward";
   const LinearSizes z = check_linear(x, w, who);
   check_like(y, x, Shape{z.N, z.out}, who, "output");
-  if (b) check_like(*b, x, Shape{z.out}, who, "bias");
+  if (b) check_master(*b, x, Shape{z.out}, who, "bias");
   check_backend(linear_op(), be, x.device(), x.dtype(), who);
   if (z.N == 0) return;
+  if (via_float32(be, x.dtype())) {
+    Tensor y32 = Tensor::empty(y.shape(), DType::F32, y.device());
+    linear_forward(be, y32, to_dtype(x, DType::F32), to_dtype(w, DType::F32), b);
+    return convert(be, y, y32);
+  }
   const Device dev = x.device();
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
     GemmShape s;
@@ -100,10 +120,17 @@ void linear_backward(Backend be, Tensor* dx, Tensor& dw, Tensor* db, const Tenso
   const char* who = "linear_backward";
   const LinearSizes z = check_linear(x, w, who);
   check_like(dy, x, Shape{z.N, z.out}, who, "output gradient");
-  check_like(dw, x, w.shape(), who, "weight gradient");
+  check_master(dw, x, w.shape(), who, "weight gradient");
   if (dx) check_like(*dx, x, x.shape(), who, "input gradient");
-  if (db) check_like(*db, x, Shape{z.out}, who, "bias gradient");
+  if (db) check_master(*db, x, Shape{z.out}, who, "bias gradient");
   check_backend(linear_op(), be, x.device(), x.dtype(), who);
+  if (via_float32(be, x.dtype())) {
+    Tensor dx32 = dx ? Tensor::empty(dx->shape(), DType::F32, dx->device()) : Tensor();
+    linear_backward(be, dx ? &dx32 : nullptr, dw, db, to_dtype(dy, DType::F32),
+                    to_dtype(x, DType::F32), to_dtype(w, DType::F32));
+    if (dx) convert(be, *dx, dx32);
+    return;
+  }
   const Device dev = x.device();
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
     if (dx && z.N > 0) {

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 namespace minidl {
 
@@ -32,24 +34,52 @@ Shape pool2d_output_shape(const Shape& x, Pool2dParams p, const char* who) {
 
 namespace cpu {
 
+// T is the storage type; sums and comparisons run in C = compute_t<T> (float for bfloat16 and
+// float16, core/half.h) and each output is rounded once. A backward that scatters into dx (max and
+// average pooling) accumulates a plane in C and rounds it once at the end.
+
 struct Geometry {
   int64_t NC, H, W, P, Q;
   int k, s, pad;
 };
 
+// A plane of dx to accumulate into: dx itself when T computes in itself, else a C buffer that
+// finish() rounds into dx.
+template <typename T>
+struct PlaneAccumulator {
+  using C = compute_t<T>;
+  static constexpr bool direct = std::is_same_v<T, C>;
+  T* dst;
+  int64_t n;
+  std::vector<C> buf;
+  PlaneAccumulator(T* d, int64_t count) : dst(d), n(count) {
+    if constexpr (!direct) buf.assign(static_cast<size_t>(count), C(0));
+    else std::fill(dst, dst + n, T(0));
+  }
+  C* data() {
+    if constexpr (direct) return dst;
+    else return buf.data();
+  }
+  void finish() {
+    if constexpr (!direct)
+      for (int64_t i = 0; i < n; ++i) dst[i] = narrow<T>(buf[i]);
+  }
+};
+
 template <typename T>
 void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const Geometry& g) {
+  using C = compute_t<T>;
 #pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
     const T* xp = x + nc * g.H * g.W;
     for (int64_t p = 0; p < g.P; ++p)
       for (int64_t q = 0; q < g.Q; ++q) {
-        T best = -std::numeric_limits<T>::infinity();
+        C best = -std::numeric_limits<C>::infinity();
         int64_t arg = -1;
         for (int64_t h = p * g.s - g.pad; h < p * g.s - g.pad + g.k; ++h)
           for (int64_t w = q * g.s - g.pad; w < q * g.s - g.pad + g.k; ++w) {
             if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;  // padding is never selected
-            const T v = xp[h * g.W + w];
+            const C v = widen(xp[h * g.W + w]);
             // Strictly greater keeps the first maximum on ties. A NaN wins (and stays) so that a
             // diverged activation is passed on, as torch does, rather than hidden.
             if (arg < 0 || v > best || (std::isnan(v) && !std::isnan(best))) {
@@ -58,7 +88,7 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const Geometry& g) {
             }
           }
         const int64_t o = (nc * g.P + p) * g.Q + q;
-        y[o] = best;
+        y[o] = narrow<T>(best);
         argmax[o] = static_cast<int32_t>(arg);
       }
   }
@@ -68,9 +98,10 @@ template <typename T>
 void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const Geometry& g) {
 #pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
-    T* dxp = dx + nc * g.H * g.W;
-    for (int64_t i = 0; i < g.H * g.W; ++i) dxp[i] = T(0);
-    for (int64_t o = nc * g.P * g.Q; o < (nc + 1) * g.P * g.Q; ++o) dxp[argmax[o]] += dy[o];
+    PlaneAccumulator<T> acc(dx + nc * g.H * g.W, g.H * g.W);
+    auto* dxp = acc.data();
+    for (int64_t o = nc * g.P * g.Q; o < (nc + 1) * g.P * g.Q; ++o) dxp[argmax[o]] += widen(dy[o]);
+    acc.finish();
   }
 }
 
@@ -89,28 +120,30 @@ void avgpool2d_forward(T* y, const T* x, const Geometry& g) {
              h < std::min<int64_t>(p * g.s - g.pad + g.k, g.H); ++h)
           for (int64_t w = std::max<int64_t>(q * g.s - g.pad, 0);
                w < std::min<int64_t>(q * g.s - g.pad + g.k, g.W); ++w)
-            sum += xp[h * g.W + w];
-        y[(nc * g.P + p) * g.Q + q] = static_cast<T>(sum * inv_area);
+            sum += widen(xp[h * g.W + w]);
+        y[(nc * g.P + p) * g.Q + q] = narrow<T>(static_cast<compute_t<T>>(sum * inv_area));
       }
   }
 }
 
 template <typename T>
 void avgpool2d_backward(T* dx, const T* dy, const Geometry& g) {
-  const T inv_area = T(1) / static_cast<T>(g.k * g.k);
+  using C = compute_t<T>;
+  const C inv_area = C(1) / static_cast<C>(g.k * g.k);
 #pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
-    T* dxp = dx + nc * g.H * g.W;
-    for (int64_t i = 0; i < g.H * g.W; ++i) dxp[i] = T(0);
+    PlaneAccumulator<T> acc(dx + nc * g.H * g.W, g.H * g.W);
+    auto* dxp = acc.data();
     for (int64_t p = 0; p < g.P; ++p)
       for (int64_t q = 0; q < g.Q; ++q) {
-        const T d = dy[(nc * g.P + p) * g.Q + q] * inv_area;
+        const C d = widen(dy[(nc * g.P + p) * g.Q + q]) * inv_area;
         for (int64_t h = std::max<int64_t>(p * g.s - g.pad, 0);
              h < std::min<int64_t>(p * g.s - g.pad + g.k, g.H); ++h)
           for (int64_t w = std::max<int64_t>(q * g.s - g.pad, 0);
                w < std::min<int64_t>(q * g.s - g.pad + g.k, g.W); ++w)
             dxp[h * g.W + w] += d;
       }
+    acc.finish();
   }
 }
 
@@ -119,16 +152,17 @@ void global_avgpool_forward(T* y, const T* x, int64_t NC, int64_t HW) {
 #pragma omp parallel for schedule(static) if (NC * HW > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < NC; ++nc) {
     double sum = 0;
-    for (int64_t i = 0; i < HW; ++i) sum += x[nc * HW + i];
-    y[nc] = static_cast<T>(sum / static_cast<double>(HW));
+    for (int64_t i = 0; i < HW; ++i) sum += widen(x[nc * HW + i]);
+    y[nc] = narrow<T>(static_cast<compute_t<T>>(sum / static_cast<double>(HW)));
   }
 }
 
 template <typename T>
 void global_avgpool_backward(T* dx, const T* dy, int64_t NC, int64_t HW) {
+  using C = compute_t<T>;
 #pragma omp parallel for schedule(static) if (NC * HW > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < NC; ++nc) {
-    const T d = dy[nc] / static_cast<T>(HW);
+    const T d = narrow<T>(widen(dy[nc]) / static_cast<C>(HW));
     for (int64_t i = 0; i < HW; ++i) dx[nc * HW + i] = d;
   }
 }
@@ -162,7 +196,8 @@ const OpInfo& maxpool2d_op() {
   static const OpInfo op{
       "maxpool2d",
       "`maxpool2d_forward`, `maxpool2d_backward`",
-      {{Backend::CpuReference, "loops, argmax kept for backward"},
+      {{Backend::CpuReference, "loops, argmax kept for backward; bfloat16/float16 with float32 math",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
        {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
        {Backend::CudaVendor, "cudnnPoolingForward/Backward (x and y instead of argmax)"}}};
   return op;
@@ -172,7 +207,8 @@ const OpInfo& avgpool2d_op() {
   static const OpInfo op{
       "avgpool2d",
       "`avgpool2d_forward`, `avgpool2d_backward`",
-      {{Backend::CpuReference, "loops"},
+      {{Backend::CpuReference, "loops; bfloat16/float16 with float32 math",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
        {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
        {Backend::CudaVendor, "cudnnPoolingForward; backward runs ours"}}};
   return op;
@@ -182,7 +218,9 @@ const OpInfo& global_avgpool_op() {
   static const OpInfo op{
       "global_avgpool",
       "`global_avgpool_forward`, `global_avgpool_backward`",
-      {{Backend::CpuReference, "loops"}, {Backend::CudaHandwritten, "a warp per (n, c) plane"}}};
+      {{Backend::CpuReference, "loops; bfloat16/float16 with float32 math",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
+       {Backend::CudaHandwritten, "a warp per (n, c) plane"}}};
   return op;
 }
 
@@ -206,7 +244,7 @@ void maxpool2d_forward(Backend b, Tensor& y, Tensor& argmax, const Tensor& x, Po
   check_argmax(who, argmax, y);
   check_backend(maxpool2d_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
-    dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    dispatch_storage(x.dtype(), who, [&]<typename T>() {
       cpu::maxpool2d_forward<T>(y.data<T>(), argmax.data<int32_t>(), x.data<T>(), cpu_geometry(g));
     });
     return;
@@ -232,7 +270,7 @@ void maxpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x
   check_argmax(who, argmax, dy);
   check_backend(maxpool2d_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
-    dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    dispatch_storage(x.dtype(), who, [&]<typename T>() {
       cpu::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), argmax.data<int32_t>(),
                                  cpu_geometry(g));
     });
@@ -252,7 +290,7 @@ void avgpool2d_forward(Backend b, Tensor& y, const Tensor& x, Pool2dParams p) {
   const cuda::PoolGeometry g = pool_geometry(who, x, y, p);
   check_backend(avgpool2d_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
-    dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    dispatch_storage(x.dtype(), who, [&]<typename T>() {
       cpu::avgpool2d_forward<T>(y.data<T>(), x.data<T>(), cpu_geometry(g));
     });
     return;
@@ -270,7 +308,7 @@ void avgpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, Pool2dParams p)
   const cuda::PoolGeometry g = pool_geometry(who, dx, dy, p);
   check_backend(avgpool2d_op(), b, dx.device(), dx.dtype(), who);
   if (b == Backend::CpuReference) {
-    dispatch_floating(dx.dtype(), who, [&]<typename T>() {
+    dispatch_storage(dx.dtype(), who, [&]<typename T>() {
       cpu::avgpool2d_backward<T>(dx.data<T>(), dy.data<T>(), cpu_geometry(g));
     });
     return;
@@ -295,7 +333,7 @@ void global_avgpool_forward(Backend b, Tensor& y, const Tensor& x) {
   MINIDL_CHECK(HW > 0, who, ": input ", x.shape(), " has no pixels to average");
   check_backend(global_avgpool_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
-    dispatch_floating(x.dtype(), who, [&]<typename T>() {
+    dispatch_storage(x.dtype(), who, [&]<typename T>() {
       cpu::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), NC, HW);
     });
     return;
@@ -320,7 +358,7 @@ void global_avgpool_backward(Backend b, Tensor& dx, const Tensor& dy) {
   MINIDL_CHECK(HW > 0, who, ": input gradient ", dx.shape(), " has no pixels");
   check_backend(global_avgpool_op(), b, dx.device(), dx.dtype(), who);
   if (b == Backend::CpuReference) {
-    dispatch_floating(dx.dtype(), who, [&]<typename T>() {
+    dispatch_storage(dx.dtype(), who, [&]<typename T>() {
       cpu::global_avgpool_backward<T>(dx.data<T>(), dy.data<T>(), NC, HW);
     });
     return;

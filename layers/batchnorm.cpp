@@ -64,8 +64,9 @@ Tensor BatchNorm2d::forward(const Tensor& x, Mode mode) {
   ensure_tensor(y_, x.shape(), x.dtype(), x.device());
   const BatchNormParams p{cfg_.momentum, cfg_.eps};
   if (mode == Mode::Train) {
-    ensure_tensor(save_mean_, Shape{cfg_.channels}, x.dtype(), x.device());
-    ensure_tensor(save_invstd_, Shape{cfg_.channels}, x.dtype(), x.device());
+    // Statistics in the parameters' dtype: float32 also for a bfloat16/float16 input.
+    ensure_tensor(save_mean_, Shape{cfg_.channels}, gamma_->value.dtype(), x.device());
+    ensure_tensor(save_invstd_, Shape{cfg_.channels}, gamma_->value.dtype(), x.device());
     if (sync_) {
       forward_sync(x, p);
     } else {

@@ -2,6 +2,8 @@
 // Gradient rule (layers/module.h): dx is overwritten, weight.grad and bias.grad accumulate.
 #include "layers/conv2d.h"
 
+#include "kernels/convert.h"
+
 #include "core/init.h"
 
 namespace minidl {
@@ -52,7 +54,13 @@ int64_t Conv2d::forward_flops(const Shape& in) const {
 Tensor Conv2d::forward(const Tensor& x, Mode) {
   check_input(x);
   ensure_tensor(y_, output_shape(x.shape()), x.dtype(), x.device());
-  conv2d_forward(y_, x, weight_->value, bias_ ? &bias_->value : nullptr, {cfg_.stride, cfg_.pad});
+  if (is_low_precision(x.dtype())) {
+    ensure_tensor(weight_lp_, weight_->value.shape(), x.dtype(), x.device());
+    convert(weight_lp_, weight_->value);
+  } else {
+    weight_lp_ = weight_->value;
+  }
+  conv2d_forward(y_, x, weight_lp_, bias_ ? &bias_->value : nullptr, {cfg_.stride, cfg_.pad});
   x_ = x;
   return y_;
 }
@@ -65,7 +73,7 @@ Tensor Conv2d::backward(const Tensor& dy) {
   if (bias_) conv2d_backward_bias(bias_->grad, dy);
   if (!needs_input_grad_) return Tensor();
   ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device());
-  conv2d_backward_data(dx_, dy, weight_->value, p);
+  conv2d_backward_data(dx_, dy, weight_lp_, p);
   return dx_;
 }
 

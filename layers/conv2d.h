@@ -39,6 +39,9 @@ class Conv2d : public Module {
   Parameter* weight_ = nullptr;
   Parameter* bias_ = nullptr;
   Tensor x_, y_, dx_;
+  // Mixed precision (a bfloat16/float16 input, autocast's policy): the float32 weight rounded to
+  // the input's dtype, once per forward; its gradient accumulates into the float32 weight.grad.
+  Tensor weight_lp_;
 };
 
 }  // namespace minidl

@@ -3,6 +3,8 @@
 // bias.grad accumulate.
 #include "layers/linear.h"
 
+#include "kernels/convert.h"
+
 #include "core/init.h"
 
 namespace minidl {
@@ -45,7 +47,13 @@ Tensor Linear::forward(const Tensor& x, Mode) {
   in_shape_ = x.shape();
   x2d_ = x.view(Shape{out[0], cfg_.in_features});
   ensure_tensor(y_, out, x.dtype(), x.device());
-  linear_forward(y_, x2d_, weight_->value, bias_ ? &bias_->value : nullptr);
+  if (is_low_precision(x.dtype())) {
+    ensure_tensor(weight_lp_, weight_->value.shape(), x.dtype(), x.device());
+    convert(weight_lp_, weight_->value);
+  } else {
+    weight_lp_ = weight_->value;
+  }
+  linear_forward(y_, x2d_, weight_lp_, bias_ ? &bias_->value : nullptr);
   return y_;
 }
 
@@ -54,11 +62,11 @@ Tensor Linear::backward(const Tensor& dy) {
   check_shape(dy, y_.shape(), who().c_str(), "output gradient");
   Tensor* db = bias_ ? &bias_->grad : nullptr;
   if (!needs_input_grad_) {
-    linear_backward(nullptr, weight_->grad, db, dy, x2d_, weight_->value);
+    linear_backward(nullptr, weight_->grad, db, dy, x2d_, weight_lp_);
     return Tensor();
   }
   ensure_tensor(dx_, x2d_.shape(), x2d_.dtype(), x2d_.device());
-  linear_backward(&dx_, weight_->grad, db, dy, x2d_, weight_->value);
+  linear_backward(&dx_, weight_->grad, db, dy, x2d_, weight_lp_);
   return dx_.view(in_shape_);
 }
 

@@ -33,6 +33,8 @@ class Linear : public Module {
   Parameter* bias_ = nullptr;
   Shape in_shape_;
   Tensor x2d_, y_, dx_;
+  // Mixed precision: the float32 weight rounded to a bfloat16/float16 input's dtype (as Conv2d).
+  Tensor weight_lp_;
 };
 
 }  // namespace minidl

@@ -125,8 +125,10 @@ void Module::check_input(const Tensor& x) const {
   if (!has_state_) return;  // stateless layers run wherever their input is
   MINIDL_CHECK(x.device() == device_, who(), ": input is on ", x.device(), " but the layer is on ",
                device_, " (move the model with .to(device) or the input with .to(", device_, "))");
-  MINIDL_CHECK(x.dtype() == dtype_, who(), ": input has dtype ", x.dtype(), " but the layer has ",
-               dtype_);
+  // A float32 layer also takes bfloat16/float16 input (mixed precision: its float32 parameters are
+  // the master weights; the ops take 16-bit activations, kernels/backend.h's dtype column).
+  MINIDL_CHECK(x.dtype() == dtype_ || (dtype_ == DType::F32 && is_low_precision(x.dtype())),
+               who(), ": input has dtype ", x.dtype(), " but the layer has ", dtype_);
 }
 
 void Module::set_backward_hook(const BackwardHook& hook) {

@@ -13,7 +13,7 @@
 #   scripts/bench-cpu.sh                 # both stages, build in build/
 #   scripts/bench-cpu.sh train           # only the step table
 # BUILD (build), MODELS ("resnet20 resnet18 alexnet"), BATCHES ("32 128"), ROUNDS (3), STEPS (5),
-# WARMUP (2), CPU_PATHS (onednn,handwritten: bench_train's --cpu-kernels names, which
+# WARMUP (2), PRECISIONS (fp32; fp32,bf16 adds the autocast runs), CPU_PATHS (onednn,handwritten: bench_train's --cpu-kernels names, which
 # bench_kernels also takes for cpu-fast,cpu-reference) shorten or change a run. PyTorch must be installed
 # (pip install torch); nothing else here needs it.
 set -uo pipefail
@@ -30,6 +30,7 @@ rounds=${ROUNDS:-3}
 steps=${STEPS:-5}
 warmup=${WARMUP:-2}
 paths=${CPU_PATHS:-onednn,handwritten}
+precisions=${PRECISIONS:-fp32}  # e.g. fp32,bf16: each for minidl and for torch (torch.autocast)
 say() { echo; echo "=== $(date -u '+%Y-%m-%d %H:%M:%S UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg): $*"; }
 
 say "machine"
@@ -53,7 +54,7 @@ for stage in $stages; do
           say "train: $model batch $batch, $rounds interleaved rounds"
           python3 benchmarks/compare.py run-train --build "$build" --device cpu --model "$model" \
             --batch-size "$batch" --steps "$steps" --warmup-steps "$warmup" --cpu-kernels "$paths" \
-            --repeats "$rounds" --logs "$OUT/logs" --markdown
+            --precisions "$precisions" --repeats "$rounds" --logs "$OUT/logs" --markdown
         done
       done
       say "train: all models"

@@ -5,6 +5,7 @@
 #include "kernels/backend.h"
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/gemm.h"
+#include "kernels/optimizer.h"
 #include "kernels/softmax_xent.h"
 
 using namespace minidl;
@@ -163,7 +165,7 @@ TEST_CASE("check_backend names the op, the backend and the fix", "[backend]") {
   if (built_with_cuda()) {
     CHECK_THROWS_WITH(
         check_backend(conv2d_op(), Backend::CudaCublas, kGpu, DType::F64, "conv2d_forward"),
-        Catch::Contains("float32 only, got float64 (float64 runs on the CPU)"));
+        Catch::Contains("computes in float32, got float64 (float64 runs on the CPU)"));
   } else {
     CHECK_THROWS_WITH(
         check_backend(conv2d_op(), Backend::CudaCublas, kGpu, DType::F32, "conv2d_forward"),
@@ -175,6 +177,53 @@ TEST_CASE("check_backend names the op, the backend and the fix", "[backend]") {
   Tensor a = Tensor::zeros(Shape{2, 2}, DType::F32), c = Tensor::zeros(Shape{2, 2}, DType::F32);
   CHECK_THROWS_WITH(matmul(Backend::CpuFast, c, a, a, false, false),
                     Catch::Contains("gemm has no cpu-fast backend"));
+}
+
+TEST_CASE("the op table's dtype column: bfloat16/float16 select by the same rule", "[backend][half]") {
+  // Every op's cpu-reference takes float32 and float64; the ops of the mixed-precision policy
+  // also bfloat16 and float16 (kernels/backend.h), the others none of them.
+  for (const OpInfo* op : op_table()) {
+    INFO(op->name);
+    const std::vector<DType> ds = op->dtypes(Backend::CpuReference);
+    CHECK(std::find(ds.begin(), ds.end(), DType::F32) != ds.end());
+    CHECK(std::find(ds.begin(), ds.end(), DType::F64) != ds.end());
+  }
+  for (const char* name : {"conv2d", "gemm", "linear", "batchnorm", "activation", "maxpool2d",
+                           "avgpool2d", "global_avgpool", "dropout", "elementwise", "convert"}) {
+    INFO(name);
+    CHECK(find_op(name).computes(Backend::CpuReference, DType::BF16));
+    CHECK(find_op(name).computes(Backend::CpuReference, DType::F16));
+  }
+  CHECK_FALSE(optimizer_op().computes(Backend::CpuReference, DType::BF16));
+  CHECK_FALSE(conv2d_op().computes(Backend::CpuFast, DType::F16));  // no AVX512-FP16 path
+  CHECK(conv2d_op().computes(Backend::CpuFast, DType::BF16) == cpu_has_bf16());
+
+  DeviceSettings s;
+  s.cpu_kernels = CpuKernels::Handwritten;
+  {
+    ScopedDeviceSettings guard(s);
+    CHECK(select_conv2d_backend(kCpu, DType::BF16) == Backend::CpuReference);
+  }
+  if (onednn_available()) {
+    s.cpu_kernels = CpuKernels::Onednn;
+    ScopedDeviceSettings guard(s);
+    // cpu-fast computes bfloat16 where the CPU has AVX512_BF16 (a declared rule of the table),
+    // float16 never: both go to cpu-reference otherwise, which computes them.
+    CHECK(select_conv2d_backend(kCpu, DType::BF16) ==
+          (cpu_has_bf16() ? Backend::CpuFast : Backend::CpuReference));
+    CHECK(select_conv2d_backend(kCpu, DType::F16) == Backend::CpuReference);
+    CHECK_THROWS_WITH(
+        check_backend(conv2d_op(), Backend::CpuFast, kCpu, DType::F16, "conv2d_forward"),
+        Catch::Contains("cpu-fast backend of conv2d computes in float32, bfloat16, got float16"));
+  }
+  // An op outside the policy names the dtype and the flag.
+  CHECK_THROWS_WITH(
+      check_backend(optimizer_op(), Backend::CpuReference, kCpu, DType::BF16, "sgd_update"),
+      Catch::Contains("sgd_update") && Catch::Contains("bfloat16") &&
+          Catch::Contains("--precision"));
+  // The Markdown table has the column, one line per backend.
+  CHECK(op_table_markdown().find("| op | functions | backends | dtypes |") == 0);
+  CHECK(op_table_markdown().find("`cpu-fast`: float32, bfloat16") != std::string::npos);
 }
 
 TEST_CASE("docs/ARCHITECTURE.md lists the op table as the code declares it", "[backend][docs]") {

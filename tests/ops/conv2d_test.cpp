@@ -211,7 +211,7 @@ TEST_CASE("conv2d: each backend refuses other dtypes and tensors on two devices"
                       Catch::Contains("conv2d_forward") && Catch::Contains(dtype_name(other)));
     // float64 on a backend that computes in float32 only; on a GPU the selecting form refuses
     // it too (there is no float64 CUDA backend to select).
-    const std::vector<DType> dtypes = backend_dtypes(c.backend);
+    const std::vector<DType> dtypes = conv2d_op().dtypes(c.backend);
     if (std::find(dtypes.begin(), dtypes.end(), DType::F64) == dtypes.end()) {
       const Tensor x64 = Tensor::zeros(xs, DType::F64, c.device);
       const Tensor w64 = Tensor::zeros(ws, DType::F64, c.device);

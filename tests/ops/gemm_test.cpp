@@ -163,7 +163,7 @@ TEST_CASE("matmul: every backend computes a small product exactly and refuses fl
     Tensor C = poisoned(c, Shape{2, 2});
     matmul(c.backend, C, A, B, false, false, 1.0, 0.0);
     CHECK(to_doubles(C) == std::vector<double>{4, 5, 10, 11});
-    const std::vector<DType> dtypes = backend_dtypes(c.backend);
+    const std::vector<DType> dtypes = gemm_op().dtypes(c.backend);
     if (std::find(dtypes.begin(), dtypes.end(), DType::F64) == dtypes.end()) {
       const Tensor A64 = Tensor::zeros(Shape{2, 3}, DType::F64, c.device);
       const Tensor B64 = Tensor::zeros(Shape{3, 2}, DType::F64, c.device);

@@ -17,7 +17,9 @@ std::string BackendCase::name() const {
 void set_tested_device_type(DeviceType t) { g_tested = t; }
 DeviceType tested_device_type() { return g_tested; }
 
-std::vector<BackendCase> backend_cases(const OpInfo& op, bool with_reference) {
+namespace {
+// The runnable backends of `op` on the tested device type, each with every dtype its entry lists.
+std::vector<BackendCase> all_cases(const OpInfo& op) {
   std::vector<BackendCase> out;
   for (const OpBackend& ob : op.backends) {
     const Backend b = ob.backend;
@@ -31,11 +33,33 @@ std::vector<BackendCase> backend_cases(const OpInfo& op, bool with_reference) {
       continue;
     }
     const Device d = g_tested == DeviceType::CPU ? Device::cpu() : Device::cuda(0);
-    for (DType t : backend_dtypes(b)) {
-      if (b == Backend::CpuReference && t == DType::F64 && !with_reference) continue;
+    for (DType t : op.dtypes(b)) {
+      if (!op.computes(b, t)) {
+        WARN(op.name << ": " << backend_name(b) << " " << dtype_name(t)
+                     << " is not tested here: this CPU has no AVX512_BF16");
+        continue;
+      }
       out.push_back({b, t, d});
     }
   }
+  return out;
+}
+}  // namespace
+
+std::vector<BackendCase> backend_cases(const OpInfo& op, bool with_reference) {
+  std::vector<BackendCase> out;
+  for (const BackendCase& c : all_cases(op)) {
+    if (is_low_precision(c.dtype)) continue;
+    if (c.backend == Backend::CpuReference && c.dtype == DType::F64 && !with_reference) continue;
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::vector<BackendCase> low_precision_cases(const OpInfo& op) {
+  std::vector<BackendCase> out;
+  for (const BackendCase& c : all_cases(op))
+    if (is_low_precision(c.dtype)) out.push_back(c);
   return out;
 }
 

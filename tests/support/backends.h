@@ -30,9 +30,15 @@ struct BackendCase {
 void set_tested_device_type(DeviceType t);
 DeviceType tested_device_type();
 
-// Every runnable backend of `op` on the tested device type, at every dtype it computes in. The
-// float64 cpu-reference (the reference itself) is left out unless `with_reference`.
+// Every runnable backend of `op` on the tested device type, at every full-precision dtype it
+// computes in (float32, float64). The float64 cpu-reference (the reference itself) is left out
+// unless `with_reference`. The bfloat16/float16 cases are low_precision_cases(op): their bounds
+// come from the 16-bit unit roundoff (tests/ops/low_precision_test.cpp), not float32's.
 std::vector<BackendCase> backend_cases(const OpInfo& op, bool with_reference = false);
+// Every runnable backend of `op` on the tested device type at bfloat16 and float16, where the op
+// table lists it (OpInfo::computes: cpu-fast bfloat16 only on CPUs with AVX512_BF16; the case
+// left out otherwise is named in a WARN).
+std::vector<BackendCase> low_precision_cases(const OpInfo& op);
 
 // The settings under which select_backend picks `b` (kernels = handwritten/cublas/cudnn,
 // cpu_kernels = handwritten/onednn), for tests that run a whole layer or model on one backend.

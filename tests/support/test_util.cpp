@@ -67,6 +67,12 @@ void poison(Tensor& t) {
       for (size_t i = 0; i < host.size(); i += 8) std::memcpy(&host[i], &nan, 8);
       break;
     }
+    case DType::BF16:
+    case DType::F16: {  // a quiet NaN in either format
+      const uint16_t nan = t.dtype() == DType::BF16 ? 0x7fc0 : 0x7e00;
+      for (size_t i = 0; i < host.size(); i += 2) std::memcpy(&host[i], &nan, 2);
+      break;
+    }
     default: std::memset(host.data(), 0x7f, host.size());
   }
   memcpy_any(t.raw_data(), t.device(), host.data(), Device::cpu(), host.size());
@@ -79,6 +85,8 @@ std::vector<double> to_doubles(const Tensor& t) {
     case DType::F64: return t.to_vector<double>();
     case DType::I32: { auto v = t.to_vector<int32_t>(); std::copy(v.begin(), v.end(), out.begin()); break; }
     case DType::U8: { auto v = t.to_vector<uint8_t>(); std::copy(v.begin(), v.end(), out.begin()); break; }
+    case DType::BF16: { auto v = t.to_vector<bf16>(); for (size_t i = 0; i < v.size(); ++i) out[i] = to_float(v[i]); break; }
+    case DType::F16: { auto v = t.to_vector<f16>(); for (size_t i = 0; i < v.size(); ++i) out[i] = to_float(v[i]); break; }
     default: throw_error(str("to_doubles: unsupported ", t.describe()));
   }
   return out;
@@ -90,6 +98,18 @@ Tensor cast(const Tensor& t, DType dtype) {
   if (dtype == DType::F32) return Tensor::from_vector(std::vector<float>(v.begin(), v.end()), t.shape());
   if (dtype == DType::I32)
     return Tensor::from_vector(std::vector<int32_t>(v.begin(), v.end()), t.shape());
+  // 16-bit floats: double -> float -> 16 bits (exact for the float32 values tests draw, then one
+  // rounding as core/half.h does it).
+  if (dtype == DType::BF16) {
+    std::vector<bf16> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) h[i] = to_bf16(static_cast<float>(v[i]));
+    return Tensor::from_vector(h, t.shape());
+  }
+  if (dtype == DType::F16) {
+    std::vector<f16> h(v.size());
+    for (size_t i = 0; i < v.size(); ++i) h[i] = to_f16(static_cast<float>(v[i]));
+    return Tensor::from_vector(h, t.shape());
+  }
   throw_error(str("cast: unsupported target ", dtype));
 }
 

@@ -31,7 +31,7 @@ void poison(Tensor& t);
 
 // Elements as doubles on the host (any device and dtype).
 std::vector<double> to_doubles(const Tensor& t);
-// CPU copy converted to `dtype` (float32 <-> float64).
+// CPU copy converted to `dtype` (float32, float64, bfloat16, float16, int32).
 Tensor cast(const Tensor& t, DType dtype);
 
 // Root mean square of the values (0 for an empty tensor): the scale of an absolute tolerance for

@@ -1,0 +1,66 @@
+// Mixed precision (--precision fp32|bf16|fp16) with torch.autocast's policy, and one training step
+// under it, shared by `train` (engine/trainer.cpp) and `bench_train`.
+//
+//   fp32  every tensor float32 (the default; the step is zero_grad, forward, loss, backward, step).
+//   bf16  the batch is rounded to bfloat16 once; every layer then computes from and stores 16-bit
+//   fp16  activations (float16 likewise):
+//           conv2d, linear: 16-bit inputs and a 16-bit copy of the float32 weight made per forward,
+//             float32 accumulation, 16-bit output; their weight and bias gradients accumulate in
+//             float32 into the float32 master gradients (layers/conv2d.cpp, layers/linear.cpp);
+//           batchnorm: 16-bit x and y, float32 statistics, parameters and running statistics;
+//           activations, pooling, the residual sums: 16-bit in and out, float32 math;
+//         the logits are converted to float32 for softmax-cross-entropy and the loss; the loss
+//         gradient goes back to 16 bits; the optimizer updates the float32 master weights from the
+//         float32 gradient buffer. Activation memory halves.
+//   fp16  adds dynamic loss scaling (optim/grad_scaler.h, GradScaler's rules): the loss gradient is
+//         multiplied by the scale before backward, the gradients divided by it after; a step with
+//         an inf or NaN gradient is skipped.
+//
+// Which backend computes each op at 16 bits is the op table's dtype column (kernels/backend.h): on
+// the CPU, bfloat16 convolutions run on oneDNN where the CPU has AVX512_BF16 and everything else on
+// cpu-reference, float32 math on 16-bit memory. An op without a 16-bit backend on the device
+// (every CUDA op but convert in this version) stops the first step with an error naming the op
+// and --precision.
+#pragma once
+
+#include <cstdint>
+
+#include "core/registry.h"
+#include "core/tensor.h"
+#include <functional>
+
+#include "layers/loss.h"
+#include "layers/module.h"
+#include "optim/grad_scaler.h"
+#include "optim/optimizer.h"
+
+namespace minidl {
+
+enum class Precision : uint8_t { FP32, BF16, FP16 };
+
+// fp32, bf16, fp16: the --precision flag's choices.
+const Registry<Precision>& precisions();
+const char* precision_name(Precision p);
+// The dtype activations are stored in: float32, bfloat16, float16.
+DType activation_dtype(Precision p);
+// The loss scaler the precision needs: enabled for fp16 only.
+GradScaler make_grad_scaler(Precision p);
+
+// One training step of `model` on (images, labels) under precision p's policy (above). images are
+// float32 (the loader's output). Returns false when the step was skipped (fp16: a gradient was inf
+// or NaN; the weights and the optimizer state are untouched and the scale halves), true otherwise.
+//
+// `hooks` lets the caller act at two points of the step without copying it: after_backward runs
+// once backward has written every gradient (still loss-scaled under fp16: the data-parallel
+// all-reduce finishes here, so every rank unscales, and skips, on the same gradients);
+// before_update runs on the gradients the optimizer will apply (unscaled; --trace-steps reads them).
+struct StepHooks {
+  std::function<void()> before_backward;  // e.g. arm the bucketed all-reduce (dist/grad_sync.h)
+  std::function<void()> after_backward;
+  std::function<void()> before_update;
+};
+bool train_step(Module& model, SoftmaxCrossEntropy& criterion, Optimizer& opt, GradScaler& scaler,
+                Precision p, const Tensor& images, const Tensor& labels, double lr,
+                const StepHooks& hooks = {});
+
+}  // namespace minidl

@@ -1,0 +1,59 @@
+// Dtype conversion: argument checks, dispatch and the CPU loop (formulas in convert.h). The CUDA
+// kernel is in convert.cu; both convert one element with the functions of core/half.h.
+#include "kernels/convert.h"
+
+namespace minidl {
+
+const OpInfo& convert_op() {
+  static const OpInfo op{
+      "convert",
+      "`convert`, `to_dtype`",
+      {{Backend::CpuReference, "a loop, core/half.h per element",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
+       {Backend::CudaHandwritten, "one thread per element, core/half.h",
+        {DType::F32, DType::BF16, DType::F16}}}};
+  return op;
+}
+
+Backend select_convert_backend(const Device& d, DType dtype) {
+  return select_backend(convert_op(), d, dtype);
+}
+
+void convert(Tensor& out, const Tensor& in) {
+  convert(select_convert_backend(in.device(), in.dtype()), out, in);
+}
+
+void convert(Backend b, Tensor& out, const Tensor& in) {
+  const char* who = "convert";
+  MINIDL_CHECK(out.numel() == in.numel(), who, ": cannot convert ", in.describe(), " into ",
+               out.describe(), " (different element counts)");
+  check_same_device(out, in, who);
+  MINIDL_CHECK(is_floating(in.dtype()) && is_floating(out.dtype()), who,
+               ": converts between float32, float64, bfloat16 and float16, got ", in.describe(),
+               " into ", out.describe());
+  check_backend(convert_op(), b, in.device(), in.dtype(), who);
+  check_backend(convert_op(), b, in.device(), out.dtype(), who);
+  const int64_t n = in.numel();
+  if (b == Backend::CudaHandwritten) {
+    MINIDL_IF_CUDA(cuda::convert(out.raw_data(), out.dtype(), in.raw_data(), in.dtype(), n,
+                                 cuda_context(in.device())));
+    return;
+  }
+  dispatch_storage(in.dtype(), who, [&]<typename In>() {
+    dispatch_storage(out.dtype(), who, [&]<typename Out>() {
+      const In* src = static_cast<const In*>(in.raw_data());
+      Out* dst = static_cast<Out*>(out.raw_data());
+#pragma omp parallel for if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) dst[i] = narrow<Out>(static_cast<compute_t<Out>>(widen(src[i])));
+    });
+  });
+}
+
+Tensor to_dtype(const Tensor& in, DType dtype) {
+  if (in.dtype() == dtype) return in;
+  Tensor out = Tensor::empty(in.shape(), dtype, in.device());
+  convert(out, in);
+  return out;
+}
+
+}  // namespace minidl
