@@ -6,7 +6,8 @@
 //
 // Shapes: ResNet's (4,64,32,32), (3,256,8,8), (1,512,4,4) (float4 path, one slice per channel),
 // (32,16,32,32) (several slices per channel), awkward (3,5,7,9) and (13,16,31,31) (odd HW: scalar
-// path; slices that end inside a plane and a shorter last slice), and HW = 1. Inputs have a mean
+// path; slices that end inside a plane and a shorter last slice), HW = 42 (even, not a multiple of
+// the float4 width) and HW = 1. Inputs have a mean
 // offset and a spread != 1, so that a kernel that skipped the centring or the scaling could not
 // match; three shapes also run with the mean far from 0 (|mean| = 10 std), where a one-pass
 // variance E[x^2] - E[x]^2 in float32 would lose the digits the checks below require.
@@ -20,6 +21,7 @@
 // atol = 1e-5 sqrt(M) there. Every comparison also requires a relative L2 error below 1e-5.
 #include "kernels/batchnorm.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <vector>
@@ -43,6 +45,7 @@ const BnCase kCases[] = {
     {Shape{3, 5, 7, 9}, 0.5, 2.0},    {Shape{13, 16, 31, 31}, 0.5, 2.0},
     {Shape{16, 3, 1, 1}, 0.5, 2.0},   {Shape{3, 5, 7, 9}, 5.0, 0.5},
     {Shape{16, 3, 1, 1}, 5.0, 0.5},   {Shape{4, 6, 32, 32}, 5.0, 0.5},
+    {Shape{5, 3, 6, 7}, 0.5, 2.0},  // HW % 4 == 2: the scalar path, not a partial float4
 };
 
 // float32 CPU tensor of N(mean, std^2) values.
@@ -169,6 +172,81 @@ TEST_CASE("batchnorm eval mode on every backend matches float64", "[ops][batchno
       // Eval must leave the running statistics alone.
       CHECK(to_doubles(grm) == to_doubles(ch.running_mean));
       CHECK(to_doubles(grv) == to_doubles(ch.running_var));
+    }
+  }
+}
+
+TEST_CASE("batchnorm with running_var or batch variance near 0 on every backend matches float64",
+          "[ops][batchnorm][sanitize]") {
+  // A channel that was constant in training has running_var ~ 0: there eps alone keeps 1/sqrt(var
+  // + eps) finite (316 for var = 0, eps = 1e-5), and a kernel that dropped eps or added it twice
+  // would be off by a factor ~1.4 or more (inf at var = 0). The other tests' running_var of 0.5 to
+  // 2 hide such an error inside the tolerance. The same in train mode, where a constant channel
+  // has batch variance 0. Shapes: float4 path and scalar (odd HW) path.
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const BatchNormParams p{};
+  const Backend ref = Backend::CpuReference;
+  for (const Shape& s : {Shape{3, 6, 8, 8}, Shape{5, 6, 7, 9}}) {
+    const int64_t C = s[1];
+    const double M = static_cast<double>(s.numel() / C);
+    const Shape cs{C};
+    const Tensor x = normal_f32(s, g, 0.5, 2.0), dy = normal_f32(s, g, 0.0, 1.0);
+    Channels ch(C, g);
+    ch.running_var = Tensor::from_vector<float>({0.f, 1e-7f, 1e-6f, 5e-6f, 1e-5f, 3e-5f}, cs);
+    const Tensor dgamma0 = uniform_tensor(cs, g, -1, 1, DType::F32);
+    const Tensor dbeta0 = uniform_tensor(cs, g, -1, 1, DType::F32);
+    const Tensor x64 = cast(x, DType::F64), gamma64 = cast(ch.gamma, DType::F64);
+    const Tensor rm64 = cast(ch.running_mean, DType::F64), rv64 = cast(ch.running_var, DType::F64);
+    Tensor ry = Tensor::empty(s, DType::F64);
+    batchnorm_forward_eval(ref, ry, x64, gamma64, cast(ch.beta, DType::F64), rm64, rv64, p);
+    Tensor rdx = Tensor::empty(s, DType::F64), rdg = cast(dgamma0, DType::F64),
+           rdb = cast(dbeta0, DType::F64);
+    batchnorm_backward_eval(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64, rm64, rv64, p);
+    for (const BackendCase& c : backend_cases(batchnorm_op())) {
+      INFO("shape " << s << ", " << c.name());
+      const Tensor gx = to_case(c, x), ggamma = to_case(c, ch.gamma);
+      const Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
+      Tensor gy = poisoned(c, s);
+      batchnorm_forward_eval(c.backend, gy, gx, ggamma, to_case(c, ch.beta), grm, grv, p);
+      Tensor gdx = poisoned(c, s), gdg = to_case(c, dgamma0), gdb = to_case(c, dbeta0);
+      batchnorm_backward_eval(c.backend, gdx, gdg, gdb, to_case(c, dy), gx, ggamma, grm, grv, p);
+      // The eval test's bounds scaled by invstd <= 1/sqrt(eps) = 316: y, dx and dgamma are
+      // proportional to invstd, so their float32 rounding is too (float32 eps = 1e-5 is itself
+      // within 3e-8 relative of the float64 one). dbeta = sum dy does not involve invstd.
+      const double k = 1 / std::sqrt(p.eps);
+      expect_close("y", gy, ry, 1e-5 * k, 1e-5, 1e-5);
+      expect_close("dx", gdx, rdx, 1e-5 * k, 1e-5, 1e-5);
+      expect_close("dgamma", gdg, rdg, 1e-5 * k * std::sqrt(M), 1e-5, 1e-5);
+      expect_close("dbeta", gdb, rdb, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
+
+      // Train mode on the same x with channels 0 and 3 constant (0.75, exact): batch variance 0,
+      // so invstd = 1/sqrt(eps) in every backend (a constant's float mean is exact), y = beta and
+      // dx = gamma invstd (dy - mean dy): the same bounds scaled by k.
+      std::vector<float> xc = x.to_vector<float>();
+      const int64_t HW = s[2] * s[3];
+      for (int64_t n = 0; n < s[0]; ++n)
+        for (int64_t c0 : {0, 3}) std::fill_n(xc.begin() + (n * C + c0) * HW, HW, 0.75f);
+      const Tensor xt = Tensor::from_vector(xc, s), xt64 = cast(xt, DType::F64);
+      Tensor rty = Tensor::empty(s, DType::F64), rtm = Tensor::empty(cs, DType::F64),
+             rti = Tensor::empty(cs, DType::F64), rrm = rm64.clone(), rrv = rv64.clone();
+      batchnorm_forward_train(ref, rty, rtm, rti, rrm, rrv, xt64, gamma64,
+                              cast(ch.beta, DType::F64), p);
+      Tensor ty = poisoned(c, s), tm = poisoned(c, cs), ti = poisoned(c, cs);
+      Tensor trm = to_case(c, ch.running_mean), trv = to_case(c, ch.running_var);
+      const Tensor gxt = to_case(c, xt);
+      batchnorm_forward_train(c.backend, ty, tm, ti, trm, trv, gxt, ggamma, to_case(c, ch.beta),
+                              p);
+      Tensor tdx = poisoned(c, s), tdg = to_case(c, dgamma0), tdb = to_case(c, dbeta0);
+      batchnorm_backward_train(c.backend, tdx, tdg, tdb, to_case(c, dy), gxt, ggamma, tm, ti, p);
+      Tensor rtdx = Tensor::empty(s, DType::F64), rtdg = cast(dgamma0, DType::F64),
+             rtdb = cast(dbeta0, DType::F64);
+      batchnorm_backward_train(ref, rtdx, rtdg, rtdb, cast(dy, DType::F64), xt64, gamma64,
+                               cast(tm, DType::F64), cast(ti, DType::F64), p);
+      expect_close("train y", ty, rty, 1e-5 * k, 1e-5, 1e-5);
+      expect_close("train save_invstd", ti, rti, 1e-7, 1e-5, 1e-5);
+      expect_close("train dx", tdx, rtdx, 1e-5 * k, 1e-5, 1e-5);
     }
   }
 }
