@@ -40,12 +40,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -f "$catalogue" ] || { echo "mutation-check: no catalogue at $catalogue" >&2; exit 2; }
-for tree in build build-sim; do
-  [ -f "$root/$tree/build.ninja" ] || {
-    echo "mutation-check: $root/$tree is not configured (see docs/GPU.md: cmake -S . -B $tree -G Ninja ...)" >&2
-    exit 2
-  }
-done
 
 work=$(mktemp -d)
 backup_of=""   # the file currently mutated (relative to root), restored by restore()
@@ -114,16 +108,30 @@ open(path, "w", encoding="utf-8").write(text[:at] + new + text[at + len(old):])
 EOF
 }
 
-# Bring both trees up to date with the unmutated source first, so that a failure below is the
-# mutant's and each rebuild is incremental.
-echo "mutation-check: building both trees unmutated ($(date -u +%H:%M:%S))"
-cmake --build "$root/build" -j "$jobs" --target minidl_tests > "$work/log" 2>&1 &&
-  cmake --build "$root/build-sim" -j "$jobs" --target minidl_cuda_tests minidl_cuda_race_tests \
-    cudasim_oob_demo >> "$work/log" 2>&1 || {
-  tail -30 "$work/log"
-  echo "mutation-check: the unmutated source does not build" >&2
-  exit 2
+# The trees the selected mutants need: build-sim for kernels/*.cu, build for the rest.
+need_sim=0 need_cpu=0
+while IFS= read -r -d '' id && IFS= read -r -d '' file && for _ in 1 2 3 4 5 6 7; do
+        IFS= read -r -d '' _; done; do
+  if [ -n "$only" ] && [[ ",$only," != *",$id,"* ]]; then continue; fi
+  if [[ "$file" == *.cu ]]; then need_sim=1; else need_cpu=1; fi
+done < "$work/records"
+# Bring them up to date with the unmutated source first, so that a failure below is the mutant's
+# and each rebuild is incremental.
+build_unmutated() {
+  local tree="$1"; shift
+  [ -f "$root/$tree/build.ninja" ] || {
+    echo "mutation-check: $root/$tree is not configured (docs/GPU.md: cmake -S . -B $tree -G Ninja ...)" >&2
+    exit 2
+  }
+  echo "mutation-check: building $tree unmutated ($(date -u +%H:%M:%S))"
+  cmake --build "$root/$tree" -j "$jobs" --target "$@" > "$work/log" 2>&1 || {
+    tail -30 "$work/log"
+    echo "mutation-check: the unmutated source does not build in $tree" >&2
+    exit 2
+  }
 }
+[ "$need_cpu" = 1 ] && build_unmutated build minidl_tests
+[ "$need_sim" = 1 ] && build_unmutated build-sim minidl_cuda_tests minidl_cuda_race_tests
 
 printf '%-22s %-30s %-10s %6s  %s\n' "mutant" "file" "result" "secs" "killed by / note"
 total=0 killed=0 survived=0 equivalent=0 errors=0
@@ -188,10 +196,10 @@ while IFS= read -r -d '' id && IFS= read -r -d '' file && IFS= read -r -d '' fro
   printf '%-22s %-30s %-10s %6s  %s\n' "$id" "$file" "$result" "$secs" "${by:0:90}"
 done < "$work/records"
 
-# The last mutant's file was restored with a new time stamp: rebuild so the trees match the source.
-cmake --build "$root/build" -j "$jobs" --target minidl_tests > /dev/null 2>&1
-cmake --build "$root/build-sim" -j "$jobs" --target minidl_cuda_tests minidl_cuda_race_tests \
-  > /dev/null 2>&1
+# Restored files have new time stamps: rebuild so that the trees match the source again.
+[ "$need_cpu" = 1 ] && cmake --build "$root/build" -j "$jobs" --target minidl_tests > /dev/null 2>&1
+[ "$need_sim" = 1 ] && cmake --build "$root/build-sim" -j "$jobs" --target minidl_cuda_tests \
+  minidl_cuda_race_tests > /dev/null 2>&1
 
 counted=$((killed + survived))
 rate=$(awk -v k="$killed" -v c="$counted" 'BEGIN { printf "%.1f", c ? 100 * k / c : 0 }')

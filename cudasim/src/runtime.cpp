@@ -7,8 +7,8 @@
 // ends (to 16 bytes) at an inaccessible page; a fault there is reported with the kernel, the launch
 // site, the block and thread, and the overrun. The up to 15 bytes between the end and the guard
 // (the rounding to 16 bytes that keeps every allocation 16-byte aligned, as cudaMalloc's) hold a
-// canary, a NaN pattern, checked after every launch: a write there fails the launch, naming the
-// kernel and the allocation, and a read there sees NaN.
+// canary, checked after every launch: a write there fails the launch, naming the kernel and the
+// allocation, and a read there sees a float near FLT_MAX.
 #if CUDASIM_WITH_CBLAS
 #include <cblas.h>
 #endif
@@ -79,10 +79,12 @@ std::mutex g_stream_mutex;
 
 const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
 
-// Protect mode: the canary byte at address a of the rounding gap. The gap starts 16-byte aligned
-// relative to the allocation, so each aligned 4-byte word reads as the float NaN 0x7fc5a5a5.
+// Protect mode: the canary byte at address a of the rounding gap. Each aligned 4-byte word reads
+// as the float 0x7f7fa5a5 = 3.39e38, which overflows to inf in any sum or product that reads it.
+// Not a NaN: an off-by-one `out[n] = a[n] + b[n]` would write back a NaN canary's own bits (x86
+// passes the first NaN operand through), and the write would go unseen.
 unsigned char canary_byte(uintptr_t a) {
-  static const unsigned char word[4] = {0xa5, 0xa5, 0xc5, 0x7f};
+  static const unsigned char word[4] = {0xa5, 0xa5, 0x7f, 0x7f};
   return word[a % 4];
 }
 size_t rounded_body(size_t bytes) { return (bytes + 15) / 16 * 16; }
@@ -211,8 +213,9 @@ std::string check_canaries() {
     if (!hit) continue;
     char buf[256];
     std::snprintf(buf, sizeof buf,
-                  "%sout-of-bounds write to bytes %zu..%zu past the end of a %zu-byte device "
-                  "allocation at %p (its rounding to 16 bytes, before the guard page)",
+                  "%sout-of-bounds write: the canary in bytes %zu..%zu past the end of a "
+                  "%zu-byte device allocation at %p (its rounding to 16 bytes, before the guard "
+                  "page) was overwritten",
                   report.empty() ? "" : "; ", first - a.bytes, last - a.bytes, a.bytes,
                   reinterpret_cast<void*>(start));
     report += buf;
