@@ -60,9 +60,9 @@ inline unsigned grid_for(long long n, int threads, int max_blocks = 65535 * 8) {
 }
 
 // Blocks for a grid-stride launch on ctx's device: grid_for(n, threads, max_blocks), lowered to
-// the device's DeviceSettings::max_grid_blocks when that is set. The CUDA tests set it (to
-// kTestGridBlocks, tests/support/backends.h) so that each thread's loop runs several passes on
-// tensors far smaller than the one-pass size of the real caps (2112 blocks of 256 threads).
+// the device's DeviceSettings::max_grid_blocks when that is set. The CUDA tests set it (to 4,
+// test_grid_blocks() in tests/support/backends.h) so that each thread's loop runs several passes
+// on tensors far smaller than the one-pass size of the real caps (2112 blocks of 256 threads).
 unsigned grid_stride_blocks(const CudaContext& ctx, long long n, int threads,
                             int max_blocks = 65535 * 8);
 

@@ -37,12 +37,12 @@ TEST_CASE("activations by hand at -0, 0 and NaN", "[activation]") {
     Activation act;
     std::vector<double> y, dx;
   };
-  for (const Expect& e : {Expect{Activation::ReLU, {0.0, 0.0, 0.0, 1.0}, {0.0, 0.0, 0.0, 1.0}},
-                          Expect{Activation::LeakyReLU, {-0.0, 0.0, nan, 1.0}, {0.5, 0.5, 0.5, 1.0}},
-                          Expect{Activation::Sigmoid, {0.5, 0.5, nan, 1 / (1 + std::exp(-1.0))},
-                                 {0.25, 0.25, nan, 0.0}},
-                          Expect{Activation::Tanh, {-0.0, 0.0, nan, std::tanh(1.0)},
-                                 {1.0, 1.0, nan, 0.0}}}) {
+  const Expect expects[] = {
+      {Activation::ReLU, {0.0, 0.0, 0.0, 1.0}, {0.0, 0.0, 0.0, 1.0}},
+      {Activation::LeakyReLU, {-0.0, 0.0, nan, 1.0}, {0.5, 0.5, 0.5, 1.0}},
+      {Activation::Sigmoid, {0.5, 0.5, nan, 1 / (1 + std::exp(-1.0))}, {0.25, 0.25, nan, 0.0}},
+      {Activation::Tanh, {-0.0, 0.0, nan, std::tanh(1.0)}, {1.0, 1.0, nan, 0.0}}};
+  for (const Expect& e : expects) {
     INFO(activation_name(e.act));
     Tensor y = Tensor::empty(x.shape(), DType::F64), dx = Tensor::empty(x.shape(), DType::F64);
     activation_forward(y, x, e.act, 0.5);

@@ -83,7 +83,8 @@ TEST_CASE("activations at 0, -0 and NaN on every backend as the reference",
   const double slope = 0.5;
   for (Activation act :
        {Activation::ReLU, Activation::LeakyReLU, Activation::Sigmoid, Activation::Tanh}) {
-    Tensor y_ref = Tensor::empty(Shape{n}, DType::F64), dx_ref = Tensor::empty(Shape{n}, DType::F64);
+    Tensor y_ref = Tensor::empty(Shape{n}, DType::F64);
+    Tensor dx_ref = Tensor::empty(Shape{n}, DType::F64);
     activation_forward(ref, y_ref, x64, act, slope);
     activation_backward(ref, dx_ref, dy64, x64, y_ref, act, slope);
     for (const BackendCase& c : backend_cases(activation_op())) {
