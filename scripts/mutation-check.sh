@@ -49,8 +49,26 @@ restore() {
     backup_of=""
   fi
 }
+# Builds and tests run in their own process group, waited for with `wait`, which a trapped signal
+# interrupts: Ctrl-C stops the whole group at once and restores the source. (Run in the
+# foreground, ctest would catch the SIGINT itself and exit as if a test had failed.)
+child=""
+run() {
+  setsid "$@" &
+  child=$!
+  wait "$child"
+  local rc=$?
+  child=""
+  return $rc
+}
+on_interrupt() {
+  [ -n "$child" ] && kill -TERM -- "-$child" 2>/dev/null
+  echo
+  echo "mutation-check: interrupted, source restored" >&2
+  exit 130
+}
 trap 'restore; rm -rf "$work"' EXIT
-trap 'echo; echo "mutation-check: interrupted, source restored" >&2; exit 130' INT TERM
+trap on_interrupt INT TERM
 
 # The catalogue as NUL-separated records: id file from to nth tests race equivalent note.
 python3 - "$catalogue" > "$work/records" <<'EOF' || exit 2
@@ -124,7 +142,7 @@ build_unmutated() {
     exit 2
   }
   echo "mutation-check: building $tree unmutated ($(date -u +%H:%M:%S))"
-  cmake --build "$root/$tree" -j "$jobs" --target "$@" > "$work/log" 2>&1 || {
+  run cmake --build "$root/$tree" -j "$jobs" --target "$@" > "$work/log" 2>&1 || {
     tail -30 "$work/log"
     echo "mutation-check: the unmutated source does not build in $tree" >&2
     exit 2
@@ -165,12 +183,12 @@ while IFS= read -r -d '' id && IFS= read -r -d '' file && IFS= read -r -d '' fro
   fi
   result="" by=""
   # shellcheck disable=SC2086
-  if ! cmake --build "$tree" -j "$jobs" --target $targets > "$work/log" 2>&1; then
+  if ! run cmake --build "$tree" -j "$jobs" --target $targets > "$work/log" 2>&1; then
     result="killed" by="(does not build)"
   else
     for regex in ${tests:+"$tests"} "$suite"; do
       [ "$quick" = 1 ] && [ "$regex" = "$suite" ] && [ -n "$tests" ] && break
-      if ! ctest --test-dir "$tree" -j "$jobs" -R "$regex" -E "$exclude" --stop-on-failure \
+      if ! run ctest --test-dir "$tree" -j "$jobs" -R "$regex" -E "$exclude" --stop-on-failure \
           --timeout 600 > "$work/log" 2>&1; then
         result="killed"
         by=$(grep -E '\*\*\*Failed|\(Failed\)|Exception|Timeout|SEGFAULT|Not Run' "$work/log" |
