@@ -48,13 +48,23 @@ void check_launch(cudaStream_t stream, const char* file, int line);
 #define MINIDL_CHECK_LAUNCH(stream) ::minidl::detail::check_launch((stream), __FILE__, __LINE__)
 
 namespace minidl {
-// Blocks for a 1-D grid-stride launch over n elements.
+struct CudaContext;
+
+// Blocks for a 1-D launch over n elements, one per thread, at most max_blocks (a kernel that has
+// no grid-stride loop must stay below the cap: one thread per channel, per row).
 inline unsigned grid_for(long long n, int threads, int max_blocks = 65535 * 8) {
   long long b = (n + threads - 1) / threads;
   if (b < 1) b = 1;
   if (b > max_blocks) b = max_blocks;
   return static_cast<unsigned>(b);
 }
+
+// Blocks for a grid-stride launch on ctx's device: grid_for(n, threads, max_blocks), lowered to
+// the device's DeviceSettings::max_grid_blocks when that is set. The CUDA tests set it (to 4,
+// test_grid_blocks() in tests/support/backends.h) so that each thread's loop runs several passes
+// on tensors far smaller than the one-pass size of the real caps (2112 blocks of 256 threads).
+unsigned grid_stride_blocks(const CudaContext& ctx, long long n, int threads,
+                            int max_blocks = 65535 * 8);
 
 // A size a kernel indexes with 32-bit integers (64-bit divisions would dominate memory-bound
 // kernels); the launcher checks it first, naming it.

@@ -18,6 +18,7 @@
 #include "core/cuda_check.h"
 #include "core/cuda_context.h"
 #include "core/device.h"
+#include "core/device_settings.h"
 
 namespace minidl {
 
@@ -55,6 +56,12 @@ void check_launch(cudaStream_t stream, const char* file, int line) {
 }
 
 }  // namespace detail
+
+unsigned grid_stride_blocks(const CudaContext& ctx, long long n, int threads, int max_blocks) {
+  const unsigned cap = device_settings(Device::cuda(ctx.device)).max_grid_blocks;
+  if (cap > 0 && cap < static_cast<unsigned>(max_blocks)) max_blocks = static_cast<int>(cap);
+  return grid_for(n, threads, max_blocks);
+}
 
 // ---------------------------------------------------------------- device queries
 

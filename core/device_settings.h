@@ -18,6 +18,9 @@
 //                 convolution: cuDNN plans are cached with the algorithm they chose.
 //   conv_col_budget  bytes of the im2col column buffer; 0 means the default (64 MiB on the CPU,
 //                 512 MiB on a GPU). Tests lower it to force the batch into several chunks.
+//   max_grid_blocks  an upper bound on the blocks of every grid-stride CUDA launch
+//                 (grid_stride_blocks in core/cuda_check.h); 0 means each kernel's own cap. Tests
+//                 lower it so that every grid-stride loop runs several passes on small tensors.
 //
 // Settings are per device (no global assumes one GPU); set_run_settings() gives every device the
 // same ones, which is what a single-device run wants. Reads copy them under a lock.
@@ -58,6 +61,7 @@ struct DeviceSettings {
   bool allow_tf32 = false;
   bool deterministic = false;
   size_t conv_col_budget = 0;
+  unsigned max_grid_blocks = 0;
 };
 
 // The settings ops on `d` run with.

@@ -79,7 +79,8 @@ void activation_forward(float* y, const float* x, int64_t n, Activation act, flo
     return;
   }
   const int threads = 256;
-  activation_forward_kernel<<<grid_for(n, threads), threads, 0, ctx.stream>>>(y, x, n, act, slope);
+  activation_forward_kernel<<<grid_stride_blocks(ctx, n, threads), threads, 0, ctx.stream>>>(
+      y, x, n, act, slope);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -95,8 +96,8 @@ void activation_backward(float* dx, const float* dy, const float* x, const float
     return;
   }
   const int threads = 256;
-  activation_backward_kernel<<<grid_for(n, threads), threads, 0, ctx.stream>>>(dx, dy, x, y, n, act,
-                                                                               slope);
+  activation_backward_kernel<<<grid_stride_blocks(ctx, n, threads), threads, 0, ctx.stream>>>(
+      dx, dy, x, y, n, act, slope);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 

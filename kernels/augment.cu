@@ -63,7 +63,7 @@ void augment_batch(float* out, const uint8_t* images, const int32_t* indices, co
     norm.std[c] = cfg.std[c];
   }
   const int threads = 256;
-  augment_kernel<<<grid_for(total, threads), threads, 0, ctx.stream>>>(
+  augment_kernel<<<grid_stride_blocks(ctx, total, threads), threads, 0, ctx.stream>>>(
       out, images, indices, params, N, C, H, W, cfg.pad, cfg.cutout, norm);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }

@@ -341,7 +341,9 @@ Plan make_plan(int64_t N, int64_t C, int64_t HW, std::initializer_list<const voi
   return p;
 }
 
-unsigned elementwise_grid(unsigned units) { return grid_for(units, kThreads, kMaxElementwiseBlocks); }
+unsigned elementwise_grid(const CudaContext& ctx, unsigned units) {
+  return grid_stride_blocks(ctx, units, kThreads, kMaxElementwiseBlocks);
+}
 
 // RAII cuDNN descriptors: x as (N, C, HW, 1) (spatial BN reduces over N, H, W, so H*W may be one
 // axis) and the derived (1, C, 1, 1) parameter descriptor.
@@ -388,7 +390,7 @@ void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, flo
       save_mean, save_invstd, running_mean, running_var, part, static_cast<int>(C),
       static_cast<int>(plan.S), p.momentum, p.eps);
   MINIDL_CHECK_LAUNCH(ctx.stream);
-  const unsigned blocks = elementwise_grid(plan.units);
+  const unsigned blocks = elementwise_grid(ctx, plan.units);
   if (plan.W == 4)
     bn_normalize_kernel<4><<<blocks, kThreads, 0, ctx.stream>>>(y, x, save_mean, save_invstd, gamma, beta, C, plan.L, plan.units);
   else
@@ -401,7 +403,7 @@ void batchnorm_forward_eval(float* y, const float* x, const float* gamma, const 
                             int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_eval");
   if (plan.units == 0) return;
-  const unsigned blocks = elementwise_grid(plan.units);
+  const unsigned blocks = elementwise_grid(ctx, plan.units);
   const float eps = static_cast<float>(p.eps);
   if (plan.W == 4)
     bn_eval_kernel<4><<<blocks, kThreads, 0, ctx.stream>>>(y, x, gamma, beta, running_mean, running_var, eps, C, plan.L, plan.units);
@@ -432,7 +434,7 @@ void batchnorm_backward_train(float* dx, float* dgamma, float* dbeta, const floa
       dgamma, dbeta, mdy, part, static_cast<int>(C), static_cast<int>(plan.S),
       static_cast<double>(N * HW));
   MINIDL_CHECK_LAUNCH(ctx.stream);
-  const unsigned blocks = elementwise_grid(plan.units);
+  const unsigned blocks = elementwise_grid(ctx, plan.units);
   if (plan.W == 4)
     bn_backward_dx_kernel<4><<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, x, save_mean, save_invstd, gamma, mdy, C, plan.L, plan.units);
   else

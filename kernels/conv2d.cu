@@ -110,8 +110,8 @@ void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaC
   if (total == 0) return;
   as_int(g.C * g.R * g.S * nb * g.P * g.Q, "im2col column buffer size");
   as_int(nb * g.C * g.H * g.W, "im2col input chunk size");
-  im2col_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(col, x, as_int(nb, "nb"),
-                                                                        geo32(g));
+  im2col_kernel<<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
+      col, x, as_int(nb, "nb"), geo32(g));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -120,8 +120,8 @@ void col2im(float* dx, const float* col, int64_t nb, const ConvGeometry& g, Cuda
   if (total == 0) return;
   as_int(total, "col2im input chunk size");
   as_int(g.C * g.R * g.S * nb * g.P * g.Q, "col2im column buffer size");
-  col2im_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(dx, col, as_int(nb, "nb"),
-                                                                        geo32(g));
+  col2im_kernel<<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
+      dx, col, as_int(nb, "nb"), geo32(g));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 

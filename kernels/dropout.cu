@@ -55,9 +55,9 @@ void dropout_forward(float* y, uint8_t* mask, const float* x, int64_t n, float p
   const uint64_t last = (offset + static_cast<uint64_t>(n) - 1) / 4;
   const uint64_t counters = last - first + 1;
   const int threads = 256;
-  dropout_forward_kernel<<<grid_for(static_cast<long long>(counters), threads), threads, 0,
-                           ctx.stream>>>(y, mask, x, n, p, 1.f / (1.f - p), seed, offset, first,
-                                         counters);
+  const unsigned blocks = grid_stride_blocks(ctx, static_cast<long long>(counters), threads);
+  dropout_forward_kernel<<<blocks, threads, 0, ctx.stream>>>(y, mask, x, n, p, 1.f / (1.f - p),
+                                                             seed, offset, first, counters);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -65,8 +65,8 @@ void dropout_backward(float* dx, const float* dy, const uint8_t* mask, int64_t n
                       CudaContext& ctx) {
   if (n == 0) return;
   const int threads = 256;
-  dropout_backward_kernel<<<grid_for(n, threads), threads, 0, ctx.stream>>>(dx, dy, mask, n,
-                                                                            1.f / (1.f - p));
+  dropout_backward_kernel<<<grid_stride_blocks(ctx, n, threads), threads, 0, ctx.stream>>>(
+      dx, dy, mask, n, 1.f / (1.f - p));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 

@@ -23,7 +23,8 @@ void add_scaled(float* out, const float* a, const float* b, float alpha, int64_t
                 CudaContext& ctx) {
   if (n == 0) return;
   const int threads = 256;
-  add_scaled_kernel<<<grid_for(n, threads), threads, 0, ctx.stream>>>(out, a, b, alpha, n);
+  add_scaled_kernel<<<grid_stride_blocks(ctx, n, threads), threads, 0, ctx.stream>>>(out, a, b,
+                                                                                   alpha, n);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 

@@ -67,7 +67,7 @@ void nkl_to_knl(float* out, const float* in, int64_t nb, int64_t K, int64_t L, C
   const int64_t total = nb * K * L;
   if (total == 0) return;
   as_int(total, "nkl_to_knl size nb*K*L");
-  nkl_to_knl_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(
+  nkl_to_knl_kernel<<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
       out, in, as_int(nb, "nb"), as_int(K, "K"), as_int(L, "L"));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
@@ -77,7 +77,7 @@ void knl_to_nkl(float* out, const float* in, const float* bias, int64_t nb, int6
   const int64_t total = nb * K * L;
   if (total == 0) return;
   as_int(total, "knl_to_nkl size nb*K*L");
-  knl_to_nkl_kernel<<<grid_for(total, kThreads), kThreads, 0, ctx.stream>>>(
+  knl_to_nkl_kernel<<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
       out, in, bias, as_int(nb, "nb"), as_int(K, "K"), as_int(L, "L"));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }

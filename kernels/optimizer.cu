@@ -40,9 +40,9 @@ int64_t vector_groups(int64_t n, std::initializer_list<const void*> ptrs) {
   return n / 4;
 }
 
-unsigned blocks_for(int64_t n, int64_t groups) {
+unsigned blocks_for(const CudaContext& ctx, int64_t n, int64_t groups) {
   // Enough threads for one pass over the larger of the two loops.
-  return grid_for(groups > 0 ? groups : n, kThreads);
+  return grid_stride_blocks(ctx, groups > 0 ? groups : n, kThreads);
 }
 
 // ------------------------------------------------------------------ SGD
@@ -157,7 +157,8 @@ void sgd_update(float* param, const float* grad, float* buf, int64_t n, const Sg
   const SgdArgs a{float(p.lr),       float(p.weight_decay), float(p.momentum),
                   float(1.0 - p.dampening), p.momentum != 0.0, step == 1, p.nesterov};
   const int64_t groups = vector_groups(n, {param, grad, buf});
-  sgd_kernel<<<blocks_for(n, groups), kThreads, 0, ctx.stream>>>(param, grad, buf, n, groups, a);
+  sgd_kernel<<<blocks_for(ctx, n, groups), kThreads, 0, ctx.stream>>>(param, grad, buf, n, groups,
+                                                                      a);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -176,7 +177,8 @@ void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,
                    float(std::sqrt(1.0 - std::pow(p.beta2, t))),
                    p.decoupled};
   const int64_t groups = vector_groups(n, {param, grad, m, v});
-  adam_kernel<<<blocks_for(n, groups), kThreads, 0, ctx.stream>>>(param, grad, m, v, n, groups, a);
+  adam_kernel<<<blocks_for(ctx, n, groups), kThreads, 0, ctx.stream>>>(param, grad, m, v, n,
+                                                                       groups, a);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -186,7 +188,8 @@ void adagrad_update(float* param, const float* grad, float* sum, int64_t n, cons
   const AdagradArgs a{float(p.lr / (1.0 + static_cast<double>(step - 1) * p.lr_decay)),
                       float(p.weight_decay), float(p.eps)};
   const int64_t groups = vector_groups(n, {param, grad, sum});
-  adagrad_kernel<<<blocks_for(n, groups), kThreads, 0, ctx.stream>>>(param, grad, sum, n, groups, a);
+  adagrad_kernel<<<blocks_for(ctx, n, groups), kThreads, 0, ctx.stream>>>(param, grad, sum, n,
+                                                                          groups, a);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 

@@ -194,8 +194,8 @@ void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const PoolGeom
     CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn, d.pool, &one, d.x.d, x, &zero, d.y.d, y));
     return;
   }
-  maxpool_forward_kernel<<<grid_for(geo.NC * geo.P * geo.Q, kThreads, kMaxBlocks), kThreads, 0,
-                           ctx.stream>>>(y, argmax, x, geo);
+  const unsigned blocks = grid_stride_blocks(ctx, geo.NC * geo.P * geo.Q, kThreads, kMaxBlocks);
+  maxpool_forward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(y, argmax, x, geo);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -211,8 +211,8 @@ void maxpool2d_backward(float* dx, const float* dy, const float* x, const float*
                                      d.x.d, dx));
     return;
   }
-  maxpool_backward_kernel<<<grid_for(geo.NC * geo.H * geo.W, kThreads, kMaxBlocks), kThreads, 0,
-                            ctx.stream>>>(dx, dy, argmax, geo);
+  const unsigned blocks = grid_stride_blocks(ctx, geo.NC * geo.H * geo.W, kThreads, kMaxBlocks);
+  maxpool_backward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, argmax, geo);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -226,8 +226,8 @@ void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, bool ven
     CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn, d.pool, &one, d.x.d, x, &zero, d.y.d, y));
     return;
   }
-  avgpool_forward_kernel<<<grid_for(geo.NC * geo.P * geo.Q, kThreads, kMaxBlocks), kThreads, 0,
-                           ctx.stream>>>(y, x, geo);
+  const unsigned blocks = grid_stride_blocks(ctx, geo.NC * geo.P * geo.Q, kThreads, kMaxBlocks);
+  avgpool_forward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(y, x, geo);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -235,8 +235,8 @@ void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, CudaC
   // Both CUDA backends: see the file comment (cudnnPoolingBackward would need x and y).
   const Geo geo = to_geo(g, "avgpool2d_backward");
   if (g.N * g.C == 0) return;
-  avgpool_backward_kernel<<<grid_for(geo.NC * geo.H * geo.W, kThreads, kMaxBlocks), kThreads, 0,
-                            ctx.stream>>>(dx, dy, geo);
+  const unsigned blocks = grid_stride_blocks(ctx, geo.NC * geo.H * geo.W, kThreads, kMaxBlocks);
+  avgpool_backward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, geo);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -245,8 +245,9 @@ void global_avgpool_forward(float* y, const float* x, int64_t NC, int64_t HW, Cu
                "elements are not supported by the CUDA kernels, got NC = ", NC, ", HW = ", HW);
   if (NC == 0) return;
   const int planes_per_block = kThreads / 32;
-  global_avgpool_forward_kernel<<<grid_for(NC, planes_per_block, kMaxBlocks), kThreads, 0,
-                                  ctx.stream>>>(y, x, unsigned(NC), unsigned(HW));
+  const unsigned blocks = grid_stride_blocks(ctx, NC, planes_per_block, kMaxBlocks);
+  global_avgpool_forward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(y, x, unsigned(NC),
+                                                                     unsigned(HW));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -254,8 +255,9 @@ void global_avgpool_backward(float* dx, const float* dy, int64_t NC, int64_t HW,
   MINIDL_CHECK(NC * HW < (int64_t(1) << 31), "global_avgpool_backward: tensors of 2^31 or more "
                "elements are not supported by the CUDA kernels, got NC = ", NC, ", HW = ", HW);
   if (NC == 0) return;
-  global_avgpool_backward_kernel<<<grid_for(NC * HW, kThreads, kMaxBlocks), kThreads, 0,
-                                   ctx.stream>>>(dx, dy, unsigned(NC * HW), unsigned(HW));
+  const unsigned blocks = grid_stride_blocks(ctx, NC * HW, kThreads, kMaxBlocks);
+  global_avgpool_backward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, unsigned(NC * HW),
+                                                                      unsigned(HW));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 

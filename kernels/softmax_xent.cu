@@ -49,10 +49,13 @@ __device__ __forceinline__ MaxIndex better(MaxIndex a, MaxIndex b) {
 // Row maximum and its first index, identical in every lane of the warp on return.
 __device__ MaxIndex warp_argmax(const float* __restrict__ z, int64_t K, int lane) {
   MaxIndex best{-INFINITY, INT_MAX};
-  // Each lane scans j = lane, lane + 32, ... in increasing order: the lane's first maximum.
+  // Each lane scans j = lane, lane + 32, ... in increasing order: the lane's first maximum. NaN
+  // follows the CPU's rule (z[j] > z[best] from best = 0): a NaN at index 0 wins, any other is
+  // never chosen, so it must not become a lane's first candidate either (nothing is > NaN).
   for (int64_t j = lane; j < K; j += kWarp) {
     const float v = z[j];
-    if (best.index == INT_MAX || v > best.value) best = {v, static_cast<int32_t>(j)};
+    if ((best.index == INT_MAX && (j == 0 || !isnan(v))) || v > best.value)
+      best = {v, static_cast<int32_t>(j)};
   }
   for (int off = kWarp / 2; off > 0; off /= 2) {
     const MaxIndex other{__shfl_xor_sync(kFullMask, best.value, off),
@@ -188,7 +191,7 @@ void softmax_xent_forward(float* loss, float* probs, int32_t* correct, const flo
 void softmax_xent_backward(float* dlogits, const float* probs, const int32_t* labels, int64_t N,
                            int64_t K, float label_smoothing, float scale, CudaContext& ctx) {
   const int threads = 256;
-  softmax_xent_backward_kernel<<<grid_for(N * K, threads), threads, 0, ctx.stream>>>(
+  softmax_xent_backward_kernel<<<grid_stride_blocks(ctx, N * K, threads), threads, 0, ctx.stream>>>(
       dlogits, probs, labels, N, K, label_smoothing, scale);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }

@@ -28,6 +28,9 @@ struct SharedRange {
 // Records `e` with `message` as the calling thread's last error, prints the message, returns e.
 cudaError_t set_launch_error(cudaError_t e, const std::string& message);
 bool check_stream(cudaStream_t s);
+// Protect mode: "" when every allocation's rounding gap still holds its canary, else a description
+// of each overwritten gap (the canaries are restored).
+std::string check_canaries();
 uint64_t next_launch_id();
 uint64_t launch_seed(uint64_t launch_id);
 int emulation_threads();

@@ -5,7 +5,10 @@
 // arguments can be checked, and filled with 0xff (a NaN in every float) because a GPU leaves new
 // memory indeterminate. In protect mode (CUDASIM_PROTECT=1) each allocation is placed so that it
 // ends (to 16 bytes) at an inaccessible page; a fault there is reported with the kernel, the launch
-// site, the block and thread, and the overrun.
+// site, the block and thread, and the overrun. The up to 15 bytes between the end and the guard
+// (the rounding to 16 bytes that keeps every allocation 16-byte aligned, as cudaMalloc's) hold a
+// canary, checked after every launch: a write there fails the launch, naming the kernel and the
+// allocation, and a read there sees a float near FLT_MAX.
 #if CUDASIM_WITH_CBLAS
 #include <cblas.h>
 #endif
@@ -75,6 +78,16 @@ std::set<CUstream_st*> g_streams;
 std::mutex g_stream_mutex;
 
 const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+
+// Protect mode: the canary byte at address a of the rounding gap. Each aligned 4-byte word reads
+// as the float 0x7f7fa5a5 = 3.39e38, which overflows to inf in any sum or product that reads it.
+// Not a NaN: an off-by-one `out[n] = a[n] + b[n]` would write back a NaN canary's own bits (x86
+// passes the first NaN operand through), and the write would go unseen.
+unsigned char canary_byte(uintptr_t a) {
+  static const unsigned char word[4] = {0xa5, 0xa5, 0x7f, 0x7f};
+  return word[a % 4];
+}
+size_t rounded_body(size_t bytes) { return (bytes + 15) / 16 * 16; }
 
 // The allocation containing p (one past the end counts), or end().
 std::map<uintptr_t, Allocation>::const_iterator find_alloc(const void* p) {
@@ -181,6 +194,34 @@ const char* describe() {
 }
 
 namespace detail {
+
+std::string check_canaries() {
+  std::string report;
+  std::shared_lock lock(g_alloc_mutex);
+  for (const auto& [start, a] : g_allocs) {
+    if (!a.map_base) continue;
+    auto* p = reinterpret_cast<unsigned char*>(start);
+    size_t first = 0, last = 0;
+    bool hit = false;
+    for (size_t i = a.bytes; i < rounded_body(a.bytes); ++i)
+      if (p[i] != canary_byte(start + i)) {
+        if (!hit) first = i;
+        hit = true;
+        last = i;
+        p[i] = canary_byte(start + i);  // restored: reported once
+      }
+    if (!hit) continue;
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "%sout-of-bounds write: the canary in bytes %zu..%zu past the end of a "
+                  "%zu-byte device allocation at %p (its rounding to 16 bytes, before the guard "
+                  "page) was overwritten",
+                  report.empty() ? "" : "; ", first - a.bytes, last - a.bytes, a.bytes,
+                  reinterpret_cast<void*>(start));
+    report += buf;
+  }
+  return report;
+}
 
 cudaError_t set_launch_error(cudaError_t e, const std::string& message) {
   tl_last_error = e;
@@ -359,7 +400,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   void* p = nullptr;
   if (protect_mode()) {
     install_fault_handler();
-    const size_t body = (bytes + 15) / 16 * 16;
+    const size_t body = rounded_body(bytes);
     const size_t pages = (body + kPage - 1) / kPage;
     a.map_bytes = (pages + 1) * kPage;
     a.map_base = mmap(nullptr, a.map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -372,6 +413,11 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
     if (!p) return fail(cudaErrorMemoryAllocation, "cudasim: out of host memory");
   }
   std::memset(p, 0xff, bytes);
+  if (a.map_base) {
+    const auto start = reinterpret_cast<uintptr_t>(p);
+    for (size_t i = bytes; i < rounded_body(bytes); ++i)
+      static_cast<unsigned char*>(p)[i] = canary_byte(start + i);
+  }
   {
     std::unique_lock lock(g_alloc_mutex);
     g_allocs[reinterpret_cast<uintptr_t>(p)] = a;

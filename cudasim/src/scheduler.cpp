@@ -580,6 +580,12 @@ cudaError_t launch(const LaunchSite& site, dim3 grid, dim3 block, size_t dynamic
     tl_block = nullptr;
   }
   if (failed) return set_launch_error(cudaErrorLaunchFailure, first_error);
+  if (protect_mode()) {
+    // Launches complete before returning, and the previous one left every canary intact.
+    const std::string overrun = check_canaries();
+    if (!overrun.empty())
+      return set_launch_error(cudaErrorLaunchFailure, "cudasim: " + at + ": " + overrun);
+  }
   return cudaSuccess;
 }
 

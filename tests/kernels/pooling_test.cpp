@@ -1,6 +1,8 @@
 // Pooling ops on the CPU: output shapes, forward values, argmax and backward computed by hand,
 // and the argument checks. (Gradients against finite differences: tests/layers/pooling_test.cpp.)
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
 
 #include "kernels/pooling.h"
 #include "../support/test_util.h"
@@ -50,6 +52,24 @@ TEST_CASE("maxpool forward and backward by hand: ties take the first maximum", "
   poison(dx);
   maxpool2d_backward(dx, dy, x, y, argmax, {2, 1, 0});
   CHECK(dx.to_vector<double>() == std::vector<double>{0, 11, 0, 100, 0, 0, 0, 1000, 0});
+}
+
+TEST_CASE("maxpool by hand: a NaN wins its window and stays", "[pooling]") {
+  // 2x3 plane, k=2 s=1: the NaN at (0,1) comes after the window's first element and before a
+  // larger value, so each rule order (NaN checked first, ties, a later larger value) is exercised.
+  //   1 NaN 9
+  //   2  3  4
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor x = Tensor::from_vector<double>({1, nan, 9, 2, 3, 4}, Shape{1, 1, 2, 3});
+  Tensor y = Tensor::empty(Shape{1, 1, 1, 2}, DType::F64);
+  Tensor argmax = Tensor::empty(Shape{1, 1, 1, 2}, DType::I32);
+  poison(y);
+  poison(argmax);
+  maxpool2d_forward(y, argmax, x, {2, 1, 0});
+  // Both windows hold the NaN: both outputs are NaN, both argmaxes point at it.
+  CHECK(std::isnan(y.to_vector<double>()[0]));
+  CHECK(std::isnan(y.to_vector<double>()[1]));
+  CHECK(argmax.to_vector<int32_t>() == std::vector<int32_t>{1, 1});
 }
 
 TEST_CASE("maxpool forward by hand: padding is never selected", "[pooling]") {

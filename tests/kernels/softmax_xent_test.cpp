@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <limits>
 
 #include <algorithm>
 #include <cmath>
@@ -171,6 +172,21 @@ TEST_CASE("softmax_xent correct count and argmax_rows", "[softmax_xent]") {
     // Labels hit rows 0, 2 and 3 (row 0's label 1 only counts under the first-max rule).
     CHECK(xent(logits, labels_of({1, 3, 0, 3})).correct.item<int32_t>() == 3);
     CHECK(xent(logits, labels_of({2, 2, 1, 0})).correct.item<int32_t>() == 1);
+  }
+}
+
+TEST_CASE("argmax_rows by hand: NaN wins only at index 0", "[softmax_xent]") {
+  // The rule z[j] > z[best] from best = 0: a NaN is never larger, so a NaN elsewhere is skipped,
+  // and a NaN at index 0 is never displaced. tests/ops holds every backend to this.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<double> z = {1, nan, 3, 2,  // NaN skipped -> 2
+                                 nan, 5, 6, 7};  // NaN first -> 0
+  for (DType dt : {DType::F64, DType::F32}) {
+    INFO(dtype_name(dt));
+    Tensor pred = Tensor::empty(Shape{2}, DType::I32);
+    poison(pred);
+    argmax_rows(pred, cast(Tensor::from_vector(z, Shape{2, 4}), dt));
+    CHECK(pred.to_vector<int32_t>() == std::vector<int32_t>{2, 0});
   }
 }
 

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
 #include <tuple>
+#include <vector>
 
 #include "layers/activation.h"
 #include "../support/gradcheck.h"
@@ -21,6 +24,35 @@ TEST_CASE("activation forward values by hand", "[activation]") {
   CHECK(y.to_vector<double>()[4] == Approx(1.0 / (1.0 + std::exp(-3.0))));
   activation_forward(y, x, Activation::Tanh);
   CHECK(y.to_vector<double>()[0] == Approx(std::tanh(-2.0)));
+}
+
+TEST_CASE("activations by hand at -0, 0 and NaN", "[activation]") {
+  // The reference's rules where it is special (tests/ops compares every backend with it there):
+  // ReLU(+-0) = +0 with derivative 0 (torch's), ReLU(NaN) = 0 with gradient 0; LeakyReLU keeps the
+  // sign of zero and takes the slope at 0; sigmoid(0) = 1/2 with derivative 1/4; tanh(-0) = -0.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Tensor x = Tensor::from_vector<double>({-0.0, 0.0, nan, 1.0}, Shape{4});
+  const Tensor dy = Tensor::from_vector<double>({1.0, 1.0, 1.0, 1.0}, Shape{4});
+  struct Expect {
+    Activation act;
+    std::vector<double> y, dx;
+  };
+  const Expect expects[] = {
+      {Activation::ReLU, {0.0, 0.0, 0.0, 1.0}, {0.0, 0.0, 0.0, 1.0}},
+      {Activation::LeakyReLU, {-0.0, 0.0, nan, 1.0}, {0.5, 0.5, 0.5, 1.0}},
+      {Activation::Sigmoid, {0.5, 0.5, nan, 1 / (1 + std::exp(-1.0))}, {0.25, 0.25, nan, 0.0}},
+      {Activation::Tanh, {-0.0, 0.0, nan, std::tanh(1.0)}, {1.0, 1.0, nan, 0.0}}};
+  for (const Expect& e : expects) {
+    INFO(activation_name(e.act));
+    Tensor y = Tensor::empty(x.shape(), DType::F64), dx = Tensor::empty(x.shape(), DType::F64);
+    activation_forward(y, x, e.act, 0.5);
+    activation_backward(dx, dy, x, y, e.act, 0.5);
+    expect_same("y", y, Tensor::from_vector(e.y, Shape{4}));
+    // Element 3 of sigmoid and tanh's dx is checked by the finite-difference test below.
+    std::vector<double> dxv = dx.to_vector<double>(), want = e.dx;
+    if (e.act == Activation::Sigmoid || e.act == Activation::Tanh) dxv[3] = want[3] = 0.0;
+    expect_same("dx", Tensor::from_vector(dxv, Shape{4}), Tensor::from_vector(want, Shape{4}));
+  }
 }
 
 TEST_CASE("activation layers: backward matches finite differences", "[activation][gradcheck]") {

@@ -6,6 +6,8 @@
 #include "kernels/activation.h"
 
 #include <catch2/catch.hpp>
+#include <limits>
+#include <vector>
 
 #include "../support/backends.h"
 #include "../support/test_util.h"
@@ -54,6 +56,57 @@ TEST_CASE("activations: every backend matches the float64 reference",
         const Comparison cdx = compare(dx, dx_ref, 2e-6, 2e-5);
         INFO("backward: " << cdx.report);
         CHECK(cdx.ok);
+      }
+    }
+  }
+}
+
+TEST_CASE("activations at 0, -0 and NaN on every backend as the reference",
+          "[ops][activation][sanitize]") {
+  // Where the activations treat values specially: the kink at 0 (ReLU's derivative there is 0, as
+  // torch's; LeakyReLU's is the slope), the sign of zero (ReLU(-0) = +0, LeakyReLU(-0) = -0,
+  // tanh(-0) = -0) and NaN (ReLU maps it to 0 and its gradient to 0; the others pass it on). With
+  // slope 1/2 and dy in multiples of 1/8 every result is exact (sigmoid(0) = 1/2, its derivative
+  // 1/4), so our backends must match the reference bit for bit, the sign of zero included. cuDNN
+  // is compared on the zeros by value only (its sign of zero and NaN handling are its own).
+  // 1029 elements: not a multiple of 4 or of the block, and several grid-stride passes.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t n = 1029;
+  std::vector<float> xv(n), dyv(n);
+  for (int64_t i = 0; i < n; ++i) {
+    xv[i] = i % 3 == 0 ? 0.f : i % 3 == 1 ? -0.f : nan;
+    dyv[i] = static_cast<float>(i % 17 - 8) / 8.f;
+  }
+  const Tensor x32 = Tensor::from_vector(xv, Shape{n}), dy32 = Tensor::from_vector(dyv, Shape{n});
+  const Tensor x64 = cast(x32, DType::F64), dy64 = cast(dy32, DType::F64);
+  const Backend ref = Backend::CpuReference;
+  const double slope = 0.5;
+  for (Activation act :
+       {Activation::ReLU, Activation::LeakyReLU, Activation::Sigmoid, Activation::Tanh}) {
+    Tensor y_ref = Tensor::empty(Shape{n}, DType::F64);
+    Tensor dx_ref = Tensor::empty(Shape{n}, DType::F64);
+    activation_forward(ref, y_ref, x64, act, slope);
+    activation_backward(ref, dx_ref, dy64, x64, y_ref, act, slope);
+    for (const BackendCase& c : backend_cases(activation_op())) {
+      INFO(activation_name(act) << " on " << c.name());
+      if (c.backend == Backend::CudaVendor && act == Activation::LeakyReLU) continue;
+      const Tensor x = to_case(c, x32), dy = to_case(c, dy32);
+      Tensor y = poisoned(c, Shape{n}), dx = poisoned(c, Shape{n});
+      activation_forward(c.backend, y, x, act, slope);
+      activation_backward(c.backend, dx, dy, x, y, act, slope);
+      if (c.backend != Backend::CudaVendor) {
+        expect_same("forward", y, y_ref);
+        expect_same("backward", dx, dx_ref);
+        continue;
+      }
+      const std::vector<double> yv = to_doubles(y), dxv = to_doubles(dx);
+      const std::vector<double> yr = to_doubles(y_ref), dxr = to_doubles(dx_ref);
+      for (int64_t i = 0; i < n; i += 3) {  // +0; i + 1: -0
+        // cuDNN may evaluate sigmoid with a fast exponential: a few ulp.
+        CHECK(yv[i] == Approx(yr[i]).margin(1e-6));
+        CHECK(yv[i + 1] == Approx(yr[i + 1]).margin(1e-6));
+        CHECK(dxv[i] == Approx(dxr[i]).margin(1e-6));
+        CHECK(dxv[i + 1] == Approx(dxr[i + 1]).margin(1e-6));
       }
     }
   }

@@ -6,7 +6,8 @@
 //
 // Shapes: ResNet's (4,64,32,32), (3,256,8,8), (1,512,4,4) (float4 path, one slice per channel),
 // (32,16,32,32) (several slices per channel), awkward (3,5,7,9) and (13,16,31,31) (odd HW: scalar
-// path; slices that end inside a plane and a shorter last slice), and HW = 1. Inputs have a mean
+// path; slices that end inside a plane and a shorter last slice), HW = 42 (even, not a multiple of
+// the float4 width) and HW = 1. Inputs have a mean
 // offset and a spread != 1, so that a kernel that skipped the centring or the scaling could not
 // match; three shapes also run with the mean far from 0 (|mean| = 10 std), where a one-pass
 // variance E[x^2] - E[x]^2 in float32 would lose the digits the checks below require.
@@ -44,6 +45,7 @@ const BnCase kCases[] = {
     {Shape{3, 5, 7, 9}, 0.5, 2.0},    {Shape{13, 16, 31, 31}, 0.5, 2.0},
     {Shape{16, 3, 1, 1}, 0.5, 2.0},   {Shape{3, 5, 7, 9}, 5.0, 0.5},
     {Shape{16, 3, 1, 1}, 5.0, 0.5},   {Shape{4, 6, 32, 32}, 5.0, 0.5},
+    {Shape{5, 3, 6, 7}, 0.5, 2.0},  // HW % 4 == 2: the scalar path, not a partial float4
 };
 
 // float32 CPU tensor of N(mean, std^2) values.
@@ -88,6 +90,38 @@ double cudnn_var_rel_bound(double M, double mean, double std) {
 }
 double cudnn_invstd_rel_bound(double M, double mean, double std) {
   return cudnn_var_rel_bound(M, mean, std) / 2 + std::ldexp(1.0, -22);
+}
+
+// Eval forward and backward of case c against the float64 reference on the same inputs (dgamma
+// and dbeta start at dgamma0, dbeta0: backward must add to them), and the running statistics left
+// alone. The bounds are the file's, with y, dx and dgamma's absolute ones times `k`, the largest
+// invstd over the channels (they are proportional to it, and so is their rounding).
+void check_eval(const BackendCase& c, const Tensor& x, const Tensor& dy, const Channels& ch,
+                const Tensor& dgamma0, const Tensor& dbeta0, const BatchNormParams& p, double k) {
+  const Backend ref = Backend::CpuReference;
+  const Shape& s = x.shape();
+  const double M = static_cast<double>(s.numel() / s[1]);
+  const Tensor x64 = cast(x, DType::F64), gamma64 = cast(ch.gamma, DType::F64);
+  const Tensor rm64 = cast(ch.running_mean, DType::F64), rv64 = cast(ch.running_var, DType::F64);
+  Tensor ry = Tensor::empty(s, DType::F64);
+  batchnorm_forward_eval(ref, ry, x64, gamma64, cast(ch.beta, DType::F64), rm64, rv64, p);
+  Tensor rdx = Tensor::empty(s, DType::F64), rdg = cast(dgamma0, DType::F64),
+         rdb = cast(dbeta0, DType::F64);
+  batchnorm_backward_eval(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64, rm64, rv64, p);
+
+  const Tensor gx = to_case(c, x), ggamma = to_case(c, ch.gamma);
+  const Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
+  Tensor gy = poisoned(c, s);
+  batchnorm_forward_eval(c.backend, gy, gx, ggamma, to_case(c, ch.beta), grm, grv, p);
+  Tensor gdx = poisoned(c, s), gdg = to_case(c, dgamma0), gdb = to_case(c, dbeta0);
+  batchnorm_backward_eval(c.backend, gdx, gdg, gdb, to_case(c, dy), gx, ggamma, grm, grv, p);
+
+  expect_close("y", gy, ry, 1e-5 * k, 1e-5, 1e-5);
+  expect_close("dx", gdx, rdx, 1e-5 * k, 1e-5, 1e-5);
+  expect_close("dgamma", gdg, rdg, 1e-5 * k * std::sqrt(M), 1e-5, 1e-5);
+  expect_close("dbeta", gdb, rdb, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
+  CHECK(to_doubles(grm) == to_doubles(ch.running_mean));
+  CHECK(to_doubles(grv) == to_doubles(ch.running_var));
 }
 
 }  // namespace
@@ -168,43 +202,80 @@ TEST_CASE("batchnorm eval mode on every backend matches float64", "[ops][batchno
   INFO("seed " << seed);
   Generator g(seed);
   const BatchNormParams p{};
-  const Backend ref = Backend::CpuReference;
   for (const BackendCase& c : backend_cases(batchnorm_op())) {
     for (const BnCase& k : kCases) {
       const Shape& s = k.s;
       INFO("shape " << s << ", x mean " << k.mean << " std " << k.std << ", " << c.name());
-      const int64_t C = s[1];
-      const double M = static_cast<double>(s.numel() / C);
-      const Shape cs{C};
+      const Shape cs{s[1]};
       const Tensor x = normal_f32(s, g, k.mean, k.std), dy = normal_f32(s, g, 0.0, 1.0);
-      const Channels ch(C, g);
+      const Channels ch(s[1], g);
       const Tensor dgamma0 = uniform_tensor(cs, g, -1, 1, DType::F32);
       const Tensor dbeta0 = uniform_tensor(cs, g, -1, 1, DType::F32);
+      // running_var >= 0.5, so invstd <= 1.42: the file's bounds as derived (k = 1).
+      check_eval(c, x, dy, ch, dgamma0, dbeta0, p, 1.0);
+    }
+  }
+}
 
-      const Tensor x64 = cast(x, DType::F64), gamma64 = cast(ch.gamma, DType::F64);
-      const Tensor rm64 = cast(ch.running_mean, DType::F64),
-                   rv64 = cast(ch.running_var, DType::F64);
-      Tensor ry = Tensor::empty(s, DType::F64);
-      batchnorm_forward_eval(ref, ry, x64, gamma64, cast(ch.beta, DType::F64), rm64, rv64, p);
-      Tensor rdx = Tensor::empty(s, DType::F64), rdg = cast(dgamma0, DType::F64),
-             rdb = cast(dbeta0, DType::F64);
-      batchnorm_backward_eval(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64, rm64, rv64,
+TEST_CASE("batchnorm with running_var or batch variance near 0 on every backend matches float64",
+          "[ops][batchnorm][sanitize]") {
+  // A channel that was constant in training has running_var ~ 0: there eps alone keeps 1/sqrt(var
+  // + eps) finite (316 for var = 0, eps = 1e-5), and a kernel that dropped eps or added it twice
+  // would be off by a factor ~1.4 or more (inf at var = 0). The other tests' running_var of 0.5 to
+  // 2 hide such an error inside the tolerance. The same in train mode, where a constant channel
+  // has batch variance 0. Shapes: float4 path and scalar (odd HW) path.
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const BatchNormParams p{};
+  const Backend ref = Backend::CpuReference;
+  // invstd <= 1/sqrt(eps) = 316 here; y, dx and dgamma are proportional to it, and so is their
+  // float32 rounding (float32 eps = 1e-5 is itself within 3e-8 relative of the float64 one).
+  const double k = 1 / std::sqrt(p.eps);
+  for (const Shape& s : {Shape{3, 6, 8, 8}, Shape{5, 6, 7, 9}}) {
+    const int64_t C = s[1];
+    const Shape cs{C};
+    const Tensor x = normal_f32(s, g, 0.5, 2.0), dy = normal_f32(s, g, 0.0, 1.0);
+    Channels ch(C, g);
+    ch.running_var = Tensor::from_vector<float>({0.f, 1e-7f, 1e-6f, 5e-6f, 1e-5f, 3e-5f}, cs);
+    const Tensor dgamma0 = uniform_tensor(cs, g, -1, 1, DType::F32);
+    const Tensor dbeta0 = uniform_tensor(cs, g, -1, 1, DType::F32);
+    const Tensor gamma64 = cast(ch.gamma, DType::F64);
+    for (const BackendCase& c : backend_cases(batchnorm_op())) {
+      INFO("shape " << s << ", " << c.name());
+      check_eval(c, x, dy, ch, dgamma0, dbeta0, p, k);
+
+      // Train mode on the same x with channels 0 and 3 constant (0.75, exact): batch variance 0,
+      // so invstd = 1/sqrt(eps) in every backend (a constant's float mean is exact), y = beta and
+      // dx = gamma invstd (dy - mean dy): the same bounds scaled by k.
+      std::vector<float> xc = x.to_vector<float>();
+      const int64_t HW = s[2] * s[3];
+      for (int64_t n = 0; n < s[0]; ++n)
+        for (int64_t c0 : {0, 3}) std::fill_n(xc.begin() + (n * C + c0) * HW, HW, 0.75f);
+      const Tensor xt = Tensor::from_vector(xc, s), xt64 = cast(xt, DType::F64);
+      Tensor rty = Tensor::empty(s, DType::F64), rtm = Tensor::empty(cs, DType::F64),
+             rti = Tensor::empty(cs, DType::F64);
+      Tensor rrm = cast(ch.running_mean, DType::F64), rrv = cast(ch.running_var, DType::F64);
+      batchnorm_forward_train(ref, rty, rtm, rti, rrm, rrv, xt64, gamma64,
+                              cast(ch.beta, DType::F64), p);
+      Tensor ty = poisoned(c, s), tm = poisoned(c, cs), ti = poisoned(c, cs);
+      Tensor trm = to_case(c, ch.running_mean), trv = to_case(c, ch.running_var);
+      const Tensor gxt = to_case(c, xt), ggamma = to_case(c, ch.gamma);
+      batchnorm_forward_train(c.backend, ty, tm, ti, trm, trv, gxt, ggamma, to_case(c, ch.beta),
                               p);
-
-      const Tensor gx = to_case(c, x), ggamma = to_case(c, ch.gamma);
-      const Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
-      Tensor gy = poisoned(c, s);
-      batchnorm_forward_eval(c.backend, gy, gx, ggamma, to_case(c, ch.beta), grm, grv, p);
-      Tensor gdx = poisoned(c, s), gdg = to_case(c, dgamma0), gdb = to_case(c, dbeta0);
-      batchnorm_backward_eval(c.backend, gdx, gdg, gdb, to_case(c, dy), gx, ggamma, grm, grv, p);
-
-      expect_close("y", gy, ry, 1e-5, 1e-5, 1e-5);
-      expect_close("dx", gdx, rdx, 1e-5, 1e-5, 1e-5);
-      expect_close("dgamma", gdg, rdg, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
-      expect_close("dbeta", gdb, rdb, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
-      // Eval must leave the running statistics alone.
-      CHECK(to_doubles(grm) == to_doubles(ch.running_mean));
-      CHECK(to_doubles(grv) == to_doubles(ch.running_var));
+      Tensor tdx = poisoned(c, s), tdg = to_case(c, dgamma0), tdb = to_case(c, dbeta0);
+      batchnorm_backward_train(c.backend, tdx, tdg, tdb, to_case(c, dy), gxt, ggamma, tm, ti, p);
+      Tensor rtdx = Tensor::empty(s, DType::F64), rtdg = cast(dgamma0, DType::F64),
+             rtdb = cast(dbeta0, DType::F64);
+      batchnorm_backward_train(ref, rtdx, rtdg, rtdb, cast(dy, DType::F64), xt64, gamma64,
+                               cast(tm, DType::F64), cast(ti, DType::F64), p);
+      // On the constant channels y = beta comes out of x scale + (beta - mean scale) (the CPU's
+      // form) with scale ~ 316: rounded at 237's scale (1.5e-5 absolute) on values ~1, so both
+      // the absolute and the relative L2 bound scale with k there (seen: 1.6e-5 relative L2,
+      // seed 12358611481226476127).
+      expect_close("train y", ty, rty, 1e-5 * k, 1e-5, 1e-5 * k);
+      expect_close("train save_invstd", ti, rti, 1e-7, 1e-5, 1e-5);
+      expect_close("train dx", tdx, rtdx, 1e-5 * k, 1e-5, 1e-5);
     }
   }
 }

@@ -13,6 +13,7 @@
 #include "kernels/pooling.h"
 
 #include <catch2/catch.hpp>
+#include <limits>
 #include <numeric>
 
 #include "../support/backends.h"
@@ -82,6 +83,54 @@ TEST_CASE("maxpool2d: every backend matches the float64 reference", "[ops][pooli
       // Each dx is a sum of at most ceil(k/s)^2 = 4 (9 for stride 1) float32 values of |dy| < 1:
       // a few float32 roundings, ~1e-7.
       expect_close("dx", gdx, rdx, 1e-6, 1e-6);
+    }
+  }
+}
+
+TEST_CASE("maxpool2d: ties and NaN on every backend as the reference", "[ops][pooling][sanitize]") {
+  // Values from {0, -0, 1}: almost every window holds a tie, at every position of the window. The
+  // reference routes dy to the first maximum (row-major in the window), and a NaN wins and stays
+  // (the first NaN of the window). Our backends must choose the same element (argmax and dx,
+  // exactly: dx sums the same dy values in the same order of windows); cuDNN chooses its own
+  // winner on ties, so only its y (which does not depend on the choice but for the sign of a zero)
+  // is compared.
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const Backend ref = Backend::CpuReference;
+  for (const Case& k : kCases) {
+    for (double nan_fraction : {0.0, 0.05}) {
+      const Shape ys = pool2d_output_shape(k.x, k.p, "test");
+      std::vector<float> v(static_cast<size_t>(k.x.numel()));
+      const float values[3] = {0.f, -0.f, 1.f};
+      for (float& e : v)
+        e = g.uniform() < nan_fraction ? std::numeric_limits<float>::quiet_NaN()
+                                       : values[g.below(3)];
+      const Tensor x = Tensor::from_vector(v, k.x);
+      // dy with few bits (multiples of 1/8 in [-2, 2)): the sums in dx are exact in float32.
+      std::vector<float> dyv(static_cast<size_t>(ys.numel()));
+      for (float& e : dyv) e = static_cast<float>(static_cast<int>(g.below(32)) - 16) / 8.f;
+      const Tensor dy = Tensor::from_vector(dyv, ys);
+
+      const Tensor x64 = cast(x, DType::F64);
+      Tensor ry = Tensor::empty(ys, DType::F64), rarg = Tensor::empty(ys, DType::I32);
+      maxpool2d_forward(ref, ry, rarg, x64, k.p);
+      Tensor rdx = Tensor::empty(k.x, DType::F64);
+      maxpool2d_backward(ref, rdx, cast(dy, DType::F64), x64, ry, rarg, k.p);
+      for (const BackendCase& c : backend_cases(maxpool2d_op())) {
+        INFO("x " << k.x << ", k=" << k.p.kernel << " s=" << k.p.stride << " p=" << k.p.pad
+                  << ", NaN fraction " << nan_fraction << ", " << c.name());
+        const Tensor gx = to_case(c, x);
+        Tensor gy = poisoned(c, ys), garg = poisoned(c, ys, DType::I32);
+        maxpool2d_forward(c.backend, gy, garg, gx, k.p);
+        // y is the first maximum's value: a +0/-0 tie keeps the first one's sign.
+        expect_same("y", gy, ry, c.backend != Backend::CudaVendor);
+        if (c.backend == Backend::CudaVendor) continue;
+        expect_same("argmax", garg, rarg);
+        Tensor gdx = poisoned(c, k.x);
+        maxpool2d_backward(c.backend, gdx, to_case(c, dy), gx, gy, garg, k.p);
+        expect_same("dx", gdx, rdx, false);
+      }
     }
   }
 }

@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "../support/backends.h"
 #include "../support/test_util.h"
@@ -162,6 +164,72 @@ TEST_CASE("argmax_rows: every backend takes the first index on ties, as the refe
       argmax_rows(c.backend, out, to_case(c, logits));
       CHECK(out.to_vector<int32_t>() == ref.to_vector<int32_t>());
     }
+  }
+}
+
+TEST_CASE("argmax_rows and softmax_xent find the maximum in every lane position",
+          "[ops][softmax_xent][sanitize]") {
+  // Row r of K holds its maximum at position r % K (every lane of a warp, and for K > 32 every
+  // pass of the lanes' loop), and rows K..2K-1 repeat it at a later random position as well (the
+  // first must win). A reduction that skips part of the warp (a shuffle starting at offset 8, a
+  // lane mask of 16) loses the maximum whenever it sits in the skipped lanes. softmax_xent with
+  // the labels at the maxima must count every row correct and shift by the true maximum.
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  for (int64_t K : {7, 32, 33, 70}) {
+    const int64_t N = 2 * K;
+    std::vector<float> v(static_cast<size_t>(N * K));
+    std::vector<int32_t> at(static_cast<size_t>(N));
+    for (int64_t i = 0; i < N; ++i) {
+      float* row = v.data() + i * K;
+      for (int64_t j = 0; j < K; ++j) row[j] = static_cast<float>(g.uniform(-4, 4));
+      const int64_t r = i % K;
+      row[r] = 5.f;
+      if (i >= K && r + 1 < K) row[r + 1 + static_cast<int64_t>(g.below(K - r - 1))] = 5.f;
+      at[i] = static_cast<int32_t>(r);
+    }
+    const Tensor logits = Tensor::from_vector(v, Shape{N, K});
+    const Tensor labels = Tensor::from_vector(at, Shape{N});
+    const XentOut ref = xent(kRef, cast(logits, DType::F64), labels, 0.0);
+    REQUIRE(ref.correct.item<int32_t>() == N);
+    for (const BackendCase& c : backend_cases(softmax_xent_op())) {
+      INFO("K " << K << ", " << c.name());
+      Tensor out = poisoned(c, Shape{N}, DType::I32);
+      argmax_rows(c.backend, out, to_case(c, logits));
+      CHECK(out.to_vector<int32_t>() == at);
+      const XentOut o = xent(c.backend, to_case(c, logits), labels.to(c.device), 0.0);
+      CHECK(o.correct.item<int32_t>() == N);
+      // Bounds of the softmax_xent test above.
+      expect_close("loss", o.loss, ref.loss, 1e-6, 1e-5);
+      expect_close("probs", o.probs, ref.probs, 1e-7, 1e-5);
+    }
+  }
+}
+
+TEST_CASE("argmax_rows with NaN logits on every backend as the reference", "[ops][softmax_xent]") {
+  // The reference's rule (z[j] > z[best], starting from best = 0): a NaN at index 0 wins, any
+  // other NaN is never chosen. Each row of K = 70 (lanes scan three elements) has NaNs at random
+  // places, often at the first element a lane scans, ahead of that lane's maximum; every 8th row
+  // starts with a NaN.
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const int64_t N = 64, K = 70;
+  std::vector<float> v(static_cast<size_t>(N * K));
+  for (int64_t i = 0; i < N; ++i)
+    for (int64_t j = 0; j < K; ++j)
+      v[i * K + j] = (j == 0 ? i % 8 == 0 : g.uniform() < 0.2)
+                         ? std::numeric_limits<float>::quiet_NaN()
+                         : static_cast<float>(g.uniform(-4, 4));
+  const Tensor logits = Tensor::from_vector(v, Shape{N, K});
+  Tensor ref = Tensor::empty(Shape{N}, DType::I32);
+  argmax_rows(kRef, ref, cast(logits, DType::F64));
+  for (const BackendCase& c : backend_cases(softmax_xent_op())) {
+    INFO(c.name());
+    Tensor out = poisoned(c, Shape{N}, DType::I32);
+    argmax_rows(c.backend, out, to_case(c, logits));
+    CHECK(out.to_vector<int32_t>() == ref.to_vector<int32_t>());
   }
 }
 

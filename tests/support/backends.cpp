@@ -2,6 +2,7 @@
 
 #include "test_util.h"
 
+#include <cstdlib>
 #include <tuple>
 
 namespace minidl::test {
@@ -14,7 +15,21 @@ std::string BackendCase::name() const {
   return std::string(backend_name(backend)) + " " + dtype_name(dtype);
 }
 
-void set_tested_device_type(DeviceType t) { g_tested = t; }
+void set_tested_device_type(DeviceType t) {
+  g_tested = t;
+  if (t != DeviceType::CUDA) return;
+  DeviceSettings s = device_settings(Device::cpu());
+  s.max_grid_blocks = test_grid_blocks();
+  set_run_settings(s);
+}
+
+unsigned test_grid_blocks() {
+  static const unsigned n = [] {
+    const char* v = std::getenv("MINIDL_TEST_GRID_BLOCKS");
+    return v && *v ? static_cast<unsigned>(std::strtoul(v, nullptr, 10)) : 4u;
+  }();
+  return n;
+}
 DeviceType tested_device_type() { return g_tested; }
 
 namespace {
@@ -65,6 +80,7 @@ std::vector<BackendCase> low_precision_cases(const OpInfo& op) {
 
 DeviceSettings settings_selecting(Backend b) {
   DeviceSettings s;
+  if (g_tested == DeviceType::CUDA) s.max_grid_blocks = test_grid_blocks();
   switch (b) {
     case Backend::CpuReference: s.cpu_kernels = CpuKernels::Handwritten; break;
     case Backend::CpuFast: s.cpu_kernels = CpuKernels::Onednn; break;

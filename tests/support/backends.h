@@ -26,9 +26,18 @@ struct BackendCase {
   std::string name() const;  // "cuda-cublas float32"
 };
 
-// Set once by the test binary's main(): the device type whose backends this binary tests.
+// Set once by the test binary's main(): the device type whose backends this binary tests. For CUDA
+// it also lowers the block cap of every grid-stride launch to test_grid_blocks() on every device
+// (DeviceSettings::max_grid_blocks), for the whole binary.
 void set_tested_device_type(DeviceType t);
 DeviceType tested_device_type();
+
+// The CUDA binaries' block cap for grid-stride launches: 4 blocks of 256 threads (kernels with
+// another block size scale alike), so every tensor above ~1024 elements makes each thread's loop
+// run several passes and a wrong stride or bound shows, while the smaller test tensors keep the
+// one-pass case. The kernels' own caps (~2112 blocks) would need 540,000-element tensors for a
+// second pass. $MINIDL_TEST_GRID_BLOCKS overrides it (0: the kernels' own caps).
+unsigned test_grid_blocks();
 
 // Every runnable backend of `op` on the tested device type, at every full-precision dtype it
 // computes in (float32, float64). The float64 cpu-reference (the reference itself) is left out
@@ -41,7 +50,8 @@ std::vector<BackendCase> backend_cases(const OpInfo& op, bool with_reference = f
 std::vector<BackendCase> low_precision_cases(const OpInfo& op);
 
 // The settings under which select_backend picks `b` (kernels = handwritten/cublas/cudnn,
-// cpu_kernels = handwritten/onednn), for tests that run a whole layer or model on one backend.
+// cpu_kernels = handwritten/onednn), for tests that run a whole layer or model on one backend; the
+// binary's grid cap (test_grid_blocks) is kept.
 DeviceSettings settings_selecting(Backend b);
 
 // `t` (float32 or float64, any device) converted to the case's dtype, on the case's device. Test

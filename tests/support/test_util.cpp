@@ -169,6 +169,21 @@ void expect_close(const char* what, const Tensor& out, const Tensor& ref, double
   if (max_rel_l2 > 0) CHECK(c.rel_l2_error < max_rel_l2);
 }
 
+void expect_same(const char* what, const Tensor& out, const Tensor& ref, bool signed_zero) {
+  REQUIRE(out.shape() == ref.shape());
+  const auto o = to_doubles(out), r = to_doubles(ref);
+  std::ostringstream os;
+  int64_t bad = 0;
+  for (size_t i = 0; i < o.size(); ++i) {
+    const bool same = std::isnan(o[i]) ? std::isnan(r[i])
+                                       : o[i] == r[i] && (!signed_zero || std::signbit(o[i]) ==
+                                                                              std::signbit(r[i]));
+    if (!same && bad++ < 8) os << "  [" << i << "] out " << o[i] << " ref " << r[i] << "\n";
+  }
+  INFO(what << ": " << bad << " of " << o.size() << " elements differ\n" << os.str());
+  CHECK(bad == 0);
+}
+
 Tensor random_images(int64_t m, int64_t h, int64_t w, Generator& g) {
   std::vector<uint8_t> v(static_cast<size_t>(m * 3 * h * w));
   for (auto& x : v) x = static_cast<uint8_t>(g.below(256));

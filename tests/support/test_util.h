@@ -52,6 +52,11 @@ Comparison compare(const Tensor& out, const Tensor& ref, double atol, double rto
 void expect_close(const char* what, const Tensor& out, const Tensor& ref, double atol, double rtol,
                   double max_rel_l2 = 0.0);
 
+// CHECKs that `out` equals `ref` element for element, with NaN equal to NaN and, unless
+// `signed_zero` is false, +0 different from -0 (the report names `what` and the first mismatches).
+// For results that must be exact: a maximum, a NaN that must propagate, the sign of a zero.
+void expect_same(const char* what, const Tensor& out, const Tensor& ref, bool signed_zero = true);
+
 // uint8 images (m, 3, h, w) with pixel values uniform in [0, 255].
 Tensor random_images(int64_t m, int64_t h, int64_t w, Generator& g);
 
