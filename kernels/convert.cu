@@ -19,7 +19,7 @@ __global__ void convert_kernel(Out* out, const In* in, int64_t n) {
 template <typename In, typename Out>
 void launch(void* out, const void* in, int64_t n, CudaContext& ctx) {
   const int threads = 256;
-  convert_kernel<In, Out><<<grid_for(n, threads), threads, 0, ctx.stream>>>(
+  convert_kernel<In, Out><<<grid_stride_blocks(ctx, n, threads), threads, 0, ctx.stream>>>(
       static_cast<Out*>(out), static_cast<const In*>(in), n);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }

@@ -23,7 +23,8 @@ void scale_and_check_finite(float* t, int64_t n, float factor, int32_t* found_in
                             CudaContext& ctx) {
   if (n == 0) return;
   const int threads = 256;
-  scale_and_check_kernel<<<grid_for(n, threads), threads, 0, ctx.stream>>>(t, n, factor, found_inf);
+  scale_and_check_kernel<<<grid_stride_blocks(ctx, n, threads), threads, 0, ctx.stream>>>(
+      t, n, factor, found_inf);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
