@@ -1,6 +1,8 @@
 // The run directory's files (recorder.h).
 #include "engine/recorder.h"
 
+#include "data/folder.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -20,12 +22,22 @@ std::vector<SampleImage> sample_images(const Dataset& test, const std::vector<in
                                        int count) {
   std::vector<SampleImage> out;
   const int64_t n = std::min<int64_t>(count, test.size());
-  const uint8_t* px = test.images.data<uint8_t>();
-  const int64_t per_image = test.images.numel() / test.size();
   for (int64_t i = 0; i < n; ++i) {
     if (static_cast<size_t>(i) >= predictions.size() || predictions[i] < 0) break;
-    out.push_back({std::vector<uint8_t>(px + i * per_image, px + (i + 1) * per_image),
-                   test.labels[i], predictions[i]});
+    std::vector<uint8_t> chw(3 * 32 * 32);
+    if (test.files) {  // a folder dataset: a 32x32 thumbnail of the file (unreadable: left out)
+      try {
+        resize_center_crop(decode_image(test.files->paths[static_cast<size_t>(i)]), 32, 32,
+                           chw.data());
+      } catch (const Error&) {
+        continue;
+      }
+    } else {
+      const int64_t per_image = test.images.numel() / test.size();
+      const uint8_t* px = test.images.data<uint8_t>() + i * per_image;
+      chw.assign(px, px + per_image);
+    }
+    out.push_back({std::move(chw), test.labels[i], predictions[i]});
   }
   return out;
 }

@@ -80,20 +80,6 @@ PickedDevice pick_device(const std::string& flag) {
   return p;
 }
 
-// Moves the last n images of `d` into a new dataset (the --val-split hold-out).
-Dataset split_off_tail(Dataset& d, int64_t n) {
-  const int64_t m = d.size() - n;
-  Dataset tail;
-  tail.name = d.name;
-  tail.class_names = d.class_names;
-  tail.num_classes = d.num_classes;
-  tail.images = d.images.slice(m, d.size()).clone();
-  tail.labels.assign(d.labels.begin() + m, d.labels.end());
-  d.images = d.images.slice(0, m).clone();
-  d.labels.resize(static_cast<size_t>(m));
-  return tail;
-}
-
 // The files a training run writes to its directory; an evaluation writes the last two.
 const std::vector<std::string> kRunFiles{"metrics.csv",      "config.json",      "command.txt",
                                          "last.safetensors", "best.safetensors", "init.safetensors",
@@ -145,7 +131,7 @@ void resolve_config(Setup& s, const TrainConfig& cli) {
     if (s.saved.has_config) s.cfg = merge_resumed(s.saved.config, cli);
   }
   TrainConfig& cfg = s.cfg;
-  if (cfg.data.empty()) {  // a --resume command line whose checkpoint names no --data
+  if (cfg.data.empty() && !dataset_default_dir(cfg.dataset).empty()) {  // a --resume command line whose checkpoint names no --data
     const fs::path d = fs::path("..") / "shared" / "data" / dataset_default_dir(cfg.dataset);
     if (fs::is_directory(d)) cfg.data = d.string();
   }
@@ -177,14 +163,21 @@ void make_run_dir(Setup& s, std::ostream& log) {
 // configuration, computed from the training images when it has none).
 void load_data(Setup& s, std::ostream& log) {
   TrainConfig& cfg = s.cfg;
-  s.train = load_dataset(cfg.dataset, cfg.data, Split::Train, cfg.subset);
+  DataOptions opt;
+  opt.image_size = cfg.image_size;
+  opt.bad_images = cfg.bad_images == "skip" ? BadImages::Skip : BadImages::Stop;
+  opt.workers = cfg.workers;
+  s.train = load_dataset(cfg.dataset, cfg.data, Split::Train, cfg.subset, opt);
   if (cfg.val_split > 0) {
     if (cfg.val_split >= s.train.size())
       throw UsageError(str("--val-split ", cfg.val_split, " leaves none of the ", s.train.size(),
                            " training images to train on"));
     s.val = split_off_tail(s.train, cfg.val_split);
   }
-  s.test = load_dataset(cfg.dataset, cfg.data, Split::Test, cfg.test_subset);
+  s.test = load_dataset(cfg.dataset, cfg.data, Split::Test, cfg.test_subset, opt);
+  for (const Dataset* d : {&s.train, &s.test})
+    for (const std::string& w : d->warnings) log << "warning: " << w << '\n';
+  if (cfg.class_names.empty()) cfg.class_names = s.train.class_names;
   std::string norm_source;
   if (!cfg.norm_mean.empty()) {
     std::copy(cfg.norm_mean.begin(), cfg.norm_mean.end(), s.norm.mean.begin());
