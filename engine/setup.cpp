@@ -58,8 +58,6 @@ SavedRun read_saved_run(const std::string& path) {
   return s;
 }
 
-namespace {
-
 PickedDevice pick_device(const std::string& flag) {
   PickedDevice p;
   std::string why;
@@ -79,6 +77,19 @@ PickedDevice pick_device(const std::string& flag) {
   p.line = str("device: ", what, " [", why, "]");
   return p;
 }
+
+std::unique_ptr<Module> build_run_model(const TrainConfig& cfg, int num_classes) {
+  ModelConfig mc;
+  mc.name = cfg.model;
+  mc.num_classes = num_classes;
+  mc.imagenet_stem = cfg.imagenet_stem;
+  mc.zero_init_residual = cfg.zero_init_residual;
+  mc.dropout = cfg.dropout;
+  mc.seed = cfg.seed;
+  return make_model(mc);
+}
+
+namespace {
 
 // The files a training run writes to its directory; an evaluation writes the last two.
 const std::vector<std::string> kRunFiles{"metrics.csv",      "config.json",      "command.txt",
@@ -222,16 +233,10 @@ DeviceSettings run_settings(const TrainConfig& cfg) {
 // The model from the registry, on the run's device.
 void build_model(Setup& s, std::ostream& log) {
   const TrainConfig& cfg = s.cfg;
-  ModelConfig mc;
-  mc.name = cfg.model;
-  mc.num_classes = s.num_classes;
-  mc.imagenet_stem = cfg.imagenet_stem;
-  mc.zero_init_residual = cfg.zero_init_residual;
-  mc.dropout = cfg.dropout;
-  mc.seed = cfg.seed;
-  s.model = make_model(mc);
+  s.model = build_run_model(cfg, s.num_classes);
   s.model->to(s.device.device);
-  log << "model: " << cfg.model << '\n' << model_summary(*s.model);
+  log << "model: " << cfg.model << '\n'
+      << model_summary(*s.model, Shape{1, 3, cfg.image_size, cfg.image_size});
 }
 
 }  // namespace
