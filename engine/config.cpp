@@ -224,6 +224,7 @@ json to_json(const TrainConfig& c) {
       {"overwrite", c.overwrite},
       {"max-steps", c.max_steps},
       {"save-init", c.save_init},
+      {"tensorboard", c.tensorboard},
       {"dump-logits", c.dump_logits},
       {"seeds", c.seeds},
       {"command", c.command},
@@ -295,6 +296,7 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "overwrite", c.overwrite);
   read_key(j, "max-steps", c.max_steps);
   read_key(j, "save-init", c.save_init);
+  read_key(j, "tensorboard", c.tensorboard);
   read_key(j, "dump-logits", c.dump_logits);
   read_key(j, "seeds", c.seeds);
   read_key(j, "command", c.command);

@@ -86,6 +86,7 @@ struct TrainConfig {
   bool overwrite = false;   // replace the run already in --out
   int64_t max_steps = 0;    // stop after this many optimizer steps in all (0: no limit)
   bool save_init = false;   // write init.safetensors, the weights before the first step
+  bool tensorboard = false; // also write the epoch scalars as TensorBoard event files
   std::string dump_logits;  // with --evaluate: write every test image's logits to this file
   int seeds = 1;            // run the recipe with seeds seed, seed+1, ... and report mean +- std
 

@@ -113,6 +113,10 @@ void RunRecorder::start(int64_t start_epoch) {
   append_line(s_.out / "command.txt", s_.cfg.command);
   if (fresh_) write_file_atomic(config_path_, to_json(s_.cfg).dump(2) + "\n");
   last_saved_epoch_ = fs::exists(last_path_) ? start_epoch : -1;
+  if (s_.cfg.tensorboard) {
+    events_ = std::make_unique<EventWriter>(s_.out.string());
+    events_through_ = start_epoch;
+  }
 }
 
 std::string RunRecorder::save_init(Module& model, const Optimizer& opt) {
@@ -146,6 +150,22 @@ void RunRecorder::save_best(Module& model, const Optimizer& opt, const TrainStat
 
 void RunRecorder::write_metrics(const std::vector<EpochMetrics>& history) {
   write_metrics_csv((s_.out / "metrics.csv").string(), history);
+  if (!events_) return;
+  for (const EpochMetrics& m : history) {
+    if (m.epoch <= events_through_) continue;
+    events_->scalar("train/loss", m.epoch, m.train_loss);
+    events_->scalar("train/accuracy", m.epoch, m.train_acc);
+    events_->scalar("test/loss", m.epoch, m.test_loss);
+    events_->scalar("test/accuracy", m.epoch, m.test_acc);
+    if (m.has_val) {
+      events_->scalar("val/loss", m.epoch, m.val_loss);
+      events_->scalar("val/accuracy", m.epoch, m.val_acc);
+    }
+    events_->scalar("lr", m.epoch, m.lr);
+    events_->scalar("images_per_second", m.epoch, m.images_per_second);
+    events_through_ = m.epoch;
+  }
+  events_->flush();
 }
 
 void RunRecorder::set_latest_evaluation(const EvalResult& ev) { set_eval(report_, ev, s_.test); }

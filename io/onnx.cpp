@@ -56,6 +56,13 @@ void ProtoWriter::float32(int field, float f) {
   for (int i = 0; i < 4; ++i) data_.push_back(static_cast<char>(bits >> (8 * i)));
 }
 
+void ProtoWriter::float64(int field, double d) {
+  tag(field, 1);
+  uint64_t bits;
+  std::memcpy(&bits, &d, 8);
+  for (int i = 0; i < 8; ++i) data_.push_back(static_cast<char>(bits >> (8 * i)));
+}
+
 void ProtoWriter::packed_int64(int field, const std::vector<int64_t>& v) {
   ProtoWriter inner;
   for (int64_t x : v) inner.raw_varint(static_cast<uint64_t>(x));

@@ -52,6 +52,7 @@ class ProtoWriter {
   void string(int field, const std::string& s) { bytes(field, s); }
   void message(int field, const ProtoWriter& m) { bytes(field, m.data_); }
   void float32(int field, float f);
+  void float64(int field, double d);
   void packed_int64(int field, const std::vector<int64_t>& v);
   const std::string& data() const { return data_; }
 
