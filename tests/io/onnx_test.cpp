@@ -22,13 +22,15 @@ TEST_CASE("onnx: the protobuf encoder writes the wire format", "[onnx][io]") {
   w.int64(3, -1);  // a negative int64 is ten bytes
   w.float32(4, 1.0f);
   w.packed_int64(5, {3, 270});
+  w.varint(6, 128);  // the first two-byte varint: 80 01
   const std::string expect =
       std::string("\x08\x96\x01", 3) + "\x12\x07testing" +
       std::string("\x18\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11) +
-      std::string("\x25\x00\x00\x80\x3f", 5) + std::string("\x2a\x03\x03\x8e\x02", 5);
+      std::string("\x25\x00\x00\x80\x3f", 5) + std::string("\x2a\x03\x03\x8e\x02", 5) + std::string("\x30\x80\x01", 3);
   CHECK(w.data() == expect);
   const std::vector<ProtoField> f = parse_proto(w.data(), "test");
-  REQUIRE(f.size() == 5);
+  REQUIRE(f.size() == 6);
+  CHECK(f[5].value == 128);
   CHECK(f[0].value == 150);
   CHECK(f[1].bytes == "testing");
   CHECK(static_cast<int64_t>(f[2].value) == -1);

@@ -18,6 +18,8 @@ TEST_CASE("tensorboard: CRC-32C check value", "[tensorboard][io]") {
   // RFC 3720 / the CRC catalogue: CRC-32C("123456789") = 0xE3069283.
   CHECK(crc32c("123456789", 9) == 0xE3069283u);
   CHECK(crc32c("", 0) == 0u);
+  // TFRecord's mask, by its definition ((c >> 15) | (c << 17)) + 0xa282ead8 worked by hand.
+  CHECK(masked_crc32c("123456789", 9) == 0xC78AB0E5u);
 }
 
 TEST_CASE("tensorboard: events read back, corruption is found", "[tensorboard][io]") {
