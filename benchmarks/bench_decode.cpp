@@ -97,11 +97,13 @@ int run(int argc, char** argv) {
   };
   std::vector<Row> rows;
   Tensor sample_x, sample_y;
+  int classes = 0;
   for (int w : workers) {
     DataOptions opt;
     opt.image_size = S;
     opt.workers = w;
     const Dataset d = load_dataset("folder", root.string(), Split::Train, 0, opt);
+    classes = d.num_classes;
     LoaderConfig lc;
     lc.batch_size = B;
     lc.augment = true;
@@ -127,7 +129,7 @@ int run(int argc, char** argv) {
 
   ModelConfig mc;
   mc.name = args.get("model", "resnet18");
-  mc.num_classes = 4;
+  mc.num_classes = classes;
   mc.imagenet_stem = S > 32 && models().at(mc.name).imagenet_stem;
   std::unique_ptr<Module> model = make_model(mc);
   OptimizerConfig oc;
