@@ -138,4 +138,6 @@ TEST_CASE("imagenet-style run: train, checkpoint, predict, export", "[apps][imag
                             onnx.string();
     CHECK(std::system(cmd.c_str()) == 0);
   }
+  std::error_code ec;
+  fs::remove_all(dir, ec);  // about 140 MB of checkpoints and ONNX
 }

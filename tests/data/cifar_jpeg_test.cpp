@@ -35,18 +35,25 @@ std::string jpeg_archive() {
   return fs::is_regular_file(tar) ? tar.string() : "";
 }
 
-// Unpacks the test split and `train_pattern` of the training split (a tar wildcard) into a
-// scratch folder once per process.
+// Unpacks the test split and 200 training images per class into a scratch folder once per
+// process (about 45 MB), removed when the process exits.
 fs::path unpacked(const std::string& tar) {
-  static const fs::path dir = [&] {
+  struct Unpacked {
+    fs::path dir;
+    ~Unpacked() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  };
+  static const Unpacked u{[&] {
     const fs::path d = test::scratch_dir("cifar10_jpeg");
-    // 200 training images per class: train/<class>/0[01]*.jpg = 0000-0199.
+    // train/<class>/0[01]*.jpg = 0000-0199.
     const std::string cmd = "tar -xzf '" + tar + "' -C '" + d.string() +
                             "' --wildcards 'test/*' 'train/*/0[01]*.jpg'";
     REQUIRE(std::system(cmd.c_str()) == 0);
     return d;
-  }();
-  return dir;
+  }()};
+  return u.dir;
 }
 
 }  // namespace
@@ -108,4 +115,6 @@ TEST_CASE("cifar10 jpeg: one short epoch trains on the folder", "[folder][data][
   const std::vector<std::string> names{"airplane", "automobile", "bird",  "cat",  "deer",
                                        "dog",      "frog",       "horse", "ship", "truck"};
   CHECK(j["class-names"] == nlohmann::json(names));
+  std::error_code ec;
+  fs::remove_all(out, ec);
 }
