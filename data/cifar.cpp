@@ -6,6 +6,8 @@
 // file never yields a half-loaded dataset.
 #include "data/cifar.h"
 
+#include "data/folder.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -192,7 +194,12 @@ Dataset load_cifar100(const std::string& dir, Split split, bool coarse, int64_t 
 }
 
 namespace {
-Dataset load_cifar100_fine(const std::string& dir, Split split, int64_t subset) {
+Dataset load_cifar10_entry(const std::string& dir, Split split, int64_t subset,
+                           const DataOptions&) {
+  return load_cifar10(dir, split, subset);
+}
+Dataset load_cifar100_fine(const std::string& dir, Split split, int64_t subset,
+                           const DataOptions&) {
   return load_cifar100(dir, split, /*coarse=*/false, subset);
 }
 }  // namespace
@@ -200,19 +207,48 @@ Dataset load_cifar100_fine(const std::string& dir, Split split, int64_t subset) 
 const Registry<DatasetKind>& datasets() {
   static const Registry<DatasetKind> r(
       "dataset", {{"cifar10", "CIFAR-10: 50,000 training and 10,000 test images, 10 classes",
-                   {10, "cifar-10-batches-bin", load_cifar10}},
+                   {10, "cifar-10-batches-bin", load_cifar10_entry}},
                   {"cifar100", "CIFAR-100: the same sizes, 100 fine classes",
-                   {100, "cifar-100-binary", load_cifar100_fine}}});
+                   {100, "cifar-100-binary", load_cifar100_fine}},
+                  {"folder",
+                   "a folder of JPEG/PNG images, one subfolder per class, with train/ and val/ "
+                   "(or test/) splits (docs/TRAINING.md)",
+                   {0, "", load_image_folder}}});
   return r;
 }
 
-Dataset load_dataset(const std::string& name, const std::string& dir, Split split, int64_t subset) {
+Dataset load_dataset(const std::string& name, const std::string& dir, Split split, int64_t subset,
+                     const DataOptions& opt) {
   const Registry<DatasetKind>::Entry* e = datasets().find(name);
   MINIDL_CHECK(e != nullptr, "load_dataset: dataset ", datasets().unknown_message(name));
-  return e->value.load(dir, split, subset);
+  return e->value.load(dir, split, subset, opt);
+}
+
+Dataset split_off_tail(Dataset& d, int64_t n) {
+  MINIDL_CHECK(n > 0 && n < d.size(), "split_off_tail: cannot hold out ", n, " of ", d.size(),
+               " samples");
+  const int64_t m = d.size() - n;
+  Dataset tail;
+  tail.name = d.name;
+  tail.class_names = d.class_names;
+  tail.num_classes = d.num_classes;
+  if (d.files) {
+    auto head = std::make_shared<ImageFiles>(*d.files), rest = std::make_shared<ImageFiles>(*d.files);
+    head->paths.resize(static_cast<size_t>(m));
+    rest->paths.erase(rest->paths.begin(), rest->paths.begin() + m);
+    d.files = head;
+    tail.files = rest;
+  } else {
+    tail.images = d.images.slice(m, d.size()).clone();
+    d.images = d.images.slice(0, m).clone();
+  }
+  tail.labels.assign(d.labels.begin() + m, d.labels.end());
+  d.labels.resize(static_cast<size_t>(m));
+  return tail;
 }
 
 ChannelStats channel_stats(const Dataset& d) {
+  if (d.files) return folder_channel_stats(d);
   check_dtype(d.images, DType::U8, "channel_stats", "images");
   MINIDL_CHECK(d.images.dim() == 4 && d.images.size(1) == 3 && d.images.size(0) > 0,
                "channel_stats: expected uint8 images (M, 3, H, W) with M > 0, got ",

@@ -18,13 +18,25 @@
 // at most kAhead = kSlots - 2 batches ahead of the consumer. On CUDA there is no thread: the
 // kernel is queued on the device stream by next() itself on the caller's thread (which never
 // leaves the CUDA device of the caller), and stream order makes slot reuse safe.
+//
+// A folder dataset (Dataset::files, data/folder.h) has no images in memory: the background thread
+// runs on every device and decodes batch i into a host uint8 slot with its labels, on a pool of
+// decoding threads (each image's transform is drawn from Generator(seed ^ mix(2e + 1) ^ mix(~p))
+// for position p of the epoch, so it does not depend on which thread decodes it); the augment
+// pass then runs on that slot (CPU: in the thread; CUDA: next() uploads the slot and queues the
+// kernel). A file that cannot be decoded stops the epoch with an error naming it, or with
+// BadImages::Skip is replaced by the next good image of the same batch (label included), counted
+// in the dataset's BadImageLog and warned about once on stderr.
 #include "data/loader.h"
 
 #include <algorithm>
 #include <exception>
+#include <iostream>
 #include <numeric>
 
 #include "core/rng.h"
+#include "data/folder.h"
+#include "data/thread_pool.h"
 
 namespace minidl {
 
@@ -56,6 +68,16 @@ struct DataLoader::Impl {
   Tensor params_t;             // int32 (S, 5) on the device
 
   Tensor slots[kSlots];  // float (B, 3, H, W) on the device
+
+  // Folder datasets: decoded uint8 batches and their labels on the host (and their device copies
+  // on CUDA), the decoding threads, and the key of the epoch's per-image draws.
+  const ImageFiles* files = nullptr;
+  const std::vector<int32_t>* sample_labels = nullptr;
+  bool random_resized_crop = false;
+  Tensor host_px[kSlots], host_labels[kSlots], dev_px[kSlots], dev_labels[kSlots];
+  Tensor identity;  // int32 (B): 0, 1, ..., B-1 (a decoded batch is its own "dataset")
+  std::unique_ptr<ThreadPool> pool;
+  uint64_t draw_key = 0;
 
   // CPU producer state, guarded by `mutex`.
   std::thread worker;
@@ -100,13 +122,70 @@ struct DataLoader::Impl {
     }
   }
 
+  // The background thread's work for batch i: augment it (in-memory CPU dataset), or decode it
+  // (folder dataset) and on the CPU augment it too.
+  void run_batch(int64_t i) {
+    if (files == nullptr) {
+      augment_slot(i);
+      return;
+    }
+    decode_batch(i);
+    if (!slots[0].is_cuda()) augment_slot(i);
+  }
+
   // Augment batch i of the plan into its slot; returns the slot's view of the batch.
-  Tensor run_batch(int64_t i) {
+  Tensor augment_slot(int64_t i) {
     const int64_t begin = i * batch_size;
     const int64_t end = std::min(begin + batch_size, order_t.size(0));
     Tensor out = slots[i % kSlots].slice(0, end - begin);
-    augment_batch(out, images, order_t.slice(begin, end), params_t.slice(begin, end), aug);
+    if (files == nullptr) {
+      augment_batch(out, images, order_t.slice(begin, end), params_t.slice(begin, end), aug);
+    } else {
+      const Tensor& px = slots[0].is_cuda() ? dev_px[i % kSlots] : host_px[i % kSlots];
+      augment_batch(out, px.slice(0, end - begin), identity.slice(0, end - begin),
+                    params_t.slice(begin, end), aug);
+    }
     return out;
+  }
+
+  // Decodes the images of batch i into host_px/host_labels[i % kSlots] (see the file comment).
+  void decode_batch(int64_t i) {
+    const int64_t begin = i * batch_size;
+    const int64_t n = std::min(begin + batch_size, static_cast<int64_t>(order.size())) - begin;
+    uint8_t* px = host_px[i % kSlots].data<uint8_t>();
+    int32_t* lab = host_labels[i % kSlots].data<int32_t>();
+    const int64_t per_image = host_px[0].numel() / host_px[0].size(0);
+    std::vector<std::string> bad(static_cast<size_t>(n));
+    pool->parallel_for(n, [&](int64_t k) {
+      const int64_t sample = order[static_cast<size_t>(begin + k)];
+      lab[k] = (*sample_labels)[static_cast<size_t>(sample)];
+      try {
+        if (random_resized_crop) {
+          Generator g(draw_key ^ mix(~static_cast<uint64_t>(begin + k)));
+          decode_random_resized_crop(*files, sample, g, px + k * per_image);
+        } else {
+          decode_eval(*files, sample, px + k * per_image);
+        }
+      } catch (const Error& e) {
+        if (files->opt.bad_images == BadImages::Stop)
+          throw Error(str(e.what(), " (--bad-images skip skips such files and counts them)"));
+        bad[static_cast<size_t>(k)] = e.what();
+      }
+    });
+    for (int64_t k = 0; k < n; ++k) {
+      if (bad[static_cast<size_t>(k)].empty()) continue;
+      const std::string& path = files->paths[static_cast<size_t>(order[begin + k])];
+      if (files->bad->add(path))
+        std::cerr << "warning: skipping " << bad[static_cast<size_t>(k)] << " (--bad-images skip; "
+                  << files->bad->count() << " skipped so far)\n";
+      int64_t good = -1;
+      for (int64_t j = 1; j < n && good < 0; ++j)
+        if (bad[static_cast<size_t>((k + j) % n)].empty()) good = (k + j) % n;
+      MINIDL_CHECK(good >= 0, "DataLoader: every image of batch ", i, " (", n,
+                   " images) failed to decode, e.g. ", bad[static_cast<size_t>(k)]);
+      std::copy(px + good * per_image, px + (good + 1) * per_image, px + k * per_image);
+      lab[k] = lab[good];
+    }
   }
 };
 
@@ -120,13 +199,19 @@ DataLoader::DataLoader(const Dataset& data, const LoaderConfig& cfg)
   for (int c = 0; c < 3; ++c)
     MINIDL_CHECK(cfg.norm.std[c] > 0.f, who, ": normalisation std of channel ", c, " is ",
                  cfg.norm.std[c], "; set LoaderConfig::norm, e.g. to channel_stats(train set)");
-  check_dtype(data.images, DType::U8, who, "dataset images");
-  MINIDL_CHECK(data.images.dim() == 4 && data.images.size(1) == 3 && !data.images.is_cuda(),
-               who, ": dataset images must be uint8 (M, 3, H, W) on the CPU, got ",
-               data.images.describe());
-  MINIDL_CHECK(data.images.size(0) == data.size() && data.size() > 0, who, ": dataset '",
-               data.name, "' has ", data.images.size(0), " images and ", data.size(),
-               " labels (expected the same number, > 0)");
+  if (data.files) {
+    MINIDL_CHECK(static_cast<int64_t>(data.files->paths.size()) == data.size() && data.size() > 0,
+                 who, ": folder dataset has ", data.files->paths.size(), " files and ",
+                 data.size(), " labels (expected the same number, > 0)");
+  } else {
+    check_dtype(data.images, DType::U8, who, "dataset images");
+    MINIDL_CHECK(data.images.dim() == 4 && data.images.size(1) == 3 && !data.images.is_cuda(),
+                 who, ": dataset images must be uint8 (M, 3, H, W) on the CPU, got ",
+                 data.images.describe());
+    MINIDL_CHECK(data.images.size(0) == data.size() && data.size() > 0, who, ": dataset '",
+                 data.name, "' has ", data.images.size(0), " images and ", data.size(),
+                 " labels (expected the same number, > 0)");
+  }
   MINIDL_CHECK(cfg.world >= 1 && cfg.rank >= 0 && cfg.rank < cfg.world, who, ": rank ", cfg.rank,
                " of ", cfg.world, " ranks is not a rank (0 <= rank < world)");
   MINIDL_CHECK(data.size() <= INT32_MAX, who, ": dataset has ", data.size(),
@@ -139,12 +224,35 @@ DataLoader::DataLoader(const Dataset& data, const LoaderConfig& cfg)
   s.aug.cutout = cfg.augment ? cfg.cutout : 0;
   s.aug.mean = cfg.norm.mean;
   s.aug.std = cfg.norm.std;
-  // The one upload of the dataset (150 MB for CIFAR training), so that batches never cross PCIe.
-  s.images = data.images.to(cfg.device);
   const int64_t b = std::min(cfg.batch_size, data.size());
-  for (Tensor& t : s.slots)
-    t = Tensor::empty(Shape{b, 3, data.images.size(2), data.images.size(3)}, DType::F32,
-                      cfg.device);
+  int64_t H = 0, W = 0;
+  if (data.files) {
+    const DataOptions& o = data.files->opt;
+    H = W = o.image_size;
+    s.files = data.files.get();
+    s.sample_labels = &data.labels;
+    // Larger images are cropped at random scales instead of padded: no padding, flip only.
+    s.random_resized_crop = cfg.augment && o.image_size > 32;
+    if (s.random_resized_crop) s.aug.pad = 0;
+    for (int k = 0; k < kSlots; ++k) {
+      s.host_px[k] = Tensor::empty(Shape{b, 3, H, W}, DType::U8, Device::cpu());
+      s.host_labels[k] = Tensor::empty(Shape{b}, DType::I32, Device::cpu());
+      if (cfg.device.is_cuda()) {
+        s.dev_px[k] = Tensor::empty(Shape{b, 3, H, W}, DType::U8, cfg.device);
+        s.dev_labels[k] = Tensor::empty(Shape{b}, DType::I32, cfg.device);
+      }
+    }
+    std::vector<int32_t> iota(static_cast<size_t>(b));
+    std::iota(iota.begin(), iota.end(), 0);
+    s.identity = Tensor::from_vector(iota, Shape{b}, cfg.device);
+    s.pool = std::make_unique<ThreadPool>(
+        o.workers > 0 ? o.workers : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  } else {
+    H = data.images.size(2), W = data.images.size(3);
+    // The one upload of the dataset (150 MB for CIFAR training), so that batches never cross PCIe.
+    s.images = data.images.to(cfg.device);
+  }
+  for (Tensor& t : s.slots) t = Tensor::empty(Shape{b, 3, H, W}, DType::F32, cfg.device);
 }
 
 DataLoader::~DataLoader() { impl_->stop_worker(); }
@@ -186,8 +294,9 @@ void DataLoader::start_epoch(int64_t epoch) {
   // the ones the same position gets in a run with any other number of ranks).
   std::vector<int32_t> labels(static_cast<size_t>(total)), params(static_cast<size_t>(5 * total));
   const int pad = s.aug.pad;
-  const int64_t H = data_.images.size(2), W = data_.images.size(3);
-  Generator g(cfg_.seed ^ mix(2 * static_cast<uint64_t>(epoch) + 1));
+  const int64_t H = s.slots[0].size(2), W = s.slots[0].size(3);
+  s.draw_key = cfg_.seed ^ mix(2 * static_cast<uint64_t>(epoch) + 1);
+  Generator g(s.draw_key);
   for (int64_t i = 0; i < total; ++i) {
     labels[i] = data_.labels[perm[i]];
     int32_t* p = &params[5 * i];
@@ -227,7 +336,7 @@ void DataLoader::start_epoch(int64_t epoch) {
   s.stop = false;
   s.error = nullptr;
   s.started = true;
-  if (cfg_.device.is_cpu())
+  if (cfg_.device.is_cpu() || s.files != nullptr)
     s.worker = std::thread([&s] { s.produce(); });
 }
 
@@ -239,15 +348,25 @@ bool DataLoader::next(Batch& b) {
   const int64_t begin = i * cfg_.batch_size;
   const int64_t end = std::min(begin + cfg_.batch_size, s.order_t.size(0));
 
-  if (cfg_.device.is_cpu()) {
+  if (cfg_.device.is_cpu() || s.files != nullptr) {
     std::unique_lock<std::mutex> lock(s.mutex);
     s.cv.wait(lock, [&] { return s.produced > i || s.error; });
     if (s.produced <= i) std::rethrow_exception(s.error);
-    b.images = s.slots[i % kSlots].slice(0, end - begin);
-  } else {
-    b.images = s.run_batch(i);
   }
-  b.labels = s.labels_t.slice(begin, end);
+  if (s.files != nullptr) {
+    const int k = static_cast<int>(i % kSlots);
+    if (cfg_.device.is_cuda()) {  // upload the decoded batch, then augment it on the device
+      s.dev_px[k].copy_(s.host_px[k]);
+      s.dev_labels[k].copy_(s.host_labels[k]);
+      b.images = s.augment_slot(i);
+    } else {
+      b.images = s.slots[k].slice(0, end - begin);
+    }
+    b.labels = (cfg_.device.is_cuda() ? s.dev_labels[k] : s.host_labels[k]).slice(0, end - begin);
+  } else {
+    b.images = cfg_.device.is_cpu() ? s.slots[i % kSlots].slice(0, end - begin) : s.augment_slot(i);
+    b.labels = s.labels_t.slice(begin, end);
+  }
   b.indices.assign(s.order.begin() + begin, s.order.begin() + end);
   b.size = end - begin;
   {

@@ -50,6 +50,14 @@ void add_flags(CLI::App& app, TrainConfig& c) {
                  "dataset directory (default: ../shared/data/cifar-10-batches-bin, or "
                  "../shared/data/cifar-100-binary for cifar100, when it exists)");
   app.add_option("--dataset", c.dataset, choice_help("dataset", datasets()));
+  app.add_option("--image-size", c.image_size,
+                 "folder dataset: side of the square images the model sees (32: CIFAR-style "
+                 "pad-crop-flip; larger: random-resized-crop for training, resize + centre crop "
+                 "for evaluation)");
+  app.add_option("--bad-images", c.bad_images,
+                 "folder dataset: an image that cannot be decoded stops the run (stop) or is "
+                 "skipped and counted (skip)");
+  app.add_option("--workers", c.workers, "folder dataset: decoding threads (0: one per core)");
   app.add_option("--subset", c.subset, "train on the first N training images (0: all)");
   app.add_option("--test-subset", c.test_subset, "evaluate on the first N test images (0: all)");
   app.add_option("--val-split", c.val_split,
@@ -118,6 +126,9 @@ void add_flags(CLI::App& app, TrainConfig& c) {
                  "last.safetensors (0: no limit)");
   app.add_flag("--save-init", c.save_init,
                "write init.safetensors, the weights before the first step");
+  app.add_flag("--tensorboard", c.tensorboard,
+               "also write each epoch's losses, accuracies, lr and images/s as TensorBoard event "
+               "files (events.out.tfevents.*) in the run directory");
   app.add_option("--dump-logits", c.dump_logits,
                  "with --evaluate: write every test image's logits and label to this "
                  "safetensors file");
@@ -238,7 +249,7 @@ TrainConfig parse_train_args(int argc, const char* const* argv) {
   for (const CLI::Option* opt : app.get_options()) {
     if (opt->count() > 0 && !opt->get_lnames().empty()) c.given.push_back(opt->get_lnames()[0]);
   }
-  if (c.data.empty()) {
+  if (c.data.empty() && !dataset_default_dir(c.dataset).empty()) {
     const std::filesystem::path d =
         std::filesystem::path("..") / "shared" / "data" / dataset_default_dir(c.dataset);
     if (std::filesystem::is_directory(d)) c.data = d.string();

@@ -91,6 +91,14 @@ void validate(const TrainConfig& c, bool check_data) {
     throw UsageError("configuration: norm-mean and norm-std must be given together");
   for (float x : c.norm_std)
     check_value(std::isfinite(x) && x > 0.0f, "norm-std", x, "positive channel std values");
+  check_value(c.image_size >= 8 && c.image_size <= 1024, "--image-size", c.image_size,
+              "a side of 8 to 1024 pixels");
+  if (c.image_size != 32 && c.dataset != "folder")
+    throw UsageError(str("--image-size ", c.image_size, " applies to --dataset folder; ",
+                         c.dataset, " images are 32x32"));
+  check_value(c.bad_images == "stop" || c.bad_images == "skip", "--bad-images", c.bad_images,
+              "stop or skip");
+  check_value(c.workers >= 0, "--workers", c.workers, "a number of threads >= 0 (0: one per core)");
   check_value(c.cutout >= 0 && c.cutout <= 32, "--cutout", c.cutout,
               "a square side in pixels, 0 to 32");
   if (c.cutout > 0 && !c.augment)
@@ -157,6 +165,11 @@ void validate(const TrainConfig& c, bool check_data) {
     throw UsageError("give the checkpoint once: --checkpoint or --resume, not both");
 
   if (!check_data) return;
+  if (c.data.empty() && dataset_default_dir(c.dataset).empty())
+    throw UsageError(str("--dataset ", c.dataset, " needs --data DIR (the folder with train/ and "
+                         "val/ subfolders of class folders; docs/TRAINING.md)"));
+  if (!std::filesystem::is_directory(c.data) && dataset_default_dir(c.dataset).empty())
+    throw UsageError(str("--data ", c.data, ": no such directory"));
   if (c.data.empty())
     throw UsageError(
         str("--data is required: no ", c.dataset, " directory at the default ../shared/data/",
@@ -183,6 +196,10 @@ json to_json(const TrainConfig& c) {
       {"augment", c.augment},
       {"cutout", c.cutout},
       {"shuffle", c.shuffle},
+      {"image-size", c.image_size},
+      {"bad-images", c.bad_images},
+      {"workers", c.workers},
+      {"class-names", c.class_names},
       {"norm-mean", c.norm_mean},
       {"norm-std", c.norm_std},
       {"epochs", c.epochs},
@@ -216,6 +233,7 @@ json to_json(const TrainConfig& c) {
       {"overwrite", c.overwrite},
       {"max-steps", c.max_steps},
       {"save-init", c.save_init},
+      {"tensorboard", c.tensorboard},
       {"dump-logits", c.dump_logits},
       {"seeds", c.seeds},
       {"command", c.command},
@@ -255,6 +273,10 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "augment", c.augment);
   read_key(j, "cutout", c.cutout);
   read_key(j, "shuffle", c.shuffle);
+  read_key(j, "image-size", c.image_size);
+  read_key(j, "bad-images", c.bad_images);
+  read_key(j, "workers", c.workers);
+  read_key(j, "class-names", c.class_names);
   read_key(j, "norm-mean", c.norm_mean);
   read_key(j, "norm-std", c.norm_std);
   read_key(j, "epochs", c.epochs);
@@ -288,6 +310,7 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "overwrite", c.overwrite);
   read_key(j, "max-steps", c.max_steps);
   read_key(j, "save-init", c.save_init);
+  read_key(j, "tensorboard", c.tensorboard);
   read_key(j, "dump-logits", c.dump_logits);
   read_key(j, "seeds", c.seeds);
   read_key(j, "command", c.command);

@@ -41,6 +41,14 @@ struct TrainConfig {
   bool augment = true;      // random crop (pad 4) + horizontal flip
   int cutout = 0;           // cutout square side (0: off)
   bool shuffle = true;      // reshuffle the training images every epoch
+  // Folder datasets (data/folder.h): the square input size, what to do with a file that cannot be
+  // decoded ("stop" or "skip"), decoding threads (0: one per hardware thread).
+  int image_size = 32;
+  std::string bad_images = "stop";
+  int workers = 0;
+  // The class names, in label order: not a flag; written from the training set so that config.json
+  // and every checkpoint name the classes (`predict` prints them).
+  std::vector<std::string> class_names;
   // Normalisation constants (per-channel mean and std of the training pixels in [0, 1]). Not flags:
   // computed from the training images of a fresh run, then stored in config.json and every
   // checkpoint, so that --resume and --evaluate normalise exactly as the run did. Empty: compute.
@@ -84,6 +92,7 @@ struct TrainConfig {
   bool overwrite = false;   // replace the run already in --out
   int64_t max_steps = 0;    // stop after this many optimizer steps in all (0: no limit)
   bool save_init = false;   // write init.safetensors, the weights before the first step
+  bool tensorboard = false; // also write the epoch scalars as TensorBoard event files
   std::string dump_logits;  // with --evaluate: write every test image's logits to this file
   int seeds = 1;            // run the recipe with seeds seed, seed+1, ... and report mean +- std
 

@@ -94,20 +94,6 @@ std::string format_per_class(const ConfusionMatrix& cm, const std::vector<std::s
   return s;
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    MINIDL_CHECK(f.good(), "cannot write ", tmp, ": ", std::strerror(errno));
-    f << text;
-    f.close();
-    MINIDL_CHECK(f.good(), "writing ", tmp, " failed (disk full?)");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  MINIDL_CHECK(!ec, "cannot rename ", tmp, " to ", path, ": ", ec.message());
-}
-
 namespace {
 
 constexpr const char* kCsvHeader =

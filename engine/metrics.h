@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "io/atomic_file.h"  // write_file_atomic, used by the engine's writers
+
 namespace minidl {
 
 struct EpochMetrics {
@@ -60,8 +62,5 @@ void write_metrics_csv(const std::string& path, const std::vector<EpochMetrics>&
 // Reads a file written by write_metrics_csv, or by minidl before --val-split (no val columns);
 // throws naming the path and line when malformed.
 std::vector<EpochMetrics> read_metrics_csv(const std::string& path);
-
-// Writes `text` to `path` through "<path>.tmp" and a rename; throws naming the path.
-void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace minidl

@@ -1,6 +1,8 @@
 // The run directory's files (recorder.h).
 #include "engine/recorder.h"
 
+#include "data/folder.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -21,12 +23,22 @@ std::vector<SampleImage> sample_images(const Dataset& test, const std::vector<in
                                        int count) {
   std::vector<SampleImage> out;
   const int64_t n = std::min<int64_t>(count, test.size());
-  const uint8_t* px = test.images.data<uint8_t>();
-  const int64_t per_image = test.images.numel() / test.size();
   for (int64_t i = 0; i < n; ++i) {
     if (static_cast<size_t>(i) >= predictions.size() || predictions[i] < 0) break;
-    out.push_back({std::vector<uint8_t>(px + i * per_image, px + (i + 1) * per_image),
-                   test.labels[i], predictions[i]});
+    std::vector<uint8_t> chw(3 * 32 * 32);
+    if (test.files) {  // a folder dataset: a 32x32 thumbnail of the file (unreadable: left out)
+      try {
+        resize_center_crop(decode_image(test.files->paths[static_cast<size_t>(i)]), 32, 32,
+                           chw.data());
+      } catch (const Error&) {
+        continue;
+      }
+    } else {
+      const int64_t per_image = test.images.numel() / test.size();
+      const uint8_t* px = test.images.data<uint8_t>() + i * per_image;
+      chw.assign(px, px + per_image);
+    }
+    out.push_back({std::move(chw), test.labels[i], predictions[i]});
   }
   return out;
 }
@@ -104,6 +116,10 @@ void RunRecorder::start(int64_t start_epoch) {
   if (!writes_) return;
   append_line(s_.out / "command.txt", s_.cfg.command);
   if (fresh_) write_file_atomic(config_path_, to_json(s_.cfg).dump(2) + "\n");
+  if (s_.cfg.tensorboard) {
+    events_ = std::make_unique<EventWriter>(s_.out.string());
+    events_through_ = start_epoch;
+  }
 }
 
 std::string RunRecorder::save_init(Module& model, const Optimizer& opt) {
@@ -145,6 +161,22 @@ void RunRecorder::save_best(Module& model, const Optimizer& opt, const TrainStat
 void RunRecorder::write_metrics(const std::vector<EpochMetrics>& history) {
   if (!writes_) return;
   write_metrics_csv((s_.out / "metrics.csv").string(), history);
+  if (!events_) return;
+  for (const EpochMetrics& m : history) {
+    if (m.epoch <= events_through_) continue;
+    events_->scalar("train/loss", m.epoch, m.train_loss);
+    events_->scalar("train/accuracy", m.epoch, m.train_acc);
+    events_->scalar("test/loss", m.epoch, m.test_loss);
+    events_->scalar("test/accuracy", m.epoch, m.test_acc);
+    if (m.has_val) {
+      events_->scalar("val/loss", m.epoch, m.val_loss);
+      events_->scalar("val/accuracy", m.epoch, m.val_acc);
+    }
+    events_->scalar("lr", m.epoch, m.lr);
+    events_->scalar("images_per_second", m.epoch, m.images_per_second);
+    events_through_ = m.epoch;
+  }
+  events_->flush();
 }
 
 void RunRecorder::set_latest_evaluation(const EvalResult& ev) { set_eval(report_, ev, s_.test); }

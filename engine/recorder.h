@@ -7,6 +7,7 @@
 //   best.safetensors  the state of the epoch with the best validation (else test) accuracy
 //   init.safetensors  with --save-init: the weights before the first step
 //   report.html       the report, rewritten after every epoch and when the run stops
+//   events.out.tfevents.*  with --tensorboard: the metrics.csv scalars per epoch (io/tensorboard.h)
 //
 // Every file is written to a temporary file and renamed over the old one, so a crash or a second
 // Ctrl-C never leaves half a file. The RunRecorder knows the paths and what each file holds; the
@@ -25,6 +26,7 @@
 #include "engine/trainer.h"
 #include "io/checkpoint.h"
 #include "optim/grad_scaler.h"
+#include "io/tensorboard.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
 
@@ -77,6 +79,8 @@ class RunRecorder {
   int64_t last_saved_epoch_ = -1;  // the epoch last.safetensors holds; -1: none
   ReportData report_;
   bool wrote_report_ = false;  // by this invocation
+  std::unique_ptr<EventWriter> events_;  // --tensorboard
+  int64_t events_through_ = 0;           // epochs already written as events
 };
 
 // Pieces of the report that `train --evaluate` (evaluate.cpp) shares with the training run.

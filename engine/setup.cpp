@@ -61,8 +61,6 @@ SavedRun read_saved_run(const std::string& path) {
   return s;
 }
 
-namespace {
-
 PickedDevice pick_device(const std::string& flag) {
   PickedDevice p;
   std::string why;
@@ -89,19 +87,18 @@ PickedDevice pick_device(const std::string& flag) {
   return p;
 }
 
-// Moves the last n images of `d` into a new dataset (the --val-split hold-out).
-Dataset split_off_tail(Dataset& d, int64_t n) {
-  const int64_t m = d.size() - n;
-  Dataset tail;
-  tail.name = d.name;
-  tail.class_names = d.class_names;
-  tail.num_classes = d.num_classes;
-  tail.images = d.images.slice(m, d.size()).clone();
-  tail.labels.assign(d.labels.begin() + m, d.labels.end());
-  d.images = d.images.slice(0, m).clone();
-  d.labels.resize(static_cast<size_t>(m));
-  return tail;
+std::unique_ptr<Module> build_run_model(const TrainConfig& cfg, int num_classes) {
+  ModelConfig mc;
+  mc.name = cfg.model;
+  mc.num_classes = num_classes;
+  mc.imagenet_stem = cfg.imagenet_stem;
+  mc.zero_init_residual = cfg.zero_init_residual;
+  mc.dropout = cfg.dropout;
+  mc.seed = cfg.seed;
+  return make_model(mc);
 }
+
+namespace {
 
 // The files a training run writes to its directory; an evaluation writes the last two.
 const std::vector<std::string> kRunFiles{"metrics.csv",      "config.json",      "command.txt",
@@ -174,7 +171,7 @@ void resolve_config(Setup& s, const TrainConfig& cli) {
     if (s.saved.has_config) s.cfg = merge_resumed(s.saved.config, cli);
   }
   TrainConfig& cfg = s.cfg;
-  if (cfg.data.empty()) {  // a --resume command line whose checkpoint names no --data
+  if (cfg.data.empty() && !dataset_default_dir(cfg.dataset).empty()) {  // a --resume command line whose checkpoint names no --data
     const fs::path d = fs::path("..") / "shared" / "data" / dataset_default_dir(cfg.dataset);
     if (fs::is_directory(d)) cfg.data = d.string();
   }
@@ -212,14 +209,21 @@ void make_run_dir(Setup& s, std::ostream& log) {
 // configuration, computed from the training images when it has none).
 void load_data(Setup& s, std::ostream& log) {
   TrainConfig& cfg = s.cfg;
-  s.train = load_dataset(cfg.dataset, cfg.data, Split::Train, cfg.subset);
+  DataOptions opt;
+  opt.image_size = cfg.image_size;
+  opt.bad_images = cfg.bad_images == "skip" ? BadImages::Skip : BadImages::Stop;
+  opt.workers = cfg.workers;
+  s.train = load_dataset(cfg.dataset, cfg.data, Split::Train, cfg.subset, opt);
   if (cfg.val_split > 0) {
     if (cfg.val_split >= s.train.size())
       throw UsageError(str("--val-split ", cfg.val_split, " leaves none of the ", s.train.size(),
                            " training images to train on"));
     s.val = split_off_tail(s.train, cfg.val_split);
   }
-  s.test = load_dataset(cfg.dataset, cfg.data, Split::Test, cfg.test_subset);
+  s.test = load_dataset(cfg.dataset, cfg.data, Split::Test, cfg.test_subset, opt);
+  for (const Dataset* d : {&s.train, &s.test})
+    for (const std::string& w : d->warnings) log << "warning: " << w << '\n';
+  if (cfg.class_names.empty()) cfg.class_names = s.train.class_names;
   std::string norm_source;
   if (!cfg.norm_mean.empty()) {
     std::copy(cfg.norm_mean.begin(), cfg.norm_mean.end(), s.norm.mean.begin());
@@ -264,16 +268,10 @@ DeviceSettings run_settings(const TrainConfig& cfg) {
 // The model from the registry, on the run's device.
 void build_model(Setup& s, std::ostream& log) {
   const TrainConfig& cfg = s.cfg;
-  ModelConfig mc;
-  mc.name = cfg.model;
-  mc.num_classes = s.num_classes;
-  mc.imagenet_stem = cfg.imagenet_stem;
-  mc.zero_init_residual = cfg.zero_init_residual;
-  mc.dropout = cfg.dropout;
-  mc.seed = cfg.seed;
-  s.model = make_model(mc);
+  s.model = build_run_model(cfg, s.num_classes);
   s.model->to(s.device.device);
-  log << "model: " << cfg.model << '\n' << model_summary(*s.model);
+  log << "model: " << cfg.model << '\n'
+      << model_summary(*s.model, Shape{1, 3, cfg.image_size, cfg.image_size});
 }
 
 }  // namespace

@@ -36,6 +36,10 @@ struct PickedDevice {
   Device device;
   std::string line;  // what the log says about it: "device: cpu (2 threads) [--device cpu]"
 };
+// --device auto|cpu|cuda|cuda:N (auto: a GPU when there is one); throws when it cannot be used.
+PickedDevice pick_device(const std::string& flag);
+// The run's model from the models() registry (on the CPU), as `train` and `predict` build it.
+std::unique_ptr<Module> build_run_model(const TrainConfig& cfg, int num_classes);
 
 // Everything a run sets up before its first step.
 struct Setup {

@@ -16,6 +16,8 @@ class ActivationLayer : public Module {
   Shape output_shape(const Shape& in) const override { return in; }
   int64_t forward_flops(const Shape& in) const override { return in.numel(); }
   std::string describe() const override;
+  Activation activation() const { return act_; }
+  double slope() const { return slope_; }
 
  private:
   Activation act_;

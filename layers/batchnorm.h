@@ -35,6 +35,7 @@ class BatchNorm2d : public Module {
   Shape output_shape(const Shape& in) const override;
   int64_t forward_flops(const Shape& in) const override;
   std::string describe() const override;
+  const BatchNorm2dConfig& config() const { return cfg_; }
 
   Parameter& weight() { return *gamma_; }
   Parameter& bias() { return *beta_; }

@@ -15,6 +15,7 @@ class MaxPool2d : public Module {
   Shape output_shape(const Shape& in) const override;
   int64_t forward_flops(const Shape& in) const override;
   std::string describe() const override;
+  const Pool2dParams& params() const { return p_; }
 
  private:
   Pool2dParams p_;
@@ -29,6 +30,7 @@ class AvgPool2d : public Module {
   Shape output_shape(const Shape& in) const override;
   int64_t forward_flops(const Shape& in) const override;
   std::string describe() const override;
+  const Pool2dParams& params() const { return p_; }
 
  private:
   Pool2dParams p_;

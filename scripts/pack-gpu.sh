@@ -3,7 +3,8 @@
 # reaches no package registry, and check that the call can start (64 MiB carry limit, working tree
 # included; this script refuses above 60 MiB):
 #   .gpu/prefix/  files of the Debian packages below, rooted like /usr: Catch2, fmt, CLI11,
-#                 nlohmann-json, stb (headers, CMake packages, libfmt.so, libCatch2WithMain.a);
+#                 nlohmann-json, stb, libjpeg-turbo, libpng (headers, CMake packages, shared
+#                 libraries, libCatch2WithMain.a);
 #   .gpu/data/    the CIFAR-10 JPEG archive (19 MB) and its converter, from ../shared/data.
 # No OpenBLAS: gpu-check.sh builds with -DMINIDL_BLAS=OFF (minidl's own CPU GEMM for the CPU
 # references). Its OpenMP build alone is 36 MB and needs libgfortran, which the GPU machine may not
@@ -29,7 +30,8 @@ shared=${MINIDL_SHARED_DIR:-$root/../shared}
 data_src=$shared/data
 arch=$(gcc -dumpmachine 2>/dev/null || echo x86_64-linux-gnu)
 
-pkgs=(catch2 libfmt-dev libfmt9 libcli11-dev nlohmann-json3-dev libstb-dev)
+pkgs=(catch2 libfmt-dev libfmt9 libcli11-dev nlohmann-json3-dev libstb-dev libturbojpeg0-dev libturbojpeg0
+      libpng-dev libpng16-16)
 [ "$openblas" = 1 ] && pkgs+=(libopenblas0-openmp libopenblas-openmp-dev libgfortran5 libquadmath0)
 
 missing=()

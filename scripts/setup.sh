@@ -3,7 +3,7 @@
 # The CUDA toolkit with cuDNN and cuBLAS is expected at /usr/local/cuda (nvcc on PATH); without it
 # minidl builds CPU-only.
 set -euo pipefail
-packages=(cmake ninja-build g++ ccache catch2 libfmt-dev libopenblas-dev libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev libstb-dev libdnnl-dev openmpi-bin libopenmpi-dev)
+packages=(cmake ninja-build g++ ccache catch2 libfmt-dev libopenblas-dev libopenblas-openmp-dev libcli11-dev nlohmann-json3-dev libstb-dev libdnnl-dev openmpi-bin libopenmpi-dev libturbojpeg0-dev libpng-dev python3-onnx)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -184,7 +184,7 @@ TEST_CASE("train flags: unknown flags and bad values are usage errors naming wha
   REQUIRE_THROWS_WITH(parse_args({"--data", d, "--kernels", "fast"}),
                       Catch::Contains("handwritten, cublas or cudnn"));
   REQUIRE_THROWS_WITH(parse_args({"--data", d, "--dataset", "mnist"}),
-                      Catch::Contains("cifar10 or cifar100"));
+                      Catch::Contains("cifar10, cifar100 or folder"));
   REQUIRE_THROWS_WITH(parse_args({"--data", d, "--device", "gpu"}),
                       Catch::Contains("cpu, cuda or cuda:N"));
   REQUIRE_THROWS_WITH(parse_args({"--data", d, "--lr", "-1"}),
