@@ -12,13 +12,17 @@
 // A batch is then a slice of each: on CUDA the plan is uploaded once per epoch and a batch costs
 // the host one kernel launch and no copy (the labels of a batch are a view of the epoch's labels).
 //
-// The CPU producer. A background thread runs augment_batch for batch i into slot i % kSlots while
-// the caller trains on earlier batches. A batch handed out by next() stays valid until the call
-// after next, so the two most recently handed-out slots are never written: the producer may run
-// at most kAhead = kSlots - 2 batches ahead of the consumer. On CUDA there is no thread: the
-// kernel is queued on the device stream by next() itself on the caller's thread (which never
-// leaves the CUDA device of the caller), and stream order makes slot reuse safe.
+// The CPU producers. W background threads (LoaderConfig::workers) run augment_batch, worker w for
+// batches w, w + W, ..., batch i into slot i % slots while the caller trains on earlier batches.
+// A batch handed out by next() stays valid until the call after next, so the two most recently
+// handed-out slots are never written: a producer may run at most ahead = slots - 2 = max(2, W)
+// batches ahead of the consumer. Batches finish in any order; next() waits for its own. On CUDA
+// there is no thread: the kernel is queued on the device stream by next() itself on the caller's
+// thread (which never leaves the CUDA device of the caller), and stream order makes slot reuse
+// safe.
 #include "data/loader.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <exception>
@@ -30,8 +34,7 @@ namespace minidl {
 
 namespace {
 
-constexpr int kSlots = 4;
-constexpr int64_t kAhead = kSlots - 2;
+constexpr int kMinAhead = 2;
 
 uint64_t mix(uint64_t x) {  // splitmix64 finaliser
   x += 0x9E3779B97F4A7C15ull;
@@ -55,46 +58,51 @@ struct DataLoader::Impl {
   Tensor labels_t;             // int32 (S) on the device
   Tensor params_t;             // int32 (S, 5) on the device
 
-  Tensor slots[kSlots];  // float (B, 3, H, W) on the device
+  int workers = 1;
+  int64_t ahead = kMinAhead;
+  std::vector<Tensor> slots;  // ahead + 2 of float (B, 3, H, W) on the device
 
   // CPU producer state, guarded by `mutex`.
-  std::thread worker;
+  std::vector<std::thread> threads;
   std::mutex mutex;
   std::condition_variable cv;
-  int64_t produced = 0;  // batches the worker has finished
-  int64_t consumed = 0;  // batches next() has handed out
+  std::vector<char> done;  // per batch of the epoch: prepared
+  int64_t consumed = 0;    // batches next() has handed out
   bool stop = false;
-  std::exception_ptr error;  // what stopped the worker; rethrown by next() at batch `produced`
+  std::exception_ptr error;  // what stopped a worker; rethrown by next()
 
-  void stop_worker() {
-    if (!worker.joinable()) return;
+  void stop_workers() {
     {
       std::lock_guard<std::mutex> lock(mutex);
       stop = true;
     }
     cv.notify_all();
-    worker.join();
+    for (std::thread& t : threads) t.join();
+    threads.clear();
   }
 
-  void produce() {
+  void produce(int w) {
+    // Several workers each augment alone: their OpenMP teams would otherwise compete for the
+    // cores with each other and with the training step.
+    if (workers > 1) omp_set_num_threads(1);
     try {
-      for (int64_t i = 0; i < batches; ++i) {
+      for (int64_t i = w; i < batches; i += workers) {
         {
           std::unique_lock<std::mutex> lock(mutex);
-          cv.wait(lock, [&] { return stop || i < consumed + kAhead; });
+          cv.wait(lock, [&] { return stop || i < consumed + ahead; });
           if (stop) return;
         }
         run_batch(i);
         {
           std::lock_guard<std::mutex> lock(mutex);
-          produced = i + 1;
+          done[static_cast<size_t>(i)] = 1;
         }
         cv.notify_all();
       }
     } catch (...) {
       {
         std::lock_guard<std::mutex> lock(mutex);
-        error = std::current_exception();
+        if (!error) error = std::current_exception();
       }
       cv.notify_all();
     }
@@ -104,7 +112,8 @@ struct DataLoader::Impl {
   Tensor run_batch(int64_t i) {
     const int64_t begin = i * batch_size;
     const int64_t end = std::min(begin + batch_size, order_t.size(0));
-    Tensor out = slots[i % kSlots].slice(0, end - begin);
+    Tensor out =
+        slots[static_cast<size_t>(i % static_cast<int64_t>(slots.size()))].slice(0, end - begin);
     augment_batch(out, images, order_t.slice(begin, end), params_t.slice(begin, end), aug);
     return out;
   }
@@ -139,13 +148,17 @@ DataLoader::DataLoader(const Dataset& data, const LoaderConfig& cfg)
   s.aug.std = cfg.norm.std;
   // The one upload of the dataset (150 MB for CIFAR training), so that batches never cross PCIe.
   s.images = data.images.to(cfg.device);
+  MINIDL_CHECK(cfg.workers >= 1, who, ": workers must be >= 1, got ", cfg.workers);
+  s.workers = cfg.device.is_cpu() ? cfg.workers : 1;
+  s.ahead = std::max<int64_t>(kMinAhead, s.workers);
+  s.slots.resize(static_cast<size_t>(s.ahead + 2));
   const int64_t b = std::min(cfg.batch_size, data.size());
   for (Tensor& t : s.slots)
     t = Tensor::empty(Shape{b, 3, data.images.size(2), data.images.size(3)}, DType::F32,
                       cfg.device);
 }
 
-DataLoader::~DataLoader() { impl_->stop_worker(); }
+DataLoader::~DataLoader() { impl_->stop_workers(); }
 
 int64_t DataLoader::num_samples() const {
   const int64_t m = data_.size();
@@ -158,7 +171,7 @@ int64_t DataLoader::num_batches() const {
 
 void DataLoader::start_epoch(int64_t epoch) {
   Impl& s = *impl_;
-  s.stop_worker();  // an epoch left unfinished: its producer stops after its current batch
+  s.stop_workers();  // an epoch left unfinished: its producers stop after their current batch
 
   const int64_t m = data_.size(), n = num_samples();
   // The permutation: Fisher-Yates over all M samples, then drop_last keeps its first S.
@@ -196,12 +209,13 @@ void DataLoader::start_epoch(int64_t epoch) {
   s.params_t = Tensor::from_vector(params, Shape{n, 5}, cfg_.device);
   s.order = std::move(perm);
   s.batches = num_batches();
-  s.produced = s.consumed = 0;
+  s.done.assign(static_cast<size_t>(s.batches), 0);
+  s.consumed = 0;
   s.stop = false;
   s.error = nullptr;
   s.started = true;
   if (cfg_.device.is_cpu())
-    s.worker = std::thread([&s] { s.produce(); });
+    for (int w = 0; w < s.workers; ++w) s.threads.emplace_back([&s, w] { s.produce(w); });
 }
 
 bool DataLoader::next(Batch& b) {
@@ -214,9 +228,10 @@ bool DataLoader::next(Batch& b) {
 
   if (cfg_.device.is_cpu()) {
     std::unique_lock<std::mutex> lock(s.mutex);
-    s.cv.wait(lock, [&] { return s.produced > i || s.error; });
-    if (s.produced <= i) std::rethrow_exception(s.error);
-    b.images = s.slots[i % kSlots].slice(0, end - begin);
+    s.cv.wait(lock, [&] { return s.done[static_cast<size_t>(i)] || s.error; });
+    if (!s.done[static_cast<size_t>(i)]) std::rethrow_exception(s.error);
+    b.images = s.slots[static_cast<size_t>(i % static_cast<int64_t>(s.slots.size()))].slice(
+        0, end - begin);
   } else {
     b.images = s.run_batch(i);
   }

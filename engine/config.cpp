@@ -135,6 +135,7 @@ void validate(const TrainConfig& c, bool check_data) {
   check_choice("--kernels", c.kernels, kernel_paths());
   if (!c.cpu_kernels.empty()) check_choice("--cpu-kernels", c.cpu_kernels, cpu_kernel_paths());
   check_value(c.print_freq >= 1, "--print-freq", c.print_freq, "at least 1 step");
+  check_value(c.workers >= 1 && c.workers <= 64, "--workers", c.workers, "1 to 64 threads");
   check_value(c.max_steps >= 0, "--max-steps", c.max_steps, "a number of steps >= 0 (0: no limit)");
   check_value(c.seeds >= 1, "--seeds", c.seeds, "at least 1 run");
   if (c.seeds > 1 && (c.evaluate || !c.resume.empty()))
@@ -159,9 +160,107 @@ void validate(const TrainConfig& c, bool check_data) {
             dataset_default_dir(c.dataset),
             " (the binary version is at https://www.cs.toronto.edu/~kriz/cifar.html)"));
   if (!std::filesystem::is_directory(c.data))
-    throw UsageError(str("--data ", c.data, ": no such directory (expected the ", c.dataset,
-                         " binary files, e.g. ../shared/data/", dataset_default_dir(c.dataset),
-                         ")"));
+    throw Error(str("--data ", c.data, ": no such directory (expected the ", c.dataset,
+                    " binary files, e.g. ../shared/data/", dataset_default_dir(c.dataset), ")"));
+}
+
+namespace {
+
+// One row of the rule in config.h: when `flag` (a long name, as in TrainConfig::given) has no
+// effect, why not (and what to do instead); "" when it applies.
+struct FlagScope {
+  const char* flag;
+  std::string (*does_not_apply)(const TrainConfig& c, bool on_cuda);
+};
+
+// The flags --evaluate does not read: everything about training (the model and data settings come
+// from the checkpoint, and given flags override them, so they apply).
+std::string training_only(const TrainConfig& c, bool) {
+  return c.evaluate ? "it sets up training, and --evaluate trains nothing" : "";
+}
+
+const FlagScope kFlagScopes[] = {
+    {"tf32",
+     [](const TrainConfig&, bool cuda) -> std::string {
+       return cuda ? "" : "TF32 tensor cores exist on GPUs only, and this run is on the CPU";
+     }},
+    {"kernels",
+     [](const TrainConfig&, bool cuda) -> std::string {
+       return cuda ? ""
+                   : "it chooses the GPU implementation, and this run is on the CPU (the "
+                     "CPU's is --cpu-kernels)";
+     }},
+    {"cpu-kernels",
+     [](const TrainConfig&, bool cuda) -> std::string {
+       return !cuda ? ""
+                    : "it chooses the CPU implementation, and this run is on a GPU (the "
+                      "GPU's is --kernels)";
+     }},
+    {"zero-init-residual",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.model.rfind("resnet", 0) == 0 ? ""
+                                              : "it applies to the ResNets (no residual "
+                                                "blocks in --model " +
+                                                    c.model + ")";
+     }},
+    {"dropout",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.model == "alexnet" ? "" : "only alexnet has dropout, not --model " + c.model;
+     }},
+    {"momentum",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.optimizer == "sgd"
+                  ? ""
+                  : "it is SGD's, and --optimizer " + c.optimizer + " has no momentum";
+     }},
+    {"step-size",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.schedule == "step" ? "" : "it belongs to --schedule step, not " + c.schedule;
+     }},
+    {"gamma",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.schedule == "step" || c.schedule == "multistep"
+                  ? ""
+                  : "it belongs to --schedule step or multistep, not " + c.schedule;
+     }},
+    {"milestones",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.schedule == "multistep"
+                  ? ""
+                  : "it belongs to --schedule multistep, not " + c.schedule +
+                        (c.schedule == "step" ? " (step decays every --step-size epochs)" : "");
+     }},
+    {"epochs", training_only},
+    {"lr", training_only},
+    {"optimizer", training_only},
+    {"wd", training_only},
+    {"nesterov", training_only},
+    {"schedule", training_only},
+    {"warmup", training_only},
+    {"augment", training_only},
+    {"cutout", training_only},
+    {"shuffle", training_only},
+    {"subset", training_only},
+    {"val-split", training_only},
+    {"max-steps", training_only},
+    {"save-init", training_only},
+    {"momentum", training_only},
+    {"step-size", training_only},
+    {"gamma", training_only},
+    {"milestones", training_only},
+};
+
+}  // namespace
+
+void check_flags_apply(const TrainConfig& c, bool on_cuda) {
+  std::string problems;
+  for (const FlagScope& row : kFlagScopes) {
+    if (std::find(c.given.begin(), c.given.end(), row.flag) == c.given.end()) continue;
+    const std::string why = row.does_not_apply(c, on_cuda);
+    if (!why.empty()) problems += str(problems.empty() ? "" : "; ", "--", row.flag, ": ", why);
+  }
+  if (!problems.empty())
+    throw UsageError(str(problems, ". A flag that would have no effect is an error: remove it"));
 }
 
 json to_json(const TrainConfig& c) {
@@ -196,10 +295,12 @@ json to_json(const TrainConfig& c) {
       {"label-smoothing", c.label_smoothing},
       {"device", c.device},
       {"kernels", c.kernels},
+      {"cpu-kernels", c.cpu_kernels},
       {"tf32", c.tf32},
       {"seed", c.seed},
       {"print-freq", c.print_freq},
       {"deterministic", c.deterministic},
+      {"workers", c.workers},
       {"out", c.out},
       {"resume", c.resume},
       {"checkpoint", c.checkpoint},
@@ -209,6 +310,9 @@ json to_json(const TrainConfig& c) {
       {"save-init", c.save_init},
       {"dump-logits", c.dump_logits},
       {"seeds", c.seeds},
+      {"pretrained", c.pretrained},
+      {"summary", c.summary},
+      {"quiet", c.quiet},
       {"command", c.command},
   };
 }
@@ -263,10 +367,12 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "label-smoothing", c.label_smoothing);
   read_key(j, "device", c.device);
   read_key(j, "kernels", c.kernels);
+  read_key(j, "cpu-kernels", c.cpu_kernels);
   read_key(j, "tf32", c.tf32);
   read_key(j, "seed", c.seed);
   read_key(j, "print-freq", c.print_freq);
   read_key(j, "deterministic", c.deterministic);
+  read_key(j, "workers", c.workers);
   read_key(j, "out", c.out);
   read_key(j, "resume", c.resume);
   read_key(j, "checkpoint", c.checkpoint);
@@ -276,6 +382,9 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "save-init", c.save_init);
   read_key(j, "dump-logits", c.dump_logits);
   read_key(j, "seeds", c.seeds);
+  read_key(j, "pretrained", c.pretrained);
+  read_key(j, "summary", c.summary);
+  read_key(j, "quiet", c.quiet);
   read_key(j, "command", c.command);
   return c;
 }
@@ -290,7 +399,7 @@ TrainConfig merge_resumed(const TrainConfig& saved, const TrainConfig& cli) {
     if (from_cli.contains(key)) merged[key] = from_cli[key];
   }
   for (const char* key : {"out", "resume", "checkpoint", "evaluate", "command", "overwrite",
-                          "max-steps", "save-init", "dump-logits", "seeds"})
+                          "max-steps", "save-init", "dump-logits", "seeds", "summary", "quiet"})
     merged[key] = from_cli[key];
   TrainConfig c = config_from_json(merged);
   c.given = cli.given;

@@ -32,7 +32,7 @@ struct ReportData {
   std::vector<EpochMetrics> history;
   std::vector<std::pair<double, double>> lr_curve;  // (epoch, lr) of the schedule
   // The latest evaluation on the test set.
-  double test_loss = 0.0, test_acc = 0.0;
+  double test_loss = 0.0, test_acc = 0.0, test_top5 = 0.0;
   std::vector<std::string> class_names;
   ConfusionMatrix confusion;  // 0 classes: no evaluation yet
   std::vector<SampleImage> samples;
