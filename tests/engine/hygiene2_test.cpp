@@ -204,7 +204,7 @@ TEST_CASE("config.json and checkpoints record what decides the numbers; --resume
   fs::remove_all(dir);
 }
 
-TEST_CASE("--warmup does not move --milestones or --step-size: they are the run's epochs",
+TEST_CASE("the warm-up does not move --milestones or --step-size: they are the run's epochs",
           "[engine][hygiene2][schedule]") {
   const LrSchedule m(
       schedule_config(parse_args({"--schedule", "multistep", "--milestones", "1,2", "--warmup",
@@ -220,7 +220,7 @@ TEST_CASE("--warmup does not move --milestones or --step-size: they are the run'
   CHECK(s.lr_at(2.0) == Approx(0.05).epsilon(1e-12));
 }
 
-TEST_CASE("--val-split is in the report: the validation curves and the header",
+TEST_CASE("the report shows --val-split: the validation curves and the header",
           "[engine][hygiene2][report]") {
   REQUIRE_CIFAR(data);
   const fs::path dir = scratch_dir("h2_val_report");
