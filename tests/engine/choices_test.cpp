@@ -73,7 +73,7 @@ TEST_CASE("choice flags: --help lists every entry of the flag's registry with it
   }
 }
 
-TEST_CASE("choice flags: every name is accepted; another is an error naming the flag, the value, "
+TEST_CASE("choice flags: every name is accepted, another is an error naming the flag, the value, "
           "the choices and the closest name",
           "[engine][cli][choices][errors]") {
   const std::string d = scratch_dir("choices").string();

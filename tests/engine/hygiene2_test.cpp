@@ -169,7 +169,7 @@ TEST_CASE("NaN or infinite weights and a NaN test loss are refused with exit 1",
   fs::remove_all(dir);
 }
 
-TEST_CASE("config.json and checkpoints record what decides the numbers; --resume warns",
+TEST_CASE("config.json and checkpoints record what decides the numbers, and --resume warns",
           "[engine][hygiene2][config]") {
   REQUIRE_CIFAR(data);
   const fs::path dir = scratch_dir("h2_config");
