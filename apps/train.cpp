@@ -2,6 +2,10 @@
 // docs/TRAINING.md; the engine is engine/trainer.h, the exit codes are in engine/app.h.
 #include <iostream>
 
+#include "core/openmp_wait.h"
 #include "engine/app.h"
 
-int main(int argc, char** argv) { return minidl::train_main(argc, argv, std::cout, std::cerr); }
+int main(int argc, char** argv) {
+  minidl::use_passive_openmp_waits(argv);  // may execute the program again (core/openmp_wait.h)
+  return minidl::train_main(argc, argv, std::cout, std::cerr);
+}

@@ -9,6 +9,15 @@
 // training images, the peak memory minidl's allocator handed out, and the loss before and after
 // the window (a sanity check that the steps do train).
 //
+// Per iteration (fetching the batch and the step, by the host clock) the distribution is printed
+// too: median, p90, p99, max and the iterations slower than 3x the median. With --data, --subset
+// (short epochs: the loader's producer thread ends and starts at every epoch boundary) and --load
+// (busy threads beside the run, as on a shared machine) it shows stalls that the median hides,
+// e.g. OpenMP's spinning waits (core/openmp_wait.h):
+//
+//   bench_train --model resnet20 --batch-size 64 --device cpu --data DIR --subset 1024 --load 2
+//   OMP_WAIT_POLICY=active bench_train ...   (libgomp's spinning, for comparison)
+//
 // Data: by default synthetic batches of CIFAR shape (uniform random pixels, random labels, fixed
 // seed), a few of them already on the device and used in turn, so the number measures the model
 // and not the loader. With --data DIR, real CIFAR-10 through the DataLoader with augmentation.
@@ -19,15 +28,20 @@
 #include <omp.h>
 #include <sys/resource.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <numeric>
+#include <thread>
 #include <vector>
 
 #include "benchmarks/bench_common.h"
 #include "core/allocator.h"
 #include "core/cuda_context.h"
+#include "core/openmp_wait.h"
 #include "core/rng.h"
 #include "core/timer.h"
 #include "data/cifar.h"
@@ -61,16 +75,19 @@ const char* kHelp = R"(bench_train: end-to-end training throughput of one model
                         default fp32)
   --threads N           OpenMP threads on the CPU (default: all)
   --seed N              model and data seed (default 0)
+  --subset N            with --data: the first N training images only (short epochs)
+  --load N              N busy threads beside the run during the timed steps (a shared machine)
   --csv PATH            append the result as a CSV row (header written when the file is new)
 )";
 
 constexpr int64_t kCifarTrainImages = 50000;
 
 int run(int argc, char** argv) {
-  const bench::Args args(argc, argv,
-                         {"model", "batch-size", "kernels", "cpu-kernels", "device", "steps", "warmup-steps", "data",
-                          "optimizer", "lr", "tf32", "precision", "threads", "seed", "csv"},
-                         "bench_train");
+  const bench::Args args(
+      argc, argv,
+      {"model", "batch-size", "kernels", "cpu-kernels", "device", "steps", "warmup-steps", "data",
+       "optimizer", "lr", "tf32", "precision", "threads", "seed", "csv", "subset", "load"},
+      "bench_train");
   if (args.has("help")) {
     fmt::print("{}", kHelp);
     return 0;
@@ -118,6 +135,7 @@ int run(int argc, char** argv) {
              "(forward, loss, backward, optimizer)\n");
   fmt::print("# device: {}\n", bench::device_summary(device));
   if (device.is_cpu()) fmt::print("# {}\n", cpu_kernels_summary());
+  if (device.is_cpu()) fmt::print("# OpenMP waits: {}\n", openmp_wait_policy());
   fmt::print("# commit: {}   date: {}\n", bench::git_commit(), bench::utc_now());
   fmt::print("# command: {}\n", bench::command_line(argc, argv));
   fmt::print("# model {} ({:.2f} M parameters, {:.3f} GFLOP forward per image), batch {}, kernels {}{}, "
@@ -145,7 +163,8 @@ int run(int argc, char** argv) {
       synthetic.emplace_back(x.to(device), Tensor::from_vector<int32_t>(y, Shape{batch}).to(device));
     }
   } else {
-    dataset = std::make_unique<Dataset>(load_cifar10(data_dir, Split::Train));
+    dataset =
+        std::make_unique<Dataset>(load_cifar10(data_dir, Split::Train, args.get_int("subset", 0)));
     LoaderConfig lcfg;
     lcfg.batch_size = batch;
     lcfg.shuffle = true;
@@ -176,16 +195,33 @@ int run(int argc, char** argv) {
   cuda_synchronize(device);
   const double loss_before = warmup > 0 ? static_cast<double>(criterion.loss().item<float>()) : NAN;
 
+  // --load: threads that only spin, each wanting a core, as other users' processes do.
+  std::atomic<bool> loaded{true};
+  std::vector<std::thread> load;
+  for (int64_t i = 0; i < args.get_int("load", 0); ++i)
+    load.emplace_back([&loaded] {
+      volatile uint64_t x = 0;
+      while (loaded.load(std::memory_order_relaxed)) x = x + 1;
+    });
+
   std::vector<Timer> timers;
   for (int64_t s = 0; s < steps; ++s) timers.emplace_back(device);
+  std::vector<double> iteration_ms;  // host clock: fetching the batch and the step
   const auto wall0 = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < steps; ++s) {
+    const auto it0 = std::chrono::steady_clock::now();
     auto [x, y] = next_batch(warmup + s);
     timers[static_cast<size_t>(s)].start();
     train_step(x, y);
     timers[static_cast<size_t>(s)].stop();
+    if (device.is_cpu())  // on a GPU the host only queues: the iteration time means nothing
+      iteration_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - it0)
+              .count());
   }
   cuda_synchronize(device);
+  loaded = false;
+  for (std::thread& t : load) t.join();
   const double wall_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   const double loss_after = static_cast<double>(criterion.loss().item<float>());
@@ -203,6 +239,26 @@ int run(int argc, char** argv) {
 
   fmt::print("step ms: median {:.3f}  min {:.3f}  p10 {:.3f}  p90 {:.3f}  ({} steps after {} warm-up)\n",
              st.median, st.min, st.p10, st.p90, steps, warmup);
+  if (!iteration_ms.empty()) {
+    std::vector<double> sorted = iteration_ms;
+    std::sort(sorted.begin(), sorted.end());
+    const auto pct = [&](double q) {
+      return sorted[std::min(sorted.size() - 1,
+                             static_cast<size_t>(q * (sorted.size() - 1) + 0.5))];
+    };
+    const double med = pct(0.5);
+    const auto slow =
+        std::count_if(sorted.begin(), sorted.end(), [&](double v) { return v > 3 * med; });
+    double slow_ms = 0.0;
+    for (double v : sorted) slow_ms += v > 3 * med ? v : 0.0;
+    fmt::print(
+        "iteration ms (batch + step, host clock{}): median {:.1f}  p90 {:.1f}  p99 {:.1f}  "
+        "max {:.1f}  slower than 3x median: {} of {} ({:.1f} s of {:.1f} s)\n",
+        args.has("load") ? fmt::format(", {} busy threads beside", args.get_int("load", 0))
+                         : std::string(),
+        med, pct(0.9), pct(0.99), sorted.back(), slow, sorted.size(), slow_ms * 1e-3,
+        std::accumulate(sorted.begin(), sorted.end(), 0.0) * 1e-3);
+  }
   fmt::print("throughput: {:.1f} images/s from the median step, {:.1f} images/s over the window "
              "(host clock{}), ~{:.0f} GFLOP/s (3 x forward FLOPs)\n",
              images_per_s, window_images_per_s, loader ? ", data loading included" : "", gflops);
@@ -246,6 +302,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  minidl::use_passive_openmp_waits(argv);  // as train does (core/openmp_wait.h)
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

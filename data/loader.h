@@ -2,7 +2,8 @@
 // CIFAR augmentation (random crop with zero padding, horizontal flip, cutout) and normalisation,
 // all fused into one pass by augment_batch (kernels/augment.h).
 //
-// A background thread prepares batch i+1 while the caller computes on batch i. With
+// A background thread prepares the next batches while the
+// caller computes on batch i. With
 // `device` = CUDA the uint8 dataset is copied to the GPU once and augmentation runs there as one
 // kernel, so the host only draws the random crop/flip numbers; on the CPU the thread augments.
 // The random draws depend only on (seed, epoch), so a run is reproducible and resumable.
@@ -16,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "data/cifar.h"
 #include "kernels/augment.h"

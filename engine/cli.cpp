@@ -7,10 +7,11 @@
 #include <memory>
 #include <vector>
 
-#include "core/registry.h"
-#include "data/cifar.h"
 #include "core/device_settings.h"
 #include "engine/mixed_precision.h"
+#include "core/registry.h"
+#include "core/version.h"
+#include "data/cifar.h"
 #include "models/models.h"
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
@@ -18,6 +19,9 @@
 namespace minidl {
 
 namespace {
+
+// The widest line of --help.
+constexpr size_t kHelpColumns = 100;
 
 // The --help text of a choice flag: `what`, then one line per entry of its registry.
 template <typename T>
@@ -38,7 +42,7 @@ std::string choice_help(const std::string& what, const Registry<T>& choices) {
 void add_flags(CLI::App& app, TrainConfig& c) {
   app.option_defaults()->always_capture_default();
 
-  app.add_option("--model", c.model, choice_help("architecture", models()));
+  app.add_option("--model,-a,--arch", c.model, choice_help("architecture", models()));
   app.add_option("--num-classes", c.num_classes, "output classes (0: the dataset's, 10 or 100)");
   app.add_flag("--imagenet-stem", c.imagenet_stem,
                "ResNet-18..152: 7x7/2 conv + max-pool stem instead of the CIFAR 3x3 stem");
@@ -57,7 +61,6 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--bad-images", c.bad_images,
                  "folder dataset: an image that cannot be decoded stops the run (stop) or is "
                  "skipped and counted (skip)");
-  app.add_option("--workers", c.workers, "folder dataset: decoding threads (0: one per core)");
   app.add_option("--subset", c.subset, "train on the first N training images (0: all)");
   app.add_option("--test-subset", c.test_subset, "evaluate on the first N test images (0: all)");
   app.add_option("--val-split", c.val_split,
@@ -110,6 +113,9 @@ void add_flags(CLI::App& app, TrainConfig& c) {
                "under mpirun: all-reduce gradient buckets while backward runs (default), or all "
                "at once after it");
   app.add_option("--bucket-mb", c.bucket_mb, "under mpirun: gradient bucket size in MB");
+  app.add_option("--workers,-j", c.workers,
+                 "--dataset folder: threads decoding the images (the batches are the same for any "
+                 "number; CIFAR batches come from one producer thread)");
 
   app.add_option("--out", c.out,
                  "run directory (default: runs/<model>-<timestamp>; with --resume: "
@@ -135,6 +141,59 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_option("--seeds", c.seeds,
                  "train N times with seeds --seed, --seed+1, ... (runs in --out/seed-S) and "
                  "report mean +- std");
+  app.add_option("--pretrained", c.pretrained,
+                 "start a new run from this checkpoint's weights (epoch 0, a new optimizer)");
+  app.add_flag("--summary", c.summary, "print the model's table of layers");
+  app.add_flag("--quiet,-q", c.quiet,
+               "print only warnings, errors, the epoch lines and the result");
+  app.add_flag("--version")
+      ->description("print the version and the git commit of this build, and exit");
+}
+
+// Flags of the PyTorch examples that train spells differently or does not have, with what to do
+// instead (the aliases that mean the same, -a/--arch, -j/--workers, --pretrained, are flags).
+struct FlagHint {
+  const char* flag;
+  const char* hint;
+};
+constexpr FlagHint kFlagHints[] = {
+    {"--start-epoch", "train takes the epoch to continue from from the checkpoint: --resume PATH"},
+    {"--amp",
+     "PyTorch's automatic mixed precision has no flag of that name here: train --help "
+     "lists the precision settings this build has"},
+    {"--world-size", "train runs on one device"},
+    {"--dist-url", "train runs on one device"},
+    {"--gpu", "choose the device with --device cuda:N"},
+    {"--weight_decay", "did you mean --wd (or --weight-decay)?"},
+    {"--batch_size", "did you mean --batch-size?"},
+};
+
+// The flag a mistyped name most likely meant: the only flag it is a prefix of ("--opt":
+// --optimizer), else the closest by edit distance (at most 2), else the longest flag it begins
+// with ("--lrate": --lr). Aliases count as flags. "" when nothing is close.
+std::string closest_flag(const CLI::App& app, const std::string& name) {
+  std::vector<std::string> flags;
+  for (const CLI::Option* o : app.get_options())
+    for (const std::string& l : o->get_lnames()) flags.push_back("--" + l);
+  std::string prefix_of;
+  int prefix_count = 0;
+  for (const std::string& flag : flags)
+    if (name.size() > 3 && flag.rfind(name, 0) == 0) prefix_of = flag, ++prefix_count;
+  if (prefix_count == 1) return prefix_of;
+  std::string best;
+  size_t best_d = 3, best_len = 0;
+  for (const std::string& flag : flags) {
+    const size_t d = edit_distance(name, flag);
+    if (d < best_d) {
+      best_d = d;
+      best = flag;
+    } else if (best_d == 3 && name.size() > 3 && flag.size() > best_len &&
+               name.rfind(flag, 0) == 0) {
+      best_len = flag.size();
+      best = flag;
+    }
+  }
+  return best;
 }
 
 // Checks the flags before CLI11 does, so that the two common mistakes read plainly: a flag that
@@ -143,30 +202,17 @@ void check_flag_names(const CLI::App& app, int argc, const char* const* argv) {
   std::map<const CLI::Option*, std::string> seen;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") return;
+    if (arg == "--help" || arg == "-h" || arg == "--version") return;
     if (arg.size() < 2 || arg[0] != '-' || (arg[1] >= '0' && arg[1] <= '9') || arg[1] == '.')
       continue;  // a value (negative numbers included)
     const std::string name = arg.substr(0, arg.find('='));
     const CLI::Option* opt = app.get_option_no_throw(name);
     if (opt == nullptr) {
-      // The closest flag by edit distance (at most 2), else the longest one that the typed name
-      // begins with or that begins with it ("--lrate": --lr).
-      std::string best;
-      size_t best_d = 3, best_len = 0;
-      for (const CLI::Option* o : app.get_options()) {
-        for (const std::string& l : o->get_lnames()) {
-          const std::string flag = "--" + l;
-          const size_t d = edit_distance(name, flag);
-          if (d < best_d) {
-            best_d = d;
-            best = flag;
-          } else if (best_d == 3 && name.size() > 3 && flag.size() > best_len &&
-                     (name.rfind(flag, 0) == 0 || flag.rfind(name, 0) == 0)) {
-            best_len = flag.size();
-            best = flag;
-          }
-        }
-      }
+      for (const FlagHint& h : kFlagHints)
+        if (name == h.flag)
+          throw UsageError(
+              str("unknown flag ", name, ": ", h.hint, "; train --help lists every flag"));
+      const std::string best = closest_flag(app, name);
       throw UsageError(str("unknown flag ", name,
                            best.empty() ? std::string() : str(" (did you mean ", best, "?)"),
                            "; train --help lists every flag"));
@@ -188,8 +234,44 @@ class TrainHelpFormatter : public CLI::Formatter {
  public:
   std::string make_option_name(const CLI::Option* opt, bool is_positional) const override {
     std::string name = CLI::Formatter::make_option_name(opt, is_positional);
+    // A flag with a short name and long aliases ("-a,--model,--arch") shows its own long name
+    // last, next to its value: "-a,--arch,--model TEXT=resnet18".
+    const std::vector<std::string>& l = opt->get_lnames();
+    if (!opt->get_snames().empty() && l.size() > 1) {
+      name.clear();
+      for (const std::string& sn : opt->get_snames()) name += "-" + sn + ",";
+      for (size_t i = 1; i < l.size(); ++i) name += "--" + l[i] + ",";
+      name += "--" + l[0];
+    }
     for (size_t p; (p = name.find("{false}")) != std::string::npos;) name.erase(p, 7);
     return name;
+  }
+  // Descriptions wrapped so that no line of --help is wider than kHelpColumns: a wrapped line
+  // continues under the start of its text (a choice's line under its description).
+  std::string make_option_desc(const CLI::Option* opt) const override {
+    const size_t width = kHelpColumns - get_column_width();
+    std::string out, line;
+    const std::string desc = CLI::Formatter::make_option_desc(opt);
+    for (size_t b = 0, e; b <= desc.size(); b = e + 1) {
+      e = std::min(desc.find('\n', b), desc.size());
+      line = desc.substr(b, e - b);
+      // Hanging indent: the leading spaces, and for "  name   text" the column of the text.
+      size_t indent = line.find_first_not_of(' ');
+      if (indent == std::string::npos) indent = 0;
+      if (indent > 0) {
+        const size_t gap = line.find("  ", indent);
+        if (gap != std::string::npos) indent = line.find_first_not_of(' ', gap);
+      }
+      std::string wrapped;
+      while (line.size() > width) {
+        size_t cut = line.rfind(' ', width);
+        if (cut == std::string::npos || cut <= indent) cut = width;
+        wrapped += line.substr(0, cut) + "\n";
+        line = std::string(indent, ' ') + line.substr(line.find_first_not_of(' ', cut));
+      }
+      out += (out.empty() && b == 0 ? "" : "\n") + wrapped + line;
+    }
+    return out;
   }
   std::string make_option_opts(const CLI::Option* opt) const override {
     // No "=true"/"=false" after a flag: its description gives the default.
@@ -222,6 +304,10 @@ std::string shell_command(int argc, const char* const* argv) {
   return s;
 }
 
+std::string version_text() {
+  return str("train (minidl) ", minidl_version(), ", git commit ", minidl_git_commit(), "\n");
+}
+
 std::string train_help() {
   TrainConfig c;
   CLI::App app(kDescription, "train");
@@ -240,10 +326,12 @@ TrainConfig parse_train_args(int argc, const char* const* argv) {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     throw HelpRequested{app.help()};
+
   } catch (const CLI::ParseError& e) {
     throw UsageError(str(e.what(), " (train --help lists every flag)"));
   }
 
+  if (app.get_option("--version")->count() > 0) throw HelpRequested{version_text()};
   c.command = shell_command(argc, argv);
   if (argc > 0) c.program = argv[0];
   for (const CLI::Option* opt : app.get_options()) {
@@ -254,6 +342,11 @@ TrainConfig parse_train_args(int argc, const char* const* argv) {
         std::filesystem::path("..") / "shared" / "data" / dataset_default_dir(c.dataset);
     if (std::filesystem::is_directory(d)) c.data = d.string();
   }
+  if (!c.pretrained.empty() && (!c.resume.empty() || c.evaluate))
+    throw UsageError(
+        "--pretrained starts a new run from a checkpoint's weights: it cannot be "
+        "combined with --resume (which continues a run) or --evaluate (which reads "
+        "--checkpoint)");
   const bool from_checkpoint = !c.resume.empty() || !c.checkpoint.empty();
   validate(c, /*check_data=*/!from_checkpoint);
   return c;

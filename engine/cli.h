@@ -9,7 +9,7 @@
 
 namespace minidl {
 
-// Thrown by parse_train_args for --help; the app prints `text` and exits with 0.
+// Thrown by parse_train_args for --help and --version; the app prints `text` and exits with 0.
 struct HelpRequested {
   std::string text;
 };
@@ -21,8 +21,10 @@ struct HelpRequested {
 // given are read from the checkpoint later, so --data is only checked then.
 TrainConfig parse_train_args(int argc, const char* const* argv);
 
-// The --help text.
+// The --help text (no line wider than 100 columns).
 std::string train_help();
+// The --version text: "train (minidl) 0.1.0, git commit 1a2b3c4d5e6f\n".
+std::string version_text();
 
 // "train --model resnet20 --out 'my runs/x'": argv joined, quoted where a shell would need it.
 std::string shell_command(int argc, const char* const* argv);

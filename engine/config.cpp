@@ -98,7 +98,6 @@ void validate(const TrainConfig& c, bool check_data) {
                          c.dataset, " images are 32x32"));
   check_value(c.bad_images == "stop" || c.bad_images == "skip", "--bad-images", c.bad_images,
               "stop or skip");
-  check_value(c.workers >= 0, "--workers", c.workers, "a number of threads >= 0 (0: one per core)");
   check_value(c.cutout >= 0 && c.cutout <= 32, "--cutout", c.cutout,
               "a square side in pixels, 0 to 32");
   if (c.cutout > 0 && !c.augment)
@@ -147,6 +146,7 @@ void validate(const TrainConfig& c, bool check_data) {
   check_value(c.print_freq >= 1, "--print-freq", c.print_freq, "at least 1 step");
   check_value(c.trace_steps >= 0, "--trace-steps", c.trace_steps, "a number of steps >= 0 (0: off)");
   check_value(c.bucket_mb > 0, "--bucket-mb", c.bucket_mb, "more than 0 MB");
+  check_value(c.workers >= 1 && c.workers <= 64, "--workers", c.workers, "1 to 64 threads");
   check_value(c.max_steps >= 0, "--max-steps", c.max_steps, "a number of steps >= 0 (0: no limit)");
   check_value(c.seeds >= 1, "--seeds", c.seeds, "at least 1 run");
   if (c.seeds > 1 && (c.evaluate || !c.resume.empty()))
@@ -176,9 +176,107 @@ void validate(const TrainConfig& c, bool check_data) {
             dataset_default_dir(c.dataset),
             " (the binary version is at https://www.cs.toronto.edu/~kriz/cifar.html)"));
   if (!std::filesystem::is_directory(c.data))
-    throw UsageError(str("--data ", c.data, ": no such directory (expected the ", c.dataset,
-                         " binary files, e.g. ../shared/data/", dataset_default_dir(c.dataset),
-                         ")"));
+    throw Error(str("--data ", c.data, ": no such directory (expected the ", c.dataset,
+                    " binary files, e.g. ../shared/data/", dataset_default_dir(c.dataset), ")"));
+}
+
+namespace {
+
+// One row of the rule in config.h: when `flag` (a long name, as in TrainConfig::given) has no
+// effect, why not (and what to do instead); "" when it applies.
+struct FlagScope {
+  const char* flag;
+  std::string (*does_not_apply)(const TrainConfig& c, bool on_cuda);
+};
+
+// The flags --evaluate does not read: everything about training (the model and data settings come
+// from the checkpoint, and given flags override them, so they apply).
+std::string training_only(const TrainConfig& c, bool) {
+  return c.evaluate ? "it sets up training, and --evaluate trains nothing" : "";
+}
+
+const FlagScope kFlagScopes[] = {
+    {"tf32",
+     [](const TrainConfig&, bool cuda) -> std::string {
+       return cuda ? "" : "TF32 tensor cores exist on GPUs only, and this run is on the CPU";
+     }},
+    {"kernels",
+     [](const TrainConfig&, bool cuda) -> std::string {
+       return cuda ? ""
+                   : "it chooses the GPU implementation, and this run is on the CPU (the "
+                     "CPU's is --cpu-kernels)";
+     }},
+    {"cpu-kernels",
+     [](const TrainConfig&, bool cuda) -> std::string {
+       return !cuda ? ""
+                    : "it chooses the CPU implementation, and this run is on a GPU (the "
+                      "GPU's is --kernels)";
+     }},
+    {"zero-init-residual",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.model.rfind("resnet", 0) == 0 ? ""
+                                              : "it applies to the ResNets (no residual "
+                                                "blocks in --model " +
+                                                    c.model + ")";
+     }},
+    {"dropout",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.model == "alexnet" ? "" : "only alexnet has dropout, not --model " + c.model;
+     }},
+    {"momentum",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.optimizer == "sgd"
+                  ? ""
+                  : "it is SGD's, and --optimizer " + c.optimizer + " has no momentum";
+     }},
+    {"step-size",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.schedule == "step" ? "" : "it belongs to --schedule step, not " + c.schedule;
+     }},
+    {"gamma",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.schedule == "step" || c.schedule == "multistep"
+                  ? ""
+                  : "it belongs to --schedule step or multistep, not " + c.schedule;
+     }},
+    {"milestones",
+     [](const TrainConfig& c, bool) -> std::string {
+       return c.schedule == "multistep"
+                  ? ""
+                  : "it belongs to --schedule multistep, not " + c.schedule +
+                        (c.schedule == "step" ? " (step decays every --step-size epochs)" : "");
+     }},
+    {"epochs", training_only},
+    {"lr", training_only},
+    {"optimizer", training_only},
+    {"wd", training_only},
+    {"nesterov", training_only},
+    {"schedule", training_only},
+    {"warmup", training_only},
+    {"augment", training_only},
+    {"cutout", training_only},
+    {"shuffle", training_only},
+    {"subset", training_only},
+    {"val-split", training_only},
+    {"max-steps", training_only},
+    {"save-init", training_only},
+    {"momentum", training_only},
+    {"step-size", training_only},
+    {"gamma", training_only},
+    {"milestones", training_only},
+};
+
+}  // namespace
+
+void check_flags_apply(const TrainConfig& c, bool on_cuda) {
+  std::string problems;
+  for (const FlagScope& row : kFlagScopes) {
+    if (std::find(c.given.begin(), c.given.end(), row.flag) == c.given.end()) continue;
+    const std::string why = row.does_not_apply(c, on_cuda);
+    if (!why.empty()) problems += str(problems.empty() ? "" : "; ", "--", row.flag, ": ", why);
+  }
+  if (!problems.empty())
+    throw UsageError(str(problems, ". A flag that would have no effect is an error: remove it"));
 }
 
 json to_json(const TrainConfig& c) {
@@ -198,7 +296,6 @@ json to_json(const TrainConfig& c) {
       {"shuffle", c.shuffle},
       {"image-size", c.image_size},
       {"bad-images", c.bad_images},
-      {"workers", c.workers},
       {"class-names", c.class_names},
       {"norm-mean", c.norm_mean},
       {"norm-std", c.norm_std},
@@ -217,6 +314,7 @@ json to_json(const TrainConfig& c) {
       {"label-smoothing", c.label_smoothing},
       {"device", c.device},
       {"kernels", c.kernels},
+      {"cpu-kernels", c.cpu_kernels},
       {"tf32", c.tf32},
       {"precision", c.precision},
       {"seed", c.seed},
@@ -226,6 +324,7 @@ json to_json(const TrainConfig& c) {
       {"sync-bn", c.sync_bn},
       {"overlap", c.overlap},
       {"bucket-mb", c.bucket_mb},
+      {"workers", c.workers},
       {"out", c.out},
       {"resume", c.resume},
       {"checkpoint", c.checkpoint},
@@ -236,6 +335,9 @@ json to_json(const TrainConfig& c) {
       {"tensorboard", c.tensorboard},
       {"dump-logits", c.dump_logits},
       {"seeds", c.seeds},
+      {"pretrained", c.pretrained},
+      {"summary", c.summary},
+      {"quiet", c.quiet},
       {"command", c.command},
   };
 }
@@ -275,7 +377,6 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "shuffle", c.shuffle);
   read_key(j, "image-size", c.image_size);
   read_key(j, "bad-images", c.bad_images);
-  read_key(j, "workers", c.workers);
   read_key(j, "class-names", c.class_names);
   read_key(j, "norm-mean", c.norm_mean);
   read_key(j, "norm-std", c.norm_std);
@@ -294,6 +395,7 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "label-smoothing", c.label_smoothing);
   read_key(j, "device", c.device);
   read_key(j, "kernels", c.kernels);
+  read_key(j, "cpu-kernels", c.cpu_kernels);
   read_key(j, "tf32", c.tf32);
   read_key(j, "precision", c.precision);
   read_key(j, "seed", c.seed);
@@ -303,6 +405,7 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "sync-bn", c.sync_bn);
   read_key(j, "overlap", c.overlap);
   read_key(j, "bucket-mb", c.bucket_mb);
+  read_key(j, "workers", c.workers);
   read_key(j, "out", c.out);
   read_key(j, "resume", c.resume);
   read_key(j, "checkpoint", c.checkpoint);
@@ -313,6 +416,9 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "tensorboard", c.tensorboard);
   read_key(j, "dump-logits", c.dump_logits);
   read_key(j, "seeds", c.seeds);
+  read_key(j, "pretrained", c.pretrained);
+  read_key(j, "summary", c.summary);
+  read_key(j, "quiet", c.quiet);
   read_key(j, "command", c.command);
   return c;
 }
@@ -327,7 +433,7 @@ TrainConfig merge_resumed(const TrainConfig& saved, const TrainConfig& cli) {
     if (from_cli.contains(key)) merged[key] = from_cli[key];
   }
   for (const char* key : {"out", "resume", "checkpoint", "evaluate", "command", "overwrite",
-                          "max-steps", "save-init", "dump-logits", "seeds"})
+                          "max-steps", "save-init", "dump-logits", "seeds", "summary", "quiet"})
     merged[key] = from_cli[key];
   TrainConfig c = config_from_json(merged);
   c.given = cli.given;

@@ -42,10 +42,9 @@ struct TrainConfig {
   int cutout = 0;           // cutout square side (0: off)
   bool shuffle = true;      // reshuffle the training images every epoch
   // Folder datasets (data/folder.h): the square input size, what to do with a file that cannot be
-  // decoded ("stop" or "skip"), decoding threads (0: one per hardware thread).
+  // decoded ("stop" or "skip"). Their decoding threads are `workers` (below).
   int image_size = 32;
   std::string bad_images = "stop";
-  int workers = 0;
   // The class names, in label order: not a flag; written from the training set so that config.json
   // and every checkpoint name the classes (`predict` prints them).
   std::vector<std::string> class_names;
@@ -83,6 +82,7 @@ struct TrainConfig {
   bool sync_bn = false;     // BatchNorm statistics over the global batch (SyncBatchNorm)
   bool overlap = true;      // all-reduce gradient buckets while backward runs
   double bucket_mb = 25.0;  // gradient bucket size in MB (1e6 bytes)
+  int workers = 1;             // --dataset folder: decoding threads
 
   // Run control
   std::string out;         // run directory ("" : runs/<model>-<timestamp>)
@@ -95,6 +95,9 @@ struct TrainConfig {
   bool tensorboard = false; // also write the epoch scalars as TensorBoard event files
   std::string dump_logits;  // with --evaluate: write every test image's logits to this file
   int seeds = 1;            // run the recipe with seeds seed, seed+1, ... and report mean +- std
+  std::string pretrained;   // a fresh run starts from these weights (epoch 0, new optimizer)
+  bool summary = false;     // print the model's layer table
+  bool quiet = false;       // print only warnings, the epoch lines and the result
 
   // Not settings: the command line as typed, and the flags it named (so that --resume/--evaluate
   // take every other setting from the checkpoint). `given` is not written to JSON.
@@ -112,12 +115,21 @@ int dataset_num_classes(const std::string& dataset);
 std::string dataset_default_dir(const std::string& dataset);
 
 // Throws UsageError naming the flag, the value received and what is allowed. Checks values only,
-// except that --data must name an existing directory (skipped when check_data is false: a
-// --resume command line takes its --data from the checkpoint). The choice flags are checked
+// except that --data must name an existing directory (minidl::Error, exit 1 as for any missing
+// file; skipped when check_data is false: a --resume command line takes its --data from the
+// checkpoint). The choice flags are checked
 // against their registries (models(), optimizers(), schedules(), datasets(), and kernel_paths()
 // and cpu_kernel_paths() in core/device_settings.h), the optimizer's settings by the optimizer
 // itself (check_optimizer_config).
 void validate(const TrainConfig& cfg, bool check_data = true);
+
+// The rule for flags that do not apply: a flag given on the command line (cfg.given) that would
+// have no effect in this run is a usage error (exit 2) naming the flag, the reason and the fix,
+// never silently ignored. kFlagScopes (config.cpp) has one row per flag with such a condition
+// (--tf32 on the CPU, --dropout without AlexNet, --epochs with --evaluate, ...): a new flag with a
+// condition is one more row. `on_cuda`: the run's device, once picked. Throws UsageError listing
+// every such flag.
+void check_flags_apply(const TrainConfig& cfg, bool on_cuda);
 
 // The library configurations the flags describe. --lr is the schedule's base learning rate; the
 // optimizer gets every hyper-parameter flag and reads those it uses.
@@ -132,7 +144,7 @@ TrainConfig config_from_json(const nlohmann::json& j);
 // Overlay for --resume/--evaluate: starts from `saved` (the checkpoint's configuration) and takes
 // from `cli` the flags the user gave (cli.given) plus what never comes from a checkpoint (resume,
 // checkpoint, evaluate, out, command, and the one-invocation controls overwrite, max-steps,
-// save-init, dump-logits, seeds).
+// save-init, dump-logits, seeds, summary, quiet).
 TrainConfig merge_resumed(const TrainConfig& saved, const TrainConfig& cli);
 
 }  // namespace minidl

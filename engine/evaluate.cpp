@@ -27,8 +27,9 @@ EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& crit
   // Per-batch losses and per-image predictions stay on the device until the pass is over.
   Tensor losses = Tensor::empty(Shape{steps}, DType::F32, dev);
   Tensor preds = Tensor::empty(Shape{n}, DType::I32, dev);
-  Tensor all_logits;
-  if (options.keep_logits) all_logits = Tensor::empty(Shape{n, num_classes}, DType::F32, dev);
+  // Every image's logits, kept on the device and read once at the end for top-5 (and
+  // EvalOptions::keep_logits): n x classes floats, 4 MB for CIFAR-100's test set.
+  Tensor all_logits = Tensor::empty(Shape{n, num_classes}, DType::F32, dev);
   std::vector<int32_t> order;
   std::vector<int64_t> sizes;
   order.reserve(static_cast<size_t>(n));
@@ -42,7 +43,7 @@ EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& crit
     losses.slice(i, i + 1).copy_(criterion.loss());
     Tensor p = preds.slice(offset, offset + b.size);
     argmax_rows(p, logits);
-    if (options.keep_logits) all_logits.slice(offset, offset + b.size).copy_(logits);
+    all_logits.slice(offset, offset + b.size).copy_(logits);
     order.insert(order.end(), b.indices.begin(), b.indices.end());
     sizes.push_back(b.size);
     offset += b.size;
@@ -60,9 +61,19 @@ EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& crit
   const std::vector<int32_t>& labels = loader.dataset().labels;
   r.predictions.assign(labels.size(), -1);
   for (size_t k = 0; k < order.size(); ++k) r.predictions[order[k]] = pred_v[k];
+  const std::vector<float> l = all_logits.to_vector<float>();
   const auto k = static_cast<size_t>(num_classes);
+  // Top-5: the label's logit has fewer than 5 logits above it (ties count for the label, as a
+  // NaN logit never ranks above it; with 5 classes or fewer every image counts).
+  int64_t top5 = 0;
+  for (size_t j = 0; j < order.size(); ++j) {
+    const float* row = l.data() + j * k;
+    const float mine = row[labels[order[j]]];
+    int above = 0;
+    for (size_t c = 0; c < k; ++c) above += row[c] > mine;
+    top5 += above < 5;
+  }
   if (options.keep_logits) {
-    const std::vector<float> l = all_logits.to_vector<float>();
     r.logits.assign(labels.size() * k, 0.0f);
     for (size_t j = 0; j < order.size(); ++j)
       std::copy(l.begin() + j * k, l.begin() + (j + 1) * k, r.logits.begin() + order[j] * k);
@@ -72,10 +83,11 @@ EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& crit
   dist::Comm& comm = dist::world();
   int64_t count = n;
   if (comm.distributed()) {
-    std::vector<double> sums{loss_sum, static_cast<double>(n)};
+    std::vector<double> sums{loss_sum, static_cast<double>(n), static_cast<double>(top5)};
     comm.allreduce(sums, dist::Reduce::Sum);
     loss_sum = sums[0];
     count = static_cast<int64_t>(sums[1]);
+    top5 = static_cast<int64_t>(sums[2]);
     std::vector<int64_t> p1(r.predictions.size());  // prediction + 1, 0 where another rank's
     for (size_t i = 0; i < p1.size(); ++i) p1[i] = r.predictions[i] + 1;
     comm.allreduce(p1, dist::Reduce::Sum);
@@ -87,6 +99,7 @@ EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& crit
     }
   }
   r.loss = loss_sum / static_cast<double>(count);
+  r.top5 = count > 0 ? 100.0 * static_cast<double>(top5) / static_cast<double>(count) : 0.0;
   r.confusion = ConfusionMatrix(num_classes);
   for (size_t i = 0; i < labels.size(); ++i)
     if (r.predictions[i] >= 0) r.confusion.add(labels[i], r.predictions[i]);
@@ -111,6 +124,7 @@ void EvalProgress::operator()(int64_t done, int64_t total) {
 
 RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0, bool tty) {
   const TrainState state = load_checkpoint(s.checkpoint, *s.model, nullptr);
+  if (!state.verified) log << unverified_note(s.checkpoint);
   DataLoader test_loader(s.test, loader_config(s, false));
   SoftmaxCrossEntropy criterion(s.cfg.label_smoothing);
   RunResult res;
@@ -122,13 +136,19 @@ RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0, bool t
   eo.keep_logits = !s.cfg.dump_logits.empty();
   eo.progress = std::ref(progress);
   res.last_eval = evaluate(*s.model, test_loader, criterion, s.num_classes, eo);
+  if (!std::isfinite(res.last_eval.loss))
+    throw Error(fmt::format(
+        "checkpoint {}: the test loss is {} (accuracy {:.2f}%): the model's outputs overflow, so "
+        "its accuracy means nothing; no eval.json was written. Evaluate an earlier checkpoint",
+        s.checkpoint, res.last_eval.loss, res.last_eval.accuracy));
   res.best_accuracy = state.best_accuracy;
   res.best_epoch = state.best_epoch;
   const EvalResult& ev = res.last_eval;
 
   ReportData r = base_report(s);
-  log << fmt::format("checkpoint {} (epoch {})\ntest: loss {:.4f}  accuracy {:.2f}% ({} images)\n",
-                     s.checkpoint, state.epoch, ev.loss, ev.accuracy, ev.confusion.total());
+  log << fmt::format(
+      "checkpoint {} (epoch {})\ntest: loss {:.4f}  accuracy {:.2f}%  top-5 {:.2f}% ({} images)\n",
+      s.checkpoint, state.epoch, ev.loss, ev.accuracy, ev.top5, ev.confusion.total());
   log << "per-class accuracy:\n" << format_per_class(ev.confusion, r.class_names);
   log << "confusion matrix:\n" << ev.confusion.format(r.class_names);
 
@@ -148,6 +168,7 @@ RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0, bool t
                  {"test_images", ev.confusion.total()},
                  {"test_loss", ev.loss},
                  {"test_accuracy", ev.accuracy},
+                 {"test_top5", ev.top5},
                  {"normalisation", {{"mean", s.cfg.norm_mean}, {"std", s.cfg.norm_std}}},
                  {"per_class_accuracy", per_class},
                  {"class_names", r.class_names},

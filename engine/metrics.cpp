@@ -98,6 +98,10 @@ namespace {
 
 constexpr const char* kCsvHeader =
     "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,epoch_seconds,"
+    "images_per_second,val_top5,test_top5,resumed_at_step";
+// The header before top-5 existed.
+constexpr const char* kCsvHeaderV2 =
+    "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,epoch_seconds,"
     "images_per_second";
 // The header before --val-split existed: still read, so that older runs can be resumed.
 constexpr const char* kCsvHeaderV1 =
@@ -116,10 +120,11 @@ std::string exact(double v) {
 void write_metrics_csv(const std::string& path, const std::vector<EpochMetrics>& rows) {
   std::string s = std::string(kCsvHeader) + "\n";
   for (const EpochMetrics& m : rows) {
-    s += fmt::format("{},{},{},{},{},{},{},{},{},{}\n", m.epoch, exact(m.lr), exact(m.train_loss),
-                     exact(m.train_acc), m.has_val ? exact(m.val_loss) : "",
+    s += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", m.epoch, exact(m.lr),
+                     exact(m.train_loss), exact(m.train_acc), m.has_val ? exact(m.val_loss) : "",
                      m.has_val ? exact(m.val_acc) : "", exact(m.test_loss), exact(m.test_acc),
-                     exact(m.epoch_seconds), exact(m.images_per_second));
+                     exact(m.epoch_seconds), exact(m.images_per_second),
+                     m.has_val ? exact(m.val_top5) : "", exact(m.test_top5), m.resumed_at_step);
   }
   write_file_atomic(path, s);
 }
@@ -129,10 +134,10 @@ std::vector<EpochMetrics> read_metrics_csv(const std::string& path) {
   MINIDL_CHECK(f.good(), "cannot read ", path, ": ", std::strerror(errno));
   std::string line;
   std::getline(f, line);
-  const bool v1 = line == kCsvHeaderV1;
-  MINIDL_CHECK(v1 || line == kCsvHeader, path, ": expected the header '", kCsvHeader, "', got '",
-               line, "'");
-  const size_t columns = v1 ? 8 : 10;
+  const bool v1 = line == kCsvHeaderV1, v2 = line == kCsvHeaderV2;
+  MINIDL_CHECK(v1 || v2 || line == kCsvHeader, path, ": expected the header '", kCsvHeader,
+               "', got '", line, "'");
+  const size_t columns = v1 ? 8 : v2 ? 10 : 13;
   std::vector<EpochMetrics> rows;
   for (int lineno = 2; std::getline(f, line); ++lineno) {
     if (line.empty()) continue;
@@ -141,8 +146,9 @@ std::vector<EpochMetrics> read_metrics_csv(const std::string& path) {
     std::string cell;
     bool has_val = false;
     while (std::getline(ss, cell, ',')) {
-      if (!v1 && (v.size() == 4 || v.size() == 5)) {  // val_loss, val_acc: empty without a split
-        has_val = !cell.empty();
+      // val_loss, val_acc, val_top5: empty without a split
+      if (!v1 && (v.size() == 4 || v.size() == 5 || v.size() == 10)) {
+        if (v.size() != 10) has_val = !cell.empty();
         if (cell.empty()) {
           v.push_back(0.0);
           continue;
@@ -157,6 +163,7 @@ std::vector<EpochMetrics> read_metrics_csv(const std::string& path) {
     MINIDL_CHECK(v.size() == columns, path, ":", lineno, ": expected ", columns, " columns, got ",
                  v.size());
     if (v1) v.insert(v.begin() + 4, {0.0, 0.0});
+    if (v.size() == 10) v.insert(v.end(), {0.0, 0.0, 0.0});  // before top-5
     EpochMetrics m;
     m.epoch = static_cast<int64_t>(v[0]);
     m.lr = v[1];
@@ -169,6 +176,9 @@ std::vector<EpochMetrics> read_metrics_csv(const std::string& path) {
     m.test_acc = v[7];
     m.epoch_seconds = v[8];
     m.images_per_second = v[9];
+    m.val_top5 = v[10];
+    m.test_top5 = v[11];
+    m.resumed_at_step = static_cast<int64_t>(v[12]);
     rows.push_back(m);
   }
   return rows;

@@ -21,6 +21,10 @@ struct EpochMetrics {
   // before keep their positions in aggregate initialisers).
   bool has_val = false;
   double val_loss = 0.0, val_acc = 0.0;
+  // Top-5 accuracy (percent) of the evaluations, and for an epoch resumed in its middle the steps
+  // trained before the resume (its train loss and accuracy cover the steps after them); 0: all.
+  double val_top5 = 0.0, test_top5 = 0.0;
+  int64_t resumed_at_step = 0;
 
   bool operator==(const EpochMetrics&) const = default;
 };
@@ -55,11 +59,13 @@ std::string format_per_class(const ConfusionMatrix& cm,
                              const std::vector<std::string>& class_names);
 
 // metrics.csv: header
-// epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,epoch_seconds,images_per_second
-// then one row per epoch; val_loss and val_acc are empty without --val-split. Written whole (temp
-// file + rename) so a reader never sees half a file.
+// epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,epoch_seconds,images_per_second,
+// val_top5,test_top5,resumed_at_step
+// then one row per epoch; val_loss, val_acc and val_top5 are empty without --val-split. Written
+// whole (temp file + rename) so a reader never sees half a file.
 void write_metrics_csv(const std::string& path, const std::vector<EpochMetrics>& rows);
-// Reads a file written by write_metrics_csv, or by minidl before --val-split (no val columns);
+// Reads a file written by write_metrics_csv, or by minidl before top-5 (no last three columns) or
+// before --val-split (no val columns either);
 // throws naming the path and line when malformed.
 std::vector<EpochMetrics> read_metrics_csv(const std::string& path);
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <sstream>
 
 #include "dist/comm.h"
 #include "engine/cli.h"
@@ -76,8 +77,13 @@ ReportData base_report(const Setup& s) {
   ReportData r;
   r.title = s.cfg.model + " on " + s.cfg.dataset;
   r.model = s.cfg.model + " (" + std::to_string(s.model->parameter_count()) + " parameters)";
-  r.dataset = fmt::format("{}: {} training / {} test images, {} classes", s.cfg.dataset,
-                          s.train.size(), s.test.size(), s.train.num_classes);
+  r.dataset = fmt::format(
+      "{}: {} training / {}{} test images, {} classes", s.cfg.dataset, s.train.size(),
+      s.cfg.val_split > 0
+          ? fmt::format("{} validation (--val-split: they choose the best checkpoint) / ",
+                        s.val.size())
+          : std::string(),
+      s.test.size(), s.train.num_classes);
   r.date = timestamp("%Y-%m-%d %H:%M:%S");
   r.device = s.device.line.substr(std::string("device: ").size());
   r.command = s.cfg.command;
@@ -92,6 +98,7 @@ ReportData base_report(const Setup& s) {
 void set_eval(ReportData& r, const EvalResult& ev, const Dataset& test) {
   r.test_loss = ev.loss;
   r.test_acc = ev.accuracy;
+  r.test_top5 = ev.top5;
   r.confusion = ev.confusion;
   r.samples = sample_images(test, ev.predictions, 32);
 }
@@ -115,7 +122,13 @@ void RunRecorder::start(int64_t start_epoch) {
   last_saved_epoch_ = fs::exists(last_path_) ? start_epoch : -1;
   if (!writes_) return;
   append_line(s_.out / "command.txt", s_.cfg.command);
-  if (fresh_) write_file_atomic(config_path_, to_json(s_.cfg).dump(2) + "\n");
+  // The report shows every invocation of the run: a resumed run's original command included.
+  std::ifstream f(s_.out / "command.txt");
+  std::stringstream all;
+  all << f.rdbuf();
+  report_.command = all.str();
+  while (!report_.command.empty() && report_.command.back() == '\n') report_.command.pop_back();
+  if (fresh_) write_file_atomic(config_path_, config_file_json(s_));
   if (s_.cfg.tensorboard) {
     events_ = std::make_unique<EventWriter>(s_.out.string());
     events_through_ = start_epoch;
@@ -125,7 +138,7 @@ void RunRecorder::start(int64_t start_epoch) {
 std::string RunRecorder::save_init(Module& model, const Optimizer& opt) {
   TrainState st;
   st.model_name = s_.cfg.model;
-  st.config_json = saved_run_json(s_.cfg, false, 0, batches_per_epoch_);
+  st.config_json = saved_run_json(s_.cfg, s_.effective, false, 0, batches_per_epoch_);
   const std::string init_path = (s_.out / "init.safetensors").string();
   if (!writes_) return init_path;
   save_checkpoint(init_path, model, &opt, st);
@@ -145,11 +158,13 @@ TrainState RunRecorder::save_last(Module& model, const Optimizer& opt, const Run
   st.best_accuracy = res.best_accuracy;
   st.best_epoch = res.best_epoch;
   st.model_name = s_.cfg.model;
-  st.config_json = saved_run_json(s_.cfg, interrupted, step_in_epoch, batches_per_epoch_);
+  st.config_json =
+      saved_run_json(s_.cfg, s_.effective, interrupted, step_in_epoch, batches_per_epoch_);
+  if (writes_) {
+    save_checkpoint(last_path_, model, &opt, st);
+    write_file_atomic(config_path_, config_file_json(s_));
+  }
   last_saved_epoch_ = completed;
-  if (!writes_) return st;
-  save_checkpoint(last_path_, model, &opt, st);
-  write_file_atomic(config_path_, to_json(s_.cfg).dump(2) + "\n");
   return st;
 }
 

@@ -108,7 +108,8 @@ std::string fmt_tick(double v) { return fmt::format("{:.4g}", std::abs(v) < 1e-1
 std::string svg_line_chart(const std::string& title, const std::string& x_label,
                            const std::string& y_label, const std::vector<ChartSeries>& series,
                            double min_x_step) {
-  constexpr double W = 480, H = 280, L = 62, R = 16, T = 30, B = 44;
+  // The plot is W wide; the legend sits in a column of width LW to its right, never on a curve.
+  constexpr double W = 480, H = 280, L = 62, R = 16, T = 30, B = 44, LW = 104;
   double x0 = std::numeric_limits<double>::infinity(), x1 = -x0, y0 = x0, y1 = -x0;
   for (const auto& s : series)
     for (const auto& [x, y] : s.points) {
@@ -119,7 +120,7 @@ std::string svg_line_chart(const std::string& title, const std::string& x_label,
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} "
       "{1}\" "
       "class=\"chart\">\n<text x=\"{2}\" y=\"18\" class=\"ctitle\">{3}</text>\n",
-      W, H, L, html_escape(title));
+      W + LW, H, L, html_escape(title));
   if (!std::isfinite(x0))
     return svg + fmt::format("<text x=\"{}\" y=\"{}\">no data yet</text>\n</svg>\n", L, H / 2);
   if (x1 == x0) x0 -= 0.5, x1 += 0.5;
@@ -165,7 +166,7 @@ std::string svg_line_chart(const std::string& title, const std::string& x_label,
     svg += fmt::format(
         "\n<line x1=\"{0}\" x2=\"{1}\" y1=\"{2}\" y2=\"{2}\" stroke=\"{3}\" stroke-width=\"3\"/>"
         "<text x=\"{4}\" y=\"{5}\" class=\"legend\">{6}</text>\n",
-        W - R - 130, W - R - 112, ly, s.color, W - R - 106, ly + 4, html_escape(s.name));
+        W - R + 10, W - R + 28, ly, s.color, W - R + 34, ly + 4, html_escape(s.name));
   }
   return svg + "</svg>\n";
 }
@@ -276,27 +277,54 @@ std::string render_report(const ReportData& r) {
     h += info_row(r.best_label,
                   fmt::format("{:.2f}% (epoch {})", r.best_accuracy, r.best_epoch));
   if (r.confusion.total() > 0)
-    h += info_row("latest test",
-                  fmt::format("loss {:.4f}, accuracy {:.2f}%", r.test_loss, r.test_acc));
+    h += info_row("latest test", fmt::format("loss {:.4f}, accuracy {:.2f}%, top-5 {:.2f}%",
+                                             r.test_loss, r.test_acc, r.test_top5));
   h += info_row("total time", fmt::format("{:.1f} s", r.total_seconds));
-  h += info_row("command", "<code>" + html_escape(r.command) + "</code>");
+  // One line per invocation (a resumed run: the original command, then each --resume).
+  std::string commands;
+  for (size_t b = 0, e; b < r.command.size(); b = e + 1) {
+    e = std::min(r.command.find('\n', b), r.command.size());
+    commands += (commands.empty() ? "" : "<br>") +
+                ("<code>" + html_escape(r.command.substr(b, e - b)) + "</code>");
+  }
+  h += info_row(r.command.find('\n') == std::string::npos ? "command" : "commands", commands);
   h += "</table>\n";
 
   if (!r.history.empty() || !r.lr_curve.empty()) {
     ChartSeries train_loss{"train", "#1f77b4", {}}, test_loss{"test", "#d62728", {}};
     ChartSeries train_acc{"train", "#1f77b4", {}}, test_acc{"test", "#d62728", {}};
+    ChartSeries val_loss{"validation", "#ff7f0e", {}}, val_acc{"validation", "#ff7f0e", {}};
+    ChartSeries test_top5{"test top-5", "#9467bd", {}};
+    std::string partial;  // the epochs whose train numbers cover only the steps after a resume
     for (const EpochMetrics& m : r.history) {
       const double e = static_cast<double>(m.epoch);
       train_loss.points.push_back({e, m.train_loss});
       test_loss.points.push_back({e, m.test_loss});
       train_acc.points.push_back({e, m.train_acc});
       test_acc.points.push_back({e, m.test_acc});
+      if (m.test_top5 > 0.0) test_top5.points.push_back({e, m.test_top5});
+      if (m.resumed_at_step > 0)
+        partial += fmt::format("{}epoch {} (resumed after step {})", partial.empty() ? "" : ", ",
+                               m.epoch, m.resumed_at_step);
+      if (m.has_val) {  // --val-split: the curve that chooses the best checkpoint
+        val_loss.points.push_back({e, m.val_loss});
+        val_acc.points.push_back({e, m.val_acc});
+      }
     }
     h += "<h2>Curves</h2>\n<div class=\"charts\">\n";
-    h += svg_line_chart("Loss", "epoch", "cross-entropy", {train_loss, test_loss}, 1.0);
-    h += svg_line_chart("Accuracy", "epoch", "top-1 accuracy (%)", {train_acc, test_acc}, 1.0);
-    h += svg_line_chart("Learning rate", "epoch", "lr", {{"schedule", "#2ca02c", r.lr_curve}}, 1.0);
+    h += svg_line_chart("Loss", "epoch", "cross-entropy", {train_loss, val_loss, test_loss}, 1.0);
+    h += svg_line_chart("Accuracy", "epoch", "accuracy (%)",
+                        {train_acc, val_acc, test_acc, test_top5}, 1.0);
+    // The schedule when the run's is known, else (an evaluation's report) each epoch's lr.
+    std::vector<std::pair<double, double>> lr = r.lr_curve;
+    if (lr.empty())
+      for (const EpochMetrics& m : r.history) lr.push_back({static_cast<double>(m.epoch), m.lr});
+    if (!lr.empty())
+      h += svg_line_chart("Learning rate", "epoch", "lr", {{"schedule", "#2ca02c", lr}}, 1.0);
     h += "</div>\n";
+    if (!partial.empty())
+      h += "<p>The train loss and accuracy of " + html_escape(partial) +
+           " cover only the steps after the resume, not the whole epoch.</p>\n";
   }
   h += grad_norm_chart(r);
 

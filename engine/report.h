@@ -35,7 +35,7 @@ struct ReportData {
   // epoch's last step), drawn by grad_norm_chart (engine/trace.h).
   std::vector<std::pair<std::string, std::vector<std::pair<double, double>>>> layer_grad_norms;
   // The latest evaluation on the test set.
-  double test_loss = 0.0, test_acc = 0.0;
+  double test_loss = 0.0, test_acc = 0.0, test_top5 = 0.0;
   std::vector<std::string> class_names;
   ConfusionMatrix confusion;  // 0 classes: no evaluation yet
   std::vector<SampleImage> samples;

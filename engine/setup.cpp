@@ -5,10 +5,16 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
+#include <fstream>
+#include <sstream>
 
 #include "core/device.h"
 #include "core/device_settings.h"
+#include "core/openmp_wait.h"
+#include "core/version.h"
 #include "dist/comm.h"
 #include "io/safetensors.h"
 #include "kernels/cpu_kernels.h"
@@ -29,13 +35,21 @@ std::string timestamp(const char* format) {
   return buf;
 }
 
+std::string unverified_note(const std::string& checkpoint) {
+  return fmt::format(
+      "note: {} has no content hashes (written before checkpoint format 3, or by other code): "
+      "its tensors could not be checked for corruption\n",
+      checkpoint);
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-std::string saved_run_json(const TrainConfig& cfg, bool interrupted, int64_t step_in_epoch,
-                           int64_t batches) {
+std::string saved_run_json(const TrainConfig& cfg, const json& effective, bool interrupted,
+                           int64_t step_in_epoch, int64_t batches) {
   return json{{"config", to_json(cfg)},
+              {"effective", effective},
               {"interrupted", interrupted},
               {"step_in_epoch", step_in_epoch},
               {"batches_per_epoch", batches},
@@ -45,7 +59,7 @@ std::string saved_run_json(const TrainConfig& cfg, bool interrupted, int64_t ste
 
 // A checkpoint written by other code may have no run description: then the command line decides.
 SavedRun read_saved_run(const std::string& path) {
-  if (!fs::is_regular_file(path)) throw UsageError(str("checkpoint ", path, ": no such file"));
+  if (!fs::is_regular_file(path)) throw Error(str("checkpoint ", path, ": no such file"));
   const SafetensorsFile f = load_safetensors(path);
   SavedRun s;
   const auto it = f.metadata.find("config_json");
@@ -54,6 +68,7 @@ SavedRun read_saved_run(const std::string& path) {
   if (!j.is_object() || !j.contains("config")) return s;
   s.has_config = true;
   s.config = config_from_json(j["config"]);
+  if (j.contains("effective")) s.effective = j["effective"];
   s.interrupted = j.value("interrupted", false);
   s.step_in_epoch = j.value("step_in_epoch", int64_t{0});
   s.batches_per_epoch = j.value("batches_per_epoch", int64_t{0});
@@ -81,8 +96,10 @@ PickedDevice pick_device(const std::string& flag) {
     why += str("; cuda:<local rank> of ", comm.describe());
   }
   require_device(p.device);
-  const std::string what = p.device.is_cuda() ? str(p.device, ", ", cuda_device_summary())
-                                              : str("cpu (", omp_get_max_threads(), " threads)");
+  const std::string what = p.device.is_cuda()
+                               ? str(p.device, ", ", cuda_device_summary())
+                               : str("cpu (", omp_get_max_threads(), " threads, OpenMP waits ",
+                                     openmp_wait_policy(), ")");
   p.line = str("device: ", what, " [", why, "]");
   return p;
 }
@@ -105,16 +122,16 @@ const std::vector<std::string> kRunFiles{"metrics.csv",      "config.json",     
                                          "last.safetensors", "best.safetensors", "init.safetensors",
                                          "report.html",      "eval.json"};
 
-// Refuses to write over a run in `out` (unless --overwrite, which removes its files first). A
-// --resume continuing in its own directory is not writing over anything; the checkpoint being
-// read is never removed.
-void claim_out_dir(const fs::path& out, const TrainConfig& cfg, const std::string& checkpoint,
-                   std::ostream& log) {
+// Refuses to write over a run in `out` (unless --overwrite: then returns its files, which
+// make_run_dir removes once everything else has checked out). A --resume continuing in its own
+// directory is not writing over anything; the checkpoint being read is never removed.
+std::vector<fs::path> claim_out_dir(const fs::path& out, const TrainConfig& cfg,
+                                    const std::string& checkpoint) {
   std::error_code ec;
-  if (!fs::is_directory(out, ec)) return;
+  if (!fs::is_directory(out, ec)) return {};
   if (!cfg.evaluate && !cfg.resume.empty() &&
       fs::equivalent(out, fs::absolute(cfg.resume).parent_path(), ec))
-    return;
+    return {};
   const std::vector<std::string> written =
       cfg.evaluate ? std::vector<std::string>{"eval.json", "report.html"} : kRunFiles;
   std::vector<fs::path> present;
@@ -126,19 +143,14 @@ void claim_out_dir(const fs::path& out, const TrainConfig& cfg, const std::strin
     present.push_back(p);
     names += (names.empty() ? "" : ", ") + f;
   }
-  if (present.empty()) return;
-  if (!cfg.overwrite) {
-    const std::string hint =
-        cfg.evaluate
-            ? "add --overwrite to replace them, or give another --out"
-            : fmt::format("continue it with --resume {}, add --overwrite to replace it, or give "
-                          "another --out",
-                          (out / "last.safetensors").string());
-    throw UsageError(
-        fmt::format("--out {} already holds a run ({}): {}", out.string(), names, hint));
-  }
-  for (const fs::path& p : present) fs::remove(p);
-  log << fmt::format("--overwrite: removed {} from {}\n", names, out.string());
+  if (present.empty() || cfg.overwrite) return present;
+  const std::string hint =
+      cfg.evaluate ? "add --overwrite to replace them, or give another --out"
+                   : fmt::format(
+                         "continue it with --resume {}, add --overwrite to replace it, or give "
+                         "another --out",
+                         (out / "last.safetensors").string());
+  throw UsageError(fmt::format("--out {} already holds a run ({}): {}", out.string(), names, hint));
 }
 
 // Under mpirun: every rank runs rank 0's configuration; a rank whose own differs (another command
@@ -180,8 +192,9 @@ void resolve_config(Setup& s, const TrainConfig& cli) {
   check_ranks_agree(cfg);
 }
 
-// --out, or the resumed run's own directory, or runs/<model>-<timestamp>: claimed and created.
-void make_run_dir(Setup& s, std::ostream& log) {
+// --out, or the resumed run's own directory, or runs/<model>-<timestamp>; checked (claim_out_dir)
+// but not created yet. Returns the files --overwrite replaces.
+std::vector<fs::path> choose_run_dir(Setup& s) {
   TrainConfig& cfg = s.cfg;
   if (!cfg.out.empty()) {
     s.out = cfg.out;
@@ -191,36 +204,75 @@ void make_run_dir(Setup& s, std::ostream& log) {
     s.out = fs::path("runs") /
             (cfg.model + (cfg.evaluate ? "-eval-" : "-") + timestamp("%Y%m%d-%H%M%S"));
   }
-  // Under mpirun rank 0 claims and creates it, and its name (a timestamp) goes to the others.
+  // Under mpirun rank 0's name (a timestamp) goes to the others, and only rank 0 claims and
+  // creates the directory (only it writes: RunRecorder).
   dist::Comm& comm = dist::world();
-  if (comm.rank() == 0) {
-    claim_out_dir(s.out, cfg, s.checkpoint, log);
-    std::error_code ec;
-    fs::create_directories(s.out, ec);
-    if (ec || !fs::is_directory(s.out))
-      throw Error(str("--out ", s.out.string(), ": cannot create the run directory (",
-                      ec ? ec.message() : std::string("a file of that name exists"), ")"));
-  }
   s.out = comm.broadcast(s.out.string());
   cfg.out = s.out.string();
+  if (comm.rank() != 0) return {};
+  return claim_out_dir(s.out, cfg, s.checkpoint);
+}
+
+// Creates the run directory (removing the files --overwrite replaces) and makes sure a file can
+// be written there, naming the reason when not.
+void make_run_dir(Setup& s, const std::vector<fs::path>& replaced, std::ostream& log) {
+  if (dist::world().rank() != 0) return;
+  std::error_code ec;
+  s.created_out = !fs::exists(s.out, ec);
+  fs::create_directories(s.out, ec);
+  if (ec || !fs::is_directory(s.out))
+    throw Error(str("--out ", s.out.string(), ": cannot create the run directory (",
+                    ec ? ec.message() : std::string("a file of that name exists"), ")"));
+  const fs::path probe = s.out / ".minidl-write-test";
+  {
+    std::ofstream f(probe);
+    if (!f.good())
+      throw Error(str("--out ", s.out.string(), ": cannot write to the run directory (",
+                      std::strerror(errno), "); give another --out"));
+  }
+  fs::remove(probe, ec);
+  if (replaced.empty()) return;
+  std::string names;
+  for (const fs::path& p : replaced) {
+    fs::remove(p);
+    names += (names.empty() ? "" : ", ") + p.filename().string();
+  }
+  log << fmt::format("--overwrite: removed {} from {}\n", names, s.out.string());
 }
 
 // The training, validation and test sets, and the normalisation constants (stored in the
 // configuration, computed from the training images when it has none).
+// One split with its --subset/--test-subset; a subset larger than the split is a usage error
+// (exit 2), found by loading the whole split only on that failure.
+Dataset load_split(const TrainConfig& cfg, Split split, int64_t subset, const char* flag,
+                   const DataOptions& opt) {
+  try {
+    return load_dataset(cfg.dataset, cfg.data, split, subset, opt);
+  } catch (const Error&) {
+    if (subset == 0) throw;
+    const int64_t n = load_dataset(cfg.dataset, cfg.data, split, 0, opt).size();  // throws as it was
+    if (subset > n)
+      throw UsageError(str(flag, " ", subset, ": the ", cfg.dataset, " ",
+                           split == Split::Train ? "training" : "test", " set has ", n,
+                           " images; give at most ", n, " (0: all)"));
+    throw;
+  }
+}
+
 void load_data(Setup& s, std::ostream& log) {
   TrainConfig& cfg = s.cfg;
   DataOptions opt;
   opt.image_size = cfg.image_size;
   opt.bad_images = cfg.bad_images == "skip" ? BadImages::Skip : BadImages::Stop;
   opt.workers = cfg.workers;
-  s.train = load_dataset(cfg.dataset, cfg.data, Split::Train, cfg.subset, opt);
+  s.train = load_split(cfg, Split::Train, cfg.subset, "--subset", opt);
   if (cfg.val_split > 0) {
     if (cfg.val_split >= s.train.size())
       throw UsageError(str("--val-split ", cfg.val_split, " leaves none of the ", s.train.size(),
                            " training images to train on"));
     s.val = split_off_tail(s.train, cfg.val_split);
   }
-  s.test = load_dataset(cfg.dataset, cfg.data, Split::Test, cfg.test_subset, opt);
+  s.test = load_split(cfg, Split::Test, cfg.test_subset, "--test-subset", opt);
   for (const Dataset* d : {&s.train, &s.test})
     for (const std::string& w : d->warnings) log << "warning: " << w << '\n';
   if (cfg.class_names.empty()) cfg.class_names = s.train.class_names;
@@ -270,28 +322,92 @@ void build_model(Setup& s, std::ostream& log) {
   const TrainConfig& cfg = s.cfg;
   s.model = build_run_model(cfg, s.num_classes);
   s.model->to(s.device.device);
-  log << "model: " << cfg.model << '\n'
-      << model_summary(*s.model, Shape{1, 3, cfg.image_size, cfg.image_size});
+  // One line by default; the table of layers with --summary.
+  if (cfg.summary) {
+    log << "model: " << cfg.model << '\n' << model_summary(*s.model, Shape{1, 3, cfg.image_size, cfg.image_size});
+  } else {
+    const double mflop = static_cast<double>(s.model->forward_flops(Shape{1, 3, cfg.image_size, cfg.image_size})) / 1e6;
+    log << fmt::format(
+        "model: {} ({:.3f} M parameters, {:.1f} MFLOP forward per image; "
+        "--summary lists the layers)\n",
+        cfg.model, static_cast<double>(s.model->parameter_count()) / 1e6, mflop);
+  }
+}
+
+// --resume: a warning naming every effective setting that differs from the checkpoint's.
+void compare_effective(const Setup& s, std::ostream& log) {
+  if (s.cfg.evaluate || s.checkpoint.empty() || !s.saved.has_config) return;
+  if (!s.saved.effective.is_object()) {
+    log << "note: the checkpoint predates recorded effective settings (version, commit, kernels, "
+           "threads): a difference from this run cannot be detected\n";
+    return;
+  }
+  std::string diff;
+  for (const auto& [key, now] : s.effective.items()) {
+    const auto was = s.saved.effective.find(key);
+    const std::string before = was == s.saved.effective.end() ? "not recorded" : was->dump();
+    if (was != s.saved.effective.end() && *was == now) continue;
+    diff += fmt::format("{}{} {} (was {})", diff.empty() ? "" : ", ", key, now.dump(), before);
+  }
+  if (!diff.empty())
+    log << "warning: --resume: this run differs from the checkpoint's in " << diff
+        << ": its numbers may differ from those of an uninterrupted run\n";
 }
 
 }  // namespace
+
+json effective_settings(const Setup& s) {
+  const Device d = s.device.device;
+  const DeviceSettings ds = device_settings(d);
+  json e;
+  e["version"] = minidl_version();
+  e["git-commit"] = minidl_git_commit();
+  e["device"] = d.is_cuda() ? str(d, ", ", cuda_device_summary()) : std::string("cpu");
+  e["kernels"] = d.is_cuda() ? kernel_path_name(ds.kernels) : "not used (a CPU run)";
+  e["cpu-kernels"] = d.is_cuda() ? "not used (a CUDA run)" : cpu_kernels_name(ds.cpu_kernels);
+  e["threads"] = omp_get_max_threads();
+  e["precision"] = s.cfg.precision;  // --precision (engine/mixed_precision.h)
+  e["tf32"] = d.is_cuda() && ds.allow_tf32;
+  e["deterministic"] = ds.deterministic;
+  return e;
+}
+
+std::string config_file_json(const Setup& s) {
+  json j = to_json(s.cfg);
+  j["effective"] = s.effective;
+  return j.dump(2) + "\n";
+}
 
 Setup prepare(const TrainConfig& cli, std::ostream& log) {
   Setup s;
   resolve_config(s, cli);
   s.device = pick_device(s.cfg.device);
+  check_flags_apply(s.cfg, s.device.device.is_cuda());
   set_run_settings(run_settings(s.cfg));
-  make_run_dir(s, log);
+  s.effective = effective_settings(s);
+  const std::vector<fs::path> replaced = choose_run_dir(s);
 
-  log << s.device.line << '\n';
+  // Everything that can fail on the user's input (the data, a model too large) fails before the
+  // run directory is made or anything is printed: the lines wait in `early`.
+  std::ostringstream early;
+  early << s.device.line << '\n';
   if (s.cfg.deterministic)
-    log << (s.device.device.is_cuda()
-                ? "deterministic: cuDNN convolutions use deterministic algorithms in a fixed "
-                  "order (not timed); each change of algorithm is reported\n"
-                : "deterministic: the CPU path has no non-deterministic algorithms (results are "
-                  "bit-identical for a seed and thread count)\n");
-  load_data(s, log);
-  build_model(s, log);
+    early << (s.device.device.is_cuda()
+                  ? "deterministic: cuDNN convolutions use deterministic algorithms in a fixed "
+                    "order (not timed); each change of algorithm is reported\n"
+                  : "deterministic: the CPU path has no non-deterministic algorithms (results are "
+                    "bit-identical for a seed and thread count)\n");
+  compare_effective(s, early);
+  load_data(s, early);
+  build_model(s, early);
+  make_run_dir(s, replaced, log);
+  if (!s.cfg.quiet) {
+    log << early.str();
+  } else {  // --quiet: only the warnings
+    std::istringstream lines(early.str());
+    for (std::string line; std::getline(lines, line);)
+      if (line.rfind("warning", 0) == 0) log << line << '\n';
+  }
   return s;
 }
 

@@ -22,13 +22,14 @@ namespace minidl {
 struct SavedRun {
   bool has_config = false;  // false for a checkpoint written by other code
   TrainConfig config;
+  nlohmann::json effective;  // effective_settings() of the run that saved it (null before)
   bool interrupted = false;
   int64_t step_in_epoch = 0;
   int64_t batches_per_epoch = 0;
   int ranks = 1;  // processes that trained it (mpirun -np; docs/DISTRIBUTED.md)
 };
-std::string saved_run_json(const TrainConfig& cfg, bool interrupted, int64_t step_in_epoch,
-                           int64_t batches_per_epoch);
+std::string saved_run_json(const TrainConfig& cfg, const nlohmann::json& effective,
+                           bool interrupted, int64_t step_in_epoch, int64_t batches_per_epoch);
 // Reads it without building a model (the model to build is in it).
 SavedRun read_saved_run(const std::string& path);
 
@@ -48,11 +49,22 @@ struct Setup {
   SavedRun saved;          // what the checkpoint says about its run
   PickedDevice device;
   std::filesystem::path out;
+  bool created_out = false;  // this invocation made the run directory (removed again if empty)
+  nlohmann::json effective;  // effective_settings(*this)
   Dataset train, val, test;  // val: the last --val-split training images (empty without)
   ChannelStats norm;
   int num_classes = 0;
   std::unique_ptr<Module> model;  // on the device
 };
+
+// What decides a run's numbers besides its flags, as this invocation resolved them: one key per
+// setting (version, git-commit, device, kernels, cpu-kernels, threads, precision, tf32,
+// deterministic). Written to config.json ("effective") and every checkpoint; --resume warns about
+// each key whose value differs from the checkpoint's. A new setting that changes results is one
+// more row in effective_settings() (setup.cpp).
+nlohmann::json effective_settings(const Setup& s);
+// config.json: the configuration (to_json) plus "effective".
+std::string config_file_json(const Setup& s);
 
 // Merges and validates the configuration, picks the device, claims the run directory (refusing
 // to write over a run unless --overwrite), loads the data and builds the model, logging each.
@@ -63,6 +75,10 @@ Setup prepare(const TrainConfig& cli, std::ostream& log);
 // The loader settings of the training set (training = true: shuffled and augmented as configured)
 // or of an evaluation set.
 LoaderConfig loader_config(const Setup& s, bool training);
+
+// "note: <path> has no content hashes ...": what --resume and --evaluate say about a checkpoint
+// that load_checkpoint could not verify (written before format 3, or by other code).
+std::string unverified_note(const std::string& checkpoint);
 
 // The local time formatted by strftime ("%Y%m%d-%H%M%S").
 std::string timestamp(const char* format);

@@ -122,7 +122,8 @@ struct Training {
   Setup& s;
   const TrainConfig& cfg;
   Module& model;
-  std::ostream& log;
+  std::ostream& log;     // what a run always prints: warnings, epoch lines, stops, the result
+  std::ostream& chatty;  // the rest (progress, setup details): nothing with --quiet
   const TrainHooks& hooks;
   const bool tty;               // redraw the progress line in place
   const Clock::time_point t0;   // when this invocation started
@@ -146,7 +147,16 @@ struct Training {
   int64_t global_step = 0;  // optimizer steps in all
   double lr = 0.0;          // the learning rate of the latest step
   bool max_steps_reached = false;
+  bool header_printed = false;     // the epoch lines' column header
+  double epoch_seconds_sum = 0.0;  // of the epochs completed by this invocation, for the run's ETA
+  int64_t epochs_timed = 0;
 };
+
+// Where --quiet sends what it does not print.
+std::ostream& null_stream() {
+  static std::ostream null(nullptr);
+  return null;
+}
 
 Training::Training(Setup& setup, std::ostream& log_, const TrainHooks& hooks_, bool tty_,
                    Clock::time_point t0_)
@@ -154,6 +164,7 @@ Training::Training(Setup& setup, std::ostream& log_, const TrainHooks& hooks_, b
       cfg(setup.cfg),
       model(*setup.model),
       log(log_),
+      chatty(setup.cfg.quiet ? null_stream() : log_),
       hooks(hooks_),
       tty(tty_),
       t0(t0_),
@@ -188,6 +199,7 @@ void resume(Training& t) {
   const TrainState st = load_checkpoint(t.s.checkpoint, t.model, t.opt.get());
   if (t.scaler.enabled() && st.loss_scale > 0)
     t.scaler.load_state({st.loss_scale, st.loss_scale_growth_tracker});
+  if (!st.verified) t.log << unverified_note(t.s.checkpoint);
   t.start_epoch = st.epoch;
   t.global_step = st.global_step;
   t.res.best_accuracy = st.best_accuracy;
@@ -209,11 +221,26 @@ void resume(Training& t) {
     }
   }
   t.res.history = earlier_history(fs::absolute(t.s.checkpoint).parent_path(), st.epoch);
-  t.log << fmt::format(
-      "resumed from {}: {} epoch(s) completed{}, best {} accuracy {:.2f}%\n", t.s.checkpoint,
-      st.epoch,
+  t.chatty << fmt::format(
+      "resumed from {}: {} epoch(s) completed{}, {}\n", t.s.checkpoint, st.epoch,
       t.skip > 0 ? fmt::format(", continuing epoch {} at step {}", st.epoch + 1, t.skip + 1) : "",
-      best_on(t), st.best_accuracy);
+      st.best_epoch >= 0 ? fmt::format("best {} accuracy {:.2f}% (epoch {})", best_on(t),
+                                       st.best_accuracy, st.best_epoch)
+                         : std::string("no epoch evaluated yet"));
+}
+
+// --pretrained: a fresh run starts from a checkpoint's model weights (its optimizer state, epoch
+// and best accuracy stay behind).
+void load_pretrained(Training& t) {
+  if (t.cfg.pretrained.empty()) return;
+  if (!fs::is_regular_file(t.cfg.pretrained))
+    throw Error(str("--pretrained ", t.cfg.pretrained, ": no such file"));
+  const TrainState st = load_checkpoint(t.cfg.pretrained, t.model, nullptr);
+  if (!st.verified) t.log << unverified_note(t.cfg.pretrained);
+  t.chatty << fmt::format(
+      "pretrained: the model starts from the weights of {} (saved after epoch {}); training "
+      "starts at epoch 1 with a new optimizer\n",
+      t.cfg.pretrained, st.epoch);
 }
 
 // ------------------------------------------------------------------------------------ one epoch
@@ -257,14 +284,25 @@ void read_steps(Training& t, int64_t epoch, int64_t upto) {
 }
 
 // The progress line after `done` steps of the epoch (its steps timed from `started`).
-void show_progress(const Training& t, ProgressBar& bar, int64_t done, Clock::time_point started) {
+// The time left: in the epoch from its speed so far, and in the run adding the epochs after this
+// one at the mean time of those this invocation completed (evaluations included), or at this
+// epoch's speed before one has.
+void show_progress(const Training& t, ProgressBar& bar, int64_t epoch, int64_t done,
+                   Clock::time_point started) {
   const StepLog& sl = t.step_log;
   // Under mpirun: this rank's loss and accuracy, the images of all ranks.
   const double ips =
       static_cast<double>(sl.images() * t.comm.size()) / std::max(seconds_since(started), 1e-9);
-  const double left = static_cast<double>((t.steps - done) * t.cfg.batch_size * t.comm.size());
-  bar.update(done, fmt::format("loss {:.4f}  acc {:6.2f}%  {:.0f} img/s  ETA {}", sl.mean_loss(),
-                               sl.accuracy(), ips, format_duration(left / std::max(ips, 1e-9))));
+  const double left = static_cast<double>((t.steps - done) * t.cfg.batch_size * t.comm.size()) /
+                      std::max(ips, 1e-9);
+  const double per_epoch =
+      t.epochs_timed > 0
+          ? t.epoch_seconds_sum / static_cast<double>(t.epochs_timed)
+          : static_cast<double>(t.steps * t.cfg.batch_size * t.comm.size()) / std::max(ips, 1e-9);
+  const double run_left = left + per_epoch * static_cast<double>(t.cfg.epochs - epoch - 1);
+  bar.update(done,
+             fmt::format("loss {:.4f}  acc {:6.2f}%  {:.0f} img/s  ETA {} (run {})", sl.mean_loss(),
+                         sl.accuracy(), ips, format_duration(left), format_duration(run_left)));
 }
 
 // --max-steps reached after `done` steps of the epoch: a resumable last.safetensors, and done.
@@ -323,7 +361,7 @@ EpochTraining train_epoch(Training& t, int64_t epoch, int64_t first) {
   for (int64_t i = 0; i < first; ++i) t.train_loader.next(b);  // trained before the interruption
   t.step_log.start(first);
 
-  ProgressBar bar(t.log, t.tty, fmt::format("epoch {}/{}", epoch + 1, t.cfg.epochs), t.steps);
+  ProgressBar bar(t.chatty, t.tty, fmt::format("epoch {}/{}", epoch + 1, t.cfg.epochs), t.steps);
   const Clock::time_point started = Clock::now();
   int64_t i = first;
   for (; t.train_loader.next(b); ++i) {
@@ -339,7 +377,7 @@ EpochTraining train_epoch(Training& t, int64_t epoch, int64_t first) {
     const bool last = i + 1 == t.steps;
     if ((i + 1 - first) % t.cfg.print_freq == 0 || last || t.max_steps_reached) {
       read_steps(t, epoch, i + 1);
-      show_progress(t, bar, i + 1, started);
+      show_progress(t, bar, epoch, i + 1, started);
     }
     if (t.max_steps_reached && !last) {
       stop_at_max_steps(t, bar, epoch, i + 1);
@@ -359,13 +397,27 @@ EpochTraining train_epoch(Training& t, int64_t epoch, int64_t first) {
 
 // ------------------------------------------------------------------------------------ after it
 
+// The epoch lines are a table under one header, so that a line stays within 100 columns with
+// every column (--val-split, top-5): "epoch", the lr at the epoch's end, loss and accuracy of the
+// training steps, of the validation set and of the test set (with top-5), wall time, img/s.
+std::string epoch_header(int epochs, bool has_val) {
+  const int w = 2 * static_cast<int>(std::to_string(epochs).size()) + 1;
+  return fmt::format("{:>{}} {:>9}  {:>7} {:>7}  {}{:>7} {:>7} {:>7}  {:>7} {:>6}", "epoch",
+                     std::max(w, 5), "lr", "train", "acc",
+                     has_val ? fmt::format("{:>7} {:>7}  ", "val", "acc") : "", "test", "acc",
+                     "top-5", "time", "img/s");
+}
+
 std::string epoch_line(const EpochMetrics& m, int epochs, bool best) {
+  const int digits = static_cast<int>(std::to_string(epochs).size());
+  const std::string e = fmt::format("{:>{}}/{}", m.epoch, digits, epochs);
   return fmt::format(
-      "epoch {:>{}}/{}  lr {:.4g}  train loss {:.4f} acc {:6.2f}%  {}test loss {:.4f} acc "
-      "{:6.2f}%  {:.1f} s  {:.0f} img/s{}",
-      m.epoch, std::to_string(epochs).size(), epochs, m.lr, m.train_loss, m.train_acc,
-      m.has_val ? fmt::format("val loss {:.4f} acc {:6.2f}%  ", m.val_loss, m.val_acc) : "",
-      m.test_loss, m.test_acc, m.epoch_seconds, m.images_per_second, best ? "  *best*" : "");
+      "{:>{}} {:>9.3g}  {:>7.4f} {:>6.2f}%  {}{:>7.4f} {:>6.2f}% {:>6.2f}%  {:>7} {:>6.0f}{}{}", e,
+      std::max(2 * digits + 1, 5), m.lr, m.train_loss, m.train_acc,
+      m.has_val ? fmt::format("{:>7.4f} {:>6.2f}%  ", m.val_loss, m.val_acc) : "", m.test_loss,
+      m.test_acc, m.test_top5, format_duration(m.epoch_seconds), m.images_per_second,
+      best ? "  *best*" : "",
+      m.resumed_at_step > 0 ? fmt::format("  (train: steps after {})", m.resumed_at_step) : "");
 }
 
 // The evaluations after epoch `epoch`: validation (with --val-split) and test, into m. A model
@@ -382,12 +434,14 @@ void evaluate_epoch(Training& t, int64_t epoch, EpochMetrics& m) {
     m.has_val = true;
     m.val_loss = v.loss;
     m.val_acc = v.accuracy;
+    m.val_top5 = v.top5;
   }
   EvalProgress progress(t.log, t.tty, "test", told);
   eo.progress = std::ref(progress);
   t.res.last_eval = evaluate(t.model, t.test_loader, t.eval_criterion, t.s.num_classes, eo);
   m.test_loss = t.res.last_eval.loss;
   m.test_acc = t.res.last_eval.accuracy;
+  m.test_top5 = t.res.last_eval.top5;
   for (const auto& [what, loss] : {std::pair<const char*, double>{"validation", m.val_loss},
                                    std::pair<const char*, double>{"test", m.test_loss}}) {
     if (std::isfinite(loss)) continue;
@@ -410,6 +464,7 @@ bool finish_epoch(Training& t, int64_t epoch, Clock::time_point began, double tr
   m.lr = t.lr;  // of the epoch's last step
   m.train_loss = t.step_log.mean_loss();
   m.train_acc = t.step_log.accuracy();
+  m.resumed_at_step = epoch == t.start_epoch ? t.skip : 0;
   evaluate_epoch(t, epoch, m);
   m.epoch_seconds = seconds_since(began);
   m.images_per_second = static_cast<double>(t.step_log.images()) / std::max(train_seconds, 1e-9);
@@ -422,10 +477,17 @@ bool finish_epoch(Training& t, int64_t epoch, Clock::time_point began, double tr
     res.best_accuracy = score;
     res.best_epoch = m.epoch;
   }
-  const TrainState st = t.recorder.save_last(t.model, *t.opt, res, t.global_step, epoch + 1, false, 0,
-                                             &t.scaler);
-  if (best) t.recorder.save_best(t.model, *t.opt, st);
+  // The epoch's numbers first (the line, then metrics.csv), so that a checkpoint that cannot be
+  // written (a full disk) loses none of them.
+  if (!t.header_printed) t.log << epoch_header(t.cfg.epochs, t.use_val) << '\n';
+  t.header_printed = true;
+  t.log << epoch_line(m, t.cfg.epochs, best) << std::endl;
+  t.epoch_seconds_sum += m.epoch_seconds;
+  ++t.epochs_timed;
   t.recorder.write_metrics(res.history);
+  const TrainState st = t.recorder.save_last(t.model, *t.opt, res, t.global_step, epoch + 1, false,
+                                             0, &t.scaler);
+  if (best) t.recorder.save_best(t.model, *t.opt, st);
   t.recorder.set_latest_evaluation(res.last_eval);
   const bool more = epoch + 1 < t.cfg.epochs && !t.max_steps_reached;
   const bool cut_short = t.max_steps_reached && epoch + 1 < t.cfg.epochs;
@@ -435,7 +497,6 @@ bool finish_epoch(Training& t, int64_t epoch, Clock::time_point began, double tr
            : (cut_short ? fmt::format("stopped after --max-steps {}", t.cfg.max_steps)
                         : std::string("finished")),
       more);
-  t.log << epoch_line(m, t.cfg.epochs, best) << std::endl;
   print_determinism_notes(t.log);  // the evaluation's batch sizes may have chosen new algorithms
 
   if (stop_agreed(t) && more) {
@@ -468,63 +529,68 @@ void finish_run(Training& t) {
                          res.best_accuracy, res.best_epoch, test_there,
                          format_duration(res.seconds));
   }
-  t.log << memory_report(t.s.device.device) << '\n';
-  t.log << "run directory: " << t.s.out.string()
-        << " (report.html, metrics.csv, last/best.safetensors)\n";
+  t.chatty << memory_report(t.s.device.device) << '\n';
+  std::string files;
+  for (const char* f : {"report.html", "metrics.csv", "last.safetensors", "best.safetensors"})
+    if (fs::exists(t.s.out / f)) files += (files.empty() ? "" : ", ") + std::string(f);
+  t.log << "run directory: " << t.s.out.string() << " (" << files << ")\n";
 }
 
 }  // namespace
 
 // ------------------------------------------------------------------------------------ the run
 
-RunResult run_train(const TrainConfig& cli, std::ostream& log_in, const TrainHooks& hooks) {
-  const Clock::time_point t0 = Clock::now();
-  StopSignalGuard stop_signals;
-  // Under mpirun only rank 0 prints (and writes: RunRecorder).
-  std::ostream null_log(nullptr);
-  dist::Comm& comm = dist::world();
-  std::ostream& log = comm.rank() == 0 ? log_in : null_log;
-  const bool tty = &log == &std::cout && stdout_is_tty();
-  Setup s = prepare(cli, log);
-  if (s.cfg.evaluate) return run_evaluate(s, log, t0, tty);
+namespace {
 
+// The training run after prepare(): optimizer, resume, the epochs, the summary.
+RunResult train_run(Setup& s, std::ostream& log, const TrainHooks& hooks, bool tty,
+                    Clock::time_point t0) {
   Training t(s, log, hooks, tty, t0);
   const TrainConfig& cfg = t.cfg;
-  log << fmt::format("optimizer: {}; schedule: {}; {} steps of {} per epoch{}\n",
-                     describe_optimizer(t.opt->config()), t.schedule.describe(), t.steps,
-                     std::min<int64_t>(cfg.batch_size, t.train_loader.num_samples()),
-                     cfg.shuffle ? "" : " (not shuffled)");
+  t.chatty << fmt::format("optimizer: {}; schedule: {}; {} steps of {} per epoch{}\n",
+                          describe_optimizer(t.opt->config()), t.schedule.describe(), t.steps,
+                          std::min<int64_t>(cfg.batch_size, t.train_loader.num_samples()),
+                          cfg.shuffle ? "" : " (not shuffled)");
+  dist::Comm& comm = t.comm;
   if (comm.distributed()) {
-    log << fmt::format(
+    t.chatty << fmt::format(
         "data-parallel: {} ranks, {} images per rank per step (--batch-size), {} per step in all; "
         "{} training images per rank per epoch (padded to a multiple of {})\n",
         comm.size(), cfg.batch_size, cfg.batch_size * comm.size(), t.train_loader.num_samples(),
         comm.size());
     const int synced = cfg.sync_bn ? dist::enable_sync_batchnorm(t.model, comm) : 0;
     if (cfg.sync_bn)
-      log << fmt::format(
+      t.chatty << fmt::format(
           "--sync-bn: {} BatchNorm layer(s) use the statistics of the global batch\n", synced);
     dist::GradSyncConfig gc;
     gc.bucket_bytes = static_cast<int64_t>(cfg.bucket_mb * 1e6);
     gc.overlap = cfg.overlap;
     t.grad_sync = std::make_unique<dist::GradientSync>(t.model, comm, gc);
-    log << t.grad_sync->describe() << '\n';
+    t.chatty << t.grad_sync->describe() << '\n';
   } else if (cfg.sync_bn) {
     log << "note: --sync-bn has no effect in one process (start train with mpirun -np N)\n";
   }
   resume(t);
+  load_pretrained(t);
+
+  // A resumed run with nothing left to do writes nothing (command.txt included).
+  std::string nothing;
+  if (t.start_epoch >= cfg.epochs)
+    nothing =
+        fmt::format("the checkpoint has completed {} of --epochs {}", t.start_epoch, cfg.epochs);
+  else if (cfg.max_steps > 0 && t.global_step >= cfg.max_steps)
+    nothing = fmt::format("the checkpoint has taken {} of --max-steps {} steps", t.global_step,
+                          cfg.max_steps);
+  if (!nothing.empty()) {
+    log << "nothing to train: " << nothing << "; " << s.out.string() << " is unchanged\n";
+    t.res.seconds = seconds_since(t0);
+    return t.res;
+  }
+
   t.recorder.start(t.start_epoch);
   if (cfg.save_init && s.checkpoint.empty())
-    log << fmt::format("saved the initial weights (step 0) to {}\n",
-                       t.recorder.save_init(t.model, *t.opt));
-
-  if (t.start_epoch >= cfg.epochs)
-    log << fmt::format("nothing to train: the checkpoint has completed {} of --epochs {}\n",
-                       t.start_epoch, cfg.epochs);
-  if (cfg.max_steps > 0 && t.global_step >= cfg.max_steps && t.start_epoch < cfg.epochs)
-    log << fmt::format("nothing to train: the checkpoint has taken {} of --max-steps {} steps\n",
-                       t.global_step, cfg.max_steps);
-  t.max_steps_reached = cfg.max_steps > 0 && t.global_step >= cfg.max_steps;
+    t.chatty << fmt::format("saved the initial weights (step 0) to {}\n",
+                            t.recorder.save_init(t.model, *t.opt));
   for (int64_t epoch = t.start_epoch; epoch < cfg.epochs && !t.max_steps_reached; ++epoch) {
     const Clock::time_point began = Clock::now();
     const EpochTraining trained = train_epoch(t, epoch, epoch == t.start_epoch ? t.skip : 0);
@@ -533,6 +599,26 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log_in, const TrainHoo
   }
   finish_run(t);
   return t.res;
+}
+
+}  // namespace
+
+RunResult run_train(const TrainConfig& cli, std::ostream& log_in, const TrainHooks& hooks) {
+  const Clock::time_point t0 = Clock::now();
+  StopSignalGuard stop_signals;
+  // Under mpirun only rank 0 prints (and writes: RunRecorder).
+  std::ostream null_log(nullptr);
+  std::ostream& log = dist::world().rank() == 0 ? log_in : null_log;
+  const bool tty = &log == &std::cout && stdout_is_tty();
+  Setup s = prepare(cli, log);
+  try {
+    return s.cfg.evaluate ? run_evaluate(s, log, t0, tty) : train_run(s, log, hooks, tty, t0);
+  } catch (...) {
+    // A run directory this invocation made and nothing was written to goes again.
+    std::error_code ec;
+    if (s.created_out && fs::is_empty(s.out, ec)) fs::remove(s.out, ec);
+    throw;
+  }
 }
 
 }  // namespace minidl

@@ -52,6 +52,7 @@ struct TrainHooks {
 struct EvalResult {
   double loss = 0.0;
   double accuracy = 0.0;  // percent
+  double top5 = 0.0;      // percent of images whose label is among the 5 largest logits
   ConfusionMatrix confusion;
   std::vector<int32_t> predictions;  // per test image, in dataset order
   std::vector<float> logits;         // with EvalOptions::keep_logits: images x classes, same order

@@ -2,7 +2,10 @@
 #include "io/checkpoint.h"
 
 #include <charconv>
+#include <cmath>
+#include <cstring>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "io/safetensors.h"
@@ -12,6 +15,26 @@ namespace minidl {
 namespace {
 
 const std::string kOptimizerPrefix = "optimizer.";
+const std::string kHashesKey = "tensor_hashes";
+
+std::string hex16(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+// The number of NaN or infinite elements of a float tensor on the host (0 for other dtypes).
+int64_t count_non_finite(const Tensor& t) {
+  int64_t bad = 0;
+  if (t.dtype() == DType::F32) {
+    const float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(p[i]);
+  } else if (t.dtype() == DType::F64) {
+    const double* p = t.data<double>();
+    for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(p[i]);
+  }
+  return bad;
+}
 
 // Shortest decimal text that parses back to the same double (to_chars round-trips exactly).
 std::string exact(double v) {
@@ -65,12 +88,28 @@ class Metadata {
 
 }  // namespace
 
+uint64_t tensor_content_hash(const Tensor& tensor) {
+  const Tensor t = tensor.to(Device::cpu());
+  const auto* p = static_cast<const unsigned char*>(t.raw_data());
+  const size_t n = t.nbytes();
+  constexpr uint64_t kPrime = 0x100000001b3ull;
+  uint64_t h = 0xcbf29ce484222325ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w = 0;
+    for (int k = 7; k >= 0; --k) w = (w << 8) | p[i + k];  // little-endian on any host
+    h = (h ^ w) * kPrime;
+  }
+  for (; i < n; ++i) h = (h ^ p[i]) * kPrime;
+  return h;
+}
+
 void save_checkpoint(const std::string& path, Module& model, const Optimizer* opt,
                      const TrainState& state) {
-  NamedTensors tensors;
+  NamedTensors tensors;          // host copies: hashed here, written by save_safetensors
   std::set<std::string> as_i64;  // torch keeps integer buffers in int64
   for (const auto& [name, t] : model_tensors(model)) {
-    tensors.emplace_back(name, *t);
+    tensors.emplace_back(name, t->to(Device::cpu()));
     if (t->dtype() == DType::I32) as_i64.insert(name);
   }
   std::map<std::string, std::string> meta{
@@ -88,10 +127,14 @@ void save_checkpoint(const std::string& path, Module& model, const Optimizer* op
     meta["loss_scale_growth_tracker"] = std::to_string(state.loss_scale_growth_tracker);
   }
   if (opt != nullptr) {
-    for (const auto& [name, t] : opt->state()) tensors.emplace_back(kOptimizerPrefix + name, t);
+    for (const auto& [name, t] : opt->state())
+      tensors.emplace_back(kOptimizerPrefix + name, t.to(Device::cpu()));
     meta["optimizer"] = opt->config().name;
     meta["optimizer_step"] = std::to_string(opt->step_count());
   }
+  nlohmann::json hashes = nlohmann::json::object();
+  for (const auto& [name, t] : tensors) hashes[name] = hex16(tensor_content_hash(t));
+  meta[kHashesKey] = hashes.dump();
   save_safetensors(path, tensors, meta, as_i64);
 }
 
@@ -109,6 +152,40 @@ TrainState load_checkpoint(const std::string& path, Module& model, Optimizer* op
     MINIDL_CHECK(version >= kOldestCheckpointFormatVersion && version <= kCheckpointFormatVersion,
                  who, ": checkpoint format version ", version, ", this build reads versions ",
                  kOldestCheckpointFormatVersion, " to ", kCheckpointFormatVersion);
+  }
+
+  // Every tensor against its content hash (format 3 on), then no NaN or infinity anywhere.
+  TrainState state;
+  if (meta.has(kHashesKey)) {
+    const nlohmann::json hashes =
+        nlohmann::json::parse(meta.text(kHashesKey), nullptr, /*allow_exceptions=*/false);
+    MINIDL_CHECK(hashes.is_object(), who, ": metadata entry '", kHashesKey,
+                 "' is not a JSON object: the file is damaged");
+    for (const auto& [name, t] : file.tensors) {
+      const auto it = hashes.find(name);
+      MINIDL_CHECK(it != hashes.end() && it->is_string(), who, ": tensor '", name,
+                   "' has no content hash: the file is damaged or was edited");
+      const std::string actual = hex16(tensor_content_hash(t));
+      MINIDL_CHECK(it->get<std::string>() == actual, who, ": tensor '", name,
+                   "' does not match its content hash (stored ", it->get<std::string>(),
+                   ", computed ", actual,
+                   "): the file is corrupt (damaged on disk or in a copy); "
+                   "use another checkpoint, e.g. best.safetensors or last.safetensors of the run");
+    }
+    state.verified = true;
+  } else {
+    MINIDL_CHECK(state_dict_only || meta.number<int>("format_version") < 3, who,
+                 ": metadata entry '", kHashesKey, "' is missing: the file is damaged");
+  }
+  {
+    std::vector<std::string> bad;
+    for (const auto& [name, t] : file.tensors)
+      if (const int64_t n = count_non_finite(t); n > 0)
+        bad.push_back(str(name, "' (", n, " of ", t.numel(), " values"));
+    MINIDL_CHECK(bad.empty(), who, ": NaN or infinite values in ", bad.size(), " tensor(s): '",
+                 bad.front(), ")", bad.size() > 1 ? str(" and ", bad.size() - 1, " more") : "",
+                 ": the weights diverged or the file is damaged; minidl does not evaluate or "
+                 "train from such a state (use an earlier checkpoint)");
   }
 
   // Check every model tensor (present, same shape and dtype) and that nothing else is there.
@@ -143,7 +220,6 @@ TrainState load_checkpoint(const std::string& path, Module& model, Optimizer* op
   MINIDL_CHECK(unexpected.empty(), who, ": ", unexpected.size(),
                " tensor(s) in the file that the model does not have: ", list_names(unexpected));
 
-  TrainState state;
   if (state_dict_only) {  // weights only: nothing trained yet as far as minidl knows
     for (size_t i = 0; i < targets.size(); ++i) targets[i].second->copy_(*sources[i]);
     return state;

@@ -31,7 +31,9 @@ double LrSchedule::lr_at(double epoch) const {
     const double s = cfg_.warmup_start_factor;
     return base * (s + (1.0 - s) * epoch / W);
   }
-  return schedules().at(cfg_.name).lr(cfg_, std::floor(epoch - W));
+  const ScheduleKind& kind = schedules().at(cfg_.name);
+  const double e = std::floor(epoch);  // the schedules change at epoch boundaries (schedule.h)
+  return kind.lr(cfg_, kind.after_warmup ? std::max(0.0, e - std::ceil(W)) : e);
 }
 
 std::string LrSchedule::describe() const {
@@ -115,12 +117,15 @@ std::string describe_constant(const ScheduleConfig& cfg) {
 const Registry<ScheduleKind>& schedules() {
   static const Registry<ScheduleKind> r(
       "lr schedule",
-      {{"step", "multiply the lr by --gamma every --step-size epochs (torch StepLR)",
+      {{"step",
+        "multiply the lr by --gamma every --step-size epochs (torch StepLR)",
         {check_step, lr_step, describe_step}},
-       {"multistep", "multiply the lr by --gamma at each of --milestones (torch MultiStepLR)",
+       {"multistep",
+        "multiply the lr by --gamma at each of --milestones (torch MultiStepLR)",
         {check_multistep, lr_multistep, describe_multistep}},
-       {"cosine", "cosine decay to 0 over the epochs after warm-up (torch CosineAnnealingLR)",
-        {check_cosine, lr_cosine, describe_cosine}},
+       {"cosine",
+        "cosine decay to 0 over the epochs after warm-up (torch CosineAnnealingLR)",
+        {check_cosine, lr_cosine, describe_cosine, /*after_warmup=*/true}},
        {"constant", "the same lr throughout", {check_constant, lr_constant, describe_constant}}});
   return r;
 }

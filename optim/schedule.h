@@ -1,18 +1,22 @@
 // Learning-rate schedules, evaluated at a (fractional) epoch so that they can be applied per
 // iteration or per epoch.
 //
-// With W = warmup_epochs and e = floor(epoch - W) the completed epochs after warm-up:
+// With e = floor(epoch), the completed epochs, and W = warmup_epochs:
 //   step:      lr = base * gamma^floor(e / step_size)                    (torch StepLR)
 //   multistep: lr = base * gamma^(number of milestones <= e)             (torch MultiStepLR)
-//   cosine:    lr = min + (base - min) (1 + cos(pi min(e, T) / T)) / 2   (torch CosineAnnealingLR,
-//              T = total_epochs counted after warm-up; held at min_lr from e = T on)
+//   cosine:    lr = min + (base - min) (1 + cos(pi min(c, T) / T)) / 2   (torch CosineAnnealingLR,
+//              c = max(0, e - ceil(W)) and T = total_epochs, both counted after warm-up; held at
+//              min_lr from c = T on)
 //   constant:  lr = base
-// StepLR/MultiStepLR/Cosine change once per epoch in torch (scheduler.step() once per epoch),
-// hence the floor. Warm-up changes every iteration, linearly as torch's
+// Step sizes and milestones are epochs of the run, whatever the warm-up (--milestones 30,60 decays
+// at epochs 30 and 60 also after --warmup 5); only the cosine counts its epochs after warm-up
+// (ScheduleKind::after_warmup). StepLR/MultiStepLR/Cosine change once per epoch in torch
+// (scheduler.step() once per epoch), hence the floor: they change at epoch boundaries only, also
+// after a fractional warm-up. Warm-up changes every iteration, linearly as torch's
 // LinearLR(start_factor, total_iters = W):
 //   epoch < W:  lr = base * (s + (1 - s) epoch / W),   s = warmup_start_factor
-// so it starts at s * base and reaches base at epoch W, where the decay schedule starts from its
-// epoch 0. Without warm-up (W = 0) the schedules are exactly torch's.
+// so it starts at s * base and reaches base at epoch W, where the schedule takes over. Without
+// warm-up (W = 0) the schedules are exactly torch's.
 //
 // The schedule owns the base learning rate (ScheduleConfig::base_lr, `train --lr`): the optimizer
 // keeps none and takes the lr of each step as an argument (optim/optimizer.h).
@@ -55,10 +59,14 @@ class LrSchedule {
 struct ScheduleKind {
   // Throws minidl::Error naming the field when a setting this schedule reads is out of range.
   void (*check)(const ScheduleConfig& cfg, const std::string& who);
-  // The lr after warm-up, at e = the completed epochs after warm-up (an integer >= 0).
+  // The lr after warm-up, at e = the completed epochs (an integer >= 0; counted from the end of
+  // the warm-up when after_warmup).
   double (*lr)(const ScheduleConfig& cfg, double e);
   // "step(base_lr=0.1, step_size=20, gamma=0.5)"
   std::string (*describe)(const ScheduleConfig& cfg);
+  // The schedule's epochs start after the warm-up (cosine, over total_epochs); false: they are
+  // the run's epochs (step sizes and milestones).
+  bool after_warmup = false;
 };
 
 // step, multistep, cosine, constant: for `train --schedule`, its --help and LrSchedule.

@@ -59,7 +59,7 @@ TEST_CASE("metrics.csv round-trips every value exactly", "[engine][metrics]") {
   std::getline(f, header);
   CHECK(header ==
         "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,epoch_seconds,"
-        "images_per_second");
+        "images_per_second,val_top5,test_top5,resumed_at_step");
 
   std::ofstream(path, std::ios::app) << "3,0.1,oops,1,,,1,1,1,1\n";
   REQUIRE_THROWS_WITH(read_metrics_csv(path),
@@ -91,4 +91,10 @@ TEST_CASE("metrics.csv keeps validation columns, and reads files from before --v
   const std::vector<EpochMetrics> v1 = read_metrics_csv(old);
   REQUIRE(v1.size() == 1);
   CHECK(v1[0] == EpochMetrics{1, 0.1, 2.0, 20.0, 1.9, 25.0, 3.5, 1000.0});
+  // And one written before top-5 and resumed_at_step (issue 16).
+  std::ofstream(old) << "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,"
+                        "epoch_seconds,images_per_second\n1,0.1,2,20,,,1.9,25,3.5,1000\n";
+  const std::vector<EpochMetrics> v2 = read_metrics_csv(old);
+  REQUIRE(v2.size() == 1);
+  CHECK(v2[0] == EpochMetrics{1, 0.1, 2.0, 20.0, 1.9, 25.0, 3.5, 1000.0});
 }

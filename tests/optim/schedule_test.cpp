@@ -90,8 +90,9 @@ TEST_CASE("linear warm-up ramps per iteration in front of the schedule", "[sched
   const LrSchedule s2(st);
   // torch's default start factor 1/3: 0.1 (1/3 + (2/3) 0.5)
   CHECK(s2.lr_at(0.5) == Approx(0.1 * (1.0 / 3.0 + (2.0 / 3.0) * 0.5)).epsilon(1e-12));
-  CHECK(s2.lr_at(2.9) == Approx(0.1).epsilon(1e-12));   // step epoch 1
-  CHECK(s2.lr_at(3.0) == Approx(0.05).epsilon(1e-12));  // step epoch 2
+  // The step size counts the run's epochs, not those after warm-up: the decay is at epoch 2.
+  CHECK(s2.lr_at(1.9) == Approx(0.1).epsilon(1e-12));
+  CHECK(s2.lr_at(2.0) == Approx(0.05).epsilon(1e-12));
 }
 
 TEST_CASE("schedule validation names the field", "[schedule][errors]") {
