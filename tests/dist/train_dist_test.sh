@@ -71,7 +71,7 @@ start_long_run() {
   "${mpirun[@]}" "$train" "${common[@]}" --epochs 1000 --batch-size 8 --out "$1" > "$1.log" 2>&1 &
   job=$!
   for _ in $(seq 120); do
-    grep -q "epoch  *2/1000  lr" "$1.log" 2>/dev/null && return
+    grep -Eq "(^|[^0-9])2/1000 +0\.05 " "$1.log" 2>/dev/null && return  # epoch 2's row
     sleep 0.5
   done
   cat "$1.log"
