@@ -370,9 +370,13 @@ TEST_CASE("convert: every backend gives core/half.h's bits between all float dty
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator g(seed);
-  // Values across float16's range, its subnormals, and beyond it (infinity in float16).
+  // Values across float16's range, its subnormals, and beyond it (infinity in float16). 3000
+  // values: more than the CUDA tests' 4 blocks x 256 threads, so the grid-stride loop runs three
+  // passes (a wrong stride shows), and not a multiple of the block.
   std::vector<float> v;
-  for (int i = 0; i < 1000; ++i) v.push_back(static_cast<float>(g.normal() * std::ldexp(1.0, static_cast<int>(g.below(60)) - 30)));
+  for (int i = 0; i < 3000; ++i)
+    v.push_back(static_cast<float>(g.normal() *
+                                   std::ldexp(1.0, static_cast<int>(g.below(60)) - 30)));
   v.insert(v.end(), {0.0f, -0.0f, 65504.0f, 65520.0f, 1e6f, -1e30f, 0x1p-24f, 0x1p-25f, 3.0e38f});
   const Tensor x = Tensor::from_vector(v, Shape{static_cast<int64_t>(v.size())});
   std::vector<BackendCase> cases = low_precision_cases(convert_op());
