@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "kernels/cpu_simd.h"
+
 namespace minidl {
 
 const char* activation_name(Activation a) {
@@ -22,16 +24,21 @@ namespace cpu {
 // compiler vectorises (the ReLU loops compile to AVX max/blend on x86-64); threads split the
 // elements of large tensors. T is the storage type; the math runs in C = compute_t<T> (float for
 // bfloat16/float16: each element is widened, computed and rounded once, core/half.h).
+// 16-bit T runs the AVX-512 copy where the CPU has it (cpu_simd.h).
 template <typename T, typename F>
 void map1(T* y, const T* x, int64_t n, F f) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) y[i] = narrow<T>(f(widen(x[i])));
+  parallel_chunks<T>(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) y[i] = narrow<T>(f(widen(x[i])));
+  });
 }
 
 template <typename T, typename F>
 void map2(T* dx, const T* a, const T* b, int64_t n, F f) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) dx[i] = narrow<T>(f(widen(a[i]), widen(b[i])));
+  parallel_chunks<T>(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) dx[i] = narrow<T>(f(widen(a[i]), widen(b[i])));
+  });
 }
 
 template <typename T, typename C = compute_t<T>>

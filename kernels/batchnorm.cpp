@@ -5,17 +5,20 @@
 // so no reduction crosses threads and the result does not depend on the thread count). Within a
 // channel the statistics are two-pass (mean first, then the sum of squared deviations), which
 // avoids the cancellation of E[x^2] - E[x]^2 when |mean| >> std. Each row of HW contiguous values
-// is summed in T by a vectorised reduction (16 lanes or so, so each lane adds a few dozen values),
+// is summed in T in 16 interleaved lanes (so each lane adds a few dozen values),
 // and the row sums are accumulated in double: a float running sum over all M = N*H*W terms
 // (131072 for a (128, 64, 32, 32) activation) would lose about log2(M) of its 24 bits in the
 // worst case, and these sums are what the CUDA kernels are compared with at 1e-5. The
-// elementwise passes are one multiply-add per element with per-channel coefficients.
+// elementwise passes are one multiply-add per element with per-channel coefficients. With 16-bit
+// tensors each channel runs in the AVX-512 copy where the CPU has it (kernels/cpu_simd.h).
 #include "kernels/batchnorm.h"
 
 #include <cmath>
 #include <initializer_list>
 #include <string>
 #include <utility>
+
+#include "kernels/cpu_simd.h"
 
 namespace minidl {
 
@@ -26,16 +29,25 @@ inline int64_t at(int64_t n, int64_t c, int64_t i, int64_t C, int64_t HW) {
   return (n * C + c) * HW + i;
 }
 
-// Sum over one channel's N rows of HW contiguous values of f(value at k): each row is summed in T
-// with a vectorised reduction (at most HW values, a few dozen per SIMD lane), the rows in double.
+// Sum over one channel's N rows of HW contiguous values of f(value at k): each row is summed in
+// compute_t<T> into 16 interleaved partial sums (lane j adds elements j, j + 16, ...: at most
+// HW / 16 values per lane), which the compiler keeps in vector registers whatever their width, in
+// the same order on every ISA (an `omp simd` reduction would not vectorise in the AVX-512 copy:
+// its lane count is fixed for the baseline ISA); the rows are accumulated in double.
 template <typename T, typename F>
 double channel_sum(int64_t N, int64_t c, int64_t C, int64_t HW, F f) {
+  using A = compute_t<T>;
+  constexpr int64_t kLanes = 16;
+  const int64_t body = HW - HW % kLanes;
   double sum = 0;
   for (int64_t n = 0; n < N; ++n) {
     const int64_t base = at(n, c, 0, C, HW);
-    compute_t<T> row = 0;
-#pragma omp simd reduction(+ : row)
-    for (int64_t i = 0; i < HW; ++i) row += f(base + i);
+    A lane[kLanes] = {};
+    for (int64_t i = 0; i < body; i += kLanes)
+      for (int64_t j = 0; j < kLanes; ++j) lane[j] += f(base + i + j);
+    A row = 0;
+    for (int64_t i = body; i < HW; ++i) row += f(base + i);
+    for (int64_t j = 0; j < kLanes; ++j) row += lane[j];
     sum += row;
   }
   return sum;
@@ -59,35 +71,38 @@ void batchnorm_forward_train(T* y, P* save_mean, P* save_invstd, P* running_mean
                              int64_t HW, double momentum, double eps) {
   const double M = static_cast<double>(N * HW);
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
-  for (int64_t c = 0; c < C; ++c) {
-    const double mean = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return widen(x[k]); }) / M;
-    const P mean_t = static_cast<P>(mean);
-    const double sq = channel_sum<T>(N, c, C, HW, [&](int64_t k) {
-      const P d = widen(x[k]) - mean_t;
-      return d * d;
+  for (int64_t c = 0; c < C; ++c)
+    run_simd16<T>([&] {
+      const double mean = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return widen(x[k]); }) / M;
+      const P mean_t = static_cast<P>(mean);
+      const double sq = channel_sum<T>(N, c, C, HW, [&](int64_t k) {
+        const P d = widen(x[k]) - mean_t;
+        return d * d;
+      });
+      const double var = sq / M;  // biased: this is what normalises the batch
+      const double invstd = 1.0 / std::sqrt(var + eps);
+      const double scale = gamma[c] * invstd;
+      channel_affine<T>(y, x, static_cast<P>(scale), static_cast<P>(beta[c] - mean * scale), N, c,
+                        C, HW);
+      save_mean[c] = mean_t;
+      save_invstd[c] = static_cast<P>(invstd);
+      // The running variance estimates the population variance, hence the unbiased M / (M - 1).
+      running_mean[c] = static_cast<P>((1 - momentum) * running_mean[c] + momentum * mean);
+      running_var[c] =
+          static_cast<P>((1 - momentum) * running_var[c] + momentum * var * M / (M - 1));
     });
-    const double var = sq / M;  // biased: this is what normalises the batch
-    const double invstd = 1.0 / std::sqrt(var + eps);
-    const double scale = gamma[c] * invstd;
-    channel_affine<T>(y, x, static_cast<P>(scale), static_cast<P>(beta[c] - mean * scale), N, c,
-                      C, HW);
-    save_mean[c] = mean_t;
-    save_invstd[c] = static_cast<P>(invstd);
-    // The running variance estimates the population variance, hence the unbiased M / (M - 1).
-    running_mean[c] = static_cast<P>((1 - momentum) * running_mean[c] + momentum * mean);
-    running_var[c] = static_cast<P>((1 - momentum) * running_var[c] + momentum * var * M / (M - 1));
-  }
 }
 
 template <typename T, typename P = compute_t<T>>
 void batchnorm_forward_eval(T* y, const T* x, const P* gamma, const P* beta, const P* running_mean,
                             const P* running_var, int64_t N, int64_t C, int64_t HW, double eps) {
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
-  for (int64_t c = 0; c < C; ++c) {
-    const double scale = gamma[c] / std::sqrt(static_cast<double>(running_var[c]) + eps);
-    channel_affine<T>(y, x, static_cast<P>(scale),
-                      static_cast<P>(beta[c] - running_mean[c] * scale), N, c, C, HW);
-  }
+  for (int64_t c = 0; c < C; ++c)
+    run_simd16<T>([&] {
+      const double scale = gamma[c] / std::sqrt(static_cast<double>(running_var[c]) + eps);
+      channel_affine<T>(y, x, static_cast<P>(scale),
+                        static_cast<P>(beta[c] - running_mean[c] * scale), N, c, C, HW);
+    });
 }
 
 // Shared by both backward modes: the per-channel sums of dy and dy * xhat, with
@@ -110,24 +125,25 @@ void batchnorm_backward_train(T* dx, P* dgamma, P* dbeta, const T* dy, const T* 
                               int64_t HW) {
   const double M = static_cast<double>(N * HW);
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
-  for (int64_t c = 0; c < C; ++c) {
-    const double mean = save_mean[c], invstd = save_invstd[c];
-    double sum_dy, sum_dy_xhat;
-    batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
-    dbeta[c] += static_cast<P>(sum_dy);
-    dgamma[c] += static_cast<P>(sum_dy_xhat);
-    // dx = gamma invstd / M (M dy - sum dy - xhat sum(dy xhat)), written with the means and
-    // expanded to dx = k dy + a x + b with xhat = (x - mean) invstd.
-    const double k = gamma[c] * invstd, mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
-    const double a = -k * mean_dy_xhat * invstd, b = -k * mean_dy - a * mean;
-    const P kt = static_cast<P>(k), at_ = static_cast<P>(a), bt = static_cast<P>(b);
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t base = at(n, c, 0, C, HW);
+  for (int64_t c = 0; c < C; ++c)
+    run_simd16<T>([&] {
+      const double mean = save_mean[c], invstd = save_invstd[c];
+      double sum_dy, sum_dy_xhat;
+      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
+      dbeta[c] += static_cast<P>(sum_dy);
+      dgamma[c] += static_cast<P>(sum_dy_xhat);
+      // dx = gamma invstd / M (M dy - sum dy - xhat sum(dy xhat)), written with the means and
+      // expanded to dx = k dy + a x + b with xhat = (x - mean) invstd.
+      const double k = gamma[c] * invstd, mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
+      const double a = -k * mean_dy_xhat * invstd, b = -k * mean_dy - a * mean;
+      const P kt = static_cast<P>(k), at_ = static_cast<P>(a), bt = static_cast<P>(b);
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t base = at(n, c, 0, C, HW);
 #pragma omp simd
-      for (int64_t i = 0; i < HW; ++i)
-        dx[base + i] = narrow<T>(kt * widen(dy[base + i]) + at_ * widen(x[base + i]) + bt);
-    }
-  }
+        for (int64_t i = 0; i < HW; ++i)
+          dx[base + i] = narrow<T>(kt * widen(dy[base + i]) + at_ * widen(x[base + i]) + bt);
+      }
+    });
 }
 
 template <typename T, typename P = compute_t<T>>
@@ -135,15 +151,16 @@ void batchnorm_backward_eval(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x
                              const P* running_mean, const P* running_var, int64_t N, int64_t C,
                              int64_t HW, double eps) {
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
-  for (int64_t c = 0; c < C; ++c) {
-    const double mean = running_mean[c];
-    const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
-    double sum_dy, sum_dy_xhat;
-    batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
-    dbeta[c] += static_cast<P>(sum_dy);
-    dgamma[c] += static_cast<P>(sum_dy_xhat);
-    channel_affine<T>(dx, dy, static_cast<P>(gamma[c] * invstd), P(0), N, c, C, HW);
-  }
+  for (int64_t c = 0; c < C; ++c)
+    run_simd16<T>([&] {
+      const double mean = running_mean[c];
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+      double sum_dy, sum_dy_xhat;
+      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
+      dbeta[c] += static_cast<P>(sum_dy);
+      dgamma[c] += static_cast<P>(sum_dy_xhat);
+      channel_affine<T>(dx, dy, static_cast<P>(gamma[c] * invstd), P(0), N, c, C, HW);
+    });
 }
 
 }  // namespace cpu

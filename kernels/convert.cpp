@@ -2,6 +2,8 @@
 // kernel is in convert.cu; both convert one element with the functions of core/half.h.
 #include "kernels/convert.h"
 
+#include "kernels/cpu_simd.h"
+
 namespace minidl {
 
 const OpInfo& convert_op() {
@@ -43,8 +45,13 @@ void convert(Backend b, Tensor& out, const Tensor& in) {
     dispatch_storage(out.dtype(), who, [&]<typename Out>() {
       const In* src = static_cast<const In*>(in.raw_data());
       Out* dst = static_cast<Out*>(out.raw_data());
-#pragma omp parallel for if (n > 65536)
-      for (int64_t i = 0; i < n; ++i) dst[i] = narrow<Out>(static_cast<compute_t<Out>>(widen(src[i])));
+      // The AVX-512 copy (cpu_simd.h) when either side is 16-bit.
+      using Wide = std::conditional_t<cpu::is_16bit_storage_v<In>, In, Out>;
+      cpu::parallel_chunks<Wide>(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i)
+          dst[i] = narrow<Out>(static_cast<compute_t<Out>>(widen(src[i])));
+      });
     });
   });
 }

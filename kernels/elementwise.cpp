@@ -5,15 +5,20 @@
 // declared __restrict__ and the in-place forms (a += b for residual sums) are safe.
 #include "kernels/elementwise.h"
 
+#include "kernels/cpu_simd.h"
+
 namespace minidl {
 
 namespace cpu {
 
 // T is the storage type, the sum runs in compute_t<T> (float for bfloat16/float16).
+// 16-bit T runs the AVX-512 copy where the CPU has it (cpu_simd.h).
 template <typename T>
 void add_scaled(T* out, const T* a, const T* b, compute_t<T> alpha, int64_t n) {
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) out[i] = narrow<T>(widen(a[i]) + alpha * widen(b[i]));
+  parallel_chunks<T>(n, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) out[i] = narrow<T>(widen(a[i]) + alpha * widen(b[i]));
+  });
 }
 
 }  // namespace cpu
