@@ -18,7 +18,8 @@
 //
 // Which backend computes each op at 16 bits is the op table's dtype column (kernels/backend.h): on
 // the CPU, bfloat16 convolutions run on oneDNN where the CPU has AVX512_BF16 and everything else on
-// cpu-reference, float32 math on 16-bit memory. An op without a 16-bit backend on the device
+// cpu-reference, float32 math on 16-bit memory (vectorised with AVX-512 where the CPU has it,
+// kernels/cpu_simd.h). An op without a 16-bit backend on the device
 // (every CUDA op but convert in this version) stops the first step with an error naming the op
 // and --precision.
 #pragma once
