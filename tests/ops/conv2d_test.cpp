@@ -15,18 +15,13 @@
 
 #include "../support/backends.h"
 #include "../support/test_util.h"
+#include "conv_cases.h"
 #include "layers/conv2d.h"
 
 using namespace minidl;
 using namespace minidl::test;
 
 namespace {
-
-struct ConvCase {
-  const char* name;
-  int64_t N, C, H, W, K;
-  int R, stride, pad;
-};
 
 // Every output is a float32 sum of at most 4608 products (C*R*S for forward, K*R*S for backward
 // data, N*P*Q for backward weight and bias): float32 rounding grows like sqrt(terms) 2^-24 relative
@@ -43,29 +38,16 @@ void check_case(const ConvCase& k, const BackendCase& c, Generator& g) {
   INFO(k.name << " on " << c.name() << ": x (" << k.N << ", " << k.C << ", " << k.H << ", " << k.W
               << "), w (" << k.K << ", " << k.C << ", " << k.R << ", " << k.R << "), stride "
               << k.stride << ", pad " << k.pad);
-  const Conv2dParams prm{k.stride, k.pad};
-  const Shape xs{k.N, k.C, k.H, k.W}, ws{k.K, k.C, k.R, k.R};
-  const ConvGeometry geo = ConvGeometry::make(xs, ws, prm, "test");
-  const Shape ys{k.N, k.K, geo.P, geo.Q};
-  const Tensor x = uniform_tensor(xs, g, -1, 1, DType::F32);
-  const Tensor w = uniform_tensor(ws, g, -1, 1, DType::F32);
-  const Tensor b = uniform_tensor(Shape{k.K}, g, -1, 1, DType::F32);
-  const Tensor dy = uniform_tensor(ys, g, -1, 1, DType::F32);
-  const Tensor dw0 = uniform_tensor(ws, g, -1, 1, DType::F32);  // accumulation starts from here
-  const Tensor db0 = uniform_tensor(Shape{k.K}, g, -1, 1, DType::F32);
+  const ConvProblem p = draw_conv_problem(k, g);
+  const Conv2dParams& prm = p.prm;
+  const Shape &xs = p.xs, &ys = p.ys;
+  const Tensor &x = p.x, &w = p.w, &b = p.b, &dy = p.dy, &dw0 = p.dw0, &db0 = p.db0;
 
-  // float64 reference from the same float32 values.
-  const Tensor x64 = cast(x, DType::F64), w64 = cast(w, DType::F64), b64 = cast(b, DType::F64);
-  const Tensor dy64 = cast(dy, DType::F64);
-  Tensor y_ref = Tensor::empty(ys, DType::F64), y_nb_ref = Tensor::empty(ys, DType::F64);
-  Tensor dx_ref = Tensor::empty(xs, DType::F64);
-  Tensor dw_ref = cast(dw0, DType::F64), db_ref = cast(db0, DType::F64);
-  const Backend ref = Backend::CpuReference;
-  conv2d_forward(ref, y_ref, x64, w64, &b64, prm);
-  conv2d_forward(ref, y_nb_ref, x64, w64, nullptr, prm);
-  conv2d_backward_data(ref, dx_ref, dy64, w64, prm);
-  conv2d_backward_weight(ref, dw_ref, dy64, x64, prm);
-  conv2d_backward_bias(db_ref, dy64);
+  // float64 reference from the same float32 values (and the forward without bias).
+  const ConvReference r = conv_reference(p);
+  Tensor y_nb_ref = Tensor::empty(ys, DType::F64);
+  conv2d_forward(Backend::CpuReference, y_nb_ref, cast(x, DType::F64), cast(w, DType::F64), nullptr,
+                 prm);
 
   const Tensor xd = to_case(c, x), wd = to_case(c, w), bd = to_case(c, b), dyd = to_case(c, dy);
   Tensor y = poisoned(c, ys), y_nb = poisoned(c, ys), dx = poisoned(c, xs);
@@ -76,11 +58,11 @@ void check_case(const ConvCase& k, const BackendCase& c, Generator& g) {
   conv2d_backward_data(c.backend, dx, dyd, wd, prm);
   conv2d_backward_weight(c.backend, dw, dyd, xd, prm);
   conv2d_backward_bias(db, dyd);
-  expect_close("forward with bias", y, y_ref);
+  expect_close("forward with bias", y, r.y);
   expect_close("forward without bias", y_nb, y_nb_ref);
-  expect_close("backward data", dx, dx_ref);
-  expect_close("backward weight (accumulated)", dw, dw_ref);
-  expect_close("backward bias (accumulated)", db, db_ref);
+  expect_close("backward data", dx, r.dx);
+  expect_close("backward weight (accumulated)", dw, r.dw);
+  expect_close("backward bias (accumulated)", db, r.db);
 }
 
 const std::vector<ConvCase>& model_cases() {

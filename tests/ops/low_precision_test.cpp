@@ -29,6 +29,7 @@
 
 #include "../support/backends.h"
 #include "../support/test_util.h"
+#include "conv_cases.h"
 #include "kernels/activation.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
@@ -65,11 +66,6 @@ Tensor rounded64(const Tensor& t, DType dtype) { return cast(cast(t, dtype), DTy
 // A float32 tensor on the case's device (the master weights' side: bias, weight gradients).
 Tensor f32_on(const BackendCase& c, const Tensor& t) { return cast(t, DType::F32).to(c.device); }
 
-struct ConvCase {
-  const char* name;
-  int64_t N, C, H, W, K;
-  int R, stride, pad;
-};
 const ConvCase kConvCases[] = {
     {"resnet 3x3 64->64", 2, 64, 16, 16, 64, 3, 1, 1},
     {"resnet 3x3 stride 2 128->256", 2, 128, 8, 8, 256, 3, 2, 1},
@@ -94,26 +90,11 @@ TEST_CASE("conv2d in bfloat16/float16: every backend within the unit-roundoff bo
     const double u = unit_roundoff(c.dtype);
     for (const ConvCase& k : kConvCases) {
       INFO(k.name << " on " << c.name());
-      const Conv2dParams prm{k.stride, k.pad};
-      const Shape xs{k.N, k.C, k.H, k.W}, ws{k.K, k.C, k.R, k.R};
-      const ConvGeometry geo = ConvGeometry::make(xs, ws, prm, "test");
-      const Shape ys{k.N, k.K, geo.P, geo.Q};
-      const Tensor x = uniform_tensor(xs, g, -1, 1, DType::F32);
-      const Tensor w = uniform_tensor(ws, g, -1, 1, DType::F32);
-      const Tensor b = uniform_tensor(Shape{k.K}, g, -1, 1, DType::F32);
-      const Tensor dy = uniform_tensor(ys, g, -1, 1, DType::F32);
-      const Tensor dw0 = uniform_tensor(ws, g, -1, 1, DType::F32);
-      const Tensor db0 = uniform_tensor(Shape{k.K}, g, -1, 1, DType::F32);
-
-      const Backend ref = Backend::CpuReference;
-      const Tensor x64 = cast(x, DType::F64), w64 = cast(w, DType::F64), b64 = cast(b, DType::F64);
-      const Tensor dy64 = cast(dy, DType::F64);
-      Tensor y_ref = Tensor::empty(ys, DType::F64), dx_ref = Tensor::empty(xs, DType::F64);
-      Tensor dw_ref = cast(dw0, DType::F64), db_ref = cast(db0, DType::F64);
-      conv2d_forward(ref, y_ref, x64, w64, &b64, prm);
-      conv2d_backward_data(ref, dx_ref, dy64, w64, prm);
-      conv2d_backward_weight(ref, dw_ref, dy64, x64, prm);
-      conv2d_backward_bias(db_ref, dy64);
+      const ConvProblem p = draw_conv_problem(k, g);
+      const Conv2dParams& prm = p.prm;
+      const Shape &xs = p.xs, &ys = p.ys;
+      const Tensor &x = p.x, &w = p.w, &b = p.b, &dy = p.dy, &dw0 = p.dw0, &db0 = p.db0;
+      const ConvReference r = conv_reference(p);
 
       const Tensor xd = to_case(c, x), wd = to_case(c, w), dyd = to_case(c, dy);
       const Tensor bd = f32_on(c, b);
@@ -128,16 +109,16 @@ TEST_CASE("conv2d in bfloat16/float16: every backend within the unit-roundoff bo
 
       const double rx = rms(x), rw = rms(w), rdy = rms(dy);
       const double crs = static_cast<double>(k.C * k.R * k.R), krs = double(k.K * k.R * k.R);
-      const double npq = static_cast<double>(k.N * geo.P * geo.Q);
+      const double npq = static_cast<double>(ys[0] * ys[2] * ys[3]);
       // forward: K = C*R*S products of x and w, rounded output (u |ref|).
-      expect_close("forward", y, y_ref, product_atol(crs, rx, rw, u), u);
+      expect_close("forward", y, r.y, product_atol(crs, rx, rw, u), u);
       // backward data: at most K*R*S products of dy and w per input pixel, rounded output.
-      expect_close("backward data", dx, dx_ref, product_atol(krs, rdy, rw, u), u);
+      expect_close("backward data", dx, r.dx, product_atol(krs, rdy, rw, u), u);
       // backward weight: N*P*Q products of dy and x, accumulated into float32 (no output rounding;
       // rtol 1e-6 covers float32's own rounding of the sum with dw0).
-      expect_close("backward weight", dw, dw_ref, product_atol(npq, rdy, rx, u), 1e-6);
+      expect_close("backward weight", dw, r.dw, product_atol(npq, rdy, rx, u), 1e-6);
       // bias: N*P*Q rounded dy values summed in float32.
-      expect_close("backward bias", db, db_ref, sum_atol(npq, rdy, u), 1e-6);
+      expect_close("backward bias", db, r.db, sum_atol(npq, rdy, u), 1e-6);
     }
   }
 }
