@@ -138,9 +138,11 @@ echo "== 5. SIGSTOP to rank 1 (hung, not dead): --dist-timeout 10 ends the job"
 start_long_run h --dist-timeout 10
 pid=$(rank_pid "$job" 1)
 [ -n "$pid" ] || fail "rank 1 not found"
+trap 'kill -KILL "$pid" 2>/dev/null' EXIT  # never leave a stopped process behind
 kill -STOP "$pid"
 wait_job "SIGSTOP to rank 1"
-kill -KILL "$pid" 2>/dev/null  # mpirun's abort kills it; never leave a stopped process behind
+kill -KILL "$pid" 2>/dev/null  # mpirun's abort has killed it already
+trap - EXIT
 cat h.log
 [ "$rc" != 0 ] || fail "mpirun exited 0 after rank 1 hung"
 grep -Eq "rank 0 of 2\): error: .* has waited [0-9]+ s .*--dist-timeout 10 s: rank 1 has not reached it" \
