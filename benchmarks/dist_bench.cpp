@@ -91,29 +91,43 @@ int main(int argc, char** argv) {
                   comm.describe().c_str(), comm.size(), command_line(argc, argv).c_str());
     }
 
-    // 1. All-reduce bandwidth.
-    if (comm.distributed()) {
+    // 1. All-reduce bandwidth: spinning (the transport's own speed: each timing starts after a
+    // barrier that the ranks leave together) and polling with sleeps (training's wait; the
+    // ranks leave the barrier up to a sleep apart, which small messages show).
+    if (comm.distributed() && max_mb > 0) {
+      const dist::WaitConfig wait0 = dist::wait_config();
       if (root)
-        std::printf("all-reduce (mean) of float32 buffers, median of %lld\n%12s %12s %12s %12s\n",
-                    static_cast<long long>(std::max<int64_t>(repeats * 3, 5)), "bytes", "ms",
-                    "algbw GB/s", "busbw GB/s");
+        std::printf(
+            "all-reduce (mean) of float32 buffers, median of %lld, the slowest rank's; bus "
+            "bandwidth "
+            "2 (N - 1) / N x bytes / time\n%12s %12s %12s %14s %14s\n",
+            static_cast<long long>(std::max<int64_t>(repeats * 3, 5)), "bytes", "spin ms",
+            "busbw GB/s", "polling ms", "busbw GB/s");
       for (int64_t bytes = 4096; bytes <= max_mb * (int64_t{1} << 20); bytes *= 4) {
         Tensor t = Tensor::full(Shape{bytes / 4}, 1.0);
-        comm.allreduce(t, dist::Reduce::Mean);  // warm-up
-        std::vector<double> ts;
-        for (int64_t r = 0; r < std::max<int64_t>(repeats * 3, 5); ++r) {
-          comm.barrier();
-          const auto t0 = Clock::now();
-          comm.allreduce(t, dist::Reduce::Mean);
-          ts.push_back(seconds(t0));
+        double s[2] = {0, 0};
+        for (const bool spin : {true, false}) {
+          dist::WaitConfig wc = wait0;
+          wc.spin = spin;
+          dist::set_wait(wc);
+          comm.allreduce(t, dist::Reduce::Mean);  // warm-up
+          std::vector<double> ts;
+          for (int64_t r = 0; r < std::max<int64_t>(repeats * 3, 5); ++r) {
+            comm.barrier();
+            const auto t0 = Clock::now();
+            comm.allreduce(t, dist::Reduce::Mean);
+            ts.push_back(seconds(t0));
+          }
+          std::vector<double> worst{median(ts)};  // the slowest rank's median
+          comm.allreduce(worst, dist::Reduce::Max);
+          s[spin ? 0 : 1] = worst[0];
         }
-        std::vector<double> worst{median(ts)};  // the slowest rank's median
-        comm.allreduce(worst, dist::Reduce::Max);
-        const double s = worst[0], n = comm.size();
+        const double n = comm.size(), bus = 2 * (n - 1) / n * static_cast<double>(bytes) / 1e9;
         if (root)
-          std::printf("%12lld %12.3f %12.3f %12.3f\n", static_cast<long long>(bytes), s * 1e3,
-                      bytes / s / 1e9, 2 * (n - 1) / n * bytes / s / 1e9);
+          std::printf("%12lld %12.3f %12.3f %14.3f %14.3f\n", static_cast<long long>(bytes),
+                      s[0] * 1e3, bus / s[0], s[1] * 1e3, bus / s[1]);
       }
+      dist::set_wait(wait0);
       if (root) std::printf("\n");
     }
 
@@ -211,7 +225,12 @@ int main(int argc, char** argv) {
           for (const RankTimes& t : round) slowest = std::max(slowest, t.step_ms);
           ips.push_back(static_cast<double>(batch * comm.size()) / (slowest / 1e3));
         }
-        std::vector<double> exposed_all;
+        std::vector<double> exposed_all, cpu_max;  // cpu_max: the busiest rank's, per round
+        for (const auto& round : rounds[m]) {
+          double c = 0;
+          for (const RankTimes& t : round) c = std::max(c, t.cpu_ms);
+          cpu_max.push_back(c);
+        }
         for (int k = 0; k < comm.size(); ++k) {
           std::vector<double> st, co, ex, cpu;
           for (const auto& round : rounds[m]) {
@@ -225,8 +244,8 @@ int main(int argc, char** argv) {
                       k, median(st), median(co), median(ex), median(cpu),
                       k == 0 ? fmt::format("{:.1f}", median(ips)).c_str() : "");
         }
-        std::printf("RESULT ranks=%d mode=%s images_per_second=%.2f exposed_ms=%.3f\n", comm.size(),
-                    modes[m].name, median(ips), median(exposed_all));
+        std::printf("RESULT ranks=%d mode=%s images_per_second=%.2f exposed_ms=%.3f cpu_ms=%.3f\n",
+                    comm.size(), modes[m].name, median(ips), median(exposed_all), median(cpu_max));
       }
     }
     return 0;

@@ -25,6 +25,7 @@ run=(mpirun --oversubscribe --allow-run-as-root --bind-to "${BIND:-none}" -x OMP
 export OMP_NUM_THREADS=1
 ips() { echo "$1" | sed -n "s/^RESULT ranks=[0-9]* mode=$2 images_per_second=\([0-9.]*\).*/\1/p"; }
 exposed() { echo "$1" | sed -n "s/^RESULT ranks=[0-9]* mode=$2 .*exposed_ms=\([0-9.]*\).*/\1/p"; }
+cpu() { echo "$1" | sed -n "s/^RESULT ranks=[0-9]* mode=$2 .*cpu_ms=\([0-9.]*\).*/\1/p"; }
 modes="overlap overlap-spin small small-spin no-overlap"
 table=""
 for r in $(seq "$rounds"); do
@@ -39,7 +40,7 @@ for r in $(seq "$rounds"); do
   echo
   one=$(ips "$out1" overlap)
   for m in $modes; do
-    table+="$m $one $(ips "$out2" "$m") $(exposed "$out2" "$m")"$'\n'
+    table+="$m $one $(ips "$out2" "$m") $(exposed "$out2" "$m") $(cpu "$out1" overlap) $(cpu "$out2" "$m")"$'\n'
   done
 done
 echo "$table" | awk -v rounds="$rounds" '
@@ -47,14 +48,20 @@ echo "$table" | awk -v rounds="$rounds" '
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
-  NF == 4 { n[$1]++; k = n[$1]; one[$1, k] = $2; two[$1, k] = $3; ex[$1, k] = $4; ratio[$1, k] = $3 / $2
+  NF == 6 { n[$1]++; k = n[$1]; one[$1, k] = $2; two[$1, k] = $3; ex[$1, k] = $4; ratio[$1, k] = $3 / $2
+            c1[$1, k] = $5; c2[$1, k] = $6; est[$1, k] = 2 * $5 / $6
             if (!($1 in seen)) { seen[$1] = 1; order[++m] = $1 } }
   END {
     printf "scaling, 2 ranks against 1 (1 thread each), median over %d interleaved rounds:\n", rounds
-    printf "%-13s %14s %14s %10s %22s\n", "mode (2 ranks)", "1 rank img/s", "2 ranks img/s", "ratio", "exposed comm ms/step"
+    printf "(CPU ms 1 / 2: CPU time per step of the 1-rank process / of the busiest of the 2 ranks, all threads;\n"
+    printf " CPU-bound: 2 x CPU ms 1 / CPU ms 2, the ratio when each rank has a core to itself and waits cost nothing:\n"
+    printf " an estimate that the machine'"'"'s load does not move, not a measurement of images/s)\n"
+    printf "%-13s %12s %13s %7s %15s %9s %9s %10s\n", "mode (2 ranks)", "1 rank img/s", "2 ranks img/s", "ratio", "exposed ms/step", "CPU ms 1", "CPU ms 2", "CPU-bound"
     for (i = 1; i <= m; i++) {
       k = order[i]
-      for (j = 1; j <= n[k]; j++) { a[j] = one[k, j]; b[j] = two[k, j]; c[j] = ratio[k, j]; d[j] = ex[k, j] }
-      printf "%-13s %14.1f %14.1f %9.2fx %22.2f\n", k, median(a, n[k]), median(b, n[k]), median(c, n[k]), median(d, n[k])
+      for (j = 1; j <= n[k]; j++) { a[j] = one[k, j]; b[j] = two[k, j]; c[j] = ratio[k, j]; d[j] = ex[k, j]
+                                    e[j] = c1[k, j]; f[j] = c2[k, j]; g[j] = est[k, j] }
+      printf "%-13s %12.1f %13.1f %6.2fx %15.2f %9.1f %9.1f %9.2fx\n", k, median(a, n[k]), median(b, n[k]), median(c, n[k]),
+             median(d, n[k]), median(e, n[k]), median(f, n[k]), median(g, n[k])
     }
   }'
