@@ -77,7 +77,8 @@ class GradientSync {
   const std::vector<std::pair<int64_t, int64_t>>& buckets() const { return ranges_; }
   // Buckets of the latest step launched before finish() (the ones backward overlapped).
   size_t launched_early() const { return launched_early_; }
-  // Seconds the latest finish() took: communication that backward did not hide.
+  // Seconds the latest finish() took: communication that backward did not hide. With NCCL only
+  // the host's side (queueing; the GPU's wait is on the stream, not timed here).
   double exposed_seconds() const { return exposed_seconds_; }
   // True when the buckets are reduced while backward runs (overlap asked for, and possible).
   bool overlapping() const { return overlap_; }
