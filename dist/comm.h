@@ -41,7 +41,7 @@ enum class Reduce { Sum, Mean, Max };
 
 // How every rank of this process waits for a collective (above, "Waiting").
 struct WaitConfig {
-  bool spin = false;             // poll without sleeping (for comparison: dist_bench --wait spin)
+  bool spin = false;             // poll without sleeping (for comparison: dist_bench *-spin modes)
   double timeout_seconds = 300;  // --dist-timeout; 0 waits forever
 };
 void set_wait(const WaitConfig& w);
