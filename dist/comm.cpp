@@ -3,9 +3,13 @@
 #include "dist/comm.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <thread>
 #include <type_traits>
 
 #if MINIDL_WITH_MPI
@@ -49,8 +53,35 @@ Launch launch_from_environment() {
   return l;
 }
 
+namespace {
+std::atomic<bool> g_wait_spin{false};
+std::atomic<double> g_wait_timeout{WaitConfig{}.timeout_seconds};
+}  // namespace
+
+void set_wait(const WaitConfig& w) {
+  MINIDL_CHECK(w.timeout_seconds >= 0, "--dist-timeout: ", w.timeout_seconds,
+               " seconds; give 0 (wait forever) or more");
+  g_wait_spin = w.spin;
+  g_wait_timeout = w.timeout_seconds;
+}
+
+WaitConfig wait_config() {
+  WaitConfig w;
+  w.spin = g_wait_spin;
+  w.timeout_seconds = g_wait_timeout;
+  return w;
+}
+
 bool built_with_mpi() { return MINIDL_WITH_MPI != 0; }
 bool built_with_nccl() { return MINIDL_WITH_NCCL != 0; }
+
+bool gpu_uses_nccl() {
+  const char* v = std::getenv("MINIDL_DIST_GPU");
+  const std::string how = v == nullptr ? "" : v;
+  MINIDL_CHECK(how.empty() || how == "nccl" || how == "host", "MINIDL_DIST_GPU='", how,
+               "': expected nccl or host (or unset)");
+  return built_with_nccl() && how != "host";
+}
 
 // ------------------------------------------------------------------------------------ MPI
 
@@ -92,14 +123,74 @@ MPI_Datatype mpi_type(DType t) {
   }
 }
 
+// A collective pending for longer than --dist-timeout: says which, who waits and for whom, and
+// ends every rank (dist/comm.h, "Waiting").
+[[noreturn]] void timed_out(MPI_Comm c, const char* what, int64_t bytes, double waited) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(c, &rank);
+  MPI_Comm_size(c, &size);
+  // Which peers have not reached the collective is known only with 2 ranks: MPI does not say how
+  // far a pending collective has got. With more, every waiting rank prints this message, so the
+  // ranks that print none are the ones.
+  const std::string peers =
+      size == 2 ? str("rank ", 1 - rank, " has not reached it")
+                : str("one or more of the other ", size - 1,
+                      " ranks have not reached it (the ranks that print no such message)");
+  std::fprintf(stderr,
+               "dist (rank %d of %d): error: %s (%lld bytes) has waited %.0f s for the other "
+               "ranks, more than --dist-timeout %g s: %s. A rank that is alive but stopped, "
+               "deadlocked or far slower. Ending every rank (MPI_Abort); if the ranks are only "
+               "slow, raise --dist-timeout (0 waits forever).\n",
+               rank, size, what, static_cast<long long>(bytes), waited, g_wait_timeout.load(),
+               peers.c_str());
+  std::fflush(stderr);
+  // mpirun forwards the ranks' output asynchronously: give it the message before the kill.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  MPI_Abort(c, 1);
+  std::abort();
+}
+
+// Waits for a started collective by polling MPI_Test ("Waiting" in dist/comm.h): a spin of 50 us,
+// then sleeps doubling from 1 us to 250 us between polls (Linux adds its 50 us timer slack to
+// each), so a rank waiting for a slower peer leaves the core to the work of its own threads.
+// Each poll also drives Open MPI's progress of the non-blocking collective; 250 us against a
+// step of tens of milliseconds or more.
+void wait(MPI_Request& req, MPI_Comm c, const char* what, int64_t bytes) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  const bool spin = g_wait_spin;
+  const double timeout = g_wait_timeout;
+  auto pause = std::chrono::microseconds(1);
+  for (;;) {
+    int done = 0;
+    MINIDL_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (timeout > 0 && waited > timeout) timed_out(c, what, bytes, waited);
+    if (spin || waited < 50e-6) continue;
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(250));
+  }
+}
+
 // MPI counts are int: a buffer of more than INT_MAX elements goes in pieces.
 void allreduce_host(void* data, int64_t n, MPI_Datatype type, size_t elem, MPI_Op op, MPI_Comm c) {
   auto* p = static_cast<char*>(data);
   for (int64_t done = 0; done < n;) {
     const int count = static_cast<int>(std::min<int64_t>(n - done, INT_MAX));
-    MINIDL_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, p + done * elem, count, type, op, c));
+    MPI_Request req = MPI_REQUEST_NULL;
+    MINIDL_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + done * elem, count, type, op, c, &req));
+    wait(req, c, "all-reduce", count * static_cast<int64_t>(elem));
     done += count;
   }
+}
+
+void bcast(void* data, int count, MPI_Datatype type, MPI_Comm c, const char* what) {
+  int elem = 0;
+  MINIDL_MPI_CHECK(MPI_Type_size(type, &elem));
+  MPI_Request req = MPI_REQUEST_NULL;
+  MINIDL_MPI_CHECK(MPI_Ibcast(data, count, type, 0, c, &req));
+  wait(req, c, what, int64_t{count} * elem);
 }
 
 template <typename T>
@@ -141,21 +232,25 @@ bool Comm::threads_multiple() const {
   return impl_ != nullptr && g_thread_level >= MPI_THREAD_MULTIPLE;
 }
 
-void Comm::allreduce(Tensor& t, Reduce op) {
+void Comm::allreduce(Tensor& t, Reduce op) { allreduce(t, op, nullptr); }
+
+void Comm::allreduce(Tensor& t, Reduce op, cudaStream stream) {
   if (!distributed() || t.numel() == 0) return;
   if (!t.is_cuda()) return allreduce_host_tensor(t, op, size_, impl_->comm);
 #if MINIDL_WITH_NCCL
-  MPI_Comm c = impl_->comm;
-  const int root_rank = 0;
-  detail::nccl_allreduce(t, op, rank_, size_, [c, root_rank](void* bytes, size_t n) {
-    MINIDL_MPI_CHECK(MPI_Bcast(bytes, static_cast<int>(n), MPI_BYTE, root_rank, c));
-  });
-#else
-  // Host-staged: no NCCL in this build.
+  if (gpu_uses_nccl()) {
+    MPI_Comm c = impl_->comm;
+    const auto id_bcast = [c](void* bytes, size_t n) {
+      bcast(bytes, static_cast<int>(n), MPI_BYTE, c, "broadcast of the NCCL id");
+    };
+    return detail::nccl_allreduce(t, op, rank_, size_, id_bcast, stream);
+  }
+#endif
+  // Host-staged (no NCCL, or MINIDL_DIST_GPU=host): on the device's stream (dist/comm.h).
+  (void)stream;
   Tensor host = t.to(Device::cpu());
   allreduce_host_tensor(host, op, size_, impl_->comm);
   t.copy_(host);
-#endif
 }
 
 void Comm::allreduce(std::vector<double>& v, Reduce op) {
@@ -175,15 +270,18 @@ void Comm::allreduce(std::vector<int64_t>& v, Reduce op) {
 std::string Comm::broadcast(const std::string& s) {
   if (!distributed()) return s;
   int64_t n = static_cast<int64_t>(s.size());
-  MINIDL_MPI_CHECK(MPI_Bcast(&n, 1, MPI_INT64_T, 0, impl_->comm));
+  bcast(&n, 1, MPI_INT64_T, impl_->comm, "broadcast of a length");
   std::string out = rank_ == 0 ? s : std::string(static_cast<size_t>(n), '\0');
   MINIDL_CHECK(n <= INT_MAX, "broadcast: ", n, " bytes is more than one MPI message takes");
-  MINIDL_MPI_CHECK(MPI_Bcast(out.data(), static_cast<int>(n), MPI_CHAR, 0, impl_->comm));
+  bcast(out.data(), static_cast<int>(n), MPI_CHAR, impl_->comm, "broadcast");
   return out;
 }
 
 void Comm::barrier() {
-  if (distributed()) MINIDL_MPI_CHECK(MPI_Barrier(impl_->comm));
+  if (!distributed()) return;
+  MPI_Request req = MPI_REQUEST_NULL;
+  MINIDL_MPI_CHECK(MPI_Ibarrier(impl_->comm, &req));
+  wait(req, impl_->comm, "barrier", 0);
 }
 
 void Comm::abort(int code) {
@@ -242,6 +340,7 @@ Comm::Comm(Comm&&) noexcept = default;
 Comm& Comm::operator=(Comm&&) noexcept = default;
 bool Comm::threads_multiple() const { return false; }
 void Comm::allreduce(Tensor&, Reduce) {}
+void Comm::allreduce(Tensor&, Reduce, cudaStream) {}
 void Comm::allreduce(std::vector<double>&, Reduce) {}
 void Comm::allreduce(std::vector<int64_t>&, Reduce) {}
 std::string Comm::broadcast(const std::string& s) { return s; }

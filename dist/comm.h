@@ -11,6 +11,17 @@
 // every process of a build without MPI, is rank 0 of 1: every collective is the identity and MPI
 // is never initialised, so `train` without mpirun is exactly the single process it always was.
 //
+// Waiting. Every host collective is started non-blocking (MPI_Iallreduce, MPI_Ibcast,
+// MPI_Ibarrier) and waited for by polling MPI_Test: a short spin (a collective whose peers are
+// already there returns at once), then a sleep between polls that doubles up to 250 us. A blocking
+// MPI call would busy-poll instead (Open MPI's progress loop spins): with one core per rank, a
+// communication thread spinning in MPI_Allreduce while the peer is still in backward takes half
+// of the core from this rank's own backward (docs/DISTRIBUTED.md, "CPU scaling"). The wait also
+// has a deadline (--dist-timeout): a collective still pending after it means a peer rank is alive
+// but not coming (stopped, deadlocked, far slower), and the rank prints which collective, itself
+// and the peers it waits for, then ends the job (MPI_Abort). GPU buffers on NCCL are not covered:
+// they are queued on a stream (NCCL has its own NCCL_TIMEOUT for its proxy only).
+//
 // Every rank must call the same collectives in the same order (MPI's rule). world() is used by one
 // thread at a time; a second thread (the gradient buckets of dist/grad_sync.h) uses a communicator
 // of its own, duplicate(), which needs MPI_THREAD_MULTIPLE (threads_multiple()).
@@ -21,11 +32,20 @@
 #include <string>
 #include <vector>
 
+#include "core/cuda_context.h"
 #include "core/tensor.h"
 
 namespace minidl::dist {
 
 enum class Reduce { Sum, Mean, Max };
+
+// How every rank of this process waits for a collective (above, "Waiting").
+struct WaitConfig {
+  bool spin = false;             // poll without sleeping (for comparison: dist_bench *-spin modes)
+  double timeout_seconds = 300;  // --dist-timeout; 0 waits forever
+};
+void set_wait(const WaitConfig& w);
+WaitConfig wait_config();
 
 // What the launcher says about this process, read from the environment before MPI starts.
 struct Launch {
@@ -36,6 +56,10 @@ Launch launch_from_environment();
 
 bool built_with_mpi();
 bool built_with_nccl();
+// Whether a GPU buffer is all-reduced by NCCL: in a build with NCCL, unless the environment says
+// MINIDL_DIST_GPU=host (the host-staged path: several ranks on one GPU, which NCCL refuses, as
+// scripts/gpu-check.sh runs them). Throws on another value.
+bool gpu_uses_nccl();
 
 void init();
 
@@ -59,6 +83,11 @@ class Comm {
   // a GPU ncclAllReduce on the device's stream (queued, not waited for) when built with NCCL,
   // otherwise host-staged. Max on float tensors only through MPI.
   void allreduce(Tensor& t, Reduce op);
+  // The same, with a GPU tensor's ncclAllReduce queued on `stream` (the gradient buckets'
+  // communication stream, dist/cuda_streams.h) instead of the device's. A host-staged GPU tensor
+  // is copied on the device's stream as above: the caller that wants another stream copies
+  // through dist/cuda_streams.h itself (GradientSync does).
+  void allreduce(Tensor& t, Reduce op, cudaStream stream);
   void allreduce(std::vector<double>& v, Reduce op);
   void allreduce(std::vector<int64_t>& v, Reduce op);
   // Rank 0's string, on every rank.

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "dist/cuda_streams.h"
+
 namespace minidl::dist {
 
 std::vector<std::pair<int64_t, int64_t>> bucket_ranges(int64_t numel, size_t elem_size,
@@ -34,7 +36,9 @@ GradientSync::GradientSync(Module& model, Comm& comm, const GradSyncConfig& cfg)
       }
   }
   overlap_ = cfg.overlap && comm.distributed();
-  if (overlap_ && flat_.device().is_cpu()) {
+  const bool cuda = flat_.device().is_cuda();
+  host_staged_ = cuda && !gpu_uses_nccl();
+  if (overlap_ && (!cuda || host_staged_)) {
     if (comm.threads_multiple()) {
       threaded_ = true;
       thread_comm_ = comm.duplicate();
@@ -43,6 +47,10 @@ GradientSync::GradientSync(Module& model, Comm& comm, const GradSyncConfig& cfg)
       overlap_ = false;
       why_not_ = "MPI did not grant MPI_THREAD_MULTIPLE, which the communication thread needs";
     }
+  }
+  if (overlap_ && cuda) {
+    gpu_ = std::make_unique<detail::CommStream>(flat_.device().index, ranges_.size());
+    if (host_staged_) staging_ = Tensor::empty(Shape{flat_.numel()}, flat_.dtype());
   }
   if (overlap_) model_.set_backward_hook([this](Module& m) { on_backward_done(m); });
   param_ready_.assign(np, 0);
@@ -60,6 +68,7 @@ GradientSync::~GradientSync() {
     cv_.notify_all();
     worker_.join();
   }
+  gpu_.reset();  // waits for the communication stream
 }
 
 std::string GradientSync::describe() const {
@@ -68,15 +77,19 @@ std::string GradientSync::describe() const {
   std::string how;
   if (!comm_.distributed())
     how = "one rank: nothing to average";
+  else if (overlap_ && gpu_ != nullptr)
+    how = host_staged_ ? "overlapped with backward (a communication thread copies each bucket on "
+                         "a communication stream, ordered by events)"
+                       : "overlapped with backward (queued on a communication stream, ordered "
+                         "by events)";
   else if (overlap_)
-    how = threaded_ ? "overlapped with backward (a communication thread, MPI)"
-                    : "queued on the device stream as backward completes them";
+    how = "overlapped with backward (a communication thread, MPI)";
   else if (!why_not_.empty())
     how = "after backward, not overlapped: " + why_not_;
   else
     how = "after backward, in one all-reduce (--no-overlap)";
   const char* engine = flat_.device().is_cpu() ? "MPI_Allreduce"
-                       : built_with_nccl()     ? "ncclAllReduce"
+                       : gpu_uses_nccl()       ? "ncclAllReduce"
                                                : "host-staged MPI_Allreduce";
   return str("gradients: ", engine, " mean over ", comm_.size(), " ranks of ", mb, " MB in ",
              ranges_.size(), " bucket(s) of <= ", static_cast<double>(cfg_.bucket_bytes) / 1e6,
@@ -118,6 +131,7 @@ void GradientSync::launch(size_t k) {
   if (bucket_launched_[k]) return;
   bucket_launched_[k] = 1;
   ++launched_;
+  if (gpu_ != nullptr) gpu_->bucket_ready(k);
   if (threaded_) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -131,7 +145,13 @@ void GradientSync::launch(size_t k) {
 
 void GradientSync::reduce(size_t k, Comm& comm) {
   Tensor slice = flat_.grads().slice(ranges_[k].first, ranges_[k].second);
-  comm.allreduce(slice, Reduce::Mean);
+  if (gpu_ == nullptr) return comm.allreduce(slice, Reduce::Mean);
+  if (!host_staged_) return comm.allreduce(slice, Reduce::Mean, gpu_->stream());
+  Tensor host = staging_.slice(ranges_[k].first, ranges_[k].second);
+  const size_t bytes = static_cast<size_t>(slice.numel()) * dtype_size(slice.dtype());
+  gpu_->copy_to_host(host.raw_data(), slice.raw_data(), bytes);
+  comm.allreduce(host, Reduce::Mean);
+  gpu_->copy_to_device(slice.raw_data(), host.raw_data(), bytes);
 }
 
 void GradientSync::worker_loop() {
@@ -171,9 +191,26 @@ void GradientSync::finish() {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [&] { return done_ == ranges_.size(); });
     }
+    // The optimizer's kernels (the compute stream) after every bucket's all-reduce.
+    if (gpu_ != nullptr && !error_) gpu_->join();
   }
   exposed_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (error_) std::rethrow_exception(error_);
 }
+
+#if !MINIDL_WITH_CUDA
+// No GPU buffer exists in a build without CUDA, so no CommStream is ever made; these let the code
+// above link.
+namespace detail {
+CommStream::CommStream(int, size_t) {
+  throw Error("gradient buckets: a GPU buffer in a build without CUDA");
+}
+CommStream::~CommStream() = default;
+void CommStream::bucket_ready(size_t) {}
+void CommStream::copy_to_host(void*, const void*, size_t) {}
+void CommStream::copy_to_device(void*, const void*, size_t) {}
+void CommStream::join() {}
+}  // namespace detail
+#endif
 
 }  // namespace minidl::dist

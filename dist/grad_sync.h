@@ -10,9 +10,14 @@
 // launched as soon as it is complete, so communication overlaps the rest of backward (DDP's
 // buckets, Caffe's layer_wise_reduce); finish() launches what is left and waits.
 //
-// Launching: on the CPU a communication thread runs MPI_Allreduce on a communicator of its own
-// (needs MPI_THREAD_MULTIPLE, which mpirun grants with Open MPI 4). On a GPU the bucket's
-// all-reduce is queued on the device stream (NCCL, or host-staged) from the backward thread. Every
+// Launching: on the CPU a communication thread runs the all-reduce (MPI) on a communicator of its
+// own (needs MPI_THREAD_MULTIPLE, which mpirun grants with Open MPI 4), waiting for it without
+// spinning (dist/comm.h, "Waiting"). On a GPU the buckets are reduced on a communication stream
+// of their own (dist/cuda_streams.h): a bucket's all-reduce waits for an event recorded on the
+// compute stream after its last gradient, and after backward the compute stream (the optimizer)
+// waits for an event recorded after the last all-reduce. With NCCL the backward thread queues
+// ncclAllReduce on that stream; host-staged (no NCCL), the communication thread copies the
+// bucket to the host on that stream, all-reduces it with MPI and queues the copy back. Every
 // rank launches the buckets in the same order (the same model backward in the same order), as
 // MPI and NCCL require. `overlap = false` (train --no-overlap) reduces the whole buffer in one
 // call after backward, for comparison.
@@ -26,6 +31,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -36,6 +42,10 @@
 #include "layers/module.h"
 
 namespace minidl::dist {
+
+namespace detail {
+class CommStream;  // dist/cuda_streams.h
+}
 
 struct GradSyncConfig {
   int64_t bucket_bytes = 25000000;  // 25 MB, as --bucket-mb and PyTorch DDP's bucket_cap_mb
@@ -67,7 +77,8 @@ class GradientSync {
   const std::vector<std::pair<int64_t, int64_t>>& buckets() const { return ranges_; }
   // Buckets of the latest step launched before finish() (the ones backward overlapped).
   size_t launched_early() const { return launched_early_; }
-  // Seconds the latest finish() took: communication that backward did not hide.
+  // Seconds the latest finish() took: communication that backward did not hide. With NCCL only
+  // the host's side (queueing; the GPU's wait is on the stream, not timed here).
   double exposed_seconds() const { return exposed_seconds_; }
   // True when the buckets are reduced while backward runs (overlap asked for, and possible).
   bool overlapping() const { return overlap_; }
@@ -85,8 +96,11 @@ class GradientSync {
   Comm& comm_;
   GradSyncConfig cfg_;
   bool overlap_ = false;
-  bool threaded_ = false;  // CPU buffer: a communication thread does the reductions
-  std::string why_not_;    // overlap asked for but impossible
+  bool threaded_ = false;     // CPU or host-staged: a communication thread does the reductions
+  bool host_staged_ = false;  // a GPU buffer reduced through host memory
+  std::unique_ptr<detail::CommStream> gpu_;  // a GPU buffer, overlapped: the communication stream
+  Tensor staging_;                           // host-staged: the host copy of the flat gradients
+  std::string why_not_;                      // overlap asked for but impossible
   std::vector<std::pair<int64_t, int64_t>> ranges_;
   std::vector<std::vector<size_t>> param_buckets_;  // parameter index -> buckets it overlaps
   std::vector<int> bucket_total_;                   // parameters overlapping each bucket

@@ -41,7 +41,7 @@ ncclComm_t comm_for(int device, int rank, int size,
 }  // namespace
 
 void nccl_allreduce(Tensor& t, Reduce op, int rank, int size,
-                    const std::function<void(void*, size_t)>& broadcast) {
+                    const std::function<void(void*, size_t)>& broadcast, cudaStream stream) {
   ncclDataType_t type = ncclFloat32;
   switch (t.dtype()) {
     case DType::F32:
@@ -59,9 +59,9 @@ void nccl_allreduce(Tensor& t, Reduce op, int rank, int size,
   const ncclRedOp_t nop = op == Reduce::Sum ? ncclSum : op == Reduce::Mean ? ncclAvg : ncclMax;
   const int device = t.device().index;
   ncclComm_t comm = comm_for(device, rank, size, broadcast);
-  CudaContext& ctx = cuda_context(device);
+  const cudaStream s = stream != nullptr ? stream : cuda_context(device).stream;
   MINIDL_NCCL_CHECK(ncclAllReduce(t.raw_data(), t.raw_data(), static_cast<size_t>(t.numel()), type,
-                                  nop, comm, reinterpret_cast<cudaStream_t>(ctx.stream)));
+                                  nop, comm, reinterpret_cast<cudaStream_t>(s)));
 }
 
 }  // namespace minidl::dist::detail

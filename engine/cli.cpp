@@ -113,6 +113,9 @@ void add_flags(CLI::App& app, TrainConfig& c) {
                "under mpirun: all-reduce gradient buckets while backward runs (default), or all "
                "at once after it");
   app.add_option("--bucket-mb", c.bucket_mb, "under mpirun: gradient bucket size in MB");
+  app.add_option("--dist-timeout", c.dist_timeout,
+                 "under mpirun: seconds a collective may wait for the other ranks before the job "
+                 "ends (a hung rank); 0 waits forever");
   app.add_option("--workers,-j", c.workers,
                  "--dataset folder: threads decoding the images (the batches are the same for any "
                  "number; CIFAR batches come from one producer thread)");

@@ -146,6 +146,8 @@ void validate(const TrainConfig& c, bool check_data) {
   check_value(c.print_freq >= 1, "--print-freq", c.print_freq, "at least 1 step");
   check_value(c.trace_steps >= 0, "--trace-steps", c.trace_steps, "a number of steps >= 0 (0: off)");
   check_value(c.bucket_mb > 0, "--bucket-mb", c.bucket_mb, "more than 0 MB");
+  check_value(c.dist_timeout >= 0, "--dist-timeout", c.dist_timeout,
+              "0 (wait forever) or more seconds");
   check_value(c.workers >= 1 && c.workers <= 64, "--workers", c.workers, "1 to 64 threads");
   check_value(c.max_steps >= 0, "--max-steps", c.max_steps, "a number of steps >= 0 (0: no limit)");
   check_value(c.seeds >= 1, "--seeds", c.seeds, "at least 1 run");
@@ -324,6 +326,7 @@ json to_json(const TrainConfig& c) {
       {"sync-bn", c.sync_bn},
       {"overlap", c.overlap},
       {"bucket-mb", c.bucket_mb},
+      {"dist-timeout", c.dist_timeout},
       {"workers", c.workers},
       {"out", c.out},
       {"resume", c.resume},
@@ -405,6 +408,7 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "sync-bn", c.sync_bn);
   read_key(j, "overlap", c.overlap);
   read_key(j, "bucket-mb", c.bucket_mb);
+  read_key(j, "dist-timeout", c.dist_timeout);
   read_key(j, "workers", c.workers);
   read_key(j, "out", c.out);
   read_key(j, "resume", c.resume);

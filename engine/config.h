@@ -82,6 +82,7 @@ struct TrainConfig {
   bool sync_bn = false;     // BatchNorm statistics over the global batch (SyncBatchNorm)
   bool overlap = true;      // all-reduce gradient buckets while backward runs
   double bucket_mb = 25.0;  // gradient bucket size in MB (1e6 bytes)
+  double dist_timeout = 300.0;  // seconds a collective waits for a peer rank (dist::WaitConfig)
   int workers = 1;             // --dataset folder: decoding threads
 
   // Run control

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <numeric>
 
+#include "dist/comm.h"
 #include "engine/metrics.h"
 #include "engine/setup.h"
 #include "engine/trainer.h"
@@ -26,11 +27,17 @@ void mean_std(const std::vector<double>& v, double& mean, double& sd) {
 
 }  // namespace
 
-SeedsSummary run_seeds(const TrainConfig& cfg, std::ostream& log) {
+SeedsSummary run_seeds(const TrainConfig& cfg, std::ostream& log_in) {
   SeedsSummary sum;
-  const fs::path base =
-      cfg.out.empty() ? fs::path("runs") / (cfg.model + "-seeds-" + timestamp("%Y%m%d-%H%M%S"))
-                      : fs::path(cfg.out);
+  // Under mpirun only rank 0 prints and writes seeds.json (as run_train); every rank takes rank
+  // 0's directory, whose timestamp another rank may have read a second later.
+  dist::Comm& comm = dist::world();
+  std::ostream null_log(nullptr);
+  std::ostream& log = comm.rank() == 0 ? log_in : null_log;
+  const fs::path base = comm.broadcast(
+      cfg.out.empty()
+          ? (fs::path("runs") / (cfg.model + "-seeds-" + timestamp("%Y%m%d-%H%M%S"))).string()
+          : cfg.out);
   std::vector<double> finals, bests;
   for (int k = 0; k < cfg.seeds; ++k) {
     TrainConfig c = cfg;
@@ -65,7 +72,7 @@ SeedsSummary run_seeds(const TrainConfig& cfg, std::ostream& log) {
                {"runs", runs},
                {"final_test_accuracy", {{"mean", sum.final_mean}, {"std", sum.final_std}}},
                {"best_checkpoint_test_accuracy", {{"mean", sum.best_mean}, {"std", sum.best_std}}}};
-  write_file_atomic((base / "seeds.json").string(), j.dump(2) + "\n");
+  if (comm.rank() == 0) write_file_atomic((base / "seeds.json").string(), j.dump(2) + "\n");
   log << fmt::format(
       "{} seeds ({}..{}): final test accuracy {:.2f} +- {:.2f}%, best checkpoint's test accuracy "
       "{:.2f} +- {:.2f}% (mean +- sample std); {}\n",

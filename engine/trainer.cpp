@@ -606,6 +606,9 @@ RunResult train_run(Setup& s, std::ostream& log, const TrainHooks& hooks, bool t
 RunResult run_train(const TrainConfig& cli, std::ostream& log_in, const TrainHooks& hooks) {
   const Clock::time_point t0 = Clock::now();
   StopSignalGuard stop_signals;
+  dist::WaitConfig wait = dist::wait_config();
+  wait.timeout_seconds = cli.dist_timeout;
+  dist::set_wait(wait);
   // Under mpirun only rank 0 prints (and writes: RunRecorder).
   std::ostream null_log(nullptr);
   std::ostream& log = dist::world().rank() == 0 ? log_in : null_log;

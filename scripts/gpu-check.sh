@@ -5,6 +5,11 @@
 #   build      cmake --build -j$(nproc)                                              (300 s)
 #   tests      the whole suite, CUDA tests included: ctest --timeout 120 per test    (240 s)
 #   train      ResNet-18, 1 epoch on the first 10000 training images, cuda           (120 s)
+#   dist1      data-parallel, the 1-rank NCCL path: minidl_dist_tests "[nccl]"        (30 s)
+#   dist2      data-parallel, 2 ranks host-staged on the one GPU (NCCL refuses two ranks on
+#              one device): mpirun -np 2 minidl_dist_tests "[cuda]" and train, 8 steps   (75 s)
+#              Both need Open MPI on the device machine (the configure finds it); without it
+#              they are reported n/a.
 #   tcgemm     bench_kernels --tc-gemm: tensor-core GEMM vs cublasGemmEx, bf16/fp16  (60 s)
 #   memcheck   compute-sanitizer memcheck --report-api-errors no, [sanitize] tests  (150 s)
 #   racecheck  compute-sanitizer racecheck, minidl's own kernels only (kns=minidl)   (120 s)
@@ -54,7 +59,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-ALL_STEPS="data configure build tests train tcgemm memcheck racecheck"
+ALL_STEPS="data configure build tests train dist1 dist2 tcgemm memcheck racecheck"
 LIMIT_MIB=60
 ARCH_TRIPLE=x86_64-linux-gnu
 CUDA_ARCH=${MINIDL_CUDA_ARCH:-90}
@@ -172,7 +177,11 @@ if [ "$DRY" = 1 ]; then
   grep -rq '\[sanitize\]' tests/ops tests/cuda && ok "tests tagged $SANITIZE_TESTS" || bad "no test tagged $SANITIZE_TESTS"
   grep -q 'TEST_CASE(.*train mode.*\[sanitize\]' tests/ops/batchnorm_test.cpp \
     && ok "train-mode batchnorm is in $SANITIZE_TESTS" || bad "train-mode batchnorm not in $SANITIZE_TESTS"
-  for flag in --model --data --epochs --subset --test-subset --batch-size --device --out; do
+  grep -q '"\[dist\]\[nccl\]' tests/dist/dist_test.cpp && ok "a test tagged [nccl] (dist1)" \
+    || bad "no test tagged [nccl] in tests/dist/dist_test.cpp (dist1)"
+  grep -q 'MINIDL_DIST_GPU' dist/comm.cpp && ok "MINIDL_DIST_GPU=host (dist2)" \
+    || bad "dist/comm.cpp does not read MINIDL_DIST_GPU (dist2)"
+  for flag in --model --data --epochs --subset --test-subset --batch-size --device --out --max-steps; do
     grep -q "\"$flag[\",]" engine/cli.cpp && ok "train flag $flag" || bad "train flag $flag not in engine/cli.cpp"
   done
   # The exact configure of the real run, with the system prefixes excluded from CMake's searches,
@@ -315,6 +324,28 @@ OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} step tests 240 needs -- \
 step train 120 needs -- "$BUILD/train" --model resnet18 --data "$CIFAR" --epochs 1 \
   --subset "$TRAIN_SUBSET" --test-subset 2000 --batch-size 128 --lr 0.1 --momentum 0.9 --wd 5e-4 \
   --device cuda --out "/tmp/minidl-gpu-check-train-$START"
+# Data-parallel on the one GPU (docs/DISTRIBUTED.md): the NCCL path with one rank (a
+# communicator of one, ncclAllReduce on the communication stream), then two ranks sharing cuda:0
+# on the host-staged path (MINIDL_DIST_GPU=host): the GPU bucket test, whose streams and events
+# really run concurrently here (cudasim runs them in order), and a few training steps.
+if wanted dist1 || wanted dist2; then
+  if [ -x "$BUILD/tests/minidl_dist_tests" ] && command -v mpirun >/dev/null; then
+    step dist1 30 needs -- "$BUILD/tests/minidl_dist_tests" "[nccl]"
+    mpi2=(mpirun -np 2 --oversubscribe --allow-run-as-root --bind-to none -x MINIDL_DIST_GPU=host
+          -x OMP_NUM_THREADS=2)
+    step dist2 75 needs -- bash -c "${mpi2[*]} $BUILD/tests/minidl_dist_tests '[cuda]' && \
+      ${mpi2[*]} $BUILD/train --model resnet20 --data $CIFAR --epochs 1 --subset 2048 \
+      --test-subset 500 --batch-size 64 --max-steps 8 --device cuda:0 \
+      --out /tmp/minidl-gpu-check-dist-$START"
+  else
+    for s in dist1 dist2; do
+      wanted $s || continue
+      order+=("$s")
+      result[$s]=$(printf '%-9s %6s %6s  %s' n/a - - "no Open MPI here (mpirun, libopenmpi-dev)")
+    done
+    write_summary
+  fi
+fi
 # The tensor-core GEMM against cublasGemmEx (bf16 and fp16, checked against float64 first); the
 # table goes to the log, its rows to the summary.
 step tcgemm 60 needs -- "$BUILD/bench_kernels" --device cuda --tc-gemm --gemm-size 8192

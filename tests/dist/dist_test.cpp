@@ -5,6 +5,7 @@
 //   [buckets]      the cut of the flat buffer, a bucket boundary inside a tensor, buckets
 //                  launched during backward, and the averaged gradient equal to the mean of the
 //                  ranks' gradients (each rank computes them all locally).
+//   [wait]         a rank waiting for a late peer sleeps instead of spinning on its core.
 //   [equivalence]  k SGD steps on N ranks of B images (gradient averaging, --sync-bn) against one
 //                  process on the N x B images, with and without BatchNorm.
 //
@@ -16,10 +17,16 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <numeric>
+#include <thread>
 
 #include "core/device.h"
 #include "dist/comm.h"
+#if MINIDL_WITH_NCCL
+#include "dist/cuda_streams.h"
+#include "dist/nccl.h"
+#endif
 #include "dist/grad_sync.h"
 #include "dist/sync_bn.h"
 #include "io/safetensors.h"
@@ -124,6 +131,65 @@ TEST_CASE("dist all-reduce: a GPU buffer (NCCL or host-staged)", "[dist][allredu
   CHECK(got[n - 1] == mine[n - 1]);
 }
 
+namespace {
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+}  // namespace
+
+// The wait of dist/comm.h ("Waiting"): rank 1 reaches a barrier 2 s after rank 0, and rank 0's
+// thread must have slept through most of them. The bound: polling with sleeps of about 300 us
+// (250 us + Linux's 50 us timer slack) is ~6,000 wake-ups in 2 s, each an MPI_Test and a
+// nanosleep: measured 0.08 s of CPU in all (13 us a wake-up) with a load average of 11 on the 2
+// cores; 0.3 s leaves almost 4x. A spinning wait takes all the CPU the kernel gives it: 2 s on an
+// idle core, 0.64 s measured with the same load of 11 (the bug planted: g_wait_spin true).
+TEST_CASE("dist wait: a rank waiting for a late peer does not spin", "[dist][wait]") {
+  if (!comm().distributed()) return;
+  comm().barrier();
+  if (comm().rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(2));
+  const double c0 = thread_cpu_seconds();
+  const auto t0 = std::chrono::steady_clock::now();
+  comm().barrier();
+  const double cpu = thread_cpu_seconds() - c0;
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (comm().rank() == 0) {
+    INFO("rank 0 waited " << wall << " s using " << cpu << " s of CPU");
+    CHECK(wall > 1.5);  // it did wait for rank 1
+    CHECK(cpu < 0.3);
+  }
+}
+
+// The NCCL path with one rank, what a single lent GPU can run (scripts/gpu-check.sh, dist1; NCCL
+// refuses two ranks on one device): a communicator of one rank, made with the id "broadcast" to
+// itself, and ncclAllReduce (sum, mean, max) queued on the communication stream behind an event of
+// the compute stream, joined back. With one rank every reduction is the identity, so this shows
+// that the calls run and leave the buffer and its neighbours intact, not any sum across ranks.
+TEST_CASE("dist NCCL: one rank on the communication stream", "[dist][nccl][cuda]") {
+#if MINIDL_WITH_NCCL
+  if (!cuda_available() || comm().distributed()) {
+    WARN("the 1-rank NCCL case runs as one process on a GPU");
+    return;
+  }
+  const int64_t n = 1001;
+  std::vector<float> mine(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) mine[i] = static_cast<float>(value(0, i));
+  Tensor t = Tensor::from_vector(mine, Shape{n}, Device::cuda(0));
+  Tensor s = t.slice(1, n - 1);
+  dist::detail::CommStream cs(0, 1);
+  for (const Reduce op : {Reduce::Sum, Reduce::Mean, Reduce::Max}) {
+    cs.bucket_ready(0);
+    dist::detail::nccl_allreduce(
+        s, op, 0, 1, [](void*, size_t) {}, cs.stream());
+  }
+  cs.join();
+  CHECK(t.to_vector<float>() == mine);
+#else
+  WARN("built without NCCL: the NCCL case is not run");
+#endif
+}
+
 TEST_CASE("dist buckets: cut from the end, inside tensors too", "[dist][buckets]") {
   // 10 float32 elements in buckets of 12 bytes (3 elements): [7,10) [4,7) [1,4) [0,1).
   const auto r = dist::bucket_ranges(10, 4, 12);
@@ -226,6 +292,57 @@ TEST_CASE("dist buckets: the averaged gradient is the mean of every rank's", "[d
       const double tol = (R - 1) * std::ldexp(std::fabs(mean[i]) * R, -53);
       if (!(std::fabs(got[i] - mean[i]) <= tol)) ++bad;
     }
+    CHECK(bad == 0);
+  }
+}
+
+// The GPU path of the buckets (dist/cuda_streams.h): each bucket's all-reduce on the
+// communication stream after an event of the compute stream, the optimizer's stream after all of
+// them. NCCL in a build with it; host-staged (the communication thread's copies on that stream)
+// in the emulator's tree, where cudasim runs every stream call at once, so only the result and the
+// calls are checked there, not the concurrency.
+TEST_CASE("dist buckets: a GPU buffer on the communication stream", "[dist][buckets][cuda]") {
+  if (!cuda_available()) {
+    WARN("no CUDA device: the GPU buckets are not run here");
+    return;
+  }
+  const int R = comm().size();
+  const int64_t B = 3;
+  auto net = small_net(false, DType::F32);
+  net->to(Device::cuda(0));
+  const auto [x_host, y_host] = global_batch(B * R, DType::F32);
+  const Tensor x = x_host.to(Device::cuda(0)), y = y_host.to(Device::cuda(0));
+  const int64_t numel = net->flat_parameters().numel();
+  std::vector<double> mean(static_cast<size_t>(numel), 0.0);
+  double gmax = 0;
+  for (int r = 0; r < R; ++r) {
+    net->zero_grad();
+    loss_backward(*net, rows(x, r * B, (r + 1) * B), rows(y, r * B, (r + 1) * B));
+    const std::vector<double> g = to_doubles(net->flat_parameters().grads());
+    for (int64_t i = 0; i < numel; ++i) mean[i] += g[i] / R;
+  }
+  for (double m : mean) gmax = std::max(gmax, std::fabs(m));
+  dist::GradSyncConfig gc;
+  gc.bucket_bytes = 20;  // 5 float32 elements: cuts inside every tensor
+  dist::GradientSync sync(*net, comm(), gc);
+  if (R > 1) CHECK_THAT(sync.describe(), Catch::Contains("communication stream"));
+  for (int step = 0; step < 2; ++step) {  // the second step reuses the events and the stream
+    INFO("step " << step << ", " << comm().describe());
+    net->zero_grad();
+    sync.start();
+    const int me = comm().rank();
+    loss_backward(*net, rows(x, me * B, (me + 1) * B), rows(y, me * B, (me + 1) * B));
+    sync.finish();
+    if (R > 1) CHECK(sync.launched_early() == sync.num_buckets());
+    const std::vector<double> got = to_doubles(net->flat_parameters().grads());
+    // The bound: the float32 gradients of a rank may differ between two backward passes in the
+    // order of their sums (a GPU kernel's atomics), at most ~100 terms here (the conv weight's
+    // 3 images x 35 positions) x 2^-24 ~ 6e-6 of the largest gradient, plus the float32 sum of R
+    // of them (R x 2^-24); 1e-5 of the largest covers both. A bucket not averaged (or not copied
+    // back) keeps this rank's own gradient, off by O(1) of it.
+    int64_t bad = 0;
+    for (int64_t i = 0; i < numel; ++i)
+      if (!(std::fabs(got[i] - mean[i]) <= 1e-5 * gmax)) ++bad;
     CHECK(bad == 0);
   }
 }

@@ -8,7 +8,10 @@
 #   2. SIGTERM to rank 1 stops both ranks at the same step, and rank 0 saves once;
 #   3. a rank killed with SIGKILL makes the job exit non-zero within 60 s, naming the rank, with no
 #      half-written checkpoint;
-#   4. Ctrl-C to mpirun stops every rank and rank 0 saves once.
+#   4. Ctrl-C to mpirun stops every rank and rank 0 saves once;
+#   5. a rank stopped with SIGSTOP (alive, but hung) makes rank 0 end the job after
+#      --dist-timeout, naming the collective, itself and rank 1, non-zero within 60 s;
+#   6. --seeds 2 under mpirun: rank 0 alone prints and writes one seeds.json.
 # Usage: train_dist_test.sh <train> <minidl_dist_tests> <work dir>
 set -uo pipefail
 train=$1
@@ -66,9 +69,11 @@ rank_pid() {
     fi
   done
 }
-# Starts a long 2-rank run in the background (its pid in $job) and waits until it trains.
+# Starts a long 2-rank run in the background (its pid in $job; more flags after the directory)
+# and waits until it trains.
 start_long_run() {
-  "${mpirun[@]}" "$train" "${common[@]}" --epochs 1000 --batch-size 8 --out "$1" > "$1.log" 2>&1 &
+  "${mpirun[@]}" "$train" "${common[@]}" --epochs 1000 --batch-size 8 --out "$1" "${@:2}" \
+    > "$1.log" 2>&1 &
   job=$!
   for _ in $(seq 120); do
     grep -Eq "(^|[^0-9])2/1000 +0\.05 " "$1.log" 2>/dev/null && return  # epoch 2's row
@@ -128,4 +133,28 @@ cat i.log
 [ "$(grep -c 'interrupted (SIGTERM).*i/last.safetensors' i.log)" = 1 ] ||
   fail "the ranks did not stop and save once on Ctrl-C"
 loads i/last.safetensors
+
+echo "== 5. SIGSTOP to rank 1 (hung, not dead): --dist-timeout 10 ends the job"
+start_long_run h --dist-timeout 10
+pid=$(rank_pid "$job" 1)
+[ -n "$pid" ] || fail "rank 1 not found"
+trap 'kill -KILL "$pid" 2>/dev/null' EXIT  # never leave a stopped process behind
+kill -STOP "$pid"
+wait_job "SIGSTOP to rank 1"
+kill -KILL "$pid" 2>/dev/null  # mpirun's abort has killed it already
+trap - EXIT
+cat h.log
+[ "$rc" != 0 ] || fail "mpirun exited 0 after rank 1 hung"
+grep -Eq "rank 0 of 2\): error: .* has waited [0-9]+ s .*--dist-timeout 10 s: rank 1 has not reached it" \
+  h.log || fail "no message from rank 0 naming the collective, the timeout and rank 1"
+if [ -f h/last.safetensors ]; then loads h/last.safetensors; fi
+
+echo "== 6. --seeds 2 under mpirun: rank 0 alone prints and writes seeds.json"
+"${mpirun[@]}" "$train" "${common[@]}" --epochs 1 --batch-size 16 --seeds 2 > sd.log 2>&1 ||
+  { cat sd.log; fail "--seeds 2 under mpirun exited $?"; }
+cat sd.log
+[ "$(grep -c '^=== seed' sd.log)" = 2 ] || fail "more than rank 0 printed the seeds' headers"
+[ "$(grep -c '^2 seeds (3\.\.4): final test accuracy' sd.log)" = 1 ] ||
+  fail "not exactly one summary line"
+[ "$(ls runs/*/seeds.json 2>/dev/null | wc -l)" = 1 ] || fail "not exactly one seeds.json: $(ls runs)"
 echo "PASS"
