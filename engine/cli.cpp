@@ -114,8 +114,8 @@ void add_flags(CLI::App& app, TrainConfig& c) {
                "at once after it");
   app.add_option("--bucket-mb", c.bucket_mb, "under mpirun: gradient bucket size in MB");
   app.add_option("--workers,-j", c.workers,
-                 "--dataset folder: threads decoding the images (the batches are the same for any "
-                 "number; CIFAR batches come from one producer thread)");
+                 "loader threads preparing batches (CPU, or --dataset folder: also its decoding "
+                 "threads); the batches are the same for any number");
 
   app.add_option("--out", c.out,
                  "run directory (default: runs/<model>-<timestamp>; with --resume: "
