@@ -29,20 +29,21 @@
 //
 // A folder dataset (Dataset::files, data/folder.h) has no images in memory: the W workers run on
 // every device and decode batch i into a host uint8 slot with its labels, on a pool of
-// decoding threads (DataOptions::workers; one parallel loop at a time, shared by the W workers) (each image's transform is drawn from Generator(seed ^ mix(2e + 1) ^ mix(~p))
-// for position p of the epoch, so it does not depend on which thread decodes it); the augment
-// pass then runs on that slot (CPU: in the thread; CUDA: next() uploads the slot and queues the
-// kernel). A file that cannot be decoded stops the epoch with an error naming it, or with
-// BadImages::Skip is replaced by the next good image of the same batch (label included), counted
-// in the dataset's BadImageLog and warned about once on stderr.
+// decoding threads (DataOptions::workers; one parallel loop at a time, shared by the W workers)
+// (each image's transform is drawn from Generator(seed ^ mix(2e + 1) ^ mix(~p)) for position p of
+// the epoch, so it does not depend on which thread decodes it); the augment pass then runs on that
+// slot (CPU: in the thread; CUDA: next() uploads the slot and queues the kernel). A file that
+// cannot be decoded stops the epoch with an error naming it, or with BadImages::Skip is replaced by
+// the next good image of the same batch (label included), counted in the dataset's BadImageLog and
+// warned about once on stderr.
 #include "data/loader.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <exception>
 #include <iostream>
 #include <numeric>
-
-#include <omp.h>
 
 #include "core/rng.h"
 #include "data/folder.h"
@@ -76,10 +77,12 @@ struct DataLoader::Impl {
   Tensor labels_t;             // int32 (S) on the device
   Tensor params_t;             // int32 (S, 5) on the device
 
-  int workers = 1;             // producer threads (1 on CUDA for an in-memory dataset: none)
-  int64_t ahead = kMinAhead;   // max(2, workers): how far a worker may run ahead of next()
-  std::vector<Tensor> slots;   // ahead + 2 of float (B, 3, H, W) on the device
-  size_t slot(int64_t i) const { return static_cast<size_t>(i % static_cast<int64_t>(slots.size())); }
+  int workers = 1;            // producer threads (1 on CUDA for an in-memory dataset: none)
+  int64_t ahead = kMinAhead;  // max(2, workers): how far a worker may run ahead of next()
+  std::vector<Tensor> slots;  // ahead + 2 of float (B, 3, H, W) on the device
+  size_t slot(int64_t i) const {
+    return static_cast<size_t>(i % static_cast<int64_t>(slots.size()));
+  }
 
   // Folder datasets: decoded uint8 batches and their labels on the host (and their device copies
   // on CUDA), the decoding threads, and the key of the epoch's per-image draws.

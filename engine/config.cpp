@@ -205,14 +205,14 @@ const FlagScope kFlagScopes[] = {
     {"kernels",
      [](const TrainConfig&, const RunPlace& p) -> std::string {
        return p.cuda ? ""
-                   : "it chooses the GPU implementation, and this run is on the CPU (the "
-                     "CPU's is --cpu-kernels)";
+                     : "it chooses the GPU implementation, and this run is on the CPU (the "
+                       "CPU's is --cpu-kernels)";
      }},
     {"cpu-kernels",
      [](const TrainConfig&, const RunPlace& p) -> std::string {
        return !p.cuda ? ""
-                    : "it chooses the CPU implementation, and this run is on a GPU (the "
-                      "GPU's is --kernels)";
+                      : "it chooses the CPU implementation, and this run is on a GPU (the "
+                        "GPU's is --kernels)";
      }},
     {"zero-init-residual",
      [](const TrainConfig& c, const RunPlace&) -> std::string {
@@ -305,13 +305,15 @@ const FlagScope kFlagScopes[] = {
      }},
     {"overlap",
      [](const TrainConfig&, const RunPlace& p) -> std::string {
-       return p.ranks > 1 ? "" : "it schedules the all-reduce of mpirun's ranks, and this run "
-                                 "is one process";
+       return p.ranks > 1 ? ""
+                          : "it schedules the all-reduce of mpirun's ranks, and this run "
+                            "is one process";
      }},
     {"bucket-mb",
      [](const TrainConfig&, const RunPlace& p) -> std::string {
-       return p.ranks > 1 ? "" : "it sizes the all-reduce of mpirun's ranks, and this run is "
-                                 "one process";
+       return p.ranks > 1 ? ""
+                          : "it sizes the all-reduce of mpirun's ranks, and this run is "
+                            "one process";
      }},
 };
 

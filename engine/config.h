@@ -82,7 +82,7 @@ struct TrainConfig {
   bool sync_bn = false;     // BatchNorm statistics over the global batch (SyncBatchNorm)
   bool overlap = true;      // all-reduce gradient buckets while backward runs
   double bucket_mb = 25.0;  // gradient bucket size in MB (1e6 bytes)
-  int workers = 1;  // loader threads (LoaderConfig::workers); folder: also decoding threads
+  int workers = 1;          // loader threads (LoaderConfig::workers); folder: also decoding threads
 
   // Run control
   std::string out;         // run directory ("" : runs/<model>-<timestamp>)

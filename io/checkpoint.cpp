@@ -33,12 +33,21 @@ int64_t count_non_finite(const Tensor& t) {
     for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(widen(p[i]));
   };
   switch (t.dtype()) {
-    case DType::F32: count(t.data<float>()); break;
-    case DType::F64: count(t.data<double>()); break;
-    case DType::BF16: count(t.data<bf16>()); break;
-    case DType::F16: count(t.data<f16>()); break;
+    case DType::F32:
+      count(t.data<float>());
+      break;
+    case DType::F64:
+      count(t.data<double>());
+      break;
+    case DType::BF16:
+      count(t.data<bf16>());
+      break;
+    case DType::F16:
+      count(t.data<f16>());
+      break;
     case DType::I32:
-    case DType::U8: break;
+    case DType::U8:
+      break;
   }
   return bad;
 }

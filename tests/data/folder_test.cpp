@@ -1,9 +1,11 @@
 // Image decoding and resampling (data/image.h), the folder dataset (data/folder.h) and the
 // DataLoader on it: formats (greyscale, CMYK, PNG, mixed sizes), the error cases, the transforms,
 // and determinism of the decoded batches whatever the number of decoding threads.
-#include <catch2/catch.hpp>
+#include "data/folder.h"
+
 #include <fmt/format.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -12,7 +14,6 @@
 
 #include "../engine/engine_test_util.h"
 #include "../support/test_util.h"
-#include "data/folder.h"
 #include "data/image.h"
 #include "data/loader.h"
 
@@ -307,17 +308,18 @@ TEST_CASE("folder: random-resized-crop batches depend on seed and epoch, not on 
 }
 
 // An error in a loader worker (data/loader.cpp) reaches the caller with its message at the batch
-// that failed, as with one worker: with 3 workers batch 1 fails first (worker 1's first batch,
-// while the caller sleeps), yet next() hands out batch 0 before it throws, and throws again on a
-// later call; the destructor joins the workers left waiting mid-epoch.
+// that failed, as with one worker: with 3 workers batch 1 often fails first (worker 1's first
+// batch), yet next() hands out batch 0 before it throws, and throws again on a later call; the
+// destructor joins the workers left waiting mid-epoch.
 TEST_CASE("folder: a worker's error reaches next() at its batch, whatever the workers",
           "[folder][data][errors][workers]") {
   const fs::path root = scratch_dir("folder_worker_error");
   for (const char* split : {"train", "test"})
     for (int i = 0; i < 14; ++i) {
-      const std::vector<uint8_t> px = pattern(32, 32, i);
-      write_png(mk(root / split / (i % 2 ? "a" : "b") / fmt::format("{}.png", i)), px.data(), 32,
-                32, 3);
+      // 160 x 160: a good batch takes a few ms to decode, a corrupt file fails at once.
+      const std::vector<uint8_t> px = pattern(160, 160, i);
+      write_png(mk(root / split / (i % 2 ? "a" : "b") / fmt::format("{}.png", i)), px.data(), 160,
+                160, 3);
     }
   DataOptions opt;
   opt.workers = 2;
@@ -330,9 +332,12 @@ TEST_CASE("folder: a worker's error reaches next() at its batch, whatever the wo
     LoaderConfig c = identity_config(4);
     c.workers = workers;
     DataLoader loader(d, c);
-    for (int epoch = 0; epoch < 2; ++epoch) {
+    // Epoch 0: the caller sleeps (batch 1 fails meanwhile); epochs 1-11: it waits for batch 0
+    // while batch 1 may fail first.
+    for (int epoch = 0; epoch < 12; ++epoch) {
+      INFO("epoch " << epoch);
       loader.start_epoch(epoch);
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // batch 1 fails meanwhile
+      if (epoch == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       Batch b;
       REQUIRE(loader.next(b));
       CHECK(b.indices == std::vector<int32_t>{0, 1, 2, 3});

@@ -4,15 +4,18 @@
 // The synthetic dataset makes every batch checkable by itself: image i has all pixels equal to i
 // and label i % 10, and the normalisation is the identity, so each output pixel is i / 255 (or 0
 // where augmentation pads or cuts out).
-#include <catch2/catch.hpp>
+#include "data/loader.h"
 
 #include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <set>
 #include <thread>
 
-#include "data/loader.h"
 #include "../support/test_util.h"
 
 using namespace minidl;
@@ -284,7 +287,7 @@ TEST_CASE("loader: batches are bit-identical for 1, 2 and 3 workers", "[loader][
     Epoch out;
     Batch b;
     for (int k = 0; l.next(b); ++k) {
-      if (k % 3 == 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      if (e == 4 && k % 3 == 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
       out.indices.push_back(b.indices);
       out.labels.push_back(b.labels.to_vector<int32_t>());
       out.pixels.push_back(b.images.to_vector<float>());
@@ -298,19 +301,25 @@ TEST_CASE("loader: batches are bit-identical for 1, 2 and 3 workers", "[loader][
       c.cutout = 3;
       c.world = world;
       c.rank = rank;
-      const Epoch one = epoch(c, 1, 4);
-      // 203 samples; with 3 ranks the plan is padded to 204, 68 a rank: both end short of 8.
-      REQUIRE(one.pixels.size() == static_cast<size_t>((world == 1 ? 203 : 68) + 7) / 8);
-      CHECK(one.indices.back().size() == (world == 1 ? 3u : 4u));
-      for (const int workers : {2, 3}) {
-        INFO("world " << world << ", rank " << rank << ", workers " << workers);
-        const Epoch w = epoch(c, workers, 4);
-        CHECK(w.indices == one.indices);
-        CHECK(w.labels == one.labels);
-        REQUIRE(w.pixels.size() == one.pixels.size());
-        for (size_t k = 0; k < w.pixels.size(); ++k) {
-          INFO("batch " << k);
-          CHECK(w.pixels[k] == one.pixels[k]);
+      // Epoch 4 with a consumer that sometimes sleeps, epochs 5-9 with one that never does (a
+      // batch handed out before it is done shows only when the workers finish out of order,
+      // which several epochs make likely).
+      for (int64_t e = 4; e < 10; ++e) {
+        const Epoch one = epoch(c, 1, e);
+        // 203 samples; with 3 ranks the plan is padded to 204, 68 a rank: both end short of 8.
+        REQUIRE(one.pixels.size() == static_cast<size_t>((world == 1 ? 203 : 68) + 7) / 8);
+        CHECK(one.indices.back().size() == (world == 1 ? 3u : 4u));
+        for (const int workers : {2, 3}) {
+          INFO("world " << world << ", rank " << rank << ", workers " << workers << ", epoch "
+                        << e);
+          const Epoch w = epoch(c, workers, e);
+          CHECK(w.indices == one.indices);
+          CHECK(w.labels == one.labels);
+          REQUIRE(w.pixels.size() == one.pixels.size());
+          for (size_t k = 0; k < w.pixels.size(); ++k) {
+            INFO("batch " << k);
+            CHECK(w.pixels[k] == one.pixels[k]);
+          }
         }
       }
     }
@@ -322,6 +331,22 @@ TEST_CASE("loader: batches are bit-identical for 1, 2 and 3 workers", "[loader][
 
 TEST_CASE("loader: background threads survive early start_epoch and destruction",
           "[loader][data][workers]") {
+  // A shutdown that hangs (a worker waiting for room that never sees `stop`) ends the test
+  // binary after 60 s with a message, instead of stalling CI until its timeout.
+  struct Watchdog {
+    std::atomic<bool> done{false};
+    std::thread t{[this] {
+      for (int k = 0; k < 600 && !done; ++k)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (done) return;
+      std::fprintf(stderr, "loader test: start_epoch or the destructor hung for 60 s\n");
+      std::_Exit(1);
+    }};
+    ~Watchdog() {
+      done = true;
+      t.join();
+    }
+  } watchdog;
   const Dataset d = synthetic(200);
   std::vector<int32_t> all(200);
   std::iota(all.begin(), all.end(), 0);

@@ -3,7 +3,6 @@
 // written: the folder dataset's, the loader's threads, the data-parallel ones, and those
 // --evaluate does not read.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <sstream>
 
@@ -37,9 +36,9 @@ TEST_CASE("--quiet shows no progress bars on a terminal, in training or evaluati
   run_train(parse_args({"--evaluate", "--checkpoint", ckpt, "--out", (dir / "e1").string()}),
             eval_loud, terminal);
   CHECK_THAT(eval_loud.str(), Catch::Contains("\revaluating ["));
-  run_train(parse_args({"--evaluate", "--checkpoint", ckpt, "--out", (dir / "e2").string(),
-                        "--quiet"}),
-            eval_quiet, terminal);
+  run_train(
+      parse_args({"--evaluate", "--checkpoint", ckpt, "--out", (dir / "e2").string(), "--quiet"}),
+      eval_quiet, terminal);
   CHECK(eval_quiet.str().find('\r') == std::string::npos);
   CHECK_THAT(eval_quiet.str(), Catch::Contains("accuracy"));
   fs::remove_all(dir);
@@ -82,8 +81,9 @@ TEST_CASE("flags that would have no effect are usage errors: the newer flags' ro
   // Loader threads: on the CPU (any dataset) and for a folder on any device; not for CIFAR on a
   // GPU, where the device augments and no thread runs.
   CHECK(scope_error(with({"--workers", "3"}), cpu).empty());
-  CHECK_THAT(scope_error(with({"-j", "3"}), gpu),
-             Catch::Contains("--workers: on a GPU the cifar10 batches are augmented by the device"));
+  CHECK_THAT(
+      scope_error(with({"-j", "3"}), gpu),
+      Catch::Contains("--workers: on a GPU the cifar10 batches are augmented by the device"));
 
   // Data-parallel flags need several ranks; --sync-bn also a model with BatchNorm.
   for (const char* flag : {"--sync-bn", "--no-overlap", "--overlap"}) {
@@ -98,16 +98,15 @@ TEST_CASE("flags that would have no effect are usage errors: the newer flags' ro
   CHECK(scope_error(with({"--sync-bn", "--model", "plain"}), two_cpu).empty());
 
   // What --evaluate does not read; each flag named once, for its first reason.
-  const std::vector<std::string> eval{"--evaluate", "--checkpoint", "x.safetensors", "--data",
-                                      "."};
-  for (const std::vector<std::string>& extra : std::vector<std::vector<std::string>>{
-           {"--seed", "3"},
-           {"--precision", "bf16"},
-           {"--print-freq", "5"},
-           {"--trace-steps", "2"},
-           {"--tensorboard"},
-           {"--sync-bn"},
-           {"--bucket-mb", "5"}}) {
+  const std::vector<std::string> eval{"--evaluate", "--checkpoint", "x.safetensors", "--data", "."};
+  for (const std::vector<std::string>& extra :
+       std::vector<std::vector<std::string>>{{"--seed", "3"},
+                                             {"--precision", "bf16"},
+                                             {"--print-freq", "5"},
+                                             {"--trace-steps", "2"},
+                                             {"--tensorboard"},
+                                             {"--sync-bn"},
+                                             {"--bucket-mb", "5"}}) {
     INFO(extra[0]);
     const std::string e = scope_error(plus(eval, extra), two_cpu);
     CHECK_THAT(e, Catch::Contains(extra[0] + ": it sets up training"));

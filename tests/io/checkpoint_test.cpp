@@ -1,18 +1,17 @@
 // Checkpoints: bit-exact round trip of a model with parameters, buffers and a child, optimizer
 // state included, resuming exactly, and strict loading errors that name the tensor.
-#include <catch2/catch.hpp>
+#include "io/checkpoint.h"
 
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
-#include "io/checkpoint.h"
-#include "io/safetensors.h"
 #include "../support/test_util.h"
+#include "io/safetensors.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -241,14 +240,14 @@ TEST_CASE("checkpoint loading is strict and names the tensor", "[checkpoint][err
       TinyNet b(3, 2);
       const auto before = b.values();
       if (bad == 0) {
-        REQUIRE_THROWS_WITH(load_checkpoint(path2, b, nullptr),
-                            Catch::Contains("'weight'") && Catch::Contains("bfloat16") &&
-                                !Catch::Contains("NaN"));
+        REQUIRE_THROWS_WITH(load_checkpoint(path2, b, nullptr), Catch::Contains("'weight'") &&
+                                                                    Catch::Contains("bfloat16") &&
+                                                                    !Catch::Contains("NaN"));
       } else {
-        REQUIRE_THROWS_WITH(load_checkpoint(path2, b, nullptr),
-                            Catch::Contains("NaN or infinite values in 1 tensor(s)") &&
-                                Catch::Contains(bad == 1 ? "'weight' (1 of 6 values"
-                                                         : "'bias' (1 of 3 values"));
+        REQUIRE_THROWS_WITH(
+            load_checkpoint(path2, b, nullptr),
+            Catch::Contains("NaN or infinite values in 1 tensor(s)") &&
+                Catch::Contains(bad == 1 ? "'weight' (1 of 6 values" : "'bias' (1 of 3 values"));
       }
       CHECK(b.values() == before);
     }
