@@ -14,7 +14,7 @@ using namespace minidl;
 using namespace minidl::test;
 namespace fs = std::filesystem;
 
-TEST_CASE("--quiet shows no progress bars on a terminal, in training or evaluation",
+TEST_CASE("quiet: no progress bars on a terminal with --quiet, in training or evaluation",
           "[engine][hygiene3][quiet]") {
   REQUIRE_CIFAR(data);
   const fs::path dir = scratch_dir("h3_quiet");
