@@ -12,22 +12,33 @@
 // A batch is then a slice of each: on CUDA the plan is uploaded once per epoch and a batch costs
 // the host one kernel launch and no copy (the labels of a batch are a view of the epoch's labels).
 //
-// The CPU producer. A background thread runs augment_batch for batch i into slot i % kSlots while
-// the caller trains on earlier batches. A batch handed out by next() stays valid until the call
-// after next, so the two most recently handed-out slots are never written: the producer may run
-// at most kAhead = kSlots - 2 batches ahead of the consumer. On CUDA there is no thread: the
-// kernel is queued on the device stream by next() itself on the caller's thread (which never
-// leaves the CUDA device of the caller), and stream order makes slot reuse safe.
+// The CPU producers. W background threads (LoaderConfig::workers) prepare the batches, worker w
+// batches w, w + W, w + 2W, ..., batch i into slot i % slots while the caller trains on earlier
+// batches. A batch handed out by next() stays valid until the call after next, so the two most
+// recently handed-out slots are never written: a worker may prepare batch i only while
+// i < consumed + ahead, ahead = max(2, W), with slots = ahead + 2 (batches consumed - 2 ..
+// consumed + ahead - 1 then occupy distinct slots). Batches finish in any order; each has a done
+// flag and next() waits for its own, so what next() returns does not depend on W. A worker that
+// throws records the error with its batch and stops; next() rethrows it when it reaches that batch
+// (the earliest failing batch wins), exactly where a single worker would have stopped, and again
+// on every later call. With W > 1 each worker augments with one thread (omp_set_num_threads(1)
+// for that thread): W OpenMP teams would compete with each other and with the training step for
+// the cores. On CUDA there is no thread: the kernel is queued on the device stream by next() itself
+// on the caller's thread (which never leaves the CUDA device of the caller), and stream order makes
+// slot reuse safe.
 //
-// A folder dataset (Dataset::files, data/folder.h) has no images in memory: the background thread
-// runs on every device and decodes batch i into a host uint8 slot with its labels, on a pool of
-// decoding threads (each image's transform is drawn from Generator(seed ^ mix(2e + 1) ^ mix(~p))
-// for position p of the epoch, so it does not depend on which thread decodes it); the augment
-// pass then runs on that slot (CPU: in the thread; CUDA: next() uploads the slot and queues the
-// kernel). A file that cannot be decoded stops the epoch with an error naming it, or with
-// BadImages::Skip is replaced by the next good image of the same batch (label included), counted
-// in the dataset's BadImageLog and warned about once on stderr.
+// A folder dataset (Dataset::files, data/folder.h) has no images in memory: the W workers run on
+// every device and decode batch i into a host uint8 slot with its labels, on a pool of
+// decoding threads (DataOptions::workers; one parallel loop at a time, shared by the W workers)
+// (each image's transform is drawn from Generator(seed ^ mix(2e + 1) ^ mix(~p)) for position p of
+// the epoch, so it does not depend on which thread decodes it); the augment pass then runs on that
+// slot (CPU: in the thread; CUDA: next() uploads the slot and queues the kernel). A file that
+// cannot be decoded stops the epoch with an error naming it, or with BadImages::Skip is replaced by
+// the next good image of the same batch (label included), counted in the dataset's BadImageLog and
+// warned about once on stderr.
 #include "data/loader.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <exception>
@@ -42,8 +53,7 @@ namespace minidl {
 
 namespace {
 
-constexpr int kSlots = 4;
-constexpr int64_t kAhead = kSlots - 2;
+constexpr int64_t kMinAhead = 2;
 
 uint64_t mix(uint64_t x) {  // splitmix64 finaliser
   x += 0x9E3779B97F4A7C15ull;
@@ -67,56 +77,65 @@ struct DataLoader::Impl {
   Tensor labels_t;             // int32 (S) on the device
   Tensor params_t;             // int32 (S, 5) on the device
 
-  Tensor slots[kSlots];  // float (B, 3, H, W) on the device
+  int workers = 1;            // producer threads (1 on CUDA for an in-memory dataset: none)
+  int64_t ahead = kMinAhead;  // max(2, workers): how far a worker may run ahead of next()
+  std::vector<Tensor> slots;  // ahead + 2 of float (B, 3, H, W) on the device
+  size_t slot(int64_t i) const {
+    return static_cast<size_t>(i % static_cast<int64_t>(slots.size()));
+  }
 
   // Folder datasets: decoded uint8 batches and their labels on the host (and their device copies
   // on CUDA), the decoding threads, and the key of the epoch's per-image draws.
   const ImageFiles* files = nullptr;
   const std::vector<int32_t>* sample_labels = nullptr;
   bool random_resized_crop = false;
-  Tensor host_px[kSlots], host_labels[kSlots], dev_px[kSlots], dev_labels[kSlots];
+  std::vector<Tensor> host_px, host_labels, dev_px, dev_labels;  // one of each per slot
   Tensor identity;  // int32 (B): 0, 1, ..., B-1 (a decoded batch is its own "dataset")
   std::unique_ptr<ThreadPool> pool;
   uint64_t draw_key = 0;
 
-  // CPU producer state, guarded by `mutex`.
-  std::thread worker;
+  // Producer state, guarded by `mutex`.
+  std::vector<std::thread> threads;
   std::mutex mutex;
   std::condition_variable cv;
-  int64_t produced = 0;  // batches the worker has finished
-  int64_t consumed = 0;  // batches next() has handed out
+  std::vector<char> done;  // per batch of the epoch: prepared
+  int64_t consumed = 0;    // batches next() has handed out
   bool stop = false;
-  std::exception_ptr error;  // what stopped the worker; rethrown by next() at batch `produced`
+  std::exception_ptr error;  // the failure of the earliest failing batch, `failed_at`
+  int64_t failed_at = INT64_MAX;
 
-  void stop_worker() {
-    if (!worker.joinable()) return;
+  void stop_workers() {
     {
       std::lock_guard<std::mutex> lock(mutex);
       stop = true;
     }
     cv.notify_all();
-    worker.join();
+    for (std::thread& t : threads) t.join();
+    threads.clear();
   }
 
-  void produce() {
-    try {
-      for (int64_t i = 0; i < batches; ++i) {
-        {
-          std::unique_lock<std::mutex> lock(mutex);
-          cv.wait(lock, [&] { return stop || i < consumed + kAhead; });
-          if (stop) return;
-        }
+  // Worker w: batches w, w + workers, ... (see the file comment).
+  void produce(int w) {
+    if (workers > 1) omp_set_num_threads(1);
+    for (int64_t i = w; i < batches; i += workers) {
+      {
+        std::unique_lock<std::mutex> lock(mutex);
+        cv.wait(lock, [&] { return stop || i < consumed + ahead; });
+        if (stop) return;
+      }
+      try {
         run_batch(i);
+      } catch (...) {
         {
           std::lock_guard<std::mutex> lock(mutex);
-          produced = i + 1;
+          if (i < failed_at) failed_at = i, error = std::current_exception();
         }
         cv.notify_all();
+        return;
       }
-    } catch (...) {
       {
         std::lock_guard<std::mutex> lock(mutex);
-        error = std::current_exception();
+        done[static_cast<size_t>(i)] = 1;
       }
       cv.notify_all();
     }
@@ -137,23 +156,23 @@ struct DataLoader::Impl {
   Tensor augment_slot(int64_t i) {
     const int64_t begin = i * batch_size;
     const int64_t end = std::min(begin + batch_size, order_t.size(0));
-    Tensor out = slots[i % kSlots].slice(0, end - begin);
+    Tensor out = slots[slot(i)].slice(0, end - begin);
     if (files == nullptr) {
       augment_batch(out, images, order_t.slice(begin, end), params_t.slice(begin, end), aug);
     } else {
-      const Tensor& px = slots[0].is_cuda() ? dev_px[i % kSlots] : host_px[i % kSlots];
+      const Tensor& px = slots[0].is_cuda() ? dev_px[slot(i)] : host_px[slot(i)];
       augment_batch(out, px.slice(0, end - begin), identity.slice(0, end - begin),
                     params_t.slice(begin, end), aug);
     }
     return out;
   }
 
-  // Decodes the images of batch i into host_px/host_labels[i % kSlots] (see the file comment).
+  // Decodes the images of batch i into host_px/host_labels[slot(i)] (see the file comment).
   void decode_batch(int64_t i) {
     const int64_t begin = i * batch_size;
     const int64_t n = std::min(begin + batch_size, static_cast<int64_t>(order.size())) - begin;
-    uint8_t* px = host_px[i % kSlots].data<uint8_t>();
-    int32_t* lab = host_labels[i % kSlots].data<int32_t>();
+    uint8_t* px = host_px[slot(i)].data<uint8_t>();
+    int32_t* lab = host_labels[slot(i)].data<int32_t>();
     const int64_t per_image = host_px[0].numel() / host_px[0].size(0);
     std::vector<std::string> bad(static_cast<size_t>(n));
     pool->parallel_for(n, [&](int64_t k) {
@@ -216,9 +235,16 @@ DataLoader::DataLoader(const Dataset& data, const LoaderConfig& cfg)
                " of ", cfg.world, " ranks is not a rank (0 <= rank < world)");
   MINIDL_CHECK(data.size() <= INT32_MAX, who, ": dataset has ", data.size(),
                " samples; int32 indices allow at most ", INT32_MAX);
+  MINIDL_CHECK(cfg.workers >= 1 && cfg.workers <= 64, who, ": workers must be 1 to 64, got ",
+               cfg.workers, " (--workers)");
   require_device(cfg.device);
 
   Impl& s = *impl_;
+  // Producers: on the CPU, and for a folder dataset on every device (decoding is host work).
+  s.workers = cfg.device.is_cpu() || data.files ? cfg.workers : 1;
+  s.ahead = std::max<int64_t>(kMinAhead, s.workers);
+  const size_t nslots = static_cast<size_t>(s.ahead + 2);
+  s.slots.resize(nslots);
   s.batch_size = cfg.batch_size;
   s.aug.pad = 4;
   s.aug.cutout = cfg.augment ? cfg.cutout : 0;
@@ -234,7 +260,9 @@ DataLoader::DataLoader(const Dataset& data, const LoaderConfig& cfg)
     // Larger images are cropped at random scales instead of padded: no padding, flip only.
     s.random_resized_crop = cfg.augment && o.image_size > 32;
     if (s.random_resized_crop) s.aug.pad = 0;
-    for (int k = 0; k < kSlots; ++k) {
+    s.host_px.resize(nslots), s.host_labels.resize(nslots);
+    s.dev_px.resize(nslots), s.dev_labels.resize(nslots);
+    for (size_t k = 0; k < nslots; ++k) {
       s.host_px[k] = Tensor::empty(Shape{b, 3, H, W}, DType::U8, Device::cpu());
       s.host_labels[k] = Tensor::empty(Shape{b}, DType::I32, Device::cpu());
       if (cfg.device.is_cuda()) {
@@ -255,7 +283,7 @@ DataLoader::DataLoader(const Dataset& data, const LoaderConfig& cfg)
   for (Tensor& t : s.slots) t = Tensor::empty(Shape{b, 3, H, W}, DType::F32, cfg.device);
 }
 
-DataLoader::~DataLoader() { impl_->stop_worker(); }
+DataLoader::~DataLoader() { impl_->stop_workers(); }
 
 // Positions of the epoch plan before the rank's slice: the samples, padded to a multiple of the
 // ranks for training (DistributedSampler's total_size).
@@ -276,7 +304,7 @@ int64_t DataLoader::num_batches() const {
 
 void DataLoader::start_epoch(int64_t epoch) {
   Impl& s = *impl_;
-  s.stop_worker();  // an epoch left unfinished: its producer stops after its current batch
+  s.stop_workers();  // an epoch left unfinished: its producers stop after their current batch
 
   const int64_t m = data_.size(), total = plan_size();
   // The permutation: Fisher-Yates over all M samples, extended by its first positions to the
@@ -332,12 +360,14 @@ void DataLoader::start_epoch(int64_t epoch) {
   s.params_t = Tensor::from_vector(params, Shape{n, 5}, cfg_.device);
   s.order = std::move(perm);
   s.batches = num_batches();
-  s.produced = s.consumed = 0;
+  s.done.assign(static_cast<size_t>(s.batches), 0);
+  s.consumed = 0;
   s.stop = false;
   s.error = nullptr;
+  s.failed_at = INT64_MAX;
   s.started = true;
   if (cfg_.device.is_cpu() || s.files != nullptr)
-    s.worker = std::thread([&s] { s.produce(); });
+    for (int w = 0; w < s.workers; ++w) s.threads.emplace_back([&s, w] { s.produce(w); });
 }
 
 bool DataLoader::next(Batch& b) {
@@ -350,11 +380,11 @@ bool DataLoader::next(Batch& b) {
 
   if (cfg_.device.is_cpu() || s.files != nullptr) {
     std::unique_lock<std::mutex> lock(s.mutex);
-    s.cv.wait(lock, [&] { return s.produced > i || s.error; });
-    if (s.produced <= i) std::rethrow_exception(s.error);
+    s.cv.wait(lock, [&] { return s.done[static_cast<size_t>(i)] || s.failed_at <= i; });
+    if (!s.done[static_cast<size_t>(i)]) std::rethrow_exception(s.error);
   }
   if (s.files != nullptr) {
-    const int k = static_cast<int>(i % kSlots);
+    const size_t k = s.slot(i);
     if (cfg_.device.is_cuda()) {  // upload the decoded batch, then augment it on the device
       s.dev_px[k].copy_(s.host_px[k]);
       s.dev_labels[k].copy_(s.host_labels[k]);
@@ -364,7 +394,7 @@ bool DataLoader::next(Batch& b) {
     }
     b.labels = (cfg_.device.is_cuda() ? s.dev_labels[k] : s.host_labels[k]).slice(0, end - begin);
   } else {
-    b.images = cfg_.device.is_cpu() ? s.slots[i % kSlots].slice(0, end - begin) : s.augment_slot(i);
+    b.images = cfg_.device.is_cpu() ? s.slots[s.slot(i)].slice(0, end - begin) : s.augment_slot(i);
     b.labels = s.labels_t.slice(begin, end);
   }
   b.indices.assign(s.order.begin() + begin, s.order.begin() + end);

@@ -2,7 +2,7 @@
 // CIFAR augmentation (random crop with zero padding, horizontal flip, cutout) and normalisation,
 // all fused into one pass by augment_batch (kernels/augment.h).
 //
-// A background thread prepares the next batches while the
+// Background threads (LoaderConfig::workers, one by default) prepare the next batches while the
 // caller computes on batch i. With
 // `device` = CUDA the uint8 dataset is copied to the GPU once and augmentation runs there as one
 // kernel, so the host only draws the random crop/flip numbers; on the CPU the thread augments.
@@ -42,6 +42,11 @@ struct LoaderConfig {
   int rank = 0;
   int world = 1;
   bool pad = true;
+  // Threads preparing batches (--workers, 1 to 64): worker w prepares batches w, w + workers, ...
+  // On the CPU, and for a folder dataset on every device (it decodes on the host); an in-memory
+  // dataset on CUDA has none (next() queues the augmentation kernel). The batches, and where an
+  // error stops the epoch, are the same for any number.
+  int workers = 1;
 };
 
 struct Batch {
@@ -62,7 +67,8 @@ class DataLoader {
   // epoch) and starts preparing the first batch.
   void start_epoch(int64_t epoch);
   // Fills `b` with the next batch; false at the end of the epoch. The tensors are valid until the
-  // call after next (double buffering).
+  // call after next (double buffering). An error of a worker preparing this batch (a file that
+  // cannot be decoded) is rethrown here, and by every later call until start_epoch.
   bool next(Batch& b);
   int64_t num_batches() const;
   int64_t num_samples() const;  // per epoch and rank, after drop_last

@@ -117,8 +117,8 @@ void add_flags(CLI::App& app, TrainConfig& c) {
                  "under mpirun: seconds a collective may wait for the other ranks before the job "
                  "ends (a hung rank); 0 waits forever");
   app.add_option("--workers,-j", c.workers,
-                 "--dataset folder: threads decoding the images (the batches are the same for any "
-                 "number; CIFAR batches come from one producer thread)");
+                 "loader threads preparing batches (CPU, or --dataset folder: also its decoding "
+                 "threads); the batches are the same for any number");
 
   app.add_option("--out", c.out,
                  "run directory (default: runs/<model>-<timestamp>; with --resume: "

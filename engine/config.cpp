@@ -188,61 +188,63 @@ namespace {
 // effect, why not (and what to do instead); "" when it applies.
 struct FlagScope {
   const char* flag;
-  std::string (*does_not_apply)(const TrainConfig& c, bool on_cuda);
+  std::string (*does_not_apply)(const TrainConfig& c, const RunPlace& p);
 };
 
 // The flags --evaluate does not read: everything about training (the model and data settings come
-// from the checkpoint, and given flags override them, so they apply).
-std::string training_only(const TrainConfig& c, bool) {
+// from the checkpoint, and given flags override them, so they apply). Evaluation runs in float32
+// (--precision is the training step's policy), shows no per-step progress (--print-freq) and
+// writes eval.json, not TensorBoard events.
+std::string training_only(const TrainConfig& c, const RunPlace&) {
   return c.evaluate ? "it sets up training, and --evaluate trains nothing" : "";
 }
 
 const FlagScope kFlagScopes[] = {
     {"tf32",
-     [](const TrainConfig&, bool cuda) -> std::string {
-       return cuda ? "" : "TF32 tensor cores exist on GPUs only, and this run is on the CPU";
+     [](const TrainConfig&, const RunPlace& p) -> std::string {
+       return p.cuda ? "" : "TF32 tensor cores exist on GPUs only, and this run is on the CPU";
      }},
     {"kernels",
-     [](const TrainConfig&, bool cuda) -> std::string {
-       return cuda ? ""
-                   : "it chooses the GPU implementation, and this run is on the CPU (the "
-                     "CPU's is --cpu-kernels)";
+     [](const TrainConfig&, const RunPlace& p) -> std::string {
+       return p.cuda ? ""
+                     : "it chooses the GPU implementation, and this run is on the CPU (the "
+                       "CPU's is --cpu-kernels)";
      }},
     {"cpu-kernels",
-     [](const TrainConfig&, bool cuda) -> std::string {
-       return !cuda ? ""
-                    : "it chooses the CPU implementation, and this run is on a GPU (the "
-                      "GPU's is --kernels)";
+     [](const TrainConfig&, const RunPlace& p) -> std::string {
+       return !p.cuda ? ""
+                      : "it chooses the CPU implementation, and this run is on a GPU (the "
+                        "GPU's is --kernels)";
      }},
     {"zero-init-residual",
-     [](const TrainConfig& c, bool) -> std::string {
+     [](const TrainConfig& c, const RunPlace&) -> std::string {
        return c.model.rfind("resnet", 0) == 0 ? ""
                                               : "it applies to the ResNets (no residual "
                                                 "blocks in --model " +
                                                     c.model + ")";
      }},
     {"dropout",
-     [](const TrainConfig& c, bool) -> std::string {
+     [](const TrainConfig& c, const RunPlace&) -> std::string {
        return c.model == "alexnet" ? "" : "only alexnet has dropout, not --model " + c.model;
      }},
     {"momentum",
-     [](const TrainConfig& c, bool) -> std::string {
+     [](const TrainConfig& c, const RunPlace&) -> std::string {
        return c.optimizer == "sgd"
                   ? ""
                   : "it is SGD's, and --optimizer " + c.optimizer + " has no momentum";
      }},
     {"step-size",
-     [](const TrainConfig& c, bool) -> std::string {
+     [](const TrainConfig& c, const RunPlace&) -> std::string {
        return c.schedule == "step" ? "" : "it belongs to --schedule step, not " + c.schedule;
      }},
     {"gamma",
-     [](const TrainConfig& c, bool) -> std::string {
+     [](const TrainConfig& c, const RunPlace&) -> std::string {
        return c.schedule == "step" || c.schedule == "multistep"
                   ? ""
                   : "it belongs to --schedule step or multistep, not " + c.schedule;
      }},
     {"milestones",
-     [](const TrainConfig& c, bool) -> std::string {
+     [](const TrainConfig& c, const RunPlace&) -> std::string {
        return c.schedule == "multistep"
                   ? ""
                   : "it belongs to --schedule multistep, not " + c.schedule +
@@ -266,16 +268,75 @@ const FlagScope kFlagScopes[] = {
     {"step-size", training_only},
     {"gamma", training_only},
     {"milestones", training_only},
+    {"seed", training_only},
+    {"precision", training_only},
+    {"print-freq", training_only},
+    {"trace-steps", training_only},
+    {"tensorboard", training_only},
+    {"sync-bn", training_only},
+    {"overlap", training_only},
+    {"bucket-mb", training_only},
+    // Flags of the folder dataset, and of the loader's threads.
+    {"image-size",
+     [](const TrainConfig& c, const RunPlace&) -> std::string {
+       return c.dataset == "folder" ? ""
+                                    : "it sizes the images of --dataset folder; " + c.dataset +
+                                          "'s are 32x32 as stored";
+     }},
+    {"bad-images",
+     [](const TrainConfig& c, const RunPlace&) -> std::string {
+       return c.dataset == "folder" ? ""
+                                    : "it is about image files of --dataset folder, and " +
+                                          c.dataset + " is read from its binary files";
+     }},
+    {"workers",
+     [](const TrainConfig& c, const RunPlace& p) -> std::string {
+       return !p.cuda || c.dataset == "folder"
+                  ? ""
+                  : "on a GPU the " + c.dataset +
+                        " batches are augmented by the device, with no loader threads (they "
+                        "prepare batches on the CPU, or decode --dataset folder's images)";
+     }},
+    // Data-parallel flags (docs/DISTRIBUTED.md): one process has nothing to synchronise.
+    {"sync-bn",
+     [](const TrainConfig& c, const RunPlace& p) -> std::string {
+       if (p.ranks == 1)
+         return "it shares BatchNorm statistics between the ranks of mpirun, and this run is one "
+                "process";
+       return model_has_batchnorm(c.model) ? "" : "--model " + c.model + " has no BatchNorm";
+     }},
+    {"overlap",
+     [](const TrainConfig&, const RunPlace& p) -> std::string {
+       return p.ranks > 1 ? ""
+                          : "it schedules the all-reduce of mpirun's ranks, and this run "
+                            "is one process";
+     }},
+    {"bucket-mb",
+     [](const TrainConfig&, const RunPlace& p) -> std::string {
+       return p.ranks > 1 ? ""
+                          : "it sizes the all-reduce of mpirun's ranks, and this run is "
+                            "one process";
+     }},
+    {"dist-timeout",
+     [](const TrainConfig&, const RunPlace& p) -> std::string {
+       return p.ranks > 1 ? ""
+                          : "it bounds how long mpirun's ranks wait for each other, and this run "
+                            "is one process";
+     }},
 };
 
 }  // namespace
 
-void check_flags_apply(const TrainConfig& c, bool on_cuda) {
+void check_flags_apply(const TrainConfig& c, const RunPlace& place) {
   std::string problems;
+  std::vector<std::string> named;  // a flag with several rows is named once, for its first reason
   for (const FlagScope& row : kFlagScopes) {
     if (std::find(c.given.begin(), c.given.end(), row.flag) == c.given.end()) continue;
-    const std::string why = row.does_not_apply(c, on_cuda);
-    if (!why.empty()) problems += str(problems.empty() ? "" : "; ", "--", row.flag, ": ", why);
+    if (std::find(named.begin(), named.end(), row.flag) != named.end()) continue;
+    const std::string why = row.does_not_apply(c, place);
+    if (why.empty()) continue;
+    problems += str(problems.empty() ? "" : "; ", "--", row.flag, ": ", why);
+    named.push_back(row.flag);
   }
   if (!problems.empty())
     throw UsageError(str(problems, ". A flag that would have no effect is an error: remove it"));

@@ -83,7 +83,7 @@ struct TrainConfig {
   bool overlap = true;      // all-reduce gradient buckets while backward runs
   double bucket_mb = 25.0;  // gradient bucket size in MB (1e6 bytes)
   double dist_timeout = 300.0;  // seconds a collective waits for a peer rank (dist::WaitConfig)
-  int workers = 1;             // --dataset folder: decoding threads
+  int workers = 1;  // loader threads (LoaderConfig::workers); folder: also decoding threads
 
   // Run control
   std::string out;         // run directory ("" : runs/<model>-<timestamp>)
@@ -128,9 +128,14 @@ void validate(const TrainConfig& cfg, bool check_data = true);
 // have no effect in this run is a usage error (exit 2) naming the flag, the reason and the fix,
 // never silently ignored. kFlagScopes (config.cpp) has one row per flag with such a condition
 // (--tf32 on the CPU, --dropout without AlexNet, --epochs with --evaluate, ...): a new flag with a
-// condition is one more row. `on_cuda`: the run's device, once picked. Throws UsageError listing
-// every such flag.
-void check_flags_apply(const TrainConfig& cfg, bool on_cuda);
+// condition is one more row. `place`: the run's device, once picked, and its number of ranks.
+// Throws UsageError listing every such flag. A value the device cannot run (--precision bf16 on a
+// GPU without bfloat16) is not this rule's: the flag applies and its check names the device.
+struct RunPlace {
+  bool cuda = false;  // the run's device is a GPU
+  int ranks = 1;      // processes of the run (mpirun -np)
+};
+void check_flags_apply(const TrainConfig& cfg, const RunPlace& place);
 
 // The library configurations the flags describe. --lr is the schedule's base learning rate; the
 // optimizer gets every hyper-parameter flag and reads those it uses.

@@ -382,7 +382,7 @@ Setup prepare(const TrainConfig& cli, std::ostream& log) {
   Setup s;
   resolve_config(s, cli);
   s.device = pick_device(s.cfg.device);
-  check_flags_apply(s.cfg, s.device.device.is_cuda());
+  check_flags_apply(s.cfg, RunPlace{s.device.device.is_cuda(), dist::world().size()});
   set_run_settings(run_settings(s.cfg));
   s.effective = effective_settings(s);
   const std::vector<fs::path> replaced = choose_run_dir(s);
@@ -425,6 +425,7 @@ LoaderConfig loader_config(const Setup& s, bool training) {
   l.rank = dist::world().rank();
   l.world = dist::world().size();
   l.pad = training;
+  l.workers = s.cfg.workers;
   return l;
 }
 

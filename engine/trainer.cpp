@@ -568,7 +568,9 @@ RunResult train_run(Setup& s, std::ostream& log, const TrainHooks& hooks, bool t
     t.grad_sync = std::make_unique<dist::GradientSync>(t.model, comm, gc);
     t.chatty << t.grad_sync->describe() << '\n';
   } else if (cfg.sync_bn) {
-    log << "note: --sync-bn has no effect in one process (start train with mpirun -np N)\n";
+    // Only from the checkpoint of a run on several ranks: a given --sync-bn is refused here.
+    log << "note: the checkpoint's --sync-bn has no effect in one process (start train with "
+           "mpirun -np N)\n";
   }
   resume(t);
   load_pretrained(t);
@@ -612,7 +614,9 @@ RunResult run_train(const TrainConfig& cli, std::ostream& log_in, const TrainHoo
   // Under mpirun only rank 0 prints (and writes: RunRecorder).
   std::ostream null_log(nullptr);
   std::ostream& log = dist::world().rank() == 0 ? log_in : null_log;
-  const bool tty = &log == &std::cout && stdout_is_tty();
+  // Progress bars are redrawn on a terminal; --quiet shows none, for training or evaluation
+  // (the progress line goes to `chatty` anyway; EvalProgress writes to `log`, so it is told).
+  const bool tty = (hooks.terminal || (&log == &std::cout && stdout_is_tty())) && !cli.quiet;
   Setup s = prepare(cli, log);
   try {
     return s.cfg.evaluate ? run_evaluate(s, log, t0, tty) : train_run(s, log, hooks, tty, t0);

@@ -47,6 +47,9 @@ struct TrainHooks {
   std::function<void(int64_t epoch, int64_t step, const std::vector<int32_t>& indices)> on_batch;
   // Called after an epoch's last step, before its evaluation (tests damage the model with it).
   std::function<void(Module& model)> before_evaluation;
+  // Treat the log as a terminal (progress redrawn in place) even when it is not std::cout on a
+  // tty: tests check what a terminal would show.
+  bool terminal = false;
 };
 
 struct EvalResult {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/half.h"
 #include "io/safetensors.h"
 
 namespace minidl {
@@ -23,15 +24,30 @@ std::string hex16(uint64_t v) {
   return buf;
 }
 
-// The number of NaN or infinite elements of a float tensor on the host (0 for other dtypes).
+// The number of NaN or infinite elements of a floating-point tensor on the host: float32,
+// float64, bfloat16 and float16 (widened exactly to float, so a 16-bit NaN or inf stays one);
+// 0 for the integer dtypes.
 int64_t count_non_finite(const Tensor& t) {
   int64_t bad = 0;
-  if (t.dtype() == DType::F32) {
-    const float* p = t.data<float>();
-    for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(p[i]);
-  } else if (t.dtype() == DType::F64) {
-    const double* p = t.data<double>();
-    for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(p[i]);
+  auto count = [&](const auto* p) {
+    for (int64_t i = 0; i < t.numel(); ++i) bad += !std::isfinite(widen(p[i]));
+  };
+  switch (t.dtype()) {
+    case DType::F32:
+      count(t.data<float>());
+      break;
+    case DType::F64:
+      count(t.data<double>());
+      break;
+    case DType::BF16:
+      count(t.data<bf16>());
+      break;
+    case DType::F16:
+      count(t.data<f16>());
+      break;
+    case DType::I32:
+    case DType::U8:
+      break;
   }
   return bad;
 }

@@ -51,7 +51,7 @@ const Registry<ModelKind>& models() {
        {"resnet110", "CIFAR ResNet-110: 3 stages of 18 BasicBlocks",
         {[](const ModelConfig& c) { return cifar_resnet(c, 110); }, false}},
        {"alexnet", "AlexNet for 32x32 inputs: five convolutions, two 4096-wide layers with dropout",
-        {make_alexnet, false}},
+        {make_alexnet, false, /*batchnorm=*/false}},
        {"plain", "a small CNN without shortcuts, for comparison", {make_plain, false}}});
   return r;
 }
@@ -98,6 +98,11 @@ std::vector<std::string> imagenet_stem_model_names() {
   for (const auto& e : models().entries())
     if (e.value.imagenet_stem) names.push_back(e.name);
   return names;
+}
+
+bool model_has_batchnorm(const std::string& name) {
+  const Registry<ModelKind>::Entry* e = models().find(name);
+  return e != nullptr && e->value.batchnorm;
 }
 
 std::unique_ptr<Module> make_model(const ModelConfig& cfg) {

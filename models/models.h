@@ -39,12 +39,15 @@ struct ModelConfig {
 struct ModelKind {
   std::function<std::unique_ptr<Module>(const ModelConfig&)> build;
   bool imagenet_stem = false;  // accepts ModelConfig::imagenet_stem (ResNet-18..152)
+  bool batchnorm = true;       // has BatchNorm layers (what --sync-bn synchronises)
 };
 // Every model by name, in the order above: for `train --model`, its --help and make_model.
 const Registry<ModelKind>& models();
 
 // Throws naming the unknown model and listing the known names.
 std::unique_ptr<Module> make_model(const ModelConfig& cfg);
+// Whether the model of that name has BatchNorm layers (false for an unknown name).
+bool model_has_batchnorm(const std::string& name);
 std::vector<std::string> model_names();
 // The models that take an ImageNet stem (resnet18 ... resnet152).
 std::vector<std::string> imagenet_stem_model_names();

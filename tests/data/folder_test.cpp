@@ -1,16 +1,19 @@
 // Image decoding and resampling (data/image.h), the folder dataset (data/folder.h) and the
 // DataLoader on it: formats (greyscale, CMYK, PNG, mixed sizes), the error cases, the transforms,
 // and determinism of the decoded batches whatever the number of decoding threads.
-#include <catch2/catch.hpp>
+#include "data/folder.h"
+
 #include <fmt/format.h>
 
+#include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <thread>
 
 #include "../engine/engine_test_util.h"
 #include "../support/test_util.h"
-#include "data/folder.h"
 #include "data/image.h"
 #include "data/loader.h"
 
@@ -275,7 +278,8 @@ TEST_CASE("folder: random-resized-crop batches depend on seed and epoch, not on 
       write_jpeg(mk(root / split / (i % 2 ? "p" : "q") / fmt::format("{}.jpg", i)),
                  px.data(), 90 + 7 * i, 70, 3);
     }
-  auto batches = [&](int workers, int64_t epoch) {
+  // `workers` decoding threads and `producers` loader workers (LoaderConfig::workers).
+  auto batches = [&](int workers, int64_t epoch, int producers = 1) {
     DataOptions opt;
     opt.image_size = 48;
     opt.workers = workers;
@@ -284,6 +288,7 @@ TEST_CASE("folder: random-resized-crop batches depend on seed and epoch, not on 
     c.augment = true;
     c.shuffle = true;
     c.seed = 11;
+    c.workers = producers;
     DataLoader loader(d, c);
     loader.start_epoch(epoch);
     std::vector<float> all;
@@ -298,5 +303,46 @@ TEST_CASE("folder: random-resized-crop batches depend on seed and epoch, not on 
   const std::vector<float> a = batches(1, 3);
   CHECK(a.size() == 6 * 3 * 48 * 48);
   CHECK(batches(4, 3) == a);
+  CHECK(batches(2, 3, 3) == a);  // 3 loader workers, 2 batches of 4 and one of 2: partial last
   CHECK(batches(2, 4) != a);
+}
+
+// An error in a loader worker (data/loader.cpp) reaches the caller with its message at the batch
+// that failed, as with one worker: with 3 workers batch 1 often fails first (worker 1's first
+// batch), yet next() hands out batch 0 before it throws, and throws again on a later call; the
+// destructor joins the workers left waiting mid-epoch.
+TEST_CASE("folder: a worker's error reaches next() at its batch, whatever the workers",
+          "[folder][data][errors][workers]") {
+  const fs::path root = scratch_dir("folder_worker_error");
+  for (const char* split : {"train", "test"})
+    for (int i = 0; i < 14; ++i) {
+      // 160 x 160: a good batch takes a few ms to decode, a corrupt file fails at once.
+      const std::vector<uint8_t> px = pattern(160, 160, i);
+      write_png(mk(root / split / (i % 2 ? "a" : "b") / fmt::format("{}.png", i)), px.data(), 160,
+                160, 3);
+    }
+  DataOptions opt;
+  opt.workers = 2;
+  const Dataset d = load_image_folder(root.string(), Split::Train, 0, opt);
+  REQUIRE(d.size() == 14);
+  const std::string bad = d.files->paths[5];  // batch 1 of batches of 4 (no shuffle)
+  write_text(bad, "\x89PNG\r\n\x1a\n garbage");
+  for (const int workers : {1, 3}) {
+    INFO("workers " << workers);
+    LoaderConfig c = identity_config(4);
+    c.workers = workers;
+    DataLoader loader(d, c);
+    // Epoch 0: the caller sleeps (batch 1 fails meanwhile); epochs 1-11: it waits for batch 0
+    // while batch 1 may fail first.
+    for (int epoch = 0; epoch < 12; ++epoch) {
+      INFO("epoch " << epoch);
+      loader.start_epoch(epoch);
+      if (epoch == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      Batch b;
+      REQUIRE(loader.next(b));
+      CHECK(b.indices == std::vector<int32_t>{0, 1, 2, 3});
+      CHECK_THROWS_WITH(loader.next(b), Catch::Contains(bad) && Catch::Contains("--bad-images"));
+      CHECK_THROWS_WITH(loader.next(b), Catch::Contains(bad));
+    }
+  }
 }

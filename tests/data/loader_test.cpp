@@ -4,15 +4,18 @@
 // The synthetic dataset makes every batch checkable by itself: image i has all pixels equal to i
 // and label i % 10, and the normalisation is the identity, so each output pixel is i / 255 (or 0
 // where augmentation pads or cuts out).
-#include <catch2/catch.hpp>
+#include "data/loader.h"
 
 #include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <set>
 #include <thread>
 
-#include "data/loader.h"
 #include "../support/test_util.h"
 
 using namespace minidl;
@@ -246,27 +249,112 @@ TEST_CASE("loader: ranks take strided, padded slices of one plan", "[loader][dat
   CHECK_THROWS_WITH(DataLoader(d, bad), Catch::Contains("rank 2 of 2 ranks is not a rank"));
 }
 
-TEST_CASE("loader: a batch stays valid until the call after next", "[loader][data]") {
+TEST_CASE("loader: a batch stays valid until the call after next", "[loader][data][workers]") {
   const Dataset d = synthetic(64);
-  DataLoader l(d, config(4, true, false));
-  l.start_epoch(0);
-  Batch prev, cur;
-  REQUIRE(l.next(prev));
-  while (l.next(cur)) {
-    // Give the producer time to run as far ahead as it may; it must not touch `prev`'s slot.
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    REQUIRE(batch_consistent(prev));
-    REQUIRE(batch_consistent(cur));
-    prev = cur;
+  for (const int workers : {1, 2, 3, 5}) {
+    INFO("workers " << workers);
+    LoaderConfig c = config(4, true, false);
+    c.workers = workers;
+    DataLoader l(d, c);
+    l.start_epoch(0);
+    Batch prev, cur;
+    REQUIRE(l.next(prev));
+    while (l.next(cur)) {
+      // Give the workers time to run as far ahead as they may; they must not touch `prev`'s slot.
+      std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      REQUIRE(batch_consistent(prev));
+      REQUIRE(batch_consistent(cur));
+      prev = cur;
+    }
   }
 }
 
-TEST_CASE("loader: background thread survives early start_epoch and destruction", "[loader][data]") {
+// --workers N (data/loader.cpp): W threads prepare batches w, w + W, ... and next() waits for its
+// own batch's done flag, so order and content are those of one worker, bit for bit: augmentation
+// with cutout on, a dataset size that is not a multiple of the batch (a short last batch), and
+// each rank's slice of the plan. The consumer sometimes sleeps (the workers run ahead and finish
+// out of order) and sometimes not (it waits on batches still being prepared).
+TEST_CASE("loader: batches are bit-identical for 1, 2 and 3 workers", "[loader][data][workers]") {
+  const Dataset d = synthetic(203, 9, 7);
+  struct Epoch {
+    std::vector<std::vector<int32_t>> indices, labels;
+    std::vector<std::vector<float>> pixels;
+  };
+  auto epoch = [&](LoaderConfig c, int workers, int64_t e) {
+    c.workers = workers;
+    DataLoader l(d, c);
+    l.start_epoch(e);
+    Epoch out;
+    Batch b;
+    for (int k = 0; l.next(b); ++k) {
+      if (e == 4 && k % 3 == 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      out.indices.push_back(b.indices);
+      out.labels.push_back(b.labels.to_vector<int32_t>());
+      out.pixels.push_back(b.images.to_vector<float>());
+    }
+    return out;
+  };
+  for (const int world : {1, 3}) {
+    for (int rank = 0; rank < world; ++rank) {
+      LoaderConfig c = config(8, true, false, 17);
+      c.augment = true;
+      c.cutout = 3;
+      c.world = world;
+      c.rank = rank;
+      // Epoch 4 with a consumer that sometimes sleeps, epochs 5-9 with one that never does (a
+      // batch handed out before it is done shows only when the workers finish out of order,
+      // which several epochs make likely).
+      for (int64_t e = 4; e < 10; ++e) {
+        const Epoch one = epoch(c, 1, e);
+        // 203 samples; with 3 ranks the plan is padded to 204, 68 a rank: both end short of 8.
+        REQUIRE(one.pixels.size() == static_cast<size_t>((world == 1 ? 203 : 68) + 7) / 8);
+        CHECK(one.indices.back().size() == (world == 1 ? 3u : 4u));
+        for (const int workers : {2, 3}) {
+          INFO("world " << world << ", rank " << rank << ", workers " << workers << ", epoch "
+                        << e);
+          const Epoch w = epoch(c, workers, e);
+          CHECK(w.indices == one.indices);
+          CHECK(w.labels == one.labels);
+          REQUIRE(w.pixels.size() == one.pixels.size());
+          for (size_t k = 0; k < w.pixels.size(); ++k) {
+            INFO("batch " << k);
+            CHECK(w.pixels[k] == one.pixels[k]);
+          }
+        }
+      }
+    }
+  }
+  LoaderConfig bad = config(4, true, false);
+  bad.workers = 0;
+  CHECK_THROWS_WITH(DataLoader(d, bad), Catch::Contains("workers must be 1 to 64, got 0"));
+}
+
+TEST_CASE("loader: background threads survive early start_epoch and destruction",
+          "[loader][data][workers]") {
+  // A shutdown that hangs (a worker waiting for room that never sees `stop`) ends the test
+  // binary after 60 s with a message, instead of stalling CI until its timeout.
+  struct Watchdog {
+    std::atomic<bool> done{false};
+    std::thread t{[this] {
+      for (int k = 0; k < 600 && !done; ++k)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (done) return;
+      std::fprintf(stderr, "loader test: start_epoch or the destructor hung for 60 s\n");
+      std::_Exit(1);
+    }};
+    ~Watchdog() {
+      done = true;
+      t.join();
+    }
+  } watchdog;
   const Dataset d = synthetic(200);
   std::vector<int32_t> all(200);
   std::iota(all.begin(), all.end(), 0);
-  for (int rep = 0; rep < 20; ++rep) {
-    DataLoader l(d, config(8, true, false, static_cast<uint64_t>(rep)));
+  for (int rep = 0; rep < 30; ++rep) {
+    LoaderConfig c = config(8, true, false, static_cast<uint64_t>(rep));
+    c.workers = 1 + rep % 3;  // 1, 2 and 3 workers
+    INFO("rep " << rep << ", workers " << c.workers);
+    DataLoader l(d, c);
     l.start_epoch(0);
     Batch b;
     REQUIRE(l.next(b));

@@ -1,17 +1,17 @@
 // Checkpoints: bit-exact round trip of a model with parameters, buffers and a child, optimizer
 // state included, resuming exactly, and strict loading errors that name the tensor.
-#include <catch2/catch.hpp>
+#include "io/checkpoint.h"
 
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
-
+#include <limits>
 #include <nlohmann/json.hpp>
 
-#include "io/checkpoint.h"
-#include "io/safetensors.h"
 #include "../support/test_util.h"
+#include "io/safetensors.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -219,6 +219,38 @@ TEST_CASE("checkpoint loading is strict and names the tensor", "[checkpoint][err
     REQUIRE_THROWS_WITH(load_checkpoint(path2, b, nullptr),
                         Catch::Contains("'weight'") && Catch::Contains("float32") &&
                             Catch::Contains("float64"));
+  }
+  SECTION("NaN or infinite bfloat16/float16 values are refused, naming the tensor") {
+    // A checkpoint holding 16-bit tensors (a converted or foreign file): one NaN in a bfloat16
+    // 'weight', one -inf in a float16 'bias'; finite 16-bit tensors pass this check and reach
+    // the dtype check.
+    for (const int bad : {0, 1, 2}) {
+      INFO("bad " << bad);
+      Tensor w = cast(a.weight_->value, DType::F32), bias = cast(a.bias_->value, DType::F32);
+      if (bad == 1) w.data<float>()[4] = std::numeric_limits<float>::quiet_NaN();
+      if (bad == 2) bias.data<float>()[1] = -std::numeric_limits<float>::infinity();
+      NamedTensors t;
+      for (auto& np : a.named_parameters())
+        t.emplace_back(np.name, np.name == "weight" ? cast(w, DType::BF16)
+                                : np.name == "bias" ? cast(bias, DType::F16)
+                                                    : np.param->value);
+      for (auto& nb : a.named_buffers()) t.emplace_back(nb.name, *nb.tensor);
+      const std::string path2 = (temp_dir() / "half_nan.safetensors").string();
+      save_safetensors(path2, t, {{"format", "minidl-checkpoint"}, {"format_version", "1"}});
+      TinyNet b(3, 2);
+      const auto before = b.values();
+      if (bad == 0) {
+        REQUIRE_THROWS_WITH(load_checkpoint(path2, b, nullptr), Catch::Contains("'weight'") &&
+                                                                    Catch::Contains("bfloat16") &&
+                                                                    !Catch::Contains("NaN"));
+      } else {
+        REQUIRE_THROWS_WITH(
+            load_checkpoint(path2, b, nullptr),
+            Catch::Contains("NaN or infinite values in 1 tensor(s)") &&
+                Catch::Contains(bad == 1 ? "'weight' (1 of 6 values" : "'bias' (1 of 3 values"));
+      }
+      CHECK(b.values() == before);
+    }
   }
   SECTION("optimizer of another kind") {
     TinyNet b(3, 2);
