@@ -87,18 +87,21 @@ TEST_CASE("imagenet-style run: train, checkpoint, predict, export", "[apps][imag
   CHECK(cfg["class-names"] == nlohmann::json({"cat", "dog", "fish"}));
   CHECK(cfg["image-size"] == 224);
 
-  // predict: two good images (one by its folder), a missing file and a text file.
+  // predict: three good images (one by its folder, one with an EXIF rotation tag), a missing
+  // file and a text file.
   std::ofstream(dir / "notes.jpg") << "not an image";
+  std::ofstream(dir / "rotated.jpg", std::ios::binary)
+      << test::with_exif_orientation(slurp(dir / "data" / "val" / "cat" / "0.jpg"), 6, false);
   const Output p = run_app(
-      "predict", fmt::format("--checkpoint '{}' --json -k 2 '{}' '{}' '{}' '{}'", ckpt.string(),
+      "predict", fmt::format("--checkpoint '{}' --json -k 2 '{}' '{}' '{}' '{}' '{}'", ckpt.string(),
                              (dir / "data" / "val" / "dog" / "0.jpg").string(),
                              (dir / "data" / "val" / "fish").string(), (dir / "missing.png").string(),
-                             (dir / "notes.jpg").string()),
+                             (dir / "notes.jpg").string(), (dir / "rotated.jpg").string()),
       dir);
   INFO(p.out << p.err);
   CHECK(p.rc == 1);  // some inputs failed; the others were still classified
   const nlohmann::json j = nlohmann::json::parse(p.out);
-  REQUIRE(j["predictions"].size() == 3);  // dog/0.jpg, fish/0.jpg, fish/1.png
+  REQUIRE(j["predictions"].size() == 4);  // dog/0.jpg, fish/0.jpg, fish/1.png, rotated.jpg
   for (const auto& pr : j["predictions"]) {
     REQUIRE(pr["top"].size() == 2);
     const double p0 = pr["top"][0]["probability"], p1 = pr["top"][1]["probability"];
@@ -106,7 +109,14 @@ TEST_CASE("imagenet-style run: train, checkpoint, predict, export", "[apps][imag
     CHECK(p0 + p1 <= 1.0 + 1e-9);
     const std::string name = pr["top"][0]["class"];
     CHECK((name == "cat" || name == "dog" || name == "fish"));
+    CHECK(pr["logits"].size() == 3);
   }
+  // EXIF orientation is not applied (as in training; tests/data/folder_test.cpp checks the
+  // pixels): said on stderr and in the JSON of that image only.
+  CHECK(j["predictions"][3]["exif_orientation_ignored"] == 6);
+  CHECK_FALSE(j["predictions"][0].contains("exif_orientation_ignored"));
+  CHECK_THAT(p.err, Catch::Contains("rotated.jpg has EXIF orientation 6") &&
+                        Catch::Contains("ignores EXIF orientation"));
   REQUIRE(j["errors"].size() == 2);
   CHECK_THAT(j["errors"][0]["error"].get<std::string>(), Catch::Contains("no such file"));
   CHECK_THAT(j["errors"][1]["error"].get<std::string>(), Catch::Contains("not a JPEG or PNG"));
