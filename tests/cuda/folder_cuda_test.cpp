@@ -59,7 +59,7 @@ TEST_CASE("folder DataLoader on CUDA yields the CPU loader's batches", "[cuda][l
   const uint64_t seed = test::test_seed();
   INFO("seed " << seed);
   const fs::path root = test::scratch_dir("cuda_folder_loader");
-  make_folder(root, {{"train", 4}});  // 12 images
+  make_folder(root, {{"train", 4}, {"val", 1}});  // 12 training images
   // 32: resize + centre crop, then pad-4 crop, flip and cutout on the device; 36: random-resized-
   // crop while decoding (pad 0 on the device), then flip.
   for (int size : {32, 36}) {
