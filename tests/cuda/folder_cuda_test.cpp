@@ -21,6 +21,7 @@
 #include "engine/metrics.h"
 #include "engine/setup.h"
 #include "engine/trainer.h"
+#include "loader_check.h"
 
 using namespace minidl;
 namespace fs = std::filesystem;
@@ -80,28 +81,7 @@ TEST_CASE("folder DataLoader on CUDA yields the CPU loader's batches", "[cuda][l
     c.device = Device::cuda(0);
     DataLoader gpu(d, c);
     // Two epochs of 3 batches: 6 > 4 slots, so the device's upload slots are reused.
-    for (int64_t epoch : {0, 1}) {
-      INFO("epoch " << epoch);
-      cpu.start_epoch(epoch);
-      gpu.start_epoch(epoch);
-      Batch a, b;
-      int64_t batches = 0;
-      while (cpu.next(a)) {
-        REQUIRE(gpu.next(b));
-        CHECK(b.images.is_cuda());
-        CHECK(b.labels.is_cuda());
-        CHECK(a.indices == b.indices);
-        CHECK(a.labels.to_vector<int32_t>() == b.labels.to_vector<int32_t>());
-        // Exact: the same host decode, and augment_batch's CUDA backend equals the float32
-        // cpu-reference bit for bit (tests/ops/augment_test.cpp).
-        const test::Comparison cmp = test::compare(b.images, a.images, 0.0, 0.0);
-        INFO(cmp.report);
-        CHECK(cmp.ok);
-        ++batches;
-      }
-      CHECK(batches == 3);
-      CHECK_FALSE(gpu.next(b));
-    }
+    test::check_same_batches(cpu, gpu, {0, 1}, 3);
   }
 }
 
