@@ -2,7 +2,8 @@
 """Reads a run's --tensorboard event files with the `tensorboard` package's own reader.
 
 Checks that every scalar of metrics.csv is there, per epoch, with the same value (to float32), that
-every layer's gradient norm (grad_norm/<layer>) has one positive value per epoch, and prints the tags. Outside CI: needs PyPI tensorboard (pip install tensorboard).
+every layer's gradient norm (grad_norm/<layer>) has one positive value per epoch, and prints the
+tags. Outside CI: needs PyPI tensorboard (pip install tensorboard).
 Usage: scripts/tensorboard_check.py RUN_DIR
 """
 import csv, glob, os, sys

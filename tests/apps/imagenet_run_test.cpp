@@ -93,7 +93,8 @@ TEST_CASE("imagenet-style run: train, checkpoint, predict, export", "[apps][imag
   std::ofstream(dir / "rotated.jpg", std::ios::binary)
       << test::with_exif_orientation(slurp(dir / "data" / "val" / "cat" / "0.jpg"), 6, false);
   const Output p = run_app(
-      "predict", fmt::format("--checkpoint '{}' --json -k 2 '{}' '{}' '{}' '{}' '{}'", ckpt.string(),
+      "predict", fmt::format("--checkpoint '{}' --json -k 2 '{}' '{}' '{}' '{}' '{}'",
+                             ckpt.string(),
                              (dir / "data" / "val" / "dog" / "0.jpg").string(),
                              (dir / "data" / "val" / "fish").string(), (dir / "missing.png").string(),
                              (dir / "notes.jpg").string(), (dir / "rotated.jpg").string()),

@@ -307,7 +307,9 @@ TEST_CASE("image: EXIF orientation is read, and not applied (as torchvision's Im
   const std::vector<uint8_t> rgb = pattern(24, 16, 3);
   write_jpeg(mk(dir / "plain.jpg"), rgb.data(), 24, 16, 3);
   const std::string plain = test::read_text(dir / "plain.jpg");
-  const auto bytes = [](const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); };
+  const auto bytes = [](const std::string& s) {
+    return reinterpret_cast<const uint8_t*>(s.data());
+  };
   CHECK(exif_orientation(bytes(plain), plain.size()) == 0);  // no Exif segment
   for (bool le : {false, true})
     for (int o : {1, 3, 6, 8}) {
