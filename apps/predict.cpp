@@ -6,6 +6,8 @@
 // configuration (config_json): each image gets the evaluation transform of training (shorter side
 // resized, centre crop; data/folder.h), and the images go through the model in batches on
 // --device. A folder argument contributes its .jpg/.jpeg/.png files (recursively, sorted).
+// EXIF orientation is not applied (as in training, and torchvision's ImageFolder): an image
+// whose tag asks for a rotation gets a note on stderr and "exif_orientation_ignored" in the JSON.
 // A file that is missing or cannot be decoded is reported (on stderr, or in the JSON's "errors")
 // and the others are still processed; the exit code is then 1. Usage errors exit with 2.
 #include <fmt/format.h>
@@ -19,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data/folder.h"
+#include "data/image.h"
 #include "data/thread_pool.h"
 #include "engine/setup.h"
 #include "io/checkpoint.h"
@@ -76,6 +79,8 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& args,
 struct Prediction {
   std::string file;
   std::vector<std::pair<int, double>> top;  // (class, probability)
+  std::vector<float> logits;                 // the model's outputs, every class (--json)
+  int exif_orientation = 0;                  // its EXIF orientation tag when not 1 (ignored)
 };
 
 int run(const Options& o, std::ostream& out, std::ostream& err) {
@@ -122,9 +127,12 @@ int run(const Options& o, std::ostream& out, std::ostream& err) {
     const int64_t n = std::min<int64_t>(B, static_cast<int64_t>(files.size()) - begin);
     std::vector<uint8_t> px(static_cast<size_t>(n * per_image));
     std::vector<std::string> errors(static_cast<size_t>(n));
+    std::vector<int> orientation(static_cast<size_t>(n));
     pool.parallel_for(n, [&](int64_t k) {
       try {
         decode_eval(f, begin + k, px.data() + k * per_image);
+        orientation[static_cast<size_t>(k)] =
+            read_exif_orientation(files[static_cast<size_t>(begin + k)]);
       } catch (const Error& e) {
         errors[static_cast<size_t>(k)] = e.what();
       }
@@ -166,6 +174,9 @@ int run(const Options& o, std::ostream& out, std::ostream& err) {
                         [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
       Prediction pr;
       pr.file = files[static_cast<size_t>(begin + ok[static_cast<size_t>(k)])];
+      pr.logits.assign(z, z + classes);
+      const int orient = orientation[static_cast<size_t>(ok[static_cast<size_t>(k)])];
+      if (orient > 1) pr.exif_orientation = orient;
       for (int t = 0; t < k_top; ++t) pr.top.push_back({order[t], p[order[t]] / sum});
       preds.push_back(std::move(pr));
     }
@@ -181,7 +192,9 @@ int run(const Options& o, std::ostream& out, std::ostream& err) {
       json top = json::array();
       for (const auto& [c, prob] : p.top)
         top.push_back({{"class", names[static_cast<size_t>(c)]}, {"index", c}, {"probability", prob}});
-      j["predictions"].push_back({{"file", p.file}, {"top", top}});
+      json pj = {{"file", p.file}, {"top", top}, {"logits", p.logits}};
+      if (p.exif_orientation > 1) pj["exif_orientation_ignored"] = p.exif_orientation;
+      j["predictions"].push_back(pj);
     }
     j["errors"] = json::array();
     for (const Failure& fl : failures) j["errors"].push_back({{"file", fl.file}, {"error", fl.error}});
@@ -194,6 +207,12 @@ int run(const Options& o, std::ostream& out, std::ostream& err) {
                            100.0 * p.top[t].second);
     }
   }
+  for (const Prediction& p : preds)
+    if (p.exif_orientation > 1)
+      err << "predict: note: " << p.file << " has EXIF orientation " << p.exif_orientation
+          << " (a camera's rotation or mirroring); it is classified as stored, unrotated, as "
+             "training saw its images (minidl, like torchvision's ImageFolder, ignores EXIF "
+             "orientation: docs/TRAINING.md)\n";
   for (const Failure& fl : failures) err << "predict: " << fl.file << ": " << fl.error << '\n';
   if (preds.empty() && failures.empty()) err << "predict: no images given\n";
   return failures.empty() && !preds.empty() ? 0 : 1;

@@ -104,6 +104,60 @@ std::string sniff_image_format(const uint8_t* d, size_t n) {
   return "";
 }
 
+int exif_orientation(const uint8_t* d, size_t n) {
+  if (sniff_image_format(d, n) != "jpeg") return 0;
+  // The markers after SOI, each FF xx with a big-endian length that counts itself, up to the
+  // first scan (SOS) or the end of the bytes.
+  size_t pos = 2;
+  while (pos + 4 <= n && d[pos] == 0xFF) {
+    const uint8_t marker = d[pos + 1];
+    if (marker == 0xD8 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7) || marker == 0xFF) {
+      pos += marker == 0xFF ? 1 : 2;  // standalone markers (and fill bytes) carry no length
+      continue;
+    }
+    if (marker == 0xDA || marker == 0xD9) return 0;  // the scan (or the end) before any Exif
+    const size_t len = (size_t{d[pos + 2]} << 8) | d[pos + 3];
+    if (len < 2 || pos + 2 + len > n) return 0;
+    const uint8_t* seg = d + pos + 4;
+    const size_t m = len - 2;
+    if (marker == 0xE1 && m >= 14 && std::memcmp(seg, "Exif\0\0", 6) == 0) {
+      const uint8_t* t = seg + 6;  // the TIFF header: II (little-endian) or MM, 42, IFD0 offset
+      const size_t tn = m - 6;
+      const bool le = t[0] == 'I' && t[1] == 'I';
+      if (!le && !(t[0] == 'M' && t[1] == 'M')) return 0;
+      const auto u16 = [&](size_t o) -> uint32_t {
+        return le ? t[o] | (t[o + 1] << 8) : (t[o] << 8) | t[o + 1];
+      };
+      const auto u32 = [&](size_t o) -> uint64_t {
+        return le ? (uint64_t{u16(o + 2)} << 16) | u16(o) : (uint64_t{u16(o)} << 16) | u16(o + 2);
+      };
+      if (u16(2) != 42) return 0;
+      const uint64_t ifd = u32(4);
+      if (ifd + 2 > tn) return 0;
+      const uint32_t entries = u16(ifd);
+      for (uint32_t e = 0; e < entries; ++e) {
+        const uint64_t o = ifd + 2 + 12 * uint64_t{e};  // tag, type, count, value (inline)
+        if (o + 12 > tn) return 0;
+        if (u16(o) == 0x0112 && u16(o + 2) == 3 && u32(o + 4) == 1) {
+          const uint32_t v = u16(o + 8);
+          return v >= 1 && v <= 8 ? static_cast<int>(v) : 0;
+        }
+      }
+      return 0;
+    }
+    pos += 2 + len;
+  }
+  return 0;
+}
+
+int read_exif_orientation(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return 0;
+  std::vector<uint8_t> head(128 * 1024);
+  f.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+  return exif_orientation(head.data(), static_cast<size_t>(f.gcount()));
+}
+
 bool has_image_extension(const std::string& path) {
   const size_t dot = path.rfind('.');
   if (dot == std::string::npos) return false;

@@ -28,6 +28,13 @@ Image decode_image_bytes(const uint8_t* data, size_t size, const std::string& wh
 
 // "jpeg", "png" from the first bytes, or "" for anything else.
 std::string sniff_image_format(const uint8_t* data, size_t size);
+// The EXIF orientation tag (0x0112) of a JPEG's APP1 Exif segment: 1 (upright) to 8, or 0 when
+// there is none (PNG, no Exif, no tag, a malformed segment). minidl does not apply it, as
+// torchvision's ImageFolder does not (docs/TRAINING.md, "EXIF orientation"): pixels are used as
+// stored, in training and in predict alike; predict says so for an image whose tag is not 1.
+int exif_orientation(const uint8_t* data, size_t size);
+// The same for a file (its first 128 KiB, where the Exif segment must start); 0 when unreadable.
+int read_exif_orientation(const std::string& path);
 // Whether the name ends in .jpg, .jpeg or .png (any case): what a folder dataset treats as images.
 bool has_image_extension(const std::string& path);
 

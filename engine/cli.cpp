@@ -136,8 +136,8 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_flag("--save-init", c.save_init,
                "write init.safetensors, the weights before the first step");
   app.add_flag("--tensorboard", c.tensorboard,
-               "also write each epoch's losses, accuracies, lr and images/s as TensorBoard event "
-               "files (events.out.tfevents.*) in the run directory");
+               "also write each epoch's losses, accuracies, lr, images/s and per-layer gradient "
+               "norms as TensorBoard event files (events.out.tfevents.*) in the run directory");
   app.add_option("--dump-logits", c.dump_logits,
                  "with --evaluate: write every test image's logits and label to this "
                  "safetensors file");

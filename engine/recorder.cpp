@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -207,6 +208,11 @@ void RunRecorder::add_layer_grad_norms(double epoch,
     }
     it->second.push_back({epoch, norm});
   }
+  // TensorBoard: one scalar per layer, "grad_norm/<layer path>", at the epoch (a step of the
+  // run's x axis, as the metrics.csv scalars); flushed with the epoch's metrics.
+  if (writes_ && events_)
+    for (const auto& [layer, norm] : norms)
+      events_->scalar("grad_norm/" + layer, std::llround(epoch), norm);
 }
 
 void RunRecorder::write_report(const RunResult& res, const std::string& status, bool in_progress) {

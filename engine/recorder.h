@@ -7,7 +7,8 @@
 //   best.safetensors  the state of the epoch with the best validation (else test) accuracy
 //   init.safetensors  with --save-init: the weights before the first step
 //   report.html       the report, rewritten after every epoch and when the run stops
-//   events.out.tfevents.*  with --tensorboard: the metrics.csv scalars per epoch (io/tensorboard.h)
+//   events.out.tfevents.*  with --tensorboard: the metrics.csv scalars per epoch and the
+//                     per-layer gradient norms of each epoch's last step (io/tensorboard.h)
 //
 // Every file is written to a temporary file and renamed over the old one, so a crash or a second
 // Ctrl-C never leaves half a file. The RunRecorder knows the paths and what each file holds; the
@@ -55,7 +56,8 @@ class RunRecorder {
   void write_metrics(const std::vector<EpochMetrics>& history);
   // The latest test-set evaluation, shown by the next report.
   void set_latest_evaluation(const EvalResult& ev);
-  // The per-layer gradient norms (layer_grad_norms, engine/trace.h) at the end of `epoch`.
+  // The per-layer gradient norms (layer_grad_norms, engine/trace.h) at the end of `epoch`: for
+  // the report, and with --tensorboard as scalars "grad_norm/<layer>" at step `epoch`.
   void add_layer_grad_norms(double epoch, const std::vector<std::pair<std::string, double>>& norms);
   // report.html: the run so far under `status` ("training: epoch 3 of 30 done", "finished").
   void write_report(const RunResult& res, const std::string& status, bool in_progress);

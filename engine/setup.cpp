@@ -143,6 +143,21 @@ std::vector<fs::path> claim_out_dir(const fs::path& out, const TrainConfig& cfg,
     present.push_back(p);
     names += (names.empty() ? "" : ", ") + f;
   }
+  // A training run's TensorBoard files (--tensorboard, io/tensorboard.h), one per invocation:
+  // replaced with the rest, or TensorBoard would draw the old run's curves beside the new ones.
+  // Only names of that pattern: other files in the directory are the user's.
+  if (!cfg.evaluate) {
+    size_t events = 0;
+    for (const fs::directory_entry& e : fs::directory_iterator(out, ec))
+      if (e.is_regular_file(ec) &&
+          e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) {
+        present.push_back(e.path());
+        ++events;
+      }
+    if (events > 0)
+      names += fmt::format("{}events.out.tfevents.* ({} file{})", names.empty() ? "" : ", ",
+                           events, events == 1 ? "" : "s");
+  }
   if (present.empty() || cfg.overwrite) return present;
   const std::string hint =
       cfg.evaluate ? "add --overwrite to replace them, or give another --out"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Reads a run's --tensorboard event files with the `tensorboard` package's own reader.
 
-Checks that every scalar of metrics.csv is there, per epoch, with the same value (to float32), and
-prints the tags. Outside CI: needs PyPI tensorboard (pip install tensorboard).
+Checks that every scalar of metrics.csv is there, per epoch, with the same value (to float32), that
+every layer's gradient norm (grad_norm/<layer>) has one positive value per epoch, and prints the
+tags. Outside CI: needs PyPI tensorboard (pip install tensorboard).
 Usage: scripts/tensorboard_check.py RUN_DIR
 """
 import csv, glob, os, sys
@@ -35,9 +36,22 @@ def main():
             if got is None or np.float32(got) != want:
                 print(f"{tag} epoch {r['epoch']}: event {got}, metrics.csv {want}")
                 bad += 1
+    # The per-layer gradient norms: one finite, positive value per layer and epoch.
+    norms = [t for t in tags if t.startswith("grad_norm/")]
+    epochs = sorted(int(r["epoch"]) for r in rows)
+    for tag in norms:
+        events = acc.Scalars(tag)
+        steps = sorted(e.step for e in events)
+        if steps != epochs or not all(np.isfinite(e.value) and e.value > 0 for e in events):
+            print(f"{tag}: steps {steps} (expected {epochs}), values {[e.value for e in events]}")
+            bad += 1
+    if not norms:
+        print("no grad_norm/<layer> scalars")
+        bad += 1
     if bad:
         sys.exit(f"{bad} mismatches")
-    print(f"all {len(columns)} scalars of {len(rows)} epochs match metrics.csv")
+    print(f"all {len(columns)} scalars of {len(rows)} epochs match metrics.csv; "
+          f"{len(norms)} layers' gradient norms, one per epoch")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@
 #include "optim/optimizer.h"
 #include "../support/backends.h"
 #include "../support/test_util.h"
+#include "loader_check.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -219,28 +220,7 @@ TEST_CASE("DataLoader on CUDA yields the CPU loader's batches", "[cuda][loader]"
   c.device = Device::cuda(0);
   DataLoader gpu(d, c);
 
-  for (int64_t epoch : {0, 3}) {
-    INFO("epoch " << epoch);
-    cpu.start_epoch(epoch);
-    gpu.start_epoch(epoch);
-    Batch a, b;
-    int64_t batches = 0;
-    while (cpu.next(a)) {
-      REQUIRE(gpu.next(b));
-      CHECK(b.images.is_cuda());
-      CHECK(b.labels.is_cuda());
-      CHECK(a.indices == b.indices);
-      CHECK(a.labels.to_vector<int32_t>() == b.labels.to_vector<int32_t>());
-      // Exact: augment_batch's CUDA backend equals the float32 cpu-reference bit for bit
-      // (tests/ops/augment_test.cpp).
-      const Comparison cmp = compare(b.images, a.images, 0.0, 0.0);
-      INFO(cmp.report);
-      CHECK(cmp.ok);
-      ++batches;
-    }
-    CHECK(batches == 3);
-    CHECK_FALSE(gpu.next(b));
-  }
+  check_same_batches(cpu, gpu, {0, 3}, 3);
 }
 
 TEST_CASE("a model's flat buffers move with model.to(cuda) and back", "[cuda][optim]") {

@@ -346,3 +346,38 @@ TEST_CASE("folder: a worker's error reaches next() at its batch, whatever the wo
     }
   }
 }
+
+TEST_CASE("image: EXIF orientation is read, and not applied (as torchvision's ImageFolder)",
+          "[image][data][exif]") {
+  const fs::path dir = scratch_dir("image_exif");
+  const std::vector<uint8_t> rgb = pattern(24, 16, 3);
+  write_jpeg(mk(dir / "plain.jpg"), rgb.data(), 24, 16, 3);
+  const std::string plain = test::read_text(dir / "plain.jpg");
+  const auto bytes = [](const std::string& s) {
+    return reinterpret_cast<const uint8_t*>(s.data());
+  };
+  CHECK(exif_orientation(bytes(plain), plain.size()) == 0);  // no Exif segment
+  for (bool le : {false, true})
+    for (int o : {1, 3, 6, 8}) {
+      INFO((le ? "II" : "MM") << " orientation " << o);
+      const std::string tagged = test::with_exif_orientation(plain, o, le);
+      CHECK(exif_orientation(bytes(tagged), tagged.size()) == o);
+      // Cut anywhere inside the segment: never read past the bytes, never a tag.
+      for (size_t cut = 4; cut < 40; cut += 5)
+        CHECK(exif_orientation(bytes(tagged), cut) == 0);
+    }
+  // An out-of-range value is no orientation; a PNG has none.
+  const std::string odd = test::with_exif_orientation(plain, 9, false);
+  CHECK(exif_orientation(bytes(odd), odd.size()) == 0);
+  write_png(mk(dir / "a.png"), rgb.data(), 24, 16, 3);
+  CHECK(read_exif_orientation((dir / "a.png").string()) == 0);
+
+  // Decoding ignores the tag: the same pixels as the untagged file, the stored width and height.
+  std::ofstream(dir / "rot6.jpg", std::ios::binary) << test::with_exif_orientation(plain, 6, true);
+  CHECK(read_exif_orientation((dir / "rot6.jpg").string()) == 6);
+  const Image a = decode_image((dir / "plain.jpg").string());
+  const Image b = decode_image((dir / "rot6.jpg").string());
+  CHECK(b.width == 24);
+  CHECK(b.height == 16);
+  CHECK(a.rgb == b.rgb);
+}

@@ -190,4 +190,27 @@ Tensor random_images(int64_t m, int64_t h, int64_t w, Generator& g) {
   return Tensor::from_vector(v, Shape{m, 3, h, w});
 }
 
+std::string with_exif_orientation(const std::string& jpeg, int orientation, bool little_endian) {
+  std::string tiff;
+  const auto put = [&](uint32_t v, int bytes) {  // in the header's byte order
+    for (int i = 0; i < bytes; ++i) {
+      const int shift = 8 * (little_endian ? i : bytes - 1 - i);
+      tiff.push_back(static_cast<char>((v >> shift) & 0xFF));
+    }
+  };
+  tiff += little_endian ? "II" : "MM";
+  put(42, 2);
+  put(8, 4);  // IFD0 right after the header
+  put(2, 2);  // two entries: tag, type (3 = SHORT), count, value (inline, left-aligned)
+  put(0x0100, 2), put(3, 2), put(1, 4), put(640, 2), put(0, 2);  // ImageWidth
+  put(0x0112, 2), put(3, 2), put(1, 4), put(static_cast<uint32_t>(orientation), 2), put(0, 2);
+  put(0, 4);  // no next IFD
+  const std::string payload = std::string("Exif\0\0", 6) + tiff;
+  const size_t len = payload.size() + 2;
+  std::string seg = "\xFF\xE1";
+  seg.push_back(static_cast<char>(len >> 8));
+  seg.push_back(static_cast<char>(len & 0xFF));
+  return jpeg.substr(0, 2) + seg + payload + jpeg.substr(2);
+}
+
 }  // namespace minidl::test

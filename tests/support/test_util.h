@@ -60,6 +60,11 @@ void expect_same(const char* what, const Tensor& out, const Tensor& ref, bool si
 // uint8 images (m, 3, h, w) with pixel values uniform in [0, 255].
 Tensor random_images(int64_t m, int64_t h, int64_t w, Generator& g);
 
+// A JPEG file's bytes with an APP1 Exif segment inserted after SOI whose IFD0 holds a dummy
+// ImageWidth entry and then Orientation = `orientation` (the TIFF header "MM" big-endian, or "II"
+// little-endian): a phone photo's rotation tag (data/image.h, exif_orientation).
+std::string with_exif_orientation(const std::string& jpeg, int orientation, bool little_endian);
+
 // Where the real CIFAR-10 binaries are: $MINIDL_CIFAR10_DIR, else ../shared/data/cifar-10-batches-bin
 // beside the checkout. Empty when not found.
 std::string cifar10_dir();
