@@ -60,6 +60,16 @@ double sum_atol(double K, double rms_a, double u) {
   return 6.0 * std::sqrt(K) * rms_a * u / std::sqrt(3.0);
 }
 
+// The emulator (cudasim) runs the CUDA tensor-core product a lane at a time, ~0.2 s of CPU per
+// 10^7 multiply-adds (measured: the four conv2d shapes above 4e6 took 26 of the case's 30 CPU
+// seconds), so there the products above kEmulatedMacs per direction are left to the GPU run
+// (scripts/gpu-check.sh runs this file on every shape); the smaller shapes still cover partial and
+// multiple tiles, transposes, strides, padding and batching.
+constexpr double kEmulatedMacs = 4e6;
+bool too_slow_to_emulate(const BackendCase& c, double macs) {
+  return MINIDL_CUDA_SIM && c.device.is_cuda() && macs > kEmulatedMacs;
+}
+
 // The 16-bit values of a float32 tensor, exactly, as float64 (the memory-bound ops' reference).
 Tensor rounded64(const Tensor& t, DType dtype) { return cast(cast(t, dtype), DType::F64); }
 // A float32 tensor on the case's device (the master weights' side: bias, weight gradients).
@@ -98,6 +108,8 @@ TEST_CASE("conv2d in bfloat16/float16: every backend within the unit-roundoff bo
       const Shape xs{k.N, k.C, k.H, k.W}, ws{k.K, k.C, k.R, k.R};
       const ConvGeometry geo = ConvGeometry::make(xs, ws, prm, "test");
       const Shape ys{k.N, k.K, geo.P, geo.Q};
+      if (too_slow_to_emulate(c, double(k.N * k.K * geo.P * geo.Q) * double(k.C * k.R * k.R)))
+        continue;
       const Tensor x = uniform_tensor(xs, g, -1, 1, DType::F32);
       const Tensor w = uniform_tensor(ws, g, -1, 1, DType::F32);
       const Tensor b = uniform_tensor(Shape{k.K}, g, -1, 1, DType::F32);
@@ -152,6 +164,7 @@ TEST_CASE("linear and matmul in bfloat16/float16: within the unit-roundoff bound
   };
   for (const Sizes z : {Sizes{32, 512, 10}, Sizes{7, 37, 13}, Sizes{1, 5, 3}, Sizes{129, 9216, 17}}) {
     for (const BackendCase& c : low_precision_cases(linear_op())) {
+      if (too_slow_to_emulate(c, double(z.N * z.in * z.out))) continue;
       INFO("linear N " << z.N << " in " << z.in << " out " << z.out << " on " << c.name());
       const double u = unit_roundoff(c.dtype);
       const Tensor x = uniform_tensor(Shape{z.N, z.in}, g, -1, 1, DType::F32);
@@ -182,6 +195,7 @@ TEST_CASE("linear and matmul in bfloat16/float16: within the unit-roundoff bound
       expect_close("backward bias", db, db_ref, sum_atol(double(z.N), rdy, u), 1e-6);
     }
     for (const BackendCase& c : low_precision_cases(gemm_op())) {
+      if (too_slow_to_emulate(c, double(z.N * z.in * z.out))) continue;
       INFO("matmul (" << z.N << " x " << z.in << ") (" << z.in << " x " << z.out << ") on "
                       << c.name());
       const double u = unit_roundoff(c.dtype);
