@@ -320,25 +320,14 @@ void matmul(Backend b, Tensor& C, const Tensor& A, const Tensor& B, bool trans_a
   s.lda = std::max<int64_t>(1, A.size(1));
   s.ldb = std::max<int64_t>(1, B.size(1));
   s.ldc = std::max<int64_t>(1, N);
-  if (is_low_precision(A.dtype()) && A.is_cuda()) {
-    // The CUDA backends take the 16-bit A and B as they are (gemm_lowp) into a float32 C, rounded
-    // once into a 16-bit C.
-    check_backend(gemm_op(), b, A.device(), A.dtype(), who);
+  if (is_low_precision(A.dtype())) {
+    // 16-bit A and B go to gemm_lowp as they are (float32 accumulation; cpu-reference widens them
+    // exactly), into a float32 C, rounded once into a 16-bit C.
     Tensor c32 = to_dtype(C, DType::F32);
     if (c32.same_data(C)) c32 = C;
     gemm_lowp(b, A.device(), s, A.dtype(), static_cast<float>(alpha), A.raw_data(), B.raw_data(),
               static_cast<float>(beta), c32.data<float>());
-    if (!c32.same_data(C)) convert(C, c32);  // (convert's own rule: cuda-handwritten)
-    return;
-  }
-  if (is_low_precision(A.dtype())) {
-    // Only the selecting rule and check_backend decide who computes 16-bit inputs (cpu-reference:
-    // float32 copies of A and B, exact; the float32 product; C rounded once).
-    check_backend(gemm_op(), b, A.device(), A.dtype(), who);
-    Tensor c32 = to_dtype(C, DType::F32);
-    if (c32.same_data(C)) c32 = C;
-    matmul(b, c32, to_dtype(A, DType::F32), to_dtype(B, DType::F32), trans_a, trans_b, alpha, beta);
-    if (!c32.same_data(C)) convert(C, c32);
+    if (!c32.same_data(C)) convert(C, c32);  // (convert's own rule picks its backend)
     return;
   }
   dispatch_floating(A.dtype(), who, [&]<typename T>() {

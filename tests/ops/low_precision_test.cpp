@@ -199,18 +199,25 @@ TEST_CASE("linear and matmul in bfloat16/float16: within the unit-roundoff bound
       INFO("matmul (" << z.N << " x " << z.in << ") (" << z.in << " x " << z.out << ") on "
                       << c.name());
       const double u = unit_roundoff(c.dtype);
-      const Tensor A = uniform_tensor(Shape{z.N, z.in}, g, -1, 1, DType::F32);
-      const Tensor B = uniform_tensor(Shape{z.in, z.out}, g, -1, 1, DType::F32);
-      Tensor C_ref = Tensor::empty(Shape{z.N, z.out}, DType::F64);
-      matmul(Backend::CpuReference, C_ref, cast(A, DType::F64), cast(B, DType::F64), false, false);
-      // A 16-bit C (rounded once) and a float32 C (not rounded).
-      Tensor C = poisoned(c, Shape{z.N, z.out});
-      Tensor C32 = poisoned(c, Shape{z.N, z.out}, DType::F32);
-      matmul(c.backend, C, to_case(c, A), to_case(c, B), false, false);
-      matmul(c.backend, C32, to_case(c, A), to_case(c, B), false, false);
-      const double atol = product_atol(double(z.in), rms(A), rms(B), u);
-      expect_close("16-bit C", C, C_ref, atol, u);
-      expect_close("float32 C", C32, C_ref, atol, 1e-6);
+      // Every transpose combination (stored shapes follow), each from fresh operands.
+      for (const int trans : {0, 1, 2, 3}) {
+        const bool ta = trans & 1, tb = trans & 2;
+        INFO("trans_a " << ta << " trans_b " << tb);
+        const Tensor A = uniform_tensor(ta ? Shape{z.in, z.N} : Shape{z.N, z.in}, g, -1, 1,
+                                        DType::F32);
+        const Tensor B = uniform_tensor(tb ? Shape{z.out, z.in} : Shape{z.in, z.out}, g, -1, 1,
+                                        DType::F32);
+        Tensor C_ref = Tensor::empty(Shape{z.N, z.out}, DType::F64);
+        matmul(Backend::CpuReference, C_ref, cast(A, DType::F64), cast(B, DType::F64), ta, tb);
+        // A 16-bit C (rounded once) and a float32 C (not rounded).
+        Tensor C = poisoned(c, Shape{z.N, z.out});
+        Tensor C32 = poisoned(c, Shape{z.N, z.out}, DType::F32);
+        matmul(c.backend, C, to_case(c, A), to_case(c, B), ta, tb);
+        matmul(c.backend, C32, to_case(c, A), to_case(c, B), ta, tb);
+        const double atol = product_atol(double(z.in), rms(A), rms(B), u);
+        expect_close("16-bit C", C, C_ref, atol, u);
+        expect_close("float32 C", C32, C_ref, atol, 1e-6);
+      }
     }
   }
 }
