@@ -42,22 +42,29 @@ NamedTensors rounded_parameters(const NamedTensors& init, DType dtype) {
   return out;
 }
 
+PrecisionStep step_module(Module& model, Precision p, const Tensor& x, const Tensor& labels,
+                          Device dev) {
+  model.to(dev);
+  OptimizerConfig oc;
+  oc.momentum = 0.9;
+  auto opt = make_optimizer(model.flat_parameters(), oc);
+  SoftmaxCrossEntropy criterion;
+  GradScaler scaler = make_grad_scaler(p);
+  // Outside REQUIRE, so that an op's error reaches the caller as an exception.
+  const bool stepped = train_step(model, criterion, *opt, scaler, p, x.to(dev), labels.to(dev), 0.05);
+  REQUIRE(stepped);
+  PrecisionStep s;
+  s.loss = to_doubles(criterion.loss())[0];
+  for (auto& np : model.named_parameters())
+    s.grads.emplace_back(np.name, cast(np.param->grad, DType::F64));
+  return s;
+}
+
 PrecisionStep precision_step(const std::string& name, DType dtype, Precision p,
                              const NamedTensors& init, const Tensor& x, const Tensor& labels,
                              Device dev) {
-  auto model = model_from(name, dtype, init, dev);
-  OptimizerConfig oc;
-  oc.momentum = 0.9;
-  auto opt = make_optimizer(model->flat_parameters(), oc);
-  SoftmaxCrossEntropy criterion;
-  GradScaler scaler = make_grad_scaler(p);
-  REQUIRE(train_step(*model, criterion, *opt, scaler, p, cast(x, dtype).to(dev), labels.to(dev),
-                     0.05));
-  PrecisionStep s;
-  s.loss = to_doubles(criterion.loss())[0];
-  for (auto& np : model->named_parameters())
-    s.grads.emplace_back(np.name, cast(np.param->grad, DType::F64));
-  return s;
+  auto model = model_from(name, dtype, init, Device::cpu());
+  return step_module(*model, p, cast(x, dtype), labels, dev);
 }
 
 }  // namespace minidl::test

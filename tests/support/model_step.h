@@ -33,10 +33,13 @@ struct PrecisionStep {
   double loss = 0;
   NamedTensors grads;  // float64 CPU copies of the parameter gradients
 };
-// One SGD step (momentum 0.9, lr 0.05) of model `name` from `init` through the engine's
-// train_step under precision p (engine/mixed_precision.h), on `dev` with that device's current
-// settings: in float64 (dtype F64, p FP32: the reference) or with float32 master weights. x
-// (float32 or float64) and labels are CPU tensors, moved to `dev`.
+// One SGD step (momentum 0.9, lr 0.05) of `model`, moved to `dev`, through the engine's train_step
+// under precision p, with dev's current settings; x and labels are CPU tensors, moved to `dev`.
+PrecisionStep step_module(Module& model, Precision p, const Tensor& x, const Tensor& labels,
+                          Device dev);
+// The same step of model `name` built from `init` (engine/mixed_precision.h): in float64 (dtype
+// F64, p FP32: the reference) or with float32 master weights (dtype F32) under p. x is cast to
+// dtype.
 PrecisionStep precision_step(const std::string& name, DType dtype, Precision p,
                              const NamedTensors& init, const Tensor& x, const Tensor& labels,
                              Device dev = Device::cpu());
