@@ -433,21 +433,21 @@ void backward_weight_lowp(float* dw, const Tensor& dy, const Tensor& x, const Co
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(uint16_t), dev);
   Tensor col = Tensor::empty(Shape{CRS, nb * L}, t, dev);
+  Tensor dyk = Tensor::empty(Shape{g.K, nb * L}, t, dev);
   for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
     const int64_t nc = std::min(nb, g.N - n0);
     cuda::im2col16(bits(col), bits(x) + n0 * g.C * g.H * g.W, nc, g, ctx);
-    // dW (K, CRS) += dY_n (K, L) * col_n^T (L, CRS) per image (col_n: columns n*L.. of col), each
-    // product adding into the float32 dw (beta = 1).
+    cuda::nkl_to_knl16(bits(dyk), bits(dy) + n0 * g.K * L, nc, g.K, L, ctx);
+    // dW (K, CRS) += dY' (K, nc*L) * col^T (nc*L, CRS), into the float32 dw (beta = 1).
     GemmShape s;
     s.trans_b = true;
     s.M = g.K;
     s.N = CRS;
-    s.K = L;
-    s.lda = L;
+    s.K = nc * L;
+    s.lda = nc * L;
     s.ldb = nc * L;
     s.ldc = CRS;
-    for (int64_t n = 0; n < nc; ++n)
-      gemm_lowp(b, dev, s, t, 1.f, bits(dy) + (n0 + n) * g.K * L, bits(col) + n * L, 1.f, dw);
+    gemm_lowp(b, dev, s, t, 1.f, dyk.raw_data(), col.raw_data(), 1.f, dw);
   }
 }
 #else

@@ -27,9 +27,8 @@
 // cuda-handwritten and cuda-cublas run the algorithm on the 16-bit tensors: im2col in 16 bits (a
 // copy), the products on gemm_lowp (16-bit operands, float32 results: tensor cores, or cuBLAS's
 // GemmEx), bias, col2im and the layout changes in float32 on those results, each 16-bit output
-// rounded once. The (k, n, l) rearrangements are avoided by batching the products per image
-// (forward and backward data: one strided-batched product; backward weight: one product per image
-// adding into dw).
+// rounded once. Backward data reads dy in place (one strided-batched product per chunk, W
+// repeated); backward weight rearranges dy to (k, n, l) in 16 bits (kernels/layout.h).
 //   cuda-vendor   cuDNN (conv2d.cu; algorithms chosen once per shape, cached with the workspace).
 // select_conv2d_backend applies the shared rule with no condition of its own.
 //
