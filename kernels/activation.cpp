@@ -65,12 +65,14 @@ const OpInfo& activation_op() {
   static const OpInfo op{
       "activation",
       "`activation_forward`, `activation_backward`",
-      {{Backend::CpuReference, "vectorised loops; bfloat16/float16 in memory, float32 math",
+      {{Backend::CpuReference,
+        "vectorised loops; bfloat16/float16 in memory, float32 math",
         {DType::F32, DType::F64, DType::BF16, DType::F16}},
        {Backend::CudaHandwritten,
         "one thread per element; bfloat16/float16 in 16-byte vectors, float32 math",
         {DType::F32, DType::BF16, DType::F16}},
-       {Backend::CudaVendor, "cudnnActivationForward/Backward",
+       {Backend::CudaVendor,
+        "cudnnActivationForward/Backward",
         {DType::F32, DType::BF16, DType::F16}}},
       "cuDNN has the function (not LeakyReLU) and the tensor has < 2^31 elements"};
   return op;

@@ -51,10 +51,14 @@ __global__ void activation_backward_kernel(float* __restrict__ dx, const float* 
 // the CPU row computes it.
 __device__ __forceinline__ float act_bwd(float g, float v, Activation act, float slope) {
   switch (act) {
-    case Activation::ReLU: return v > 0.f ? g : 0.f;
-    case Activation::LeakyReLU: return v > 0.f ? g : slope * g;
-    case Activation::Sigmoid: return g * v * (1.f - v);
-    case Activation::Tanh: return g * (1.f - v * v);
+    case Activation::ReLU:
+      return v > 0.f ? g : 0.f;
+    case Activation::LeakyReLU:
+      return v > 0.f ? g : slope * g;
+    case Activation::Sigmoid:
+      return g * v * (1.f - v);
+    case Activation::Tanh:
+      return g * (1.f - v * v);
   }
   return g;
 }
@@ -81,8 +85,8 @@ struct CudnnActivation {
   cudnnActivationDescriptor_t act = nullptr;
   CudnnActivation(int64_t n, Activation a, cudnnDataType_t type) {
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&desc));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, type, 1, 1, 1,
-                                           static_cast<int>(n)));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(desc, CUDNN_TENSOR_NCHW, type, 1, 1, 1, static_cast<int>(n)));
     CUDNN_CHECK(cudnnCreateActivationDescriptor(&act));
     const cudnnActivationMode_t mode = a == Activation::ReLU      ? CUDNN_ACTIVATION_RELU
                                        : a == Activation::Sigmoid ? CUDNN_ACTIVATION_SIGMOID
@@ -114,8 +118,9 @@ void activation_forward(T* y, const T* x, int64_t n, Activation act, float slope
         y, x, n, act, slope);
   } else {
     const VecSplit s = vec_split<T>(n, {y, x});
-    map1_kernel<T, ActFwd><<<grid_stride_blocks(ctx, map_items(s), threads), threads, 0,
-                             ctx.stream>>>(y, x, s, ActFwd{act, slope});
+    map1_kernel<T, ActFwd>
+        <<<grid_stride_blocks(ctx, map_items(s), threads), threads, 0, ctx.stream>>>(
+            y, x, s, ActFwd{act, slope});
   }
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
@@ -139,16 +144,17 @@ void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, 
   } else {
     const T* v = act_reads_y(act) ? y : x;
     const VecSplit s = vec_split<T>(n, {dx, dy, v});
-    map2_kernel<T, ActBwd><<<grid_stride_blocks(ctx, map_items(s), threads), threads, 0,
-                             ctx.stream>>>(dx, dy, v, s, ActBwd{act, slope});
+    map2_kernel<T, ActBwd>
+        <<<grid_stride_blocks(ctx, map_items(s), threads), threads, 0, ctx.stream>>>(
+            dx, dy, v, s, ActBwd{act, slope});
   }
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-#define MINIDL_ACTIVATION_INSTANTIATE(T)                                                          \
-  template void activation_forward<T>(T*, const T*, int64_t, Activation, float, bool,             \
-                                      CudaContext&);                                              \
-  template void activation_backward<T>(T*, const T*, const T*, const T*, int64_t, Activation,     \
+#define MINIDL_ACTIVATION_INSTANTIATE(T)                                                      \
+  template void activation_forward<T>(T*, const T*, int64_t, Activation, float, bool,         \
+                                      CudaContext&);                                          \
+  template void activation_backward<T>(T*, const T*, const T*, const T*, int64_t, Activation, \
                                        float, bool, CudaContext&);
 MINIDL_ACTIVATION_INSTANTIATE(float)
 MINIDL_ACTIVATION_INSTANTIATE(bf16)

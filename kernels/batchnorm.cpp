@@ -190,7 +190,8 @@ const OpInfo& batchnorm_op() {
         "per-channel partial sums in float64, then one elementwise pass; bfloat16/float16 "
         "activations in 16-byte vectors with float32 statistics and parameters",
         {DType::F32, DType::BF16, DType::F16}},
-       {Backend::CudaVendor, "cudnnBatchNormalization* (spatial); eval backward runs ours",
+       {Backend::CudaVendor,
+        "cudnnBatchNormalization* (spatial); eval backward runs ours",
         {DType::F32, DType::BF16, DType::F16}}},
       "eps >= CUDNN_BN_MIN_EPSILON (0 in cuDNN 9)"};
   return op;
@@ -225,11 +226,14 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
-        (b == Backend::CudaVendor ? cuda::batchnorm_forward_train_cudnn<T>
-                                  : cuda::batchnorm_forward_train<T>)(
-            y.data<T>(), save_mean.data<float>(), save_invstd.data<float>(),
-            running_mean.data<float>(), running_var.data<float>(), x.data<T>(),
-            gamma.data<float>(), beta.data<float>(), d.N, d.C, d.HW, p, cuda_context(x.device()));
+        (b == Backend::CudaVendor
+             ? cuda::batchnorm_forward_train_cudnn<T>
+             : cuda::batchnorm_forward_train<T>)(y.data<T>(), save_mean.data<float>(),
+                                                 save_invstd.data<float>(),
+                                                 running_mean.data<float>(),
+                                                 running_var.data<float>(), x.data<T>(),
+                                                 gamma.data<float>(), beta.data<float>(), d.N, d.C,
+                                                 d.HW, p, cuda_context(x.device()));
       }));
       return;
     default:
@@ -262,11 +266,12 @@ void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor&
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
-        (b == Backend::CudaVendor ? cuda::batchnorm_forward_eval_cudnn<T>
-                                  : cuda::batchnorm_forward_eval<T>)(
-            y.data<T>(), x.data<T>(), gamma.data<float>(), beta.data<float>(),
-            running_mean.data<float>(), running_var.data<float>(), d.N, d.C, d.HW, p,
-            cuda_context(x.device()));
+        (b == Backend::CudaVendor
+             ? cuda::batchnorm_forward_eval_cudnn<T>
+             : cuda::batchnorm_forward_eval<T>)(y.data<T>(), x.data<T>(), gamma.data<float>(),
+                                                beta.data<float>(), running_mean.data<float>(),
+                                                running_var.data<float>(), d.N, d.C, d.HW, p,
+                                                cuda_context(x.device()));
       }));
       return;
     default:
@@ -301,16 +306,16 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
       MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
         cuda::batchnorm_backward_train_cudnn<T>(
             dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<T>(), x.data<T>(),
-            gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(), d.N, d.C,
-            d.HW, p, cuda_context(x.device()));
+            gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(), d.N, d.C, d.HW,
+            p, cuda_context(x.device()));
       }));
       return;
     case Backend::CudaHandwritten:
       MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
-        cuda::batchnorm_backward_train<T>(
-            dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<T>(), x.data<T>(),
-            gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(), d.N, d.C,
-            d.HW, cuda_context(x.device()));
+        cuda::batchnorm_backward_train<T>(dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(),
+                                          dy.data<T>(), x.data<T>(), gamma.data<float>(),
+                                          save_mean.data<float>(), save_invstd.data<float>(), d.N,
+                                          d.C, d.HW, cuda_context(x.device()));
       }));
       return;
     default:
@@ -344,10 +349,10 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
-        cuda::batchnorm_backward_eval<T>(
-            dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<T>(), x.data<T>(),
-            gamma.data<float>(), running_mean.data<float>(), running_var.data<float>(), d.N, d.C,
-            d.HW, p, cuda_context(x.device()));
+        cuda::batchnorm_backward_eval<T>(dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(),
+                                         dy.data<T>(), x.data<T>(), gamma.data<float>(),
+                                         running_mean.data<float>(), running_var.data<float>(), d.N,
+                                         d.C, d.HW, p, cuda_context(x.device()));
       }));
       return;
     default:

@@ -173,7 +173,8 @@ __global__ void bn_stats_finalize_kernel(float* __restrict__ save_mean,
 // round it at |mean|'s scale.
 template <typename T, int W>
 __global__ void bn_normalize_kernel(T* __restrict__ y, const T* __restrict__ x,
-                                    const float* __restrict__ mean, const float* __restrict__ invstd,
+                                    const float* __restrict__ mean,
+                                    const float* __restrict__ invstd,
                                     const float* __restrict__ gamma, const float* __restrict__ beta,
                                     unsigned C, unsigned L, unsigned units) {
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < units; i += gridDim.x * blockDim.x) {
@@ -211,8 +212,7 @@ __global__ void bn_eval_kernel(T* __restrict__ y, const T* __restrict__ x,
 // which needs no reduction; train: `stat` is (save_mean, save_invstd) and dx waits for the sums.
 template <typename T, int W, bool kEval>
 __global__ void bn_backward_partial_kernel(double2* __restrict__ partial, T* __restrict__ dx,
-                                           const T* __restrict__ dy,
-                                           const T* __restrict__ x,
+                                           const T* __restrict__ dy, const T* __restrict__ x,
                                            const float* __restrict__ mean,
                                            const float* __restrict__ invstd_or_var,
                                            const float* __restrict__ gamma, float eps, unsigned C,
@@ -332,9 +332,8 @@ struct CudnnBn {
   TensorDesc x, param;
   // x of `type` (float, bfloat16 or float16); cuDNN derives a float parameter descriptor for all.
   CudnnBn(int64_t N, int64_t C, int64_t HW, cudnnDataType_t type) {
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x.d, CUDNN_TENSOR_NCHW, type,
-                                           static_cast<int>(N), static_cast<int>(C),
-                                           static_cast<int>(HW), 1));
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x.d, CUDNN_TENSOR_NCHW, type, static_cast<int>(N),
+                                           static_cast<int>(C), static_cast<int>(HW), 1));
     CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(param.d, x.d, CUDNN_BATCHNORM_SPATIAL));
   }
 };
@@ -348,8 +347,8 @@ static_assert(kCudnnBnMinEpsilon == CUDNN_BN_MIN_EPSILON,
 
 template <typename T>
 void batchnorm_forward_train(T* y, float* save_mean, float* save_invstd, float* running_mean,
-                             float* running_var, const T* x, const float* gamma,
-                             const float* beta, int64_t N, int64_t C, int64_t HW, BatchNormParams p,
+                             float* running_var, const T* x, const float* gamma, const float* beta,
+                             int64_t N, int64_t C, int64_t HW, BatchNormParams p,
                              CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, kVec<T>, {x, y}, "batchnorm_forward_train");
   if (plan.units == 0) return;
@@ -358,9 +357,11 @@ void batchnorm_forward_train(T* y, float* save_mean, float* save_invstd, float* 
   Moments* part = static_cast<Moments*>(partial.raw_data());
   const dim3 grid(static_cast<unsigned>(C), plan.S);
   if (plan.W > 1)
-    bn_stats_partial_kernel<T, V><<<grid, kThreads, 0, ctx.stream>>>(part, x, C, plan.L, plan.per_channel, plan.per);
+    bn_stats_partial_kernel<T, V>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, x, C, plan.L, plan.per_channel, plan.per);
   else
-    bn_stats_partial_kernel<T, 1><<<grid, kThreads, 0, ctx.stream>>>(part, x, C, plan.L, plan.per_channel, plan.per);
+    bn_stats_partial_kernel<T, 1>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, x, C, plan.L, plan.per_channel, plan.per);
   MINIDL_CHECK_LAUNCH(ctx.stream);
   bn_stats_finalize_kernel<<<grid_for(C, 128), 128, 0, ctx.stream>>>(
       save_mean, save_invstd, running_mean, running_var, part, static_cast<int>(C),
@@ -368,9 +369,11 @@ void batchnorm_forward_train(T* y, float* save_mean, float* save_invstd, float* 
   MINIDL_CHECK_LAUNCH(ctx.stream);
   const unsigned blocks = elementwise_grid(ctx, plan.units);
   if (plan.W > 1)
-    bn_normalize_kernel<T, V><<<blocks, kThreads, 0, ctx.stream>>>(y, x, save_mean, save_invstd, gamma, beta, C, plan.L, plan.units);
+    bn_normalize_kernel<T, V><<<blocks, kThreads, 0, ctx.stream>>>(
+        y, x, save_mean, save_invstd, gamma, beta, C, plan.L, plan.units);
   else
-    bn_normalize_kernel<T, 1><<<blocks, kThreads, 0, ctx.stream>>>(y, x, save_mean, save_invstd, gamma, beta, C, plan.L, plan.units);
+    bn_normalize_kernel<T, 1><<<blocks, kThreads, 0, ctx.stream>>>(
+        y, x, save_mean, save_invstd, gamma, beta, C, plan.L, plan.units);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -384,17 +387,18 @@ void batchnorm_forward_eval(T* y, const T* x, const float* gamma, const float* b
   const unsigned blocks = elementwise_grid(ctx, plan.units);
   const float eps = static_cast<float>(p.eps);
   if (plan.W > 1)
-    bn_eval_kernel<T, V><<<blocks, kThreads, 0, ctx.stream>>>(y, x, gamma, beta, running_mean, running_var, eps, C, plan.L, plan.units);
+    bn_eval_kernel<T, V><<<blocks, kThreads, 0, ctx.stream>>>(
+        y, x, gamma, beta, running_mean, running_var, eps, C, plan.L, plan.units);
   else
-    bn_eval_kernel<T, 1><<<blocks, kThreads, 0, ctx.stream>>>(y, x, gamma, beta, running_mean, running_var, eps, C, plan.L, plan.units);
+    bn_eval_kernel<T, 1><<<blocks, kThreads, 0, ctx.stream>>>(
+        y, x, gamma, beta, running_mean, running_var, eps, C, plan.L, plan.units);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
 template <typename T>
-void batchnorm_backward_train(T* dx, float* dgamma, float* dbeta, const T* dy,
-                              const T* x, const float* gamma, const float* save_mean,
-                              const float* save_invstd, int64_t N, int64_t C, int64_t HW,
-                              CudaContext& ctx) {
+void batchnorm_backward_train(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
+                              const float* gamma, const float* save_mean, const float* save_invstd,
+                              int64_t N, int64_t C, int64_t HW, CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, kVec<T>, {dx, dy, x}, "batchnorm_backward_train");
   if (plan.units == 0) return;
   constexpr int V = kVec<T>;  // elements per 16-byte unit
@@ -404,11 +408,13 @@ void batchnorm_backward_train(T* dx, float* dgamma, float* dbeta, const T* dy,
   float2* mdy = static_cast<float2*>(means.raw_data());
   const dim3 grid(static_cast<unsigned>(C), plan.S);
   if (plan.W > 1)
-    bn_backward_partial_kernel<T, V, false><<<grid, kThreads, 0, ctx.stream>>>(
-        part, nullptr, dy, x, save_mean, save_invstd, gamma, 0.f, C, plan.L, plan.per_channel, plan.per);
+    bn_backward_partial_kernel<T, V, false>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, nullptr, dy, x, save_mean, save_invstd, gamma,
+                                            0.f, C, plan.L, plan.per_channel, plan.per);
   else
-    bn_backward_partial_kernel<T, 1, false><<<grid, kThreads, 0, ctx.stream>>>(
-        part, nullptr, dy, x, save_mean, save_invstd, gamma, 0.f, C, plan.L, plan.per_channel, plan.per);
+    bn_backward_partial_kernel<T, 1, false>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, nullptr, dy, x, save_mean, save_invstd, gamma,
+                                            0.f, C, plan.L, plan.per_channel, plan.per);
   MINIDL_CHECK_LAUNCH(ctx.stream);
   bn_backward_finalize_kernel<<<grid_for(C, 128), 128, 0, ctx.stream>>>(
       dgamma, dbeta, mdy, part, static_cast<int>(C), static_cast<int>(plan.S),
@@ -416,15 +422,17 @@ void batchnorm_backward_train(T* dx, float* dgamma, float* dbeta, const T* dy,
   MINIDL_CHECK_LAUNCH(ctx.stream);
   const unsigned blocks = elementwise_grid(ctx, plan.units);
   if (plan.W > 1)
-    bn_backward_dx_kernel<T, V><<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, x, save_mean, save_invstd, gamma, mdy, C, plan.L, plan.units);
+    bn_backward_dx_kernel<T, V><<<blocks, kThreads, 0, ctx.stream>>>(
+        dx, dy, x, save_mean, save_invstd, gamma, mdy, C, plan.L, plan.units);
   else
-    bn_backward_dx_kernel<T, 1><<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, x, save_mean, save_invstd, gamma, mdy, C, plan.L, plan.units);
+    bn_backward_dx_kernel<T, 1><<<blocks, kThreads, 0, ctx.stream>>>(
+        dx, dy, x, save_mean, save_invstd, gamma, mdy, C, plan.L, plan.units);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
 template <typename T>
-void batchnorm_backward_eval(T* dx, float* dgamma, float* dbeta, const T* dy,
-                             const T* x, const float* gamma, const float* running_mean,
+void batchnorm_backward_eval(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
+                             const float* gamma, const float* running_mean,
                              const float* running_var, int64_t N, int64_t C, int64_t HW,
                              BatchNormParams p, CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, kVec<T>, {dx, dy, x}, "batchnorm_backward_eval");
@@ -435,11 +443,13 @@ void batchnorm_backward_eval(T* dx, float* dgamma, float* dbeta, const T* dy,
   const dim3 grid(static_cast<unsigned>(C), plan.S);
   const float eps = static_cast<float>(p.eps);
   if (plan.W > 1)
-    bn_backward_partial_kernel<T, V, true><<<grid, kThreads, 0, ctx.stream>>>(
-        part, dx, dy, x, running_mean, running_var, gamma, eps, C, plan.L, plan.per_channel, plan.per);
+    bn_backward_partial_kernel<T, V, true>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, dx, dy, x, running_mean, running_var, gamma, eps,
+                                            C, plan.L, plan.per_channel, plan.per);
   else
-    bn_backward_partial_kernel<T, 1, true><<<grid, kThreads, 0, ctx.stream>>>(
-        part, dx, dy, x, running_mean, running_var, gamma, eps, C, plan.L, plan.per_channel, plan.per);
+    bn_backward_partial_kernel<T, 1, true>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, dx, dy, x, running_mean, running_var, gamma, eps,
+                                            C, plan.L, plan.per_channel, plan.per);
   MINIDL_CHECK_LAUNCH(ctx.stream);
   bn_backward_finalize_kernel<<<grid_for(C, 128), 128, 0, ctx.stream>>>(
       dgamma, dbeta, nullptr, part, static_cast<int>(C), static_cast<int>(plan.S),
@@ -452,10 +462,10 @@ void batchnorm_backward_eval(T* dx, float* dgamma, float* dbeta, const T* dy,
 // zero-sized descriptors).
 
 template <typename T>
-void batchnorm_forward_train_cudnn(T* y, float* save_mean, float* save_invstd,
-                                   float* running_mean, float* running_var, const T* x,
-                                   const float* gamma, const float* beta, int64_t N, int64_t C,
-                                   int64_t HW, BatchNormParams p, CudaContext& ctx) {
+void batchnorm_forward_train_cudnn(T* y, float* save_mean, float* save_invstd, float* running_mean,
+                                   float* running_var, const T* x, const float* gamma,
+                                   const float* beta, int64_t N, int64_t C, int64_t HW,
+                                   BatchNormParams p, CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, kVec<T>, {x, y}, "batchnorm_forward_train");
   if (plan.units == 0) return;
   CudnnBn d(N, C, HW, cudnn_data_type<T>());
@@ -479,8 +489,8 @@ void batchnorm_forward_eval_cudnn(T* y, const T* x, const float* gamma, const fl
 }
 
 template <typename T>
-void batchnorm_backward_train_cudnn(T* dx, float* dgamma, float* dbeta, const T* dy,
-                                    const T* x, const float* gamma, const float* save_mean,
+void batchnorm_backward_train_cudnn(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
+                                    const float* gamma, const float* save_mean,
                                     const float* save_invstd, int64_t N, int64_t C, int64_t HW,
                                     BatchNormParams p, CudaContext& ctx) {
   const Plan plan = make_plan(N, C, HW, kVec<T>, {dx, dy, x}, "batchnorm_backward_train");
@@ -499,29 +509,28 @@ void batchnorm_count_batch(int32_t* count, CudaContext& ctx) {
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-#define MINIDL_BATCHNORM_INSTANTIATE(T)                                                           \
-  template void batchnorm_forward_train<T>(T*, float*, float*, float*, float*, const T*,          \
-                                           const float*, const float*, int64_t, int64_t, int64_t, \
-                                           BatchNormParams, CudaContext&);                        \
-  template void batchnorm_forward_eval<T>(T*, const T*, const float*, const float*, const float*, \
-                                          const float*, int64_t, int64_t, int64_t,                \
-                                          BatchNormParams, CudaContext&);                         \
-  template void batchnorm_backward_train<T>(T*, float*, float*, const T*, const T*, const float*, \
-                                            const float*, const float*, int64_t, int64_t,         \
-                                            int64_t, CudaContext&);                               \
-  template void batchnorm_backward_eval<T>(T*, float*, float*, const T*, const T*, const float*,  \
-                                           const float*, const float*, int64_t, int64_t, int64_t, \
-                                           BatchNormParams, CudaContext&);                        \
-  template void batchnorm_forward_train_cudnn<T>(T*, float*, float*, float*, float*, const T*,    \
-                                                 const float*, const float*, int64_t, int64_t,    \
-                                                 int64_t, BatchNormParams, CudaContext&);         \
-  template void batchnorm_forward_eval_cudnn<T>(T*, const T*, const float*, const float*,         \
-                                                const float*, const float*, int64_t, int64_t,     \
-                                                int64_t, BatchNormParams, CudaContext&);          \
-  template void batchnorm_backward_train_cudnn<T>(T*, float*, float*, const T*, const T*,         \
-                                                  const float*, const float*, const float*,       \
-                                                  int64_t, int64_t, int64_t, BatchNormParams,     \
-                                                  CudaContext&);
+#define MINIDL_BATCHNORM_INSTANTIATE(T)                                                            \
+  template void batchnorm_forward_train<T>(T*, float*, float*, float*, float*, const T*,           \
+                                           const float*, const float*, int64_t, int64_t, int64_t,  \
+                                           BatchNormParams, CudaContext&);                         \
+  template void batchnorm_forward_eval<T>(T*, const T*, const float*, const float*, const float*,  \
+                                          const float*, int64_t, int64_t, int64_t,                 \
+                                          BatchNormParams, CudaContext&);                          \
+  template void batchnorm_backward_train<T>(T*, float*, float*, const T*, const T*, const float*,  \
+                                            const float*, const float*, int64_t, int64_t, int64_t, \
+                                            CudaContext&);                                         \
+  template void batchnorm_backward_eval<T>(T*, float*, float*, const T*, const T*, const float*,   \
+                                           const float*, const float*, int64_t, int64_t, int64_t,  \
+                                           BatchNormParams, CudaContext&);                         \
+  template void batchnorm_forward_train_cudnn<T>(T*, float*, float*, float*, float*, const T*,     \
+                                                 const float*, const float*, int64_t, int64_t,     \
+                                                 int64_t, BatchNormParams, CudaContext&);          \
+  template void batchnorm_forward_eval_cudnn<T>(T*, const T*, const float*, const float*,          \
+                                                const float*, const float*, int64_t, int64_t,      \
+                                                int64_t, BatchNormParams, CudaContext&);           \
+  template void batchnorm_backward_train_cudnn<T>(                                                 \
+      T*, float*, float*, const T*, const T*, const float*, const float*, const float*, int64_t,   \
+      int64_t, int64_t, BatchNormParams, CudaContext&);
 MINIDL_BATCHNORM_INSTANTIATE(float)
 MINIDL_BATCHNORM_INSTANTIATE(bf16)
 MINIDL_BATCHNORM_INSTANTIATE(f16)

@@ -90,7 +90,7 @@ void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, float p, uint64
   const int threads = 256;
   const unsigned blocks = grid_stride_blocks(ctx, static_cast<long long>(counters), threads);
   dropout_forward_kernel<T><<<blocks, threads, 0, ctx.stream>>>(y, mask, x, n, p, 1.f / (1.f - p),
-                                                             seed, offset, first, counters);
+                                                                seed, offset, first, counters);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -110,8 +110,9 @@ void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t n, float 
   const int threads = 256;
   VecSplit s = vec_split<T>(n, {dx, dy});
   if (reinterpret_cast<uintptr_t>(mask + s.head) % 8 != 0) s = {n, n, 0, n};  // all scalar
-  dropout_backward16_kernel<T><<<grid_stride_blocks(ctx, map_items(s), threads), threads, 0,
-                                 ctx.stream>>>(dx, dy, mask, s, 1.f / (1.f - p));
+  dropout_backward16_kernel<T>
+      <<<grid_stride_blocks(ctx, map_items(s), threads), threads, 0, ctx.stream>>>(dx, dy, mask, s,
+                                                                                   1.f / (1.f - p));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -123,7 +124,6 @@ template void dropout_forward<f16>(f16*, uint8_t*, const f16*, int64_t, float, u
                                    CudaContext&);
 template void dropout_backward<bf16>(bf16*, const bf16*, const uint8_t*, int64_t, float,
                                      CudaContext&);
-template void dropout_backward<f16>(f16*, const f16*, const uint8_t*, int64_t, float,
-                                    CudaContext&);
+template void dropout_backward<f16>(f16*, const f16*, const uint8_t*, int64_t, float, CudaContext&);
 
 }  // namespace minidl::cuda

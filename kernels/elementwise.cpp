@@ -19,14 +19,15 @@ void add_scaled(T* out, const T* a, const T* b, compute_t<T> alpha, int64_t n) {
 }  // namespace cpu
 
 const OpInfo& elementwise_op() {
-  static const OpInfo op{"elementwise",
-                         "`add`, `add_scaled`",
-                         {{Backend::CpuReference,
-                           "vectorised loop; bfloat16/float16 in memory, float32 math",
-                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
-                          {Backend::CudaHandwritten,
-                           "one thread per element; bfloat16/float16 in 16-byte vectors, float32 math",
-                           {DType::F32, DType::BF16, DType::F16}}}};
+  static const OpInfo op{
+      "elementwise",
+      "`add`, `add_scaled`",
+      {{Backend::CpuReference,
+        "vectorised loop; bfloat16/float16 in memory, float32 math",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
+       {Backend::CudaHandwritten,
+        "one thread per element; bfloat16/float16 in 16-byte vectors, float32 math",
+        {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 

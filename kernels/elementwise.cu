@@ -30,8 +30,9 @@ void add_scaled_16(T* out, const T* a, const T* b, float alpha, int64_t n, CudaC
   if (n == 0) return;
   const int threads = 256;
   const VecSplit s = vec_split<T>(n, {out, a, b});
-  map2_kernel<T, AddScaled><<<grid_stride_blocks(ctx, map_items(s), threads), threads, 0,
-                              ctx.stream>>>(out, a, b, s, AddScaled{alpha});
+  map2_kernel<T, AddScaled>
+      <<<grid_stride_blocks(ctx, map_items(s), threads), threads, 0, ctx.stream>>>(
+          out, a, b, s, AddScaled{alpha});
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 

@@ -193,39 +193,44 @@ void check_argmax(const char* who, const Tensor& argmax, const Tensor& y) {
 }  // namespace
 
 const OpInfo& maxpool2d_op() {
-  static const OpInfo op{
-      "maxpool2d",
-      "`maxpool2d_forward`, `maxpool2d_backward`",
-      {{Backend::CpuReference, "loops, argmax kept for backward; bfloat16/float16 with float32 math",
-        {DType::F32, DType::F64, DType::BF16, DType::F16}},
-       {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element",
-        {DType::F32, DType::BF16, DType::F16}},
-       {Backend::CudaVendor, "cudnnPoolingForward/Backward (x and y instead of argmax)",
-        {DType::F32, DType::BF16, DType::F16}}}};
+  static const OpInfo op{"maxpool2d",
+                         "`maxpool2d_forward`, `maxpool2d_backward`",
+                         {{Backend::CpuReference,
+                           "loops, argmax kept for backward; bfloat16/float16 with float32 math",
+                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
+                          {Backend::CudaHandwritten,
+                           "one thread per output (forward) / input (backward) element",
+                           {DType::F32, DType::BF16, DType::F16}},
+                          {Backend::CudaVendor,
+                           "cudnnPoolingForward/Backward (x and y instead of argmax)",
+                           {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
 const OpInfo& avgpool2d_op() {
-  static const OpInfo op{
-      "avgpool2d",
-      "`avgpool2d_forward`, `avgpool2d_backward`",
-      {{Backend::CpuReference, "loops; bfloat16/float16 with float32 math",
-        {DType::F32, DType::F64, DType::BF16, DType::F16}},
-       {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element",
-        {DType::F32, DType::BF16, DType::F16}},
-       {Backend::CudaVendor, "cudnnPoolingForward; backward runs ours",
-        {DType::F32, DType::BF16, DType::F16}}}};
+  static const OpInfo op{"avgpool2d",
+                         "`avgpool2d_forward`, `avgpool2d_backward`",
+                         {{Backend::CpuReference,
+                           "loops; bfloat16/float16 with float32 math",
+                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
+                          {Backend::CudaHandwritten,
+                           "one thread per output (forward) / input (backward) element",
+                           {DType::F32, DType::BF16, DType::F16}},
+                          {Backend::CudaVendor,
+                           "cudnnPoolingForward; backward runs ours",
+                           {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
 const OpInfo& global_avgpool_op() {
-  static const OpInfo op{
-      "global_avgpool",
-      "`global_avgpool_forward`, `global_avgpool_backward`",
-      {{Backend::CpuReference, "loops; bfloat16/float16 with float32 math",
-        {DType::F32, DType::F64, DType::BF16, DType::F16}},
-       {Backend::CudaHandwritten, "a warp per (n, c) plane",
-        {DType::F32, DType::BF16, DType::F16}}}};
+  static const OpInfo op{"global_avgpool",
+                         "`global_avgpool_forward`, `global_avgpool_backward`",
+                         {{Backend::CpuReference,
+                           "loops; bfloat16/float16 with float32 math",
+                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
+                          {Backend::CudaHandwritten,
+                           "a warp per (n, c) plane",
+                           {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
@@ -255,7 +260,8 @@ void maxpool2d_forward(Backend b, Tensor& y, Tensor& argmax, const Tensor& x, Po
     return;
   }
   MINIDL_IF_CUDA(dispatch_float32_storage(y.dtype(), who, [&]<typename T>() {
-    cuda::maxpool2d_forward<T>(y.data<T>(), argmax.data<int32_t>(), x.data<T>(), g, b == Backend::CudaVendor, cuda_context(x.device()));
+    cuda::maxpool2d_forward<T>(y.data<T>(), argmax.data<int32_t>(), x.data<T>(), g,
+                               b == Backend::CudaVendor, cuda_context(x.device()));
   }));
 }
 
@@ -283,7 +289,9 @@ void maxpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x
     return;
   }
   MINIDL_IF_CUDA(dispatch_float32_storage(dx.dtype(), who, [&]<typename T>() {
-    cuda::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), y.data<T>(), argmax.data<int32_t>(), g, b == Backend::CudaVendor, cuda_context(x.device()));
+    cuda::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), y.data<T>(),
+                                argmax.data<int32_t>(), g, b == Backend::CudaVendor,
+                                cuda_context(x.device()));
   }));
 }
 
@@ -302,7 +310,8 @@ void avgpool2d_forward(Backend b, Tensor& y, const Tensor& x, Pool2dParams p) {
     return;
   }
   MINIDL_IF_CUDA(dispatch_float32_storage(y.dtype(), who, [&]<typename T>() {
-    cuda::avgpool2d_forward<T>(y.data<T>(), x.data<T>(), g, b == Backend::CudaVendor, cuda_context(x.device()));
+    cuda::avgpool2d_forward<T>(y.data<T>(), x.data<T>(), g, b == Backend::CudaVendor,
+                               cuda_context(x.device()));
   }));
 }
 

@@ -13,10 +13,10 @@
 // cuda-vendor: cudnnPoolingForward/Backward with CUDNN_POOLING_MAX_DETERMINISTIC (NaN propagated,
 // as the CPU reference and torch) and CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING. Decision for
 // max pooling: the cuDNN forward does NOT fill argmax (cuDNN has no such output); the cuDNN
-// backward recomputes the winners from x and y instead, so forward and backward must run on the same
-// backend (select_maxpool2d_backend has no condition, so they do). On ties cuDNN chooses its own winner.
-// Average backward always uses our gather kernel: cudnnPoolingBackward requires x and y, which
-// avgpool2d_backward does not take (average pooling's gradient does not depend on them).
+// backward recomputes the winners from x and y instead, so forward and backward must run on the
+// same backend (select_maxpool2d_backend has no condition, so they do). On ties cuDNN chooses its
+// own winner. Average backward always uses our gather kernel: cudnnPoolingBackward requires x and
+// y, which avgpool2d_backward does not take (average pooling's gradient does not depend on them).
 //
 // Global average pooling (ours on every backend): forward is one warp per (n, c) plane, the
 // lanes striding over the plane (coalesced) and a shuffle reduction; backward dx = dy / HW is a
@@ -173,8 +173,8 @@ struct TensorDesc {
   cudnnTensorDescriptor_t d = nullptr;
   TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w, cudnnDataType_t type) {
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, type, int(n), int(c), int(h),
-                                           int(w)));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, type, int(n), int(c), int(h), int(w)));
   }
   ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
   TensorDesc(const TensorDesc&) = delete;
@@ -198,8 +198,8 @@ struct CudnnPool {
 }  // namespace
 
 template <typename T>
-void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g,
-                       bool vendor, CudaContext& ctx) {
+void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g, bool vendor,
+                       CudaContext& ctx) {
   const Geo geo = to_geo(g, "maxpool2d_forward");
   if (g.N * g.C == 0) return;
   if (vendor) {
@@ -214,9 +214,8 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g,
 }
 
 template <typename T>
-void maxpool2d_backward(T* dx, const T* dy, const T* x, const T* y,
-                        const int32_t* argmax, const PoolGeometry& g, bool vendor,
-                        CudaContext& ctx) {
+void maxpool2d_backward(T* dx, const T* dy, const T* x, const T* y, const int32_t* argmax,
+                        const PoolGeometry& g, bool vendor, CudaContext& ctx) {
   const Geo geo = to_geo(g, "maxpool2d_backward");
   if (g.N * g.C == 0) return;
   if (vendor) {
@@ -232,8 +231,7 @@ void maxpool2d_backward(T* dx, const T* dy, const T* x, const T* y,
 }
 
 template <typename T>
-void avgpool2d_forward(T* y, const T* x, const PoolGeometry& g, bool vendor,
-                       CudaContext& ctx) {
+void avgpool2d_forward(T* y, const T* x, const PoolGeometry& g, bool vendor, CudaContext& ctx) {
   const Geo geo = to_geo(g, "avgpool2d_forward");
   if (g.N * g.C == 0) return;
   if (vendor) {
@@ -264,8 +262,8 @@ void global_avgpool_forward(T* y, const T* x, int64_t NC, int64_t HW, CudaContex
   if (NC == 0) return;
   const int planes_per_block = kThreads / 32;
   const unsigned blocks = grid_stride_blocks(ctx, NC, planes_per_block, kMaxBlocks);
-  global_avgpool_forward_kernel<T><<<blocks, kThreads, 0, ctx.stream>>>(y, x, unsigned(NC),
-                                                                     unsigned(HW));
+  global_avgpool_forward_kernel<T>
+      <<<blocks, kThreads, 0, ctx.stream>>>(y, x, unsigned(NC), unsigned(HW));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -275,19 +273,19 @@ void global_avgpool_backward(T* dx, const T* dy, int64_t NC, int64_t HW, CudaCon
                "elements are not supported by the CUDA kernels, got NC = ", NC, ", HW = ", HW);
   if (NC == 0) return;
   const unsigned blocks = grid_stride_blocks(ctx, NC * HW, kThreads, kMaxBlocks);
-  global_avgpool_backward_kernel<T><<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, unsigned(NC * HW),
-                                                                      unsigned(HW));
+  global_avgpool_backward_kernel<T>
+      <<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, unsigned(NC * HW), unsigned(HW));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-#define MINIDL_POOLING_INSTANTIATE(T)                                                             \
-  template void maxpool2d_forward<T>(T*, int32_t*, const T*, const PoolGeometry&, bool,           \
-                                     CudaContext&);                                               \
-  template void maxpool2d_backward<T>(T*, const T*, const T*, const T*, const int32_t*,           \
-                                      const PoolGeometry&, bool, CudaContext&);                   \
-  template void avgpool2d_forward<T>(T*, const T*, const PoolGeometry&, bool, CudaContext&);      \
-  template void avgpool2d_backward<T>(T*, const T*, const PoolGeometry&, CudaContext&);           \
-  template void global_avgpool_forward<T>(T*, const T*, int64_t, int64_t, CudaContext&);          \
+#define MINIDL_POOLING_INSTANTIATE(T)                                                        \
+  template void maxpool2d_forward<T>(T*, int32_t*, const T*, const PoolGeometry&, bool,      \
+                                     CudaContext&);                                          \
+  template void maxpool2d_backward<T>(T*, const T*, const T*, const T*, const int32_t*,      \
+                                      const PoolGeometry&, bool, CudaContext&);              \
+  template void avgpool2d_forward<T>(T*, const T*, const PoolGeometry&, bool, CudaContext&); \
+  template void avgpool2d_backward<T>(T*, const T*, const PoolGeometry&, CudaContext&);      \
+  template void global_avgpool_forward<T>(T*, const T*, int64_t, int64_t, CudaContext&);     \
   template void global_avgpool_backward<T>(T*, const T*, int64_t, int64_t, CudaContext&);
 MINIDL_POOLING_INSTANTIATE(float)
 MINIDL_POOLING_INSTANTIATE(bf16)

@@ -29,9 +29,12 @@ namespace minidl::cuda {
 // and writes 16-bit tensors and computes in float, with float alpha/beta).
 template <typename T>
 constexpr cudnnDataType_t cudnn_data_type() {
-  if constexpr (sizeof(T) == 4) return CUDNN_DATA_FLOAT;
-  else if constexpr (std::is_same_v<T, bf16>) return CUDNN_DATA_BFLOAT16;
-  else return CUDNN_DATA_HALF;
+  if constexpr (sizeof(T) == 4)
+    return CUDNN_DATA_FLOAT;
+  else if constexpr (std::is_same_v<T, bf16>)
+    return CUDNN_DATA_BFLOAT16;
+  else
+    return CUDNN_DATA_HALF;
 }
 
 template <typename T>

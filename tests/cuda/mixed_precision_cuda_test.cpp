@@ -14,14 +14,15 @@
 //    runs, when the op table lists 16-bit CUDA rows for every op it calls, or throws the op
 //    table's error naming an op whose row lacks the dtype and the backend.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <memory>
 #include <string>
 
+#include "../support/backends.h"
+#include "../support/test_util.h"
 #include "engine/mixed_precision.h"
-#include "kernels/backend.h"
 #include "kernels/activation.h"
+#include "kernels/backend.h"
 #include "kernels/batchnorm.h"
 #include "kernels/conv2d.h"
 #include "kernels/elementwise.h"
@@ -35,8 +36,6 @@
 #include "layers/residual.h"
 #include "models/models.h"
 #include "optim/optimizer.h"
-#include "../support/backends.h"
-#include "../support/test_util.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -74,7 +73,8 @@ Step step_on(Module& model, Device dev, Precision p, const Tensor& x, const Tens
   SoftmaxCrossEntropy criterion;
   GradScaler scaler = make_grad_scaler(p);
   // Outside REQUIRE, so that the op table's error reaches the caller.
-  const bool stepped = train_step(model, criterion, *opt, scaler, p, x.to(dev), labels.to(dev), 0.05);
+  const bool stepped =
+      train_step(model, criterion, *opt, scaler, p, x.to(dev), labels.to(dev), 0.05);
   REQUIRE(stepped);
   Step s;
   s.loss = to_doubles(criterion.loss())[0];
@@ -112,9 +112,10 @@ TEST_CASE("bf16/fp16 step of the memory-bound ops on CUDA matches the CPU's 16-b
   }
 }
 
-TEST_CASE("bf16/fp16 step of a ResNet-20 on CUDA runs, or names the op and backend without a "
-          "16-bit row",
-          "[cuda][mixed_precision][half]") {
+TEST_CASE(
+    "bf16/fp16 step of a ResNet-20 on CUDA runs, or names the op and backend without a "
+    "16-bit row",
+    "[cuda][mixed_precision][half]") {
   const uint64_t seed = test_seed();
   Generator g(seed);
   const Tensor x = normal_tensor(Shape{2, 3, 8, 8}, g, 1.0, DType::F32);
@@ -133,7 +134,7 @@ TEST_CASE("bf16/fp16 step of a ResNet-20 on CUDA runs, or names the op and backe
       // computes the dtype.
       bool all_16bit = true;
       std::string missing;
-      const OpInfo* ops[] = {&conv2d_op(),      &batchnorm_op(),       &activation_op(),
+      const OpInfo* ops[] = {&conv2d_op(),      &batchnorm_op(),      &activation_op(),
                              &elementwise_op(), &global_avgpool_op(), &linear_op()};
       for (const OpInfo* op : ops) {
         const Backend b = select_backend(*op, c.device, dt);
@@ -156,8 +157,8 @@ TEST_CASE("bf16/fp16 step of a ResNet-20 on CUDA runs, or names the op and backe
           bool named = false;
           for (const OpInfo* op : op_table())
             for (const Backend b : runnable_backends(*op, DeviceType::CUDA))
-              if (what.find(str("the ", backend_name(b), " backend of ", op->name, " computes in")) !=
-                  std::string::npos) {
+              if (what.find(str("the ", backend_name(b), " backend of ", op->name,
+                                " computes in")) != std::string::npos) {
                 named = true;
                 CHECK_FALSE(op->computes(b, dt));
               }

@@ -427,51 +427,52 @@ TEST_CASE("memory-bound ops in bfloat16/float16: vectors, misaligned views, head
           check_outside(out_full, o.out, n);
         }
       };
-      run(adds, "add_scaled", [&](const BackendCase& c, Tensor& out, Tensor& out_ref,
-                                  const Tensor& ad, const Tensor& bd, const Tensor& a64,
-                                  const Tensor& b64, double u) {
-        add_scaled(ref, out_ref, a64, b64, -0.75);
-        add_scaled(c.backend, out, ad, bd, -0.75);
-        // float32 a + alpha b (< 3e-7, as above), rounded once (u |ref|).
-        expect_close("a - 0.75 b", out, out_ref, 3e-7, u);
-      });
+      run(adds, "add_scaled",
+          [&](const BackendCase& c, Tensor& out, Tensor& out_ref, const Tensor& ad,
+              const Tensor& bd, const Tensor& a64, const Tensor& b64, double u) {
+            add_scaled(ref, out_ref, a64, b64, -0.75);
+            add_scaled(c.backend, out, ad, bd, -0.75);
+            // float32 a + alpha b (< 3e-7, as above), rounded once (u |ref|).
+            expect_close("a - 0.75 b", out, out_ref, 3e-7, u);
+          });
       for (Activation act : {Activation::ReLU, Activation::Sigmoid}) {
-        run(acts, activation_name(act), [&](const BackendCase& c, Tensor& out, Tensor& out_ref,
-                                            const Tensor& ad, const Tensor&, const Tensor& a64,
-                                            const Tensor&, double u) {
-          activation_forward(ref, out_ref, a64, act, 0.1);
-          activation_forward(c.backend, out, ad, act, 0.1);
-          // float32 exp (a few ulps, < 1e-6 for |y| <= 3), rounded once (derivation above).
-          expect_close("forward", out, out_ref, 1e-6, u);
-        });
+        run(acts, activation_name(act),
+            [&](const BackendCase& c, Tensor& out, Tensor& out_ref, const Tensor& ad, const Tensor&,
+                const Tensor& a64, const Tensor&, double u) {
+              activation_forward(ref, out_ref, a64, act, 0.1);
+              activation_forward(c.backend, out, ad, act, 0.1);
+              // float32 exp (a few ulps, < 1e-6 for |y| <= 3), rounded once (derivation above).
+              expect_close("forward", out, out_ref, 1e-6, u);
+            });
       }
       for (Activation act : {Activation::LeakyReLU, Activation::Tanh}) {
-        run(acts, activation_name(act), [&](const BackendCase& c, Tensor& out, Tensor& out_ref,
-                                            const Tensor& ad, const Tensor& bd, const Tensor& a64,
-                                            const Tensor& b64, double u) {
-          // dy = b; x = y = a (the backward reads x for LeakyReLU and y for tanh; |a| <= 3).
-          activation_backward(ref, out_ref, b64, a64, a64, act, 0.1);
-          activation_backward(c.backend, out, bd, ad, ad, act, 0.1);
-          // LeakyReLU: dy or 0.1f dy in float32 (2^-24 |ref|, and 0.1f is 0.1 (1 + 1.5e-9)),
-          // rounded once: u |ref|, or half a float16 subnormal spacing where 0.1 |dy| < 2^-14
-          // (subnormal_atol). tanh: dy (1 - y^2) from the same 16-bit y as the reference: three
-          // float32 roundings of terms up to |dy| y^2 <= 9, 9 * 3 * 2^-24 < 2e-6, rounded once.
-          expect_close("backward", out, out_ref,
-                       act == Activation::Tanh ? 2e-6 : subnormal_atol(c.dtype), u + 0x1p-23);
-        });
+        run(acts, activation_name(act),
+            [&](const BackendCase& c, Tensor& out, Tensor& out_ref, const Tensor& ad,
+                const Tensor& bd, const Tensor& a64, const Tensor& b64, double u) {
+              // dy = b; x = y = a (the backward reads x for LeakyReLU and y for tanh; |a| <= 3).
+              activation_backward(ref, out_ref, b64, a64, a64, act, 0.1);
+              activation_backward(c.backend, out, bd, ad, ad, act, 0.1);
+              // LeakyReLU: dy or 0.1f dy in float32 (2^-24 |ref|, and 0.1f is 0.1 (1 + 1.5e-9)),
+              // rounded once: u |ref|, or half a float16 subnormal spacing where 0.1 |dy| < 2^-14
+              // (subnormal_atol). tanh: dy (1 - y^2) from the same 16-bit y as the reference: three
+              // float32 roundings of terms up to |dy| y^2 <= 9, 9 * 3 * 2^-24 < 2e-6, rounded once.
+              expect_close("backward", out, out_ref,
+                           act == Activation::Tanh ? 2e-6 : subnormal_atol(c.dtype), u + 0x1p-23);
+            });
       }
-      run(drops, "dropout_backward", [&](const BackendCase& c, Tensor& out, Tensor& out_ref,
-                                         const Tensor&, const Tensor& bd, const Tensor&,
-                                         const Tensor& b64, double u) {
-        // The mask view starts at the output's offset, so the offsets (1, 2, 3) give a mask that
-        // is not 8-byte aligned with dy's vectors: all scalar.
-        const Tensor m_cpu = mask_cpu.slice(o.out, o.out + n);
-        dropout_backward(ref, out_ref, b64, m_cpu, 0.3);
-        dropout_backward(c.backend, out, bd, mask_cpu.to(c.device).slice(o.out, o.out + n), 0.3);
-        // dy / 0.7 in float32 (2^-24), rounded once (u |ref|, and half a float16 subnormal
-        // spacing below the normal range, subnormal_atol).
-        expect_close("backward", out, out_ref, subnormal_atol(c.dtype), u + 0x1p-23);
-      });
+      run(drops, "dropout_backward",
+          [&](const BackendCase& c, Tensor& out, Tensor& out_ref, const Tensor&, const Tensor& bd,
+              const Tensor&, const Tensor& b64, double u) {
+            // The mask view starts at the output's offset, so the offsets (1, 2, 3) give a mask
+            // that is not 8-byte aligned with dy's vectors: all scalar.
+            const Tensor m_cpu = mask_cpu.slice(o.out, o.out + n);
+            dropout_backward(ref, out_ref, b64, m_cpu, 0.3);
+            dropout_backward(c.backend, out, bd, mask_cpu.to(c.device).slice(o.out, o.out + n),
+                             0.3);
+            // dy / 0.7 in float32 (2^-24), rounded once (u |ref|, and half a float16 subnormal
+            // spacing below the normal range, subnormal_atol).
+            expect_close("backward", out, out_ref, subnormal_atol(c.dtype), u + 0x1p-23);
+          });
     }
   }
 }
