@@ -336,8 +336,8 @@ void backward_weight_pointwise(T* dw, const T* dy, const T* x, const ConvGeometr
     gemm<T>(b, dev, s, T(1), dy + n * g.K * L, x + n * g.C * L, T(1), dw);
 }
 
-// `t` must live where `ref` does and have its dtype (which dtypes a backend takes is
-// check_backend's: the op table's dtype column).
+// `t` must live where `ref` does and have its dtype. Which dtypes a backend takes is the op table's
+// (check_backend: its error names the op, the backend and the fix).
 void check_like(const Tensor& t, const Tensor& ref, const char* who, const char* what) {
   check_same_device(t, ref, who);
   check_dtype(t, ref.dtype(), who, what);
