@@ -1125,7 +1125,7 @@ std::string check_text(const Row& r) {
 }
 
 constexpr const char* kTableFmt =
-    "{:<20} {:<30} {:<16} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>7}\n";
+    "{:<24} {:<30} {:<16} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>7}\n";
 
 void print_table_header() {
   fmt::print(fmt::runtime(kTableFmt), "op", "shape", "backend", "check", "median_ms", "min_ms",
@@ -1366,7 +1366,7 @@ int run_tc_gemm(const Options&) {
 int run(int argc, char** argv) {
   const Args args(argc, argv,
                   {"device", "batch", "ops", "shapes", "repeats", "csv", "seed", "threads",
-                   "gemm-size", "list", "backends", "kernels", "cpu-kernels", "tc-gemm"},
+                   "gemm-size", "list", "backends", "kernels", "cpu-kernels", "tc-gemm", "dtypes"},
                   "bench_kernels");
   if (args.has("help")) {
     fmt::print("{}", kHelp);
@@ -1559,7 +1559,7 @@ int run(int argc, char** argv) {
     if (!groups.count(key)) order.push_back(key);
     groups[key].push_back(&r);
   }
-  fmt::print("{:<20} {:<16} {:>6} {:>11} {:>10}\n", "op", "backend", "shapes", "geo vs_ref",
+  fmt::print("{:<24} {:<16} {:>6} {:>11} {:>10}\n", "op", "backend", "shapes", "geo vs_ref",
              "med roof%");
   for (const auto& key : order) {
     double log_sum = 0.0;
@@ -1574,7 +1574,7 @@ int run(int argc, char** argv) {
     }
     const double geo = n_ref ? std::exp(log_sum / n_ref) : kNaN;
     const double roof = roofs.empty() ? kNaN : summarize_timings(roofs).median;
-    fmt::print("{:<20} {:<16} {:>6} {:>11} {:>10}\n", key.first, backend_name(key.second),
+    fmt::print("{:<24} {:<16} {:>6} {:>11} {:>10}\n", key.first, backend_name(key.second),
                groups[key].size(), fmt_num(geo, "{:.2f}"), fmt_num(roof, "{:.1f}"));
   }
   fmt::print("\n# {} rows, {} failed checks or errors\n", all_rows.size(), failures);
