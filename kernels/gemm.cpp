@@ -3,9 +3,8 @@
 // the cuBLAS call) are in gemm.cu; the formulas are in gemm.h.
 #include "kernels/gemm.h"
 
-#include "kernels/gemm_tc.h"
-
 #include "kernels/convert.h"
+#include "kernels/gemm_tc.h"
 
 #if MINIDL_WITH_BLAS
 #include <cblas.h>
@@ -195,19 +194,20 @@ template void gemm_builtin<double>(const GemmShape&, double, const double*, cons
 }  // namespace detail
 
 const OpInfo& gemm_op() {
-  static const OpInfo op{"gemm",
-                         "`gemm`, `matmul`",
-                         {{Backend::CpuReference,
-                           "OpenBLAS (or the built-in blocked product); `matmul` in bfloat16/float16 "
-                           "as float32 copies",
-                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
-                          {Backend::CudaHandwritten,
-                           "our tiled shared-memory SGEMM; bfloat16/float16 on our WMMA tensor-core "
-                           "product (float32 accumulation)",
-                           {DType::F32, DType::BF16, DType::F16}},
-                          {Backend::CudaCublas,
-                           "cublasSgemm; bfloat16/float16 by cublasGemmEx with CUBLAS_COMPUTE_32F",
-                           {DType::F32, DType::BF16, DType::F16}}}};
+  static const OpInfo op{
+      "gemm",
+      "`gemm`, `matmul`",
+      {{Backend::CpuReference,
+        "OpenBLAS (or the built-in blocked product); `matmul` in bfloat16/float16 "
+        "as float32 copies",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
+       {Backend::CudaHandwritten,
+        "our tiled shared-memory SGEMM; bfloat16/float16 on our WMMA tensor-core "
+        "product (float32 accumulation)",
+        {DType::F32, DType::BF16, DType::F16}},
+       {Backend::CudaCublas,
+        "cublasSgemm; bfloat16/float16 by cublasGemmEx with CUBLAS_COMPUTE_32F",
+        {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
@@ -268,8 +268,8 @@ void gemm_lowp(Backend b, Device dev, const GemmShape& s, DType in, float alpha,
       return;
     default: {
       // cpu-reference: float32 copies of every element the product reads (exact), then sgemm.
-      const auto widen_all = [&](const void* p, bool trans, int64_t rows, int64_t cols,
-                                 int64_t ld, int64_t stride) {
+      const auto widen_all = [&](const void* p, bool trans, int64_t rows, int64_t cols, int64_t ld,
+                                 int64_t stride) {
         const int64_t r = trans ? cols : rows;  // stored rows
         const int64_t n = (s.batch - 1) * stride + (r - 1) * ld + (trans ? rows : cols);
         std::vector<float> out(static_cast<size_t>(std::max<int64_t>(n, 0)));

@@ -106,8 +106,8 @@ void linear_forward(Backend be, Tensor& y, const Tensor& x, const Tensor& w, con
     s.ldb = z.in;
     s.ldc = z.N;
     gemm_lowp(be, dev, s, x.dtype(), 1.f, w.raw_data(), x.raw_data(), 0.f, yt.data<float>());
-    knl_to_nkl<float>(dev, y32.data<float>(), yt.data<float>(), b ? b->data<float>() : nullptr,
-                      z.N, z.out, 1);
+    knl_to_nkl<float>(dev, y32.data<float>(), yt.data<float>(), b ? b->data<float>() : nullptr, z.N,
+                      z.out, 1);
     return convert(y, y32);
   }
   dispatch_floating(x.dtype(), who, [&]<typename T>() {

@@ -12,19 +12,19 @@
 // CUDA step rounds at the same points with the same u (only the order of the float32 sums
 // differs), so the same bound holds for it against float64; and since the CPU step meets it too,
 // the two 16-bit steps are within the sum of the two bounds of each other (triangle inequality):
-//   ||g_cuda - g_cpu|| <= ||g_cuda - g_f64|| + ||g_cpu - g_f64|| <= 2 x 3 max(pert, floor) ||g_f64||.
+//   ||g_cuda - g_cpu|| <= ||g_cuda - g_f64|| + ||g_cpu - g_f64|| <= 2 x 3 max(pert, floor)
+//   ||g_f64||.
 // A wrong kernel (a missed tile, a transposed operand, an unconverted or NaN buffer) errs by order
 // 1; each op is also checked alone on awkward shapes (tests/ops/low_precision_test.cpp).
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
 
-#include "kernels/conv2d.h"
 #include "../support/backends.h"
 #include "../support/model_step.h"
 #include "../support/test_util.h"
+#include "kernels/conv2d.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -68,7 +68,8 @@ TEST_CASE("cuda --precision bf16/fp16: a ResNet-20 step matches the CPU's 16-bit
         std::max(3 * std::fabs(pert.loss - ref.loss), 4 * u * std::fabs(ref.loss));
     std::vector<double> pert_err;
     for (size_t i = 0; i < ref.grads.size(); ++i)
-      pert_err.push_back(rel_distance(pert.grads[i].second, ref.grads[i].second, ref.grads[i].second));
+      pert_err.push_back(
+          rel_distance(pert.grads[i].second, ref.grads[i].second, ref.grads[i].second));
     std::vector<double> sorted = pert_err;
     std::sort(sorted.begin(), sorted.end());
     const double floor = sorted[sorted.size() / 2];
@@ -87,10 +88,10 @@ TEST_CASE("cuda --precision bf16/fp16: a ResNet-20 step matches the CPU's 16-bit
       CHECK(std::fabs(gpu.loss - cpu.loss) <= 2 * loss_bound);
       for (size_t i = 0; i < ref.grads.size(); ++i) {
         const double bound = 3 * std::max(pert_err[i], floor);
-        const double to_ref = rel_distance(gpu.grads[i].second, ref.grads[i].second,
-                                           ref.grads[i].second);
-        const double to_cpu = rel_distance(gpu.grads[i].second, cpu.grads[i].second,
-                                           ref.grads[i].second);
+        const double to_ref =
+            rel_distance(gpu.grads[i].second, ref.grads[i].second, ref.grads[i].second);
+        const double to_cpu =
+            rel_distance(gpu.grads[i].second, cpu.grads[i].second, ref.grads[i].second);
         INFO(ref.grads[i].first << " gradient: relative L2 distance to float64 " << to_ref
                                 << ", to the CPU step " << to_cpu << "; rounded-input error "
                                 << pert_err[i] << ", bound " << bound);

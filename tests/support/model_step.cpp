@@ -51,7 +51,8 @@ PrecisionStep step_module(Module& model, Precision p, const Tensor& x, const Ten
   SoftmaxCrossEntropy criterion;
   GradScaler scaler = make_grad_scaler(p);
   // Outside REQUIRE, so that an op's error reaches the caller as an exception.
-  const bool stepped = train_step(model, criterion, *opt, scaler, p, x.to(dev), labels.to(dev), 0.05);
+  const bool stepped =
+      train_step(model, criterion, *opt, scaler, p, x.to(dev), labels.to(dev), 0.05);
   REQUIRE(stepped);
   PrecisionStep s;
   s.loss = to_doubles(criterion.loss())[0];
