@@ -36,6 +36,9 @@
 //   bench_kernels --device cpu --batch 8 --shapes resnet18 --ops conv2d,batchnorm
 //   bench_kernels --list
 //   bench_kernels --device cuda --tc-gemm        (only the tensor-core GEMM against cublasGemmEx)
+//   bench_kernels --device cuda --ops batchnorm,relu,pool,add,dropout --dtypes fp32,bf16,fp16
+//                 (the memory-bound ops at 16 bits beside float32: roof% = share of the copy
+//                 bandwidth, the 16-bit rows named op_bf16 / op_fp16)
 #include <fmt/core.h>
 #include <fmt/format.h>
 #include <omp.h>
@@ -99,27 +102,25 @@ class Inputs {
  public:
   // `backend`: the one the instance's op (and any setup call, such as the forward in front of a
   // backward) runs on.
-  Inputs(Device device, DType dtype, Backend backend, uint64_t seed)
-      : device_(device), dtype_(dtype), backend_(backend), seed_(seed) {}
+  // `values`: the 16-bit dtype whose values the activations take (bfloat16/float16 rows: the
+  // float64 reference draws the device's 16-bit values, exactly), float32 otherwise.
+  Inputs(Device device, DType dtype, Backend backend, uint64_t seed, DType values = DType::F32)
+      : device_(device), dtype_(dtype), backend_(backend), seed_(seed), values_(values) {}
 
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
   Backend backend() const { return backend_; }
+  // The dtype of parameters and statistics (batchnorm's gamma, beta, running and saved
+  // statistics, their gradients): float32 when the activations are 16-bit.
+  DType param_dtype() const { return is_low_precision(dtype_) ? DType::F32 : dtype_; }
 
-  // Uniform in [lo, hi) (counter-based, so the host fills it in parallel).
+  // Uniform in [lo, hi) (counter-based, so the host fills it in parallel), in the activation dtype.
   Tensor uniform(const Shape& s, double lo = -1.0, double hi = 1.0) {
-    const uint64_t seed = next_seed();
-    const int64_t n = s.numel();
-    const DType t = dtype_;
-    Tensor host = Tensor::empty(s, t);
-    const float flo = static_cast<float>(lo), fspan = static_cast<float>(hi - lo);
-    dispatch_floating(t, "bench uniform", [&]<typename T>() {
-      T* p = host.data<T>();
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < n; ++i)
-        p[i] = static_cast<T>(flo + fspan * uniform_from_word(philox_word(seed, uint64_t(i))));
-    });
-    return host.to(device_);
+    return draw(s, lo, hi, dtype_, values_);
+  }
+  // The same in param_dtype() (no 16-bit rounding).
+  Tensor uniform_param(const Shape& s, double lo = -1.0, double hi = 1.0) {
+    return draw(s, lo, hi, param_dtype(), DType::F32);
   }
   // Integers uniform in [lo, hi), int32.
   Tensor ints(const Shape& s, int32_t lo, int32_t hi) {
@@ -139,6 +140,7 @@ class Inputs {
   // An output the op must overwrite: NaN everywhere, so a forgotten element fails the check.
   Tensor poisoned(const Shape& s, DType t) { return Tensor::full(s, kNaN, t, device_); }
   Tensor poisoned(const Shape& s) { return poisoned(s, dtype_); }
+  Tensor poisoned_param(const Shape& s) { return poisoned(s, param_dtype()); }
   Tensor poisoned_ints(const Shape& s) { return Tensor::full(s, -7, DType::I32, device_); }
   // A uint8 output (dropout's 0/1 mask): 7 is neither value.
   Tensor poisoned_bytes(const Shape& s) { return Tensor::full(s, 7, DType::U8, device_); }
@@ -146,10 +148,29 @@ class Inputs {
  private:
   uint64_t next_seed() { return seed_ * 1000003u + (++draws_); }
 
+  Tensor draw(const Shape& s, double lo, double hi, DType t, DType values) {
+    const uint64_t seed = next_seed();
+    const int64_t n = s.numel();
+    Tensor host = Tensor::empty(s, t);
+    const float flo = static_cast<float>(lo), fspan = static_cast<float>(hi - lo);
+    dispatch_storage(t, "bench uniform", [&]<typename T>() {
+      T* p = host.data<T>();
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < n; ++i) {
+        float v = flo + fspan * uniform_from_word(philox_word(seed, uint64_t(i)));
+        if (values == DType::BF16) v = to_float(to_bf16(v));
+        if (values == DType::F16) v = to_float(to_f16(v));
+        p[i] = narrow<T>(static_cast<compute_t<T>>(v));
+      }
+    });
+    return host.to(device_);
+  }
+
   Device device_;
   DType dtype_;
   Backend backend_;
   uint64_t seed_;
+  DType values_;
   uint64_t draws_ = 0;
 };
 
@@ -173,7 +194,17 @@ struct Case {
   double flops = 0.0;  // of the full-size case
   std::function<double(Backend)> bytes;  // of the full-size case, per backend
   Factory make;
+  // Set by with_16bit_rows (the memory-bound ops): the case also runs at bfloat16/float16 under
+  // --dtypes (16-bit activations, float32 parameters), where it moves bytes16(backend) bytes.
+  std::function<double(Backend)> bytes16 = nullptr;
 };
+
+// Gives the case just added 16-bit rows (--dtypes) that move `bytes16` bytes.
+void with_16bit_rows(std::vector<Case>& out, std::function<double(Backend)> bytes16) {
+  out.back().bytes16 = std::move(bytes16);
+}
+
+double h16(double elements) { return 2.0 * elements; }  // bytes of bfloat16/float16 elements
 
 // ---------------------------------------------------------------- layer shapes of the models
 
@@ -417,14 +448,16 @@ void add_batchnorm_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
     Tensor x, gamma, beta, rmean, rvar;
   };
   auto state = [=](Inputs& in, int64_t n) {
-    return State{in.uniform({n, m.C, m.H, m.W}), in.uniform({m.C}, 0.5, 1.5), in.uniform({m.C}),
-                 in.uniform({m.C}, -0.5, 0.5), in.uniform({m.C}, 0.5, 1.5)};
+    return State{in.uniform({n, m.C, m.H, m.W}), in.uniform_param({m.C}, 0.5, 1.5),
+                 in.uniform_param({m.C}), in.uniform_param({m.C}, -0.5, 0.5),
+                 in.uniform_param({m.C}, 0.5, 1.5)};
   };
   // train forward: read x, write y (per-channel statistics are negligible)
   out.push_back({"batchnorm_train_fwd", &batchnorm_op(), shape, params, "", 0.0,
                  same_bytes(f32(2 * x + 6 * c)), [=](Inputs& in, bool small) {
                    State s = state(in, nb(small));
-                   Tensor y = in.poisoned(s.x.shape()), sm = in.poisoned({m.C}), si = in.poisoned({m.C});
+                   Tensor y = in.poisoned(s.x.shape()), sm = in.poisoned_param({m.C}),
+                          si = in.poisoned_param({m.C});
                    const Backend be = in.backend();
                    return Instance{[=]() mutable {
                                      batchnorm_forward_train(be, y, sm, si, s.rmean, s.rvar, s.x,
@@ -432,21 +465,24 @@ void add_batchnorm_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
                                    },
                                    {y, sm, si, s.rmean, s.rvar}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(2 * x) + f32(6 * c)));
   // train backward: read dy, x, write dx
   out.push_back(
       {"batchnorm_train_bwd", &batchnorm_op(), shape, params, "", 0.0,
        same_bytes(f32(3 * x + 6 * c)), [=](Inputs& in, bool small) {
          State s = state(in, nb(small));
          const Backend be = in.backend();
-         Tensor y = in.poisoned(s.x.shape()), sm = in.poisoned({m.C}), si = in.poisoned({m.C});
+         Tensor y = in.poisoned(s.x.shape()), sm = in.poisoned_param({m.C}),
+                si = in.poisoned_param({m.C});
          batchnorm_forward_train(be, y, sm, si, s.rmean, s.rvar, s.x, s.gamma, s.beta, bp);
          Tensor dy = in.uniform(s.x.shape()), dx = in.poisoned(s.x.shape());
-         Tensor dg = in.uniform({m.C}), db = in.uniform({m.C});
+         Tensor dg = in.uniform_param({m.C}), db = in.uniform_param({m.C});
          return Instance{[=]() mutable {
                            batchnorm_backward_train(be, dx, dg, db, dy, s.x, s.gamma, sm, si, bp);
                          },
                          {dx, dg, db}};
        }});
+  with_16bit_rows(out, same_bytes(h16(3 * x) + f32(6 * c)));
   // eval forward: read x, write y
   out.push_back({"batchnorm_eval_fwd", &batchnorm_op(), shape, params, "", 0.0,
                  same_bytes(f32(2 * x + 4 * c)), [=](Inputs& in, bool small) {
@@ -459,6 +495,7 @@ void add_batchnorm_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
                                    },
                                    {y}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(2 * x) + f32(4 * c)));
 }
 
 void add_relu_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
@@ -475,6 +512,7 @@ void add_relu_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
                        [=]() mutable { activation_forward(be, y, xt, Activation::ReLU, 0.01); },
                        {y}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(2 * x)));
   // backward: read dy and x (or y), write dx
   out.push_back({"relu_bwd", &activation_op(), shape, params, "", 0.0, same_bytes(f32(3 * x)),
                  [=](Inputs& in, bool small) {
@@ -487,6 +525,7 @@ void add_relu_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
                                    },
                                    {dx}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(3 * x)));
 }
 
 void add_pool_cases(std::vector<Case>& out, const PoolSpec& p, int64_t N) {
@@ -510,6 +549,9 @@ void add_pool_cases(std::vector<Case>& out, const PoolSpec& p, int64_t N) {
                    if (be != Backend::CudaVendor) outs.push_back(am);
                    return Instance{[=]() mutable { maxpool2d_forward(be, y, am, xt, pp); }, outs};
                  }});
+  with_16bit_rows(out, [=](Backend b) {
+    return h16(x + y) + (b == Backend::CudaVendor ? 0 : f32(y));  // the argmax is int32
+  });
   // max backward: ours reads dy and argmax, cuDNN reads dy, x and y; both write dx
   out.push_back(
       {"maxpool_bwd", &maxpool2d_op(), shape, params, "", 0.0,
@@ -523,6 +565,10 @@ void add_pool_cases(std::vector<Case>& out, const PoolSpec& p, int64_t N) {
          Tensor dy = in.uniform(y.shape()), dx = in.poisoned(xt.shape());
          return Instance{[=]() mutable { maxpool2d_backward(be, dx, dy, xt, y, am, pp); }, {dx}};
        }});
+  // 16-bit: ours reads dy and the int32 argmax, writes dx; cuDNN reads dy, y, x, writes dx
+  with_16bit_rows(out, [=](Backend b) {
+    return b == Backend::CudaVendor ? h16(2 * y + 2 * x) : h16(y + x) + f32(y);
+  });
   // average forward: read x, write y; backward: read dy, write dx
   out.push_back({"avgpool_fwd", &avgpool2d_op(), shape, params, "", 0.0, same_bytes(f32(x + y)),
                  [=](Inputs& in, bool small) {
@@ -531,6 +577,7 @@ void add_pool_cases(std::vector<Case>& out, const PoolSpec& p, int64_t N) {
                    const Backend be = in.backend();
                    return Instance{[=]() mutable { avgpool2d_forward(be, y, xt, pp); }, {y}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(x + y)));
   out.push_back({"avgpool_bwd", &avgpool2d_op(), shape, params, "", 0.0, same_bytes(f32(x + y)),
                  [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
@@ -538,6 +585,7 @@ void add_pool_cases(std::vector<Case>& out, const PoolSpec& p, int64_t N) {
                    const Backend be = in.backend();
                    return Instance{[=]() mutable { avgpool2d_backward(be, dx, dy, pp); }, {dx}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(x + y)));
 }
 
 void add_global_pool_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) {
@@ -553,6 +601,7 @@ void add_global_pool_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) 
                    const Backend be = in.backend();
                    return Instance{[=]() mutable { global_avgpool_forward(be, yt, xt); }, {yt}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(x + y)));
   out.push_back({"global_avgpool_bwd", &global_avgpool_op(), shape, params, "", 0.0,
                  same_bytes(f32(x + y)), [=](Inputs& in, bool small) {
                    const int64_t n = nb(small);
@@ -560,6 +609,7 @@ void add_global_pool_cases(std::vector<Case>& out, const MapSpec& m, int64_t N) 
                    const Backend be = in.backend();
                    return Instance{[=]() mutable { global_avgpool_backward(be, dx, dy); }, {dx}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(x + y)));
 }
 
 void add_softmax_cases(std::vector<Case>& out, int64_t N, int64_t K) {
@@ -646,6 +696,7 @@ void add_dropout_cases(std::vector<Case>& out, int64_t features, int64_t N) {
                        [=]() mutable { dropout_forward(be, y, mask, xt, p, seed, offset); },
                        {y, mask}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(2 * x) + x));
   // backward: read dy and the mask, write dx
   out.push_back({"dropout_bwd", &dropout_op(), shape, params, "", 0.0, same_bytes(f32(2 * x) + x),
                  [=](Inputs& in, bool small) {
@@ -656,6 +707,7 @@ void add_dropout_cases(std::vector<Case>& out, int64_t features, int64_t N) {
                    Tensor dy = in.uniform(xt.shape()), dx = in.poisoned(xt.shape());
                    return Instance{[=]() mutable { dropout_backward(be, dx, dy, mask, p); }, {dx}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(2 * x) + x));
 }
 
 void add_augment_case(std::vector<Case>& out, int64_t N) {
@@ -698,6 +750,7 @@ void add_add_case(std::vector<Case>& out, const MapSpec& m, int64_t N) {
                    const Backend be = in.backend();
                    return Instance{[=]() mutable { add_scaled(be, o, a, b, 1.0); }, {o}};
                  }});
+  with_16bit_rows(out, same_bytes(h16(3.0 * N * m.C * m.H * m.W)));
 }
 
 // Every case for the chosen models, each distinct (op, shape) once with the models that use it.
@@ -774,6 +827,12 @@ std::vector<double> host_doubles(const Tensor& t) {
     case DType::F64: std::copy_n(h.data<double>(), v.size(), v.begin()); break;
     case DType::I32: std::copy_n(h.data<int32_t>(), v.size(), v.begin()); break;
     case DType::U8: std::copy_n(h.data<uint8_t>(), v.size(), v.begin()); break;
+    case DType::BF16:
+      for (size_t i = 0; i < v.size(); ++i) v[i] = to_float(h.data<bf16>()[i]);
+      break;
+    case DType::F16:
+      for (size_t i = 0; i < v.size(); ++i) v[i] = to_float(h.data<f16>()[i]);
+      break;
     default: throw_error(str("bench_kernels: cannot compare ", h.describe()));
   }
   return v;
@@ -790,9 +849,14 @@ struct CheckResult {
 // mistake (errors of order 1) or TF32 arithmetic (10-bit mantissa, ~1e-3) fails. The element-wise
 // bound catches a few wrong elements that the L2 norm of a large tensor would dilute.
 //
+// bfloat16/float16 rows (u = the unit roundoff, 2^-8 or 2^-11; 0 for float32): the reference
+// starts from the same 16-bit inputs, so an output differs by its one rounding to 16 bits (u |ref|
+// per element, at most u in relative L2) plus float32's error: bounds 2u, relative and elementwise.
+//
 // The device instance's outputs are compared with the first outputs of the reference: a vendor
 // backend may produce fewer (cuDNN's max-pool keeps no argmax), never different ones.
-CheckResult compare_outputs(const std::vector<Tensor>& out, const std::vector<Tensor>& ref) {
+CheckResult compare_outputs(const std::vector<Tensor>& out, const std::vector<Tensor>& ref,
+                            double u = 0.0) {
   CheckResult r;
   MINIDL_ASSERT(out.size() <= ref.size());
   for (size_t k = 0; k < out.size(); ++k) {
@@ -810,7 +874,8 @@ CheckResult compare_outputs(const std::vector<Tensor>& out, const std::vector<Te
     }
     const double rel = finite ? std::sqrt(d2) / std::max(std::sqrt(r2), 1e-30) : kNaN;
     if (!(rel <= r.rel_err)) r.rel_err = rel;  // NaN sticks
-    const bool ok = finite && rel <= 1e-5 && max_err <= 1e-3 * std::max(1.0, max_ref);
+    const double rel_bound = u > 0 ? 2 * u : 1e-5, elem_bound = u > 0 ? 2 * u : 1e-3;
+    const bool ok = finite && rel <= rel_bound && max_err <= elem_bound * std::max(1.0, max_ref);
     if (!ok && r.ok) {
       r.ok = false;
       r.what = finite ? fmt::format("output {}: max abs error {:.3g}", k, max_err)
@@ -832,7 +897,18 @@ struct Options {
   uint64_t seed = 0;
   int64_t gemm_size = 0;
   std::vector<Backend> only;  // --backends: run only these; empty: every runnable one
+  // --dtypes: float32, and bfloat16/float16 for the cases with 16-bit rows (with_16bit_rows)
+  std::vector<DType> dtypes{DType::F32};
 };
+
+// The dtypes case c runs at on backend b: float32, and each 16-bit one of --dtypes where the case
+// has 16-bit rows and the op table says b computes it.
+std::vector<DType> row_dtypes(const Case& c, Backend b, const Options& o) {
+  std::vector<DType> out;
+  for (DType t : o.dtypes)
+    if (t == DType::F32 || (c.bytes16 && c.op->computes(b, t))) out.push_back(t);
+  return out;
+}
 
 // Timers are kept and reused (on a GPU each holds two CUDA events).
 std::vector<Timer>& timer_pool(Device d, size_t n) {
@@ -1021,6 +1097,7 @@ std::string join_backends(const std::vector<Backend>& bs,
 struct Row {
   const Case* c = nullptr;
   Backend backend = Backend::CpuReference;
+  DType dtype = DType::F32;
   bool checked = false;
   CheckResult check;
   TimingStats t;
@@ -1028,6 +1105,14 @@ struct Row {
   double vs_ref = kNaN;
   double gflops = kNaN, gbps = kNaN, roof = kNaN;
 };
+
+// The row's function name: the case's, with _bf16 / _fp16 for 16-bit rows (the table's and the
+// CSV's `op` column, so compare.py keys them apart).
+std::string row_name(const Row& r) {
+  if (r.dtype == DType::BF16) return r.c->name + "_bf16";
+  if (r.dtype == DType::F16) return r.c->name + "_fp16";
+  return r.c->name;
+}
 
 std::string fmt_num(double v, const char* spec = "{:.4g}") {
   return std::isfinite(v) ? fmt::format(fmt::runtime(spec), v) : "-";
@@ -1040,7 +1125,7 @@ std::string check_text(const Row& r) {
 }
 
 constexpr const char* kTableFmt =
-    "{:<20} {:<30} {:<16} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>7}\n";
+    "{:<24} {:<30} {:<16} {:<11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>6} {:>7}\n";
 
 void print_table_header() {
   fmt::print(fmt::runtime(kTableFmt), "op", "shape", "backend", "check", "median_ms", "min_ms",
@@ -1048,8 +1133,8 @@ void print_table_header() {
 }
 
 void print_row(const Row& r) {
-  fmt::print(fmt::runtime(kTableFmt), r.c->name, r.c->shape, backend_name(r.backend), check_text(r),
-             fmt_num(r.error.empty() ? r.t.median : kNaN),
+  fmt::print(fmt::runtime(kTableFmt), row_name(r), r.c->shape, backend_name(r.backend),
+             check_text(r), fmt_num(r.error.empty() ? r.t.median : kNaN),
              fmt_num(r.error.empty() ? r.t.min : kNaN), fmt_num(r.error.empty() ? r.t.p10 : kNaN),
              fmt_num(r.error.empty() ? r.t.p90 : kNaN), fmt_num(r.gflops, "{:.1f}"),
              fmt_num(r.gbps, "{:.1f}"), fmt_num(r.roof, "{:.1f}"), fmt_num(r.vs_ref, "{:.2f}"));
@@ -1062,6 +1147,10 @@ const char* kCsvHeader =
     "op,table_op,shape,params,models,backend,device,batch,check,check_rel_err,repeats,median_ms,"
     "min_ms,p10_ms,p90_ms,flops,bytes,gflops,gbps,roofline_pct,ref_backend,vs_ref,error\n";
 
+double row_bytes(const Row& r) {
+  return r.dtype == DType::F32 ? r.c->bytes(r.backend) : r.c->bytes16(r.backend);
+}
+
 std::string csv_row(const Row& r, const Options& o) {
   using bench::csv_field;
   const Case& c = *r.c;
@@ -1069,12 +1158,12 @@ std::string csv_row(const Row& r, const Options& o) {
   auto num = [](double v) { return std::isfinite(v) ? fmt::format("{:.6g}", v) : std::string(); };
   const std::optional<Backend> ref = reference_backend(*c.op, o.device.type);
   return fmt::format(
-      "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", c.name, c.op->name,
-      csv_field(c.shape), c.params, csv_field(c.models), backend_name(r.backend), o.device.str(),
-      o.batch, !ok ? "error" : (r.checked ? (r.check.ok ? "ok" : "fail") : ""),
+      "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", row_name(r),
+      c.op->name, csv_field(c.shape), c.params, csv_field(c.models), backend_name(r.backend),
+      o.device.str(), o.batch, !ok ? "error" : (r.checked ? (r.check.ok ? "ok" : "fail") : ""),
       r.checked ? num(r.check.rel_err) : "", ok ? std::to_string(r.t.count) : "",
       ok ? num(r.t.median) : "", ok ? num(r.t.min) : "", ok ? num(r.t.p10) : "",
-      ok ? num(r.t.p90) : "", num(c.flops), num(c.bytes(r.backend)), num(r.gflops), num(r.gbps),
+      ok ? num(r.t.p90) : "", num(c.flops), num(row_bytes(r)), num(r.gflops), num(r.gbps),
       num(r.roof), ref ? backend_name(*ref) : "", num(r.vs_ref), csv_field(r.error));
 }
 
@@ -1144,6 +1233,11 @@ cuda-cublas and cuda-vendor (cuDNN) on a GPU. vs_ref compares with the op's vend
   --csv PATH                 also write the rows as CSV
   --seed N                   seed of the random inputs (default: drawn, and printed)
   --threads N                OpenMP threads on the CPU (default: all)
+  --dtypes a,b               float32 (default), bfloat16, float16 (fp32, bf16, fp16): the
+                             memory-bound ops (batchnorm, relu, pooling, add, dropout) also run
+                             with 16-bit activations where the op table lists the dtype, as rows
+                             named op_bf16 / op_fp16; roof% is then their share of the copy
+                             bandwidth (issue 20's target: >= 80%)
   --list                     print the op table and each op's cases with their backends, and exit
   --tc-gemm                  only the tensor-core GEMM (bf16, fp16) against cublasGemmEx at 1024,
                              2048, 4096 and --gemm-size, checked against float64 first, and exit
@@ -1272,7 +1366,7 @@ int run_tc_gemm(const Options&) {
 int run(int argc, char** argv) {
   const Args args(argc, argv,
                   {"device", "batch", "ops", "shapes", "repeats", "csv", "seed", "threads",
-                   "gemm-size", "list", "backends", "kernels", "cpu-kernels", "tc-gemm"},
+                   "gemm-size", "list", "backends", "kernels", "cpu-kernels", "tc-gemm", "dtypes"},
                   "bench_kernels");
   if (args.has("help")) {
     fmt::print("{}", kHelp);
@@ -1291,6 +1385,19 @@ int run(int argc, char** argv) {
   o.gemm_size = args.get_int("gemm-size", o.device.is_cuda() ? 8192 : 2048);
   for (const char* flag : {"backends", "kernels", "cpu-kernels"})
     if (args.has(flag)) parse_backends(o.only, flag, args.get(flag, ""));
+  if (args.has("dtypes")) {
+    o.dtypes.clear();
+    for (const std::string& name : bench::split_commas(args.get("dtypes", ""))) {
+      const DType t = name == "float32" || name == "fp32"    ? DType::F32
+                      : name == "bfloat16" || name == "bf16" ? DType::BF16
+                      : name == "float16" || name == "fp16"  ? DType::F16
+                                                             : DType::F64;
+      MINIDL_CHECK(t != DType::F64, "--dtypes: '", name,
+                   "' is not one of float32 (fp32), bfloat16 (bf16), float16 (fp16)");
+      o.dtypes.push_back(t);
+    }
+    MINIDL_CHECK(!o.dtypes.empty(), "--dtypes: expected a list such as float32,bfloat16,float16");
+  }
 
   if (args.has("tc-gemm")) {
     require_device(o.device);
@@ -1330,7 +1437,8 @@ int run(int argc, char** argv) {
       missing.push_back(b);
   }
   size_t n_rows = 0;
-  for (const Case& c : cases) n_rows += case_backends(c, o).size();
+  for (const Case& c : cases)
+    for (Backend b : case_backends(c, o)) n_rows += row_dtypes(c, b, o).size();
   MINIDL_CHECK(n_rows > 0, "--backends '", join_backends(o.only), "': none of these runs on ",
                o.device, " here (this device can run: ", join_backends([&] {
                  std::vector<Backend> v;
@@ -1390,43 +1498,48 @@ int run(int argc, char** argv) {
   for (const Case& c : cases) {
     ++case_seed;
     std::vector<Row> rows;
-    for (Backend b : case_backends(c, o)) {
-      Row r;
-      r.c = &c;
-      r.backend = b;
-      try {
-        // The small case, on the device in float32 on backend b and on the CPU in float64 on
-        // cpu-reference, same inputs.
-        Inputs ref_in(Device::cpu(), DType::F64, Backend::CpuReference, case_seed),
-            dev_in(o.device, DType::F32, b, case_seed);
-        Instance ref = c.make(ref_in, true), dev = c.make(dev_in, true);
-        ref.run();
-        dev.run();
-        r.check = compare_outputs(dev.outputs, ref.outputs);
-        r.checked = true;
-        // The full-size case, fresh inputs.
-        Inputs big_in(o.device, DType::F32, b, case_seed * 7919u + 1);
-        Instance big = c.make(big_in, false);
-        r.t = time_op(big.run, o);
-        const double s = r.t.median * 1e-3;
-        const double bytes = c.bytes(b);
-        if (c.flops > 0) r.gflops = c.flops / s * 1e-9;
-        r.gbps = bytes / s * 1e-9;
-        const double roof_s = std::max(c.flops / (ceil.sgemm_gflops * 1e9), bytes / (ceil.copy_gbps * 1e9));
-        r.roof = 100.0 * roof_s / s;
-      } catch (const std::exception& e) {
-        r.error = e.what();
+    for (Backend b : case_backends(c, o))
+      for (DType dt : row_dtypes(c, b, o)) {
+        Row r;
+        r.c = &c;
+        r.backend = b;
+        r.dtype = dt;
+        try {
+          // The small case, on the device in `dt` on backend b and on the CPU in float64 on
+          // cpu-reference, same inputs (16-bit rows: the reference draws the same 16-bit values).
+          Inputs ref_in(Device::cpu(), DType::F64, Backend::CpuReference, case_seed, dt),
+              dev_in(o.device, dt, b, case_seed);
+          Instance ref = c.make(ref_in, true), dev = c.make(dev_in, true);
+          ref.run();
+          dev.run();
+          const double u = dt == DType::BF16 ? 0x1p-8 : dt == DType::F16 ? 0x1p-11 : 0.0;
+          r.check = compare_outputs(dev.outputs, ref.outputs, u);
+          r.checked = true;
+          // The full-size case, fresh inputs.
+          Inputs big_in(o.device, dt, b, case_seed * 7919u + 1);
+          Instance big = c.make(big_in, false);
+          r.t = time_op(big.run, o);
+          const double s = r.t.median * 1e-3;
+          const double bytes = row_bytes(r);
+          if (c.flops > 0) r.gflops = c.flops / s * 1e-9;
+          r.gbps = bytes / s * 1e-9;
+          const double roof_s =
+              std::max(c.flops / (ceil.sgemm_gflops * 1e9), bytes / (ceil.copy_gbps * 1e9));
+          r.roof = 100.0 * roof_s / s;
+        } catch (const std::exception& e) {
+          r.error = e.what();
+        }
+        if (!r.error.empty() || (r.checked && !r.check.ok)) ++failures;
+        rows.push_back(r);
       }
-      if (!r.error.empty() || (r.checked && !r.check.ok)) ++failures;
-      rows.push_back(r);
-    }
     if (const std::optional<Backend> ref_b = reference_backend(*c.op, o.device.type)) {
-      const auto ref = std::find_if(rows.begin(), rows.end(), [&](const Row& r) {
-        return r.backend == *ref_b && r.error.empty();
-      });
-      if (ref != rows.end())
-        for (Row& r : rows)
-          if (r.error.empty()) r.vs_ref = r.t.median / ref->t.median;
+      // Each row against the reference backend's row of the same dtype.
+      for (Row& r : rows) {
+        const auto ref = std::find_if(rows.begin(), rows.end(), [&](const Row& x) {
+          return x.backend == *ref_b && x.dtype == r.dtype && x.error.empty();
+        });
+        if (ref != rows.end() && r.error.empty()) r.vs_ref = r.t.median / ref->t.median;
+      }
     }
     for (const Row& r : rows) {
       print_row(r);
@@ -1442,11 +1555,11 @@ int run(int argc, char** argv) {
   std::map<std::pair<std::string, Backend>, std::vector<const Row*>> groups;
   std::vector<std::pair<std::string, Backend>> order;
   for (const Row& r : all_rows) {
-    auto key = std::make_pair(r.c->name, r.backend);
+    auto key = std::make_pair(row_name(r), r.backend);
     if (!groups.count(key)) order.push_back(key);
     groups[key].push_back(&r);
   }
-  fmt::print("{:<20} {:<16} {:>6} {:>11} {:>10}\n", "op", "backend", "shapes", "geo vs_ref",
+  fmt::print("{:<24} {:<16} {:>6} {:>11} {:>10}\n", "op", "backend", "shapes", "geo vs_ref",
              "med roof%");
   for (const auto& key : order) {
     double log_sum = 0.0;
@@ -1461,7 +1574,7 @@ int run(int argc, char** argv) {
     }
     const double geo = n_ref ? std::exp(log_sum / n_ref) : kNaN;
     const double roof = roofs.empty() ? kNaN : summarize_timings(roofs).median;
-    fmt::print("{:<20} {:<16} {:>6} {:>11} {:>10}\n", key.first, backend_name(key.second),
+    fmt::print("{:<24} {:<16} {:>6} {:>11} {:>10}\n", key.first, backend_name(key.second),
                groups[key].size(), fmt_num(geo, "{:.2f}"), fmt_num(roof, "{:.1f}"));
   }
   fmt::print("\n# {} rows, {} failed checks or errors\n", all_rows.size(), failures);

@@ -19,9 +19,11 @@
 // Which backend computes each op at 16 bits is the op table's dtype column (kernels/backend.h): on
 // the CPU, bfloat16 convolutions run on oneDNN where the CPU has AVX512_BF16 and everything else on
 // cpu-reference, float32 math on 16-bit memory (vectorised with AVX-512 where the CPU has it,
-// kernels/cpu_simd.h). An op without a 16-bit backend on the device
-// (every CUDA op but convert in this version) stops the first step with an error naming the op
-// and --precision.
+// kernels/cpu_simd.h); on CUDA the memory-bound ops (batchnorm,
+// activations, pooling, add, dropout), convert, and conv2d, linear and matmul (tensor cores:
+// gemm_tc or cublasGemmEx) have 16-bit rows. An op without a 16-bit row on
+// the backend the device's settings select stops the first step with check_backend's error naming
+// the op, the backend and --precision fp32 (tests/cuda/mixed_precision_cuda_test.cpp).
 #pragma once
 
 #include <cstdint>

@@ -72,10 +72,15 @@ const OpInfo& activation_op() {
   static const OpInfo op{
       "activation",
       "`activation_forward`, `activation_backward`",
-      {{Backend::CpuReference, "vectorised loops; bfloat16/float16 in memory, float32 math",
+      {{Backend::CpuReference,
+        "vectorised loops; bfloat16/float16 in memory, float32 math",
         {DType::F32, DType::F64, DType::BF16, DType::F16}},
-       {Backend::CudaHandwritten, "one thread per element"},
-       {Backend::CudaVendor, "cudnnActivationForward/Backward"}},
+       {Backend::CudaHandwritten,
+        "one thread per element; bfloat16/float16 in 16-byte vectors, float32 math",
+        {DType::F32, DType::BF16, DType::F16}},
+       {Backend::CudaVendor,
+        "cudnnActivationForward/Backward",
+        {DType::F32, DType::BF16, DType::F16}}},
       "cuDNN has the function (not LeakyReLU) and the tensor has < 2^31 elements"};
   return op;
 }
@@ -104,9 +109,11 @@ void activation_forward(Backend b, Tensor& y, const Tensor& x, Activation act, d
   switch (b) {
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA(cuda::activation_forward(y.data<float>(), x.data<float>(), x.numel(), act,
-                                              static_cast<float>(slope), b == Backend::CudaVendor,
-                                              cuda_context(x.device())));
+      MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
+        cuda::activation_forward<T>(y.data<T>(), x.data<T>(), x.numel(), act,
+                                    static_cast<float>(slope), b == Backend::CudaVendor,
+                                    cuda_context(x.device()));
+      }));
       return;
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
@@ -139,9 +146,11 @@ void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& 
   switch (b) {
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA(cuda::activation_backward(
-          dx.data<float>(), dy.data<float>(), x.data<float>(), y.data<float>(), dy.numel(), act,
-          static_cast<float>(slope), b == Backend::CudaVendor, cuda_context(dy.device())));
+      MINIDL_IF_CUDA(dispatch_float32_storage(dy.dtype(), who, [&]<typename T>() {
+        cuda::activation_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), y.data<T>(),
+                                     dy.numel(), act, static_cast<float>(slope),
+                                     b == Backend::CudaVendor, cuda_context(dy.device()));
+      }));
       return;
     default:
       dispatch_storage(dy.dtype(), who, [&]<typename T>() {

@@ -33,11 +33,14 @@ void activation_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& 
                          Activation act, double slope = 0.01);
 
 namespace cuda {
-// `vendor`: cuDNN (cuda-vendor) instead of our kernel (cuda-handwritten).
-void activation_forward(float* y, const float* x, int64_t n, Activation act, float slope,
-                        bool vendor, CudaContext& ctx);
-void activation_backward(float* dx, const float* dy, const float* x, const float* y, int64_t n,
-                         Activation act, float slope, bool vendor, CudaContext& ctx);
+// `vendor`: cuDNN (cuda-vendor) instead of our kernel (cuda-handwritten). T: float, bf16 or f16
+// (instantiated in activation.cu; 16-bit values, float32 math).
+template <typename T>
+void activation_forward(T* y, const T* x, int64_t n, Activation act, float slope, bool vendor,
+                        CudaContext& ctx);
+template <typename T>
+void activation_backward(T* dx, const T* dy, const T* x, const T* y, int64_t n, Activation act,
+                         float slope, bool vendor, CudaContext& ctx);
 }  // namespace cuda
 
 }  // namespace minidl

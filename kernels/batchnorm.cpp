@@ -203,8 +203,13 @@ const OpInfo& batchnorm_op() {
         "per-channel loops, statistics in float64; bfloat16/float16 activations with float32 "
         "parameters",
         {DType::F32, DType::F64, DType::BF16, DType::F16}},
-       {Backend::CudaHandwritten, "per-channel partial sums in float64, then one elementwise pass"},
-       {Backend::CudaVendor, "cudnnBatchNormalization* (spatial); eval backward runs ours"}},
+       {Backend::CudaHandwritten,
+        "per-channel partial sums in float64, then one elementwise pass; bfloat16/float16 "
+        "activations in 16-byte vectors with float32 statistics and parameters",
+        {DType::F32, DType::BF16, DType::F16}},
+       {Backend::CudaVendor,
+        "cudnnBatchNormalization* (spatial); eval backward runs ours",
+        {DType::F32, DType::BF16, DType::F16}}},
       "eps >= CUDNN_BN_MIN_EPSILON (0 in cuDNN 9)"};
   return op;
 }
@@ -237,11 +242,16 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
   switch (b) {
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA((b == Backend::CudaVendor ? cuda::batchnorm_forward_train_cudnn
-                                               : cuda::batchnorm_forward_train)(
-          y.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
-          running_mean.data<float>(), running_var.data<float>(), x.data<float>(),
-          gamma.data<float>(), beta.data<float>(), d.N, d.C, d.HW, p, cuda_context(x.device())));
+      MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
+        (b == Backend::CudaVendor
+             ? cuda::batchnorm_forward_train_cudnn<T>
+             : cuda::batchnorm_forward_train<T>)(y.data<T>(), save_mean.data<float>(),
+                                                 save_invstd.data<float>(),
+                                                 running_mean.data<float>(),
+                                                 running_var.data<float>(), x.data<T>(),
+                                                 gamma.data<float>(), beta.data<float>(), d.N, d.C,
+                                                 d.HW, p, cuda_context(x.device()));
+      }));
       return;
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
@@ -272,11 +282,14 @@ void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor&
   switch (b) {
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA((b == Backend::CudaVendor ? cuda::batchnorm_forward_eval_cudnn
-                                               : cuda::batchnorm_forward_eval)(
-          y.data<float>(), x.data<float>(), gamma.data<float>(), beta.data<float>(),
-          running_mean.data<float>(), running_var.data<float>(), d.N, d.C, d.HW, p,
-          cuda_context(x.device())));
+      MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
+        (b == Backend::CudaVendor
+             ? cuda::batchnorm_forward_eval_cudnn<T>
+             : cuda::batchnorm_forward_eval<T>)(y.data<T>(), x.data<T>(), gamma.data<float>(),
+                                                beta.data<float>(), running_mean.data<float>(),
+                                                running_var.data<float>(), d.N, d.C, d.HW, p,
+                                                cuda_context(x.device()));
+      }));
       return;
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
@@ -307,16 +320,20 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
   check_backend(batchnorm_op(), b, x.device(), x.dtype(), who);
   switch (b) {
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA(cuda::batchnorm_backward_train_cudnn(
-          dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
-          x.data<float>(), gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
-          d.N, d.C, d.HW, p, cuda_context(x.device())));
+      MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
+        cuda::batchnorm_backward_train_cudnn<T>(
+            dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<T>(), x.data<T>(),
+            gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(), d.N, d.C, d.HW,
+            p, cuda_context(x.device()));
+      }));
       return;
     case Backend::CudaHandwritten:
-      MINIDL_IF_CUDA(cuda::batchnorm_backward_train(
-          dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
-          x.data<float>(), gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(),
-          d.N, d.C, d.HW, cuda_context(x.device())));
+      MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
+        cuda::batchnorm_backward_train<T>(dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(),
+                                          dy.data<T>(), x.data<T>(), gamma.data<float>(),
+                                          save_mean.data<float>(), save_invstd.data<float>(), d.N,
+                                          d.C, d.HW, cuda_context(x.device()));
+      }));
       return;
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
@@ -348,10 +365,12 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
     // cuDNN has no eval-mode backward, so both CUDA backends run our kernel.
     case Backend::CudaHandwritten:
     case Backend::CudaVendor:
-      MINIDL_IF_CUDA(cuda::batchnorm_backward_eval(
-          dx.data<float>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<float>(),
-          x.data<float>(), gamma.data<float>(), running_mean.data<float>(),
-          running_var.data<float>(), d.N, d.C, d.HW, p, cuda_context(x.device())));
+      MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
+        cuda::batchnorm_backward_eval<T>(dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(),
+                                         dy.data<T>(), x.data<T>(), gamma.data<float>(),
+                                         running_mean.data<float>(), running_var.data<float>(), d.N,
+                                         d.C, d.HW, p, cuda_context(x.device()));
+      }));
       return;
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {

@@ -41,6 +41,7 @@
 
 #include "core/cuda_check.h"
 #include "kernels/batchnorm.h"
+#include "kernels/vec16.cuh"
 
 namespace minidl::cuda {
 
@@ -55,32 +56,9 @@ constexpr int64_t kMinElementsPerBlock = 4096;  // 16 elements per thread at lea
 constexpr int kMaxElementwiseBlocks = 132 * 16;
 
 // ---------------------------------------------------------------- loads and stores
-// A Unit is W consecutive floats of one (n, c) plane: W = 4 (one float4, 16-byte transactions)
-// when HW % 4 == 0 and every pointer is 16-byte aligned, else W = 1.
-template <int W>
-struct Unit {
-  float v[W];
-};
-
-template <int W>
-__device__ __forceinline__ Unit<W> load(const float* __restrict__ p, unsigned off) {
-  Unit<W> u;
-  if constexpr (W == 4) {
-    const float4 t = __ldg(reinterpret_cast<const float4*>(p) + off);
-    u.v[0] = t.x, u.v[1] = t.y, u.v[2] = t.z, u.v[3] = t.w;
-  } else {
-    u.v[0] = __ldg(p + off);
-  }
-  return u;
-}
-
-template <int W>
-__device__ __forceinline__ void store(float* __restrict__ p, unsigned off, const Unit<W>& u) {
-  if constexpr (W == 4)
-    reinterpret_cast<float4*>(p)[off] = make_float4(u.v[0], u.v[1], u.v[2], u.v[3]);
-  else
-    p[off] = u.v[0];
-}
+// A Unit<W> (kernels/vec16.cuh) is W consecutive elements of one (n, c) plane, as float: W =
+// kVec<T> (one 16-byte transaction: 4 float, 8 bfloat16/float16) when HW % W == 0 and every
+// pointer is 16-byte aligned, else W = 1. load_unit/store_unit convert 16-bit values.
 
 // Calls f(offset) for the units [u0, u1) of channel c, where unit u of a channel is unit
 // u % L of image u / L (L = units per plane) and offset counts units from the tensor's start.
@@ -150,14 +128,14 @@ __device__ double2 block_sum2(double a, double b) {
 // ---------------------------------------------------------------- forward
 // grid (C, S): block (c, s) reduces units [s*per, min((s+1)*per, N*L)) of channel c into
 // partial[c*S + s].
-template <int W>
-__global__ void bn_stats_partial_kernel(Moments* __restrict__ partial, const float* __restrict__ x,
+template <typename T, int W>
+__global__ void bn_stats_partial_kernel(Moments* __restrict__ partial, const T* __restrict__ x,
                                         unsigned C, unsigned L, unsigned units, unsigned per) {
   const unsigned c = blockIdx.x, s = blockIdx.y;
   const unsigned u0 = s * per, u1 = min(u0 + per, units);
   float n = 0, mean = 0, m2 = 0;  // Welford in float: per-thread counts are small
   for_each_unit(u0, u1, c, C, L, [&](unsigned off) {
-    const Unit<W> u = load<W>(x, off);
+    const Unit<W> u = load_unit<T, W>(x, off);
 #pragma unroll
     for (int k = 0; k < W; ++k) {
       n += 1.f;
@@ -193,25 +171,26 @@ __global__ void bn_stats_finalize_kernel(float* __restrict__ save_mean,
 // y = (x - mean_c) * (invstd_c * gamma_c) + beta_c over all units (grid-stride). The subtraction
 // comes first: x - mean is exact for x near the mean, where folding the mean into a bias would
 // round it at |mean|'s scale.
-template <int W>
-__global__ void bn_normalize_kernel(float* __restrict__ y, const float* __restrict__ x,
-                                    const float* __restrict__ mean, const float* __restrict__ invstd,
+template <typename T, int W>
+__global__ void bn_normalize_kernel(T* __restrict__ y, const T* __restrict__ x,
+                                    const float* __restrict__ mean,
+                                    const float* __restrict__ invstd,
                                     const float* __restrict__ gamma, const float* __restrict__ beta,
                                     unsigned C, unsigned L, unsigned units) {
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < units; i += gridDim.x * blockDim.x) {
     const unsigned c = (i / L) % C;
     const float m = __ldg(mean + c), k = __ldg(invstd + c) * __ldg(gamma + c), b = __ldg(beta + c);
-    Unit<W> u = load<W>(x, i);
+    Unit<W> u = load_unit<T, W>(x, i);
 #pragma unroll
     for (int j = 0; j < W; ++j) u.v[j] = (u.v[j] - m) * k + b;
-    store<W>(y, i, u);
+    store_unit<T, W>(y, i, u);
   }
 }
 
 // Eval: the same with the running statistics (the per-channel 1/sqrt is recomputed per unit; it
 // is hidden behind the memory traffic).
-template <int W>
-__global__ void bn_eval_kernel(float* __restrict__ y, const float* __restrict__ x,
+template <typename T, int W>
+__global__ void bn_eval_kernel(T* __restrict__ y, const T* __restrict__ x,
                                const float* __restrict__ gamma, const float* __restrict__ beta,
                                const float* __restrict__ running_mean,
                                const float* __restrict__ running_var, float eps, unsigned C,
@@ -220,10 +199,10 @@ __global__ void bn_eval_kernel(float* __restrict__ y, const float* __restrict__ 
     const unsigned c = (i / L) % C;
     const float m = __ldg(running_mean + c), b = __ldg(beta + c);
     const float k = __ldg(gamma + c) / sqrtf(__ldg(running_var + c) + eps);
-    Unit<W> u = load<W>(x, i);
+    Unit<W> u = load_unit<T, W>(x, i);
 #pragma unroll
     for (int j = 0; j < W; ++j) u.v[j] = (u.v[j] - m) * k + b;
-    store<W>(y, i, u);
+    store_unit<T, W>(y, i, u);
   }
 }
 
@@ -231,10 +210,9 @@ __global__ void bn_eval_kernel(float* __restrict__ y, const float* __restrict__ 
 // grid (C, S) as the stats pass: partial[c*S + s] = (sum dy, sum dy * xhat) over the slice.
 // kEval: `stat` is (running_mean, running_var) and the kernel also writes dx = dy gamma invstd,
 // which needs no reduction; train: `stat` is (save_mean, save_invstd) and dx waits for the sums.
-template <int W, bool kEval>
-__global__ void bn_backward_partial_kernel(double2* __restrict__ partial, float* __restrict__ dx,
-                                           const float* __restrict__ dy,
-                                           const float* __restrict__ x,
+template <typename T, int W, bool kEval>
+__global__ void bn_backward_partial_kernel(double2* __restrict__ partial, T* __restrict__ dx,
+                                           const T* __restrict__ dy, const T* __restrict__ x,
                                            const float* __restrict__ mean,
                                            const float* __restrict__ invstd_or_var,
                                            const float* __restrict__ gamma, float eps, unsigned C,
@@ -246,7 +224,7 @@ __global__ void bn_backward_partial_kernel(double2* __restrict__ partial, float*
   const float k = gamma[c] * invstd;
   float sum_dy = 0, sum_dy_xhat = 0;
   for_each_unit(u0, u1, c, C, L, [&](unsigned off) {
-    const Unit<W> g = load<W>(dy, off), v = load<W>(x, off);
+    const Unit<W> g = load_unit<T, W>(dy, off), v = load_unit<T, W>(x, off);
 #pragma unroll
     for (int j = 0; j < W; ++j) {
       sum_dy += g.v[j];
@@ -256,7 +234,7 @@ __global__ void bn_backward_partial_kernel(double2* __restrict__ partial, float*
       Unit<W> d;
 #pragma unroll
       for (int j = 0; j < W; ++j) d.v[j] = g.v[j] * k;
-      store<W>(dx, off, d);
+      store_unit<T, W>(dx, off, d);
     }
   });
   const double2 t = block_sum2(sum_dy, sum_dy_xhat);
@@ -282,9 +260,9 @@ __global__ void bn_backward_finalize_kernel(float* __restrict__ dgamma, float* _
 }
 
 // dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)), grid-stride over all units.
-template <int W>
-__global__ void bn_backward_dx_kernel(float* __restrict__ dx, const float* __restrict__ dy,
-                                      const float* __restrict__ x, const float* __restrict__ mean,
+template <typename T, int W>
+__global__ void bn_backward_dx_kernel(T* __restrict__ dx, const T* __restrict__ dy,
+                                      const T* __restrict__ x, const float* __restrict__ mean,
                                       const float* __restrict__ invstd,
                                       const float* __restrict__ gamma,
                                       const float2* __restrict__ means, unsigned C, unsigned L,
@@ -293,11 +271,11 @@ __global__ void bn_backward_dx_kernel(float* __restrict__ dx, const float* __res
     const unsigned c = (i / L) % C;
     const float m = __ldg(mean + c), is = __ldg(invstd + c), k = __ldg(gamma + c) * is;
     const float2 md = means[c];
-    const Unit<W> g = load<W>(dy, i), v = load<W>(x, i);
+    const Unit<W> g = load_unit<T, W>(dy, i), v = load_unit<T, W>(x, i);
     Unit<W> d;
 #pragma unroll
     for (int j = 0; j < W; ++j) d.v[j] = k * (g.v[j] - md.x - (v.v[j] - m) * is * md.y);
-    store<W>(dx, i, d);
+    store_unit<T, W>(dx, i, d);
   }
 }
 
@@ -305,15 +283,9 @@ __global__ void count_kernel(int32_t* count) { *count += 1; }
 
 // ---------------------------------------------------------------- launch helpers
 
-bool aligned16(std::initializer_list<const void*> ptrs) {
-  for (const void* p : ptrs)
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
-  return true;
-}
-
 // The unit width and the counts every launcher needs.
 struct Plan {
-  int W;           // floats per unit
+  int W;           // elements per unit
   unsigned L;      // units per (n, c) plane
   unsigned units;  // units in the whole tensor
   unsigned per_channel;  // units per channel = N * L
@@ -321,12 +293,13 @@ struct Plan {
   unsigned S, per;
 };
 
-Plan make_plan(int64_t N, int64_t C, int64_t HW, std::initializer_list<const void*> ptrs,
+// vec: the elements of a 16-byte vector of the storage type (kVec<T>).
+Plan make_plan(int64_t N, int64_t C, int64_t HW, int vec, std::initializer_list<const void*> ptrs,
                const char* who) {
   MINIDL_CHECK(N * C * HW < (int64_t(1) << 31), who, ": tensors of 2^31 or more elements are not "
                "supported by the CUDA kernels, got (N, C, HW) = (", N, ", ", C, ", ", HW, ")");
   Plan p;
-  p.W = HW % 4 == 0 && aligned16(ptrs) ? 4 : 1;
+  p.W = HW % vec == 0 && aligned16(ptrs) ? vec : 1;
   p.L = static_cast<unsigned>(HW / p.W);
   p.units = static_cast<unsigned>(N * C * HW / p.W);
   p.per_channel = static_cast<unsigned>(N * p.L);
@@ -357,10 +330,10 @@ struct TensorDesc {
 
 struct CudnnBn {
   TensorDesc x, param;
-  CudnnBn(int64_t N, int64_t C, int64_t HW) {
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x.d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
-                                           static_cast<int>(N), static_cast<int>(C),
-                                           static_cast<int>(HW), 1));
+  // x of `type` (float, bfloat16 or float16); cuDNN derives a float parameter descriptor for all.
+  CudnnBn(int64_t N, int64_t C, int64_t HW, cudnnDataType_t type) {
+    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x.d, CUDNN_TENSOR_NCHW, type, static_cast<int>(N),
+                                           static_cast<int>(C), static_cast<int>(HW), 1));
     CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(param.d, x.d, CUDNN_BATCHNORM_SPATIAL));
   }
 };
@@ -372,92 +345,111 @@ static_assert(kCudnnBnMinEpsilon == CUDNN_BN_MIN_EPSILON,
 
 // ---------------------------------------------------------------- launchers
 
-void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
-                             float* running_var, const float* x, const float* gamma,
-                             const float* beta, int64_t N, int64_t C, int64_t HW, BatchNormParams p,
+template <typename T>
+void batchnorm_forward_train(T* y, float* save_mean, float* save_invstd, float* running_mean,
+                             float* running_var, const T* x, const float* gamma, const float* beta,
+                             int64_t N, int64_t C, int64_t HW, BatchNormParams p,
                              CudaContext& ctx) {
-  const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_train");
+  const Plan plan = make_plan(N, C, HW, kVec<T>, {x, y}, "batchnorm_forward_train");
   if (plan.units == 0) return;
+  constexpr int V = kVec<T>;  // elements per 16-byte unit
   Tensor partial = Tensor::empty(Shape{C * plan.S * 3}, DType::F64, Device::cuda(ctx.device));
   Moments* part = static_cast<Moments*>(partial.raw_data());
   const dim3 grid(static_cast<unsigned>(C), plan.S);
-  if (plan.W == 4)
-    bn_stats_partial_kernel<4><<<grid, kThreads, 0, ctx.stream>>>(part, x, C, plan.L, plan.per_channel, plan.per);
+  if (plan.W > 1)
+    bn_stats_partial_kernel<T, V>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, x, C, plan.L, plan.per_channel, plan.per);
   else
-    bn_stats_partial_kernel<1><<<grid, kThreads, 0, ctx.stream>>>(part, x, C, plan.L, plan.per_channel, plan.per);
+    bn_stats_partial_kernel<T, 1>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, x, C, plan.L, plan.per_channel, plan.per);
   MINIDL_CHECK_LAUNCH(ctx.stream);
   bn_stats_finalize_kernel<<<grid_for(C, 128), 128, 0, ctx.stream>>>(
       save_mean, save_invstd, running_mean, running_var, part, static_cast<int>(C),
       static_cast<int>(plan.S), p.momentum, p.eps);
   MINIDL_CHECK_LAUNCH(ctx.stream);
   const unsigned blocks = elementwise_grid(ctx, plan.units);
-  if (plan.W == 4)
-    bn_normalize_kernel<4><<<blocks, kThreads, 0, ctx.stream>>>(y, x, save_mean, save_invstd, gamma, beta, C, plan.L, plan.units);
+  if (plan.W > 1)
+    bn_normalize_kernel<T, V><<<blocks, kThreads, 0, ctx.stream>>>(
+        y, x, save_mean, save_invstd, gamma, beta, C, plan.L, plan.units);
   else
-    bn_normalize_kernel<1><<<blocks, kThreads, 0, ctx.stream>>>(y, x, save_mean, save_invstd, gamma, beta, C, plan.L, plan.units);
+    bn_normalize_kernel<T, 1><<<blocks, kThreads, 0, ctx.stream>>>(
+        y, x, save_mean, save_invstd, gamma, beta, C, plan.L, plan.units);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void batchnorm_forward_eval(float* y, const float* x, const float* gamma, const float* beta,
+template <typename T>
+void batchnorm_forward_eval(T* y, const T* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, int64_t N,
                             int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx) {
-  const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_eval");
+  const Plan plan = make_plan(N, C, HW, kVec<T>, {x, y}, "batchnorm_forward_eval");
   if (plan.units == 0) return;
+  constexpr int V = kVec<T>;  // elements per 16-byte unit
   const unsigned blocks = elementwise_grid(ctx, plan.units);
   const float eps = static_cast<float>(p.eps);
-  if (plan.W == 4)
-    bn_eval_kernel<4><<<blocks, kThreads, 0, ctx.stream>>>(y, x, gamma, beta, running_mean, running_var, eps, C, plan.L, plan.units);
+  if (plan.W > 1)
+    bn_eval_kernel<T, V><<<blocks, kThreads, 0, ctx.stream>>>(
+        y, x, gamma, beta, running_mean, running_var, eps, C, plan.L, plan.units);
   else
-    bn_eval_kernel<1><<<blocks, kThreads, 0, ctx.stream>>>(y, x, gamma, beta, running_mean, running_var, eps, C, plan.L, plan.units);
+    bn_eval_kernel<T, 1><<<blocks, kThreads, 0, ctx.stream>>>(
+        y, x, gamma, beta, running_mean, running_var, eps, C, plan.L, plan.units);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void batchnorm_backward_train(float* dx, float* dgamma, float* dbeta, const float* dy,
-                              const float* x, const float* gamma, const float* save_mean,
-                              const float* save_invstd, int64_t N, int64_t C, int64_t HW,
-                              CudaContext& ctx) {
-  const Plan plan = make_plan(N, C, HW, {dx, dy, x}, "batchnorm_backward_train");
+template <typename T>
+void batchnorm_backward_train(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
+                              const float* gamma, const float* save_mean, const float* save_invstd,
+                              int64_t N, int64_t C, int64_t HW, CudaContext& ctx) {
+  const Plan plan = make_plan(N, C, HW, kVec<T>, {dx, dy, x}, "batchnorm_backward_train");
   if (plan.units == 0) return;
+  constexpr int V = kVec<T>;  // elements per 16-byte unit
   Tensor partial = Tensor::empty(Shape{C * plan.S * 2}, DType::F64, Device::cuda(ctx.device));
   Tensor means = Tensor::empty(Shape{C * 2}, DType::F32, Device::cuda(ctx.device));
   double2* part = static_cast<double2*>(partial.raw_data());
   float2* mdy = static_cast<float2*>(means.raw_data());
   const dim3 grid(static_cast<unsigned>(C), plan.S);
-  if (plan.W == 4)
-    bn_backward_partial_kernel<4, false><<<grid, kThreads, 0, ctx.stream>>>(
-        part, nullptr, dy, x, save_mean, save_invstd, gamma, 0.f, C, plan.L, plan.per_channel, plan.per);
+  if (plan.W > 1)
+    bn_backward_partial_kernel<T, V, false>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, nullptr, dy, x, save_mean, save_invstd, gamma,
+                                            0.f, C, plan.L, plan.per_channel, plan.per);
   else
-    bn_backward_partial_kernel<1, false><<<grid, kThreads, 0, ctx.stream>>>(
-        part, nullptr, dy, x, save_mean, save_invstd, gamma, 0.f, C, plan.L, plan.per_channel, plan.per);
+    bn_backward_partial_kernel<T, 1, false>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, nullptr, dy, x, save_mean, save_invstd, gamma,
+                                            0.f, C, plan.L, plan.per_channel, plan.per);
   MINIDL_CHECK_LAUNCH(ctx.stream);
   bn_backward_finalize_kernel<<<grid_for(C, 128), 128, 0, ctx.stream>>>(
       dgamma, dbeta, mdy, part, static_cast<int>(C), static_cast<int>(plan.S),
       static_cast<double>(N * HW));
   MINIDL_CHECK_LAUNCH(ctx.stream);
   const unsigned blocks = elementwise_grid(ctx, plan.units);
-  if (plan.W == 4)
-    bn_backward_dx_kernel<4><<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, x, save_mean, save_invstd, gamma, mdy, C, plan.L, plan.units);
+  if (plan.W > 1)
+    bn_backward_dx_kernel<T, V><<<blocks, kThreads, 0, ctx.stream>>>(
+        dx, dy, x, save_mean, save_invstd, gamma, mdy, C, plan.L, plan.units);
   else
-    bn_backward_dx_kernel<1><<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, x, save_mean, save_invstd, gamma, mdy, C, plan.L, plan.units);
+    bn_backward_dx_kernel<T, 1><<<blocks, kThreads, 0, ctx.stream>>>(
+        dx, dy, x, save_mean, save_invstd, gamma, mdy, C, plan.L, plan.units);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void batchnorm_backward_eval(float* dx, float* dgamma, float* dbeta, const float* dy,
-                             const float* x, const float* gamma, const float* running_mean,
+template <typename T>
+void batchnorm_backward_eval(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
+                             const float* gamma, const float* running_mean,
                              const float* running_var, int64_t N, int64_t C, int64_t HW,
                              BatchNormParams p, CudaContext& ctx) {
-  const Plan plan = make_plan(N, C, HW, {dx, dy, x}, "batchnorm_backward_eval");
+  const Plan plan = make_plan(N, C, HW, kVec<T>, {dx, dy, x}, "batchnorm_backward_eval");
   if (plan.units == 0) return;
+  constexpr int V = kVec<T>;  // elements per 16-byte unit
   Tensor partial = Tensor::empty(Shape{C * plan.S * 2}, DType::F64, Device::cuda(ctx.device));
   double2* part = static_cast<double2*>(partial.raw_data());
   const dim3 grid(static_cast<unsigned>(C), plan.S);
   const float eps = static_cast<float>(p.eps);
-  if (plan.W == 4)
-    bn_backward_partial_kernel<4, true><<<grid, kThreads, 0, ctx.stream>>>(
-        part, dx, dy, x, running_mean, running_var, gamma, eps, C, plan.L, plan.per_channel, plan.per);
+  if (plan.W > 1)
+    bn_backward_partial_kernel<T, V, true>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, dx, dy, x, running_mean, running_var, gamma, eps,
+                                            C, plan.L, plan.per_channel, plan.per);
   else
-    bn_backward_partial_kernel<1, true><<<grid, kThreads, 0, ctx.stream>>>(
-        part, dx, dy, x, running_mean, running_var, gamma, eps, C, plan.L, plan.per_channel, plan.per);
+    bn_backward_partial_kernel<T, 1, true>
+        <<<grid, kThreads, 0, ctx.stream>>>(part, dx, dy, x, running_mean, running_var, gamma, eps,
+                                            C, plan.L, plan.per_channel, plan.per);
   MINIDL_CHECK_LAUNCH(ctx.stream);
   bn_backward_finalize_kernel<<<grid_for(C, 128), 128, 0, ctx.stream>>>(
       dgamma, dbeta, nullptr, part, static_cast<int>(C), static_cast<int>(plan.S),
@@ -469,38 +461,41 @@ void batchnorm_backward_eval(float* dx, float* dgamma, float* dbeta, const float
 // The same contract as the launchers above. Empty inputs return before cuDNN sees them (it rejects
 // zero-sized descriptors).
 
-void batchnorm_forward_train_cudnn(float* y, float* save_mean, float* save_invstd,
-                                   float* running_mean, float* running_var, const float* x,
-                                   const float* gamma, const float* beta, int64_t N, int64_t C,
-                                   int64_t HW, BatchNormParams p, CudaContext& ctx) {
-  const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_train");
+template <typename T>
+void batchnorm_forward_train_cudnn(T* y, float* save_mean, float* save_invstd, float* running_mean,
+                                   float* running_var, const T* x, const float* gamma,
+                                   const float* beta, int64_t N, int64_t C, int64_t HW,
+                                   BatchNormParams p, CudaContext& ctx) {
+  const Plan plan = make_plan(N, C, HW, kVec<T>, {x, y}, "batchnorm_forward_train");
   if (plan.units == 0) return;
-  CudnnBn d(N, C, HW);
+  CudnnBn d(N, C, HW, cudnn_data_type<T>());
   const float one = 1.f, zero = 0.f;
   CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
       ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, d.x.d, x, d.x.d, y, d.param.d, gamma, beta,
       p.momentum, running_mean, running_var, p.eps, save_mean, save_invstd));
 }
 
-void batchnorm_forward_eval_cudnn(float* y, const float* x, const float* gamma, const float* beta,
+template <typename T>
+void batchnorm_forward_eval_cudnn(T* y, const T* x, const float* gamma, const float* beta,
                                   const float* running_mean, const float* running_var, int64_t N,
                                   int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx) {
-  const Plan plan = make_plan(N, C, HW, {x, y}, "batchnorm_forward_eval");
+  const Plan plan = make_plan(N, C, HW, kVec<T>, {x, y}, "batchnorm_forward_eval");
   if (plan.units == 0) return;
-  CudnnBn d(N, C, HW);
+  CudnnBn d(N, C, HW, cudnn_data_type<T>());
   const float one = 1.f, zero = 0.f;
   CUDNN_CHECK(cudnnBatchNormalizationForwardInference(ctx.cudnn, CUDNN_BATCHNORM_SPATIAL, &one,
                                                       &zero, d.x.d, x, d.x.d, y, d.param.d, gamma,
                                                       beta, running_mean, running_var, p.eps));
 }
 
-void batchnorm_backward_train_cudnn(float* dx, float* dgamma, float* dbeta, const float* dy,
-                                    const float* x, const float* gamma, const float* save_mean,
+template <typename T>
+void batchnorm_backward_train_cudnn(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
+                                    const float* gamma, const float* save_mean,
                                     const float* save_invstd, int64_t N, int64_t C, int64_t HW,
                                     BatchNormParams p, CudaContext& ctx) {
-  const Plan plan = make_plan(N, C, HW, {dx, dy, x}, "batchnorm_backward_train");
+  const Plan plan = make_plan(N, C, HW, kVec<T>, {dx, dy, x}, "batchnorm_backward_train");
   if (plan.units == 0) return;
-  CudnnBn d(N, C, HW);
+  CudnnBn d(N, C, HW, cudnn_data_type<T>());
   const float one = 1.f, zero = 0.f;
   // cuDNN reads epsilon only when savedMean/savedInvVariance are null; we always pass them.
   // alpha/beta for the parameter gradients are 1 and 1: dgamma and dbeta accumulate.
@@ -513,5 +508,32 @@ void batchnorm_count_batch(int32_t* count, CudaContext& ctx) {
   count_kernel<<<1, 1, 0, ctx.stream>>>(count);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
+
+#define MINIDL_BATCHNORM_INSTANTIATE(T)                                                            \
+  template void batchnorm_forward_train<T>(T*, float*, float*, float*, float*, const T*,           \
+                                           const float*, const float*, int64_t, int64_t, int64_t,  \
+                                           BatchNormParams, CudaContext&);                         \
+  template void batchnorm_forward_eval<T>(T*, const T*, const float*, const float*, const float*,  \
+                                          const float*, int64_t, int64_t, int64_t,                 \
+                                          BatchNormParams, CudaContext&);                          \
+  template void batchnorm_backward_train<T>(T*, float*, float*, const T*, const T*, const float*,  \
+                                            const float*, const float*, int64_t, int64_t, int64_t, \
+                                            CudaContext&);                                         \
+  template void batchnorm_backward_eval<T>(T*, float*, float*, const T*, const T*, const float*,   \
+                                           const float*, const float*, int64_t, int64_t, int64_t,  \
+                                           BatchNormParams, CudaContext&);                         \
+  template void batchnorm_forward_train_cudnn<T>(T*, float*, float*, float*, float*, const T*,     \
+                                                 const float*, const float*, int64_t, int64_t,     \
+                                                 int64_t, BatchNormParams, CudaContext&);          \
+  template void batchnorm_forward_eval_cudnn<T>(T*, const T*, const float*, const float*,          \
+                                                const float*, const float*, int64_t, int64_t,      \
+                                                int64_t, BatchNormParams, CudaContext&);           \
+  template void batchnorm_backward_train_cudnn<T>(                                                 \
+      T*, float*, float*, const T*, const T*, const float*, const float*, const float*, int64_t,   \
+      int64_t, int64_t, BatchNormParams, CudaContext&);
+MINIDL_BATCHNORM_INSTANTIATE(float)
+MINIDL_BATCHNORM_INSTANTIATE(bf16)
+MINIDL_BATCHNORM_INSTANTIATE(f16)
+#undef MINIDL_BATCHNORM_INSTANTIATE
 
 }  // namespace minidl::cuda

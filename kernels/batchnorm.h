@@ -74,33 +74,39 @@ void batchnorm_count_batch(Tensor& num_batches_tracked);
 
 namespace cuda {
 void batchnorm_count_batch(int32_t* count, CudaContext& ctx);
-// Shapes: x, y, dy, dx (N, C, HW); per-channel vectors of length C.
+// Shapes: x, y, dy, dx (N, C, HW); per-channel vectors of length C. T: float, bf16 or f16 for
+// x, y, dy, dx (instantiated in batchnorm.cu); the statistics and parameters are always float.
 // cuda-handwritten.
-void batchnorm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
-                             float* running_var, const float* x, const float* gamma,
-                             const float* beta, int64_t N, int64_t C, int64_t HW, BatchNormParams p,
-                             CudaContext& ctx);
-void batchnorm_forward_eval(float* y, const float* x, const float* gamma, const float* beta,
+template <typename T>
+void batchnorm_forward_train(T* y, float* save_mean, float* save_invstd, float* running_mean,
+                             float* running_var, const T* x, const float* gamma, const float* beta,
+                             int64_t N, int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx);
+template <typename T>
+void batchnorm_forward_eval(T* y, const T* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, int64_t N,
                             int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx);
-void batchnorm_backward_train(float* dx, float* dgamma, float* dbeta, const float* dy,
-                              const float* x, const float* gamma, const float* save_mean,
-                              const float* save_invstd, int64_t N, int64_t C, int64_t HW,
-                              CudaContext& ctx);
-void batchnorm_backward_eval(float* dx, float* dgamma, float* dbeta, const float* dy,
-                             const float* x, const float* gamma, const float* running_mean,
+template <typename T>
+void batchnorm_backward_train(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
+                              const float* gamma, const float* save_mean, const float* save_invstd,
+                              int64_t N, int64_t C, int64_t HW, CudaContext& ctx);
+template <typename T>
+void batchnorm_backward_eval(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
+                             const float* gamma, const float* running_mean,
                              const float* running_var, int64_t N, int64_t C, int64_t HW,
                              BatchNormParams p, CudaContext& ctx);
 // cuda-vendor.
-void batchnorm_forward_train_cudnn(float* y, float* save_mean, float* save_invstd,
-                                   float* running_mean, float* running_var, const float* x,
-                                   const float* gamma, const float* beta, int64_t N, int64_t C,
-                                   int64_t HW, BatchNormParams p, CudaContext& ctx);
-void batchnorm_forward_eval_cudnn(float* y, const float* x, const float* gamma, const float* beta,
+template <typename T>
+void batchnorm_forward_train_cudnn(T* y, float* save_mean, float* save_invstd, float* running_mean,
+                                   float* running_var, const T* x, const float* gamma,
+                                   const float* beta, int64_t N, int64_t C, int64_t HW,
+                                   BatchNormParams p, CudaContext& ctx);
+template <typename T>
+void batchnorm_forward_eval_cudnn(T* y, const T* x, const float* gamma, const float* beta,
                                   const float* running_mean, const float* running_var, int64_t N,
                                   int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx);
-void batchnorm_backward_train_cudnn(float* dx, float* dgamma, float* dbeta, const float* dy,
-                                    const float* x, const float* gamma, const float* save_mean,
+template <typename T>
+void batchnorm_backward_train_cudnn(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
+                                    const float* gamma, const float* save_mean,
                                     const float* save_invstd, int64_t N, int64_t C, int64_t HW,
                                     BatchNormParams p, CudaContext& ctx);
 }  // namespace cuda

@@ -336,11 +336,11 @@ void backward_weight_pointwise(T* dw, const T* dy, const T* x, const ConvGeometr
     gemm<T>(b, dev, s, T(1), dy + n * g.K * L, x + n * g.C * L, T(1), dw);
 }
 
-// `t` must live where `ref` does and have its dtype; on a GPU that dtype must be float32.
+// `t` must live where `ref` does and have its dtype. Which dtypes a backend takes is the op table's
+// (check_backend: its error names the op, the backend and the fix).
 void check_like(const Tensor& t, const Tensor& ref, const char* who, const char* what) {
   check_same_device(t, ref, who);
   check_dtype(t, ref.dtype(), who, what);
-  if (ref.is_cuda()) check_dtype(ref, DType::F32, who, "CUDA tensor");
 }
 
 // The float32 parts of a low-precision convolution (bias, weight and bias gradients: the float32
@@ -354,6 +354,109 @@ void check_master(const Tensor& t, const Tensor& ref, const char* who, const cha
 // cpu-reference at bfloat16/float16: the float32 algorithm on float32 copies of the 16-bit inputs
 // (exact), its float32 result rounded once into the 16-bit output.
 bool via_float32(Backend b, DType t) { return b == Backend::CpuReference && is_low_precision(t); }
+
+// ---------------------------------------------------------------- 16-bit im2col + GEMM (CUDA)
+// cuda-handwritten and cuda-cublas at bfloat16/float16 (conv2d.h): 16-bit col, products on
+// gemm_lowp into float32, float32 bias/col2im/layout on the results, outputs rounded once.
+#if MINIDL_WITH_CUDA
+bool via_lowp_gemm(Backend b, DType t) {
+  return is_low_precision(t) && (b == Backend::CudaHandwritten || b == Backend::CudaCublas);
+}
+
+const uint16_t* bits(const Tensor& t) { return static_cast<const uint16_t*>(t.raw_data()); }
+uint16_t* bits(Tensor& t) { return static_cast<uint16_t*>(t.raw_data()); }
+
+void forward_lowp(Tensor& y, const Tensor& x, const Tensor& w, const float* bias,
+                  const ConvGeometry& g, Backend b) {
+  const Device dev = x.device();
+  const DType t = x.dtype();
+  CudaContext& ctx = cuda_context(dev);
+  const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
+  const int64_t nb = images_per_chunk(g, sizeof(uint16_t), dev);
+  Tensor col = Tensor::empty(Shape{CRS, nb * L}, t, dev);
+  Tensor yk = Tensor::empty(Shape{g.K, nb * L}, DType::F32, dev);
+  Tensor y32 = Tensor::empty(Shape{nb * g.K * L}, DType::F32, dev);
+  for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
+    const int64_t nc = std::min(nb, g.N - n0);
+    cuda::im2col16(bits(col), bits(x) + n0 * g.C * g.H * g.W, nc, g, ctx);
+    // Y' (K, nc*L) = W (K, CRS) * col (CRS, nc*L), float32
+    GemmShape s;
+    s.M = g.K;
+    s.N = nc * L;
+    s.K = CRS;
+    s.lda = CRS;
+    s.ldb = nc * L;
+    s.ldc = nc * L;
+    gemm_lowp(b, dev, s, t, 1.f, w.raw_data(), col.raw_data(), 0.f, yk.data<float>());
+    knl_to_nkl<float>(dev, y32.data<float>(), yk.data<float>(), bias, nc, g.K, L);
+    cuda::convert(bits(y) + n0 * g.K * L, t, y32.data<float>(), DType::F32, nc * g.K * L, ctx);
+  }
+}
+
+void backward_data_lowp(Tensor& dx, const Tensor& dy, const Tensor& w, const ConvGeometry& g,
+                        Backend b) {
+  const Device dev = dy.device();
+  const DType t = dy.dtype();
+  CudaContext& ctx = cuda_context(dev);
+  const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
+  const int64_t nb = images_per_chunk(g, sizeof(float), dev);
+  Tensor dcol = Tensor::empty(Shape{CRS, nb * L}, DType::F32, dev);
+  Tensor dx32 = Tensor::empty(Shape{nb * g.C * g.H * g.W}, DType::F32, dev);
+  for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
+    const int64_t nc = std::min(nb, g.N - n0);
+    // Per image n: dcol[:, n*L : (n+1)*L] (CRS, L) = W^T (CRS, K) * dY_n (K, L), dY_n read in
+    // place from dy (n, K, L): one strided batch, W repeated (stride 0).
+    GemmShape s;
+    s.trans_a = true;
+    s.M = CRS;
+    s.N = L;
+    s.K = g.K;
+    s.lda = CRS;
+    s.ldb = L;
+    s.ldc = nc * L;
+    s.batch = nc;
+    s.stride_a = 0;
+    s.stride_b = g.K * L;
+    s.stride_c = L;
+    gemm_lowp(b, dev, s, t, 1.f, w.raw_data(), bits(dy) + n0 * g.K * L, 0.f, dcol.data<float>());
+    col2im<float>(dev, dx32.data<float>(), dcol.data<float>(), nc, g);
+    cuda::convert(bits(dx) + n0 * g.C * g.H * g.W, t, dx32.data<float>(), DType::F32,
+                  nc * g.C * g.H * g.W, ctx);
+  }
+}
+
+void backward_weight_lowp(float* dw, const Tensor& dy, const Tensor& x, const ConvGeometry& g,
+                          Backend b) {
+  const Device dev = dy.device();
+  const DType t = dy.dtype();
+  CudaContext& ctx = cuda_context(dev);
+  const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
+  const int64_t nb = images_per_chunk(g, sizeof(uint16_t), dev);
+  Tensor col = Tensor::empty(Shape{CRS, nb * L}, t, dev);
+  Tensor dyk = Tensor::empty(Shape{g.K, nb * L}, t, dev);
+  for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
+    const int64_t nc = std::min(nb, g.N - n0);
+    cuda::im2col16(bits(col), bits(x) + n0 * g.C * g.H * g.W, nc, g, ctx);
+    cuda::nkl_to_knl16(bits(dyk), bits(dy) + n0 * g.K * L, nc, g.K, L, ctx);
+    // dW (K, CRS) += dY' (K, nc*L) * col^T (nc*L, CRS), into the float32 dw (beta = 1).
+    GemmShape s;
+    s.trans_b = true;
+    s.M = g.K;
+    s.N = CRS;
+    s.K = nc * L;
+    s.lda = nc * L;
+    s.ldb = nc * L;
+    s.ldc = CRS;
+    gemm_lowp(b, dev, s, t, 1.f, dyk.raw_data(), col.raw_data(), 1.f, dw);
+  }
+}
+#else
+bool via_lowp_gemm(Backend, DType) { return false; }
+void forward_lowp(Tensor&, const Tensor&, const Tensor&, const float*, const ConvGeometry&,
+                  Backend) {}
+void backward_data_lowp(Tensor&, const Tensor&, const Tensor&, const ConvGeometry&, Backend) {}
+void backward_weight_lowp(float*, const Tensor&, const Tensor&, const ConvGeometry&, Backend) {}
+#endif
 
 }  // namespace
 
@@ -369,8 +472,11 @@ const OpInfo& conv2d_op() {
         {DType::F32, DType::F64, DType::BF16, DType::F16}},
        {Backend::CpuFast, "oneDNN convolution primitives, one per shape, cached",
         {DType::F32, DType::BF16}},
-       {Backend::CudaHandwritten, "im2col + our SGEMM"},
-       {Backend::CudaCublas, "im2col + cuBLAS"},
+       {Backend::CudaHandwritten,
+        "im2col + our SGEMM; bfloat16/float16: 16-bit im2col + our tensor-core product",
+        {DType::F32, DType::BF16, DType::F16}},
+       {Backend::CudaCublas, "im2col + cuBLAS; bfloat16/float16: 16-bit im2col + cublasGemmEx",
+        {DType::F32, DType::BF16, DType::F16}},
        {Backend::CudaVendor, "cuDNN, algorithms chosen once per shape and cached"}}};
   return op;
 }
@@ -403,6 +509,7 @@ void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, cons
     return convert(b, y, y32);
   }
   const float* bias32 = bias && bias->dtype() == DType::F32 ? bias->data<float>() : nullptr;
+  if (via_lowp_gemm(b, x.dtype())) return forward_lowp(y, x, w, bias32, g, b);
   switch (b) {
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(cuda::conv2d_forward_cudnn(y.data<float>(), x.data<float>(), w.data<float>(),
@@ -441,6 +548,7 @@ void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor&
     conv2d_backward_data(b, dx32, to_dtype(dy, DType::F32), to_dtype(w, DType::F32), p);
     return convert(b, dx, dx32);
   }
+  if (via_lowp_gemm(b, dy.dtype())) return backward_data_lowp(dx, dy, w, g, b);
   switch (b) {
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(cuda::conv2d_backward_data_cudnn(
@@ -475,6 +583,7 @@ void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tenso
   if (g.N == 0) return;
   if (via_float32(b, dy.dtype()))
     return conv2d_backward_weight(b, dw, to_dtype(dy, DType::F32), to_dtype(x, DType::F32), p);
+  if (via_lowp_gemm(b, dy.dtype())) return backward_weight_lowp(dw.data<float>(), dy, x, g, b);
   switch (b) {
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(cuda::conv2d_backward_weight_cudnn(
@@ -502,7 +611,8 @@ void conv2d_backward_bias(Tensor& db, const Tensor& dy) {
                dy.shape());
   check_shape(db, Shape{dy.size(1)}, who, "bias gradient");
   check_master(db, dy, who, "bias gradient");
-  if (dy.is_cuda()) check_dtype(dy, DType::F32, who, "CUDA output gradient");
+  if (dy.is_cuda() && !is_low_precision(dy.dtype()))
+    check_dtype(dy, DType::F32, who, "CUDA output gradient");
   // A 16-bit dy is summed in float32 (a float32 copy: exact).
   const Tensor dy_sum = to_dtype(dy, db.dtype());
   channel_sum_accumulate(db, dy_sum.view(Shape{dy.size(0), dy.size(1), dy.size(2) * dy.size(3)}));

@@ -50,7 +50,10 @@ Geo geo32(const ConvGeometry& g) {
 
 // col (C*R*S, nb*P*Q): col[(c, r, s), n*L + p*Q + q] = x[n, c, p*stride - pad + r, q*stride - pad +
 // s]
-__global__ void im2col_kernel(float* __restrict__ col, const float* __restrict__ x, int nb, Geo g) {
+// T: float, or uint16_t for bfloat16/float16 (a copy of the bits; the padding's 0 bits are +0 in
+// both formats).
+template <typename T>
+__global__ void im2col_kernel(T* __restrict__ col, const T* __restrict__ x, int nb, Geo g) {
   const int L = g.P * g.Q, ld = nb * L;
   const int total = g.C * ld;
   for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
@@ -58,15 +61,15 @@ __global__ void im2col_kernel(float* __restrict__ col, const float* __restrict__
     const int i = static_cast<int>(it);
     const int c = i / ld, j = i % ld;  // j = n*L + p*Q + q: the column
     const int n = j / L, pq = j % L, p = pq / g.Q, q = pq % g.Q;
-    const float* xc = x + (static_cast<int64_t>(n) * g.C + c) * g.H * g.W;
-    float* dst = col + static_cast<int64_t>(c) * g.R * g.S * ld + j;
+    const T* xc = x + (static_cast<int64_t>(n) * g.C + c) * g.H * g.W;
+    T* dst = col + static_cast<int64_t>(c) * g.R * g.S * ld + j;
     const int h0 = p * g.stride - g.pad, w0 = q * g.stride - g.pad;
     for (int r = 0; r < g.R; ++r) {
       const int h = h0 + r;
       const bool h_in = h >= 0 && h < g.H;
       for (int s = 0; s < g.S; ++s) {
         const int w = w0 + s;
-        *dst = (h_in && w >= 0 && w < g.W) ? xc[h * g.W + w] : 0.f;
+        *dst = (h_in && w >= 0 && w < g.W) ? xc[h * g.W + w] : T(0);
         dst += ld;
       }
     }
@@ -105,14 +108,26 @@ __global__ void col2im_kernel(float* __restrict__ dx, const float* __restrict__ 
 
 }  // namespace
 
-void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx) {
+namespace {
+template <typename T>
+void launch_im2col(T* col, const T* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx) {
   const int64_t total = g.C * nb * g.P * g.Q;
   if (total == 0) return;
   as_int(g.C * g.R * g.S * nb * g.P * g.Q, "im2col column buffer size");
   as_int(nb * g.C * g.H * g.W, "im2col input chunk size");
-  im2col_kernel<<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
+  im2col_kernel<T><<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
       col, x, as_int(nb, "nb"), geo32(g));
   MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+}  // namespace
+
+void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx) {
+  launch_im2col<float>(col, x, nb, g, ctx);
+}
+
+void im2col16(uint16_t* col, const uint16_t* x, int64_t nb, const ConvGeometry& g,
+              CudaContext& ctx) {
+  launch_im2col<uint16_t>(col, x, nb, g, ctx);
 }
 
 void col2im(float* dx, const float* col, int64_t nb, const ConvGeometry& g, CudaContext& ctx) {

@@ -24,6 +24,11 @@
 // bfloat16/float16 (mixed precision): x, w, y, dy, dx are 16-bit; bias, dw and db are float32
 // (the master weights' side), every sum accumulates in float32 and each output is rounded once.
 // cpu-reference computes them as float32 copies (exact) through the float32 algorithm.
+// cuda-handwritten and cuda-cublas run the algorithm on the 16-bit tensors: im2col in 16 bits (a
+// copy), the products on gemm_lowp (16-bit operands, float32 results: tensor cores, or cuBLAS's
+// GemmEx), bias, col2im and the layout changes in float32 on those results, each 16-bit output
+// rounded once. Backward data reads dy in place (one strided-batched product per chunk, W
+// repeated); backward weight rearranges dy to (k, n, l) in 16 bits (kernels/layout.h).
 //   cuda-vendor   cuDNN (conv2d.cu; algorithms chosen once per shape, cached with the workspace).
 // select_conv2d_backend applies the shared rule with no condition of its own.
 //
@@ -90,6 +95,9 @@ void conv2d_backward_weight(float* dw, const void* dy, const void* x, const Conv
 
 namespace cuda {
 void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx);
+// The same for bfloat16/float16 (the 16-bit patterns copied, exact).
+void im2col16(uint16_t* col, const uint16_t* x, int64_t nb, const ConvGeometry& g,
+              CudaContext& ctx);
 void col2im(float* dx, const float* col, int64_t nb, const ConvGeometry& g, CudaContext& ctx);
 // cuDNN path: y = conv(x, w) (+ bias); dx = conv^T(dy, w); dw += ...; (accumulate as above).
 void conv2d_forward_cudnn(float* y, const float* x, const float* w, const float* bias,

@@ -55,7 +55,10 @@ const OpInfo& dropout_op() {
       {{Backend::CpuReference,
         "counter-based RNG (Philox), same mask as the GPU; bfloat16/float16 with float32 math",
         {DType::F32, DType::F64, DType::BF16, DType::F16}},
-       {Backend::CudaHandwritten, "one thread per Philox counter (four elements), the same RNG"}}};
+       {Backend::CudaHandwritten,
+        "one thread per Philox counter (four elements), the same RNG; bfloat16/float16 with "
+        "float32 math, the backward in 16-byte vectors",
+        {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
@@ -80,9 +83,10 @@ void dropout_forward(Backend b, Tensor& y, Tensor& mask, const Tensor& x, double
   check_same_device(mask, x, who);
   check_backend(dropout_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CudaHandwritten) {
-    MINIDL_IF_CUDA(cuda::dropout_forward(y.data<float>(), mask.data<uint8_t>(), x.data<float>(),
-                                         x.numel(), static_cast<float>(p), seed, offset,
-                                         cuda_context(x.device())));
+    MINIDL_IF_CUDA(dispatch_float32_storage(x.dtype(), who, [&]<typename T>() {
+      cuda::dropout_forward<T>(y.data<T>(), mask.data<uint8_t>(), x.data<T>(), x.numel(),
+                               static_cast<float>(p), seed, offset, cuda_context(x.device()));
+    }));
     return;
   }
   dispatch_storage(x.dtype(), who, [&]<typename T>() {
@@ -106,9 +110,10 @@ void dropout_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& mas
   check_same_device(mask, dy, who);
   check_backend(dropout_op(), b, dy.device(), dy.dtype(), who);
   if (b == Backend::CudaHandwritten) {
-    MINIDL_IF_CUDA(cuda::dropout_backward(dx.data<float>(), dy.data<float>(), mask.data<uint8_t>(),
-                                          dy.numel(), static_cast<float>(p),
-                                          cuda_context(dy.device())));
+    MINIDL_IF_CUDA(dispatch_float32_storage(dy.dtype(), who, [&]<typename T>() {
+      cuda::dropout_backward(dx.data<T>(), dy.data<T>(), mask.data<uint8_t>(), dy.numel(),
+                             static_cast<float>(p), cuda_context(dy.device()));
+    }));
     return;
   }
   dispatch_storage(dy.dtype(), who, [&]<typename T>() {

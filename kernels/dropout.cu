@@ -11,16 +11,24 @@
 // or n is not a multiple of 4; those words are skipped. Each thread touches 4 consecutive
 // elements, so a warp covers 128 contiguous floats: the accesses stay within a few cache lines.
 // Backward: dx = mask ? dy * scale : 0, one thread per element, grid-stride, memory-bound.
+//
+// bfloat16/float16: the forward is the same kernel templated on the storage type (float32 math,
+// one rounding per element; its four elements per thread are 8 bytes, and the Philox rounds, not
+// the memory, bound it). The backward reads dy and dx in 16-byte vectors of 8 elements with the
+// mask's 8 bytes as one uint2 (vec_split over dx and dy, kernels/vec16.cuh, with the mask's
+// matching element 8-byte aligned; otherwise every element runs scalar).
 #include "core/cuda_check.h"
 #include "core/rng.h"
 #include "kernels/dropout.h"
+#include "kernels/vec16.cuh"
 
 namespace minidl::cuda {
 
 namespace {
 
-__global__ void dropout_forward_kernel(float* __restrict__ y, uint8_t* __restrict__ mask,
-                                       const float* __restrict__ x, int64_t n, float p, float scale,
+template <typename T>
+__global__ void dropout_forward_kernel(T* __restrict__ y, uint8_t* __restrict__ mask,
+                                       const T* __restrict__ x, int64_t n, float p, float scale,
                                        uint64_t seed, uint64_t offset, uint64_t first_counter,
                                        uint64_t counters) {
   for (uint64_t c = blockIdx.x * uint64_t(blockDim.x) + threadIdx.x; c < counters;
@@ -34,7 +42,7 @@ __global__ void dropout_forward_kernel(float* __restrict__ y, uint8_t* __restric
       const int64_t i = static_cast<int64_t>(word - offset);
       const bool keep = uniform_from_word(r.v[k]) >= p;
       mask[i] = keep;
-      y[i] = keep ? x[i] * scale : 0.f;
+      y[i] = narrow<T>(keep ? widen(x[i]) * scale : 0.f);
     }
   }
 }
@@ -46,9 +54,34 @@ __global__ void dropout_backward_kernel(float* __restrict__ dx, const float* __r
     dx[i] = mask[i] ? dy[i] * scale : 0.f;
 }
 
+// The 16-bit backward: vectors of 8 (dy, dx: one uint4 each; mask: one uint2), then the scalar
+// head and tail.
+template <typename T>
+__global__ void dropout_backward16_kernel(T* __restrict__ dx, const T* __restrict__ dy,
+                                          const uint8_t* __restrict__ mask, VecSplit s,
+                                          float scale) {
+  constexpr int V = kVec<T>;
+  static_assert(V == 8, "16-bit elements: 8 per vector, 8 mask bytes");
+  const int64_t first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t v = first; v < s.vecs; v += stride) {
+    Unit<V> g = load_unit<T, V>(dy + s.head, v);
+    const uint2 m = __ldg(reinterpret_cast<const uint2*>(mask + s.head) + v);
+#pragma unroll
+    for (int k = 0; k < V; ++k)
+      g.v[k] = ((k < 4 ? m.x >> (8 * k) : m.y >> (8 * (k - 4))) & 0xffu) ? g.v[k] * scale : 0.f;
+    store_unit<T, V>(dx + s.head, v, g);
+  }
+  for (int64_t j = first; j < scalar_count(s); j += stride) {
+    const int64_t i = scalar_index(s, j);
+    dx[i] = narrow<T>(mask[i] ? widen(dy[i]) * scale : 0.f);
+  }
+}
+
 }  // namespace
 
-void dropout_forward(float* y, uint8_t* mask, const float* x, int64_t n, float p, uint64_t seed,
+template <typename T>
+void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, float p, uint64_t seed,
                      uint64_t offset, CudaContext& ctx) {
   if (n == 0) return;
   const uint64_t first = offset / 4;
@@ -56,8 +89,8 @@ void dropout_forward(float* y, uint8_t* mask, const float* x, int64_t n, float p
   const uint64_t counters = last - first + 1;
   const int threads = 256;
   const unsigned blocks = grid_stride_blocks(ctx, static_cast<long long>(counters), threads);
-  dropout_forward_kernel<<<blocks, threads, 0, ctx.stream>>>(y, mask, x, n, p, 1.f / (1.f - p),
-                                                             seed, offset, first, counters);
+  dropout_forward_kernel<T><<<blocks, threads, 0, ctx.stream>>>(y, mask, x, n, p, 1.f / (1.f - p),
+                                                                seed, offset, first, counters);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -69,5 +102,28 @@ void dropout_backward(float* dx, const float* dy, const uint8_t* mask, int64_t n
       dx, dy, mask, n, 1.f / (1.f - p));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
+
+template <typename T>
+void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t n, float p,
+                      CudaContext& ctx) {
+  if (n == 0) return;
+  const int threads = 256;
+  VecSplit s = vec_split<T>(n, {dx, dy});
+  if (reinterpret_cast<uintptr_t>(mask + s.head) % 8 != 0) s = {n, n, 0, n};  // all scalar
+  dropout_backward16_kernel<T>
+      <<<grid_stride_blocks(ctx, map_items(s), threads), threads, 0, ctx.stream>>>(dx, dy, mask, s,
+                                                                                   1.f / (1.f - p));
+  MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+
+template void dropout_forward<float>(float*, uint8_t*, const float*, int64_t, float, uint64_t,
+                                     uint64_t, CudaContext&);
+template void dropout_forward<bf16>(bf16*, uint8_t*, const bf16*, int64_t, float, uint64_t,
+                                    uint64_t, CudaContext&);
+template void dropout_forward<f16>(f16*, uint8_t*, const f16*, int64_t, float, uint64_t, uint64_t,
+                                   CudaContext&);
+template void dropout_backward<bf16>(bf16*, const bf16*, const uint8_t*, int64_t, float,
+                                     CudaContext&);
+template void dropout_backward<f16>(f16*, const f16*, const uint8_t*, int64_t, float, CudaContext&);
 
 }  // namespace minidl::cuda

@@ -26,9 +26,14 @@ void dropout_backward(Tensor& dx, const Tensor& dy, const Tensor& mask, double p
 void dropout_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& mask, double p);
 
 namespace cuda {
-void dropout_forward(float* y, uint8_t* mask, const float* x, int64_t n, float p, uint64_t seed,
+// T: float, bf16 or f16 (instantiated in dropout.cu; 16-bit values, float32 math).
+template <typename T>
+void dropout_forward(T* y, uint8_t* mask, const T* x, int64_t n, float p, uint64_t seed,
                      uint64_t offset, CudaContext& ctx);
 void dropout_backward(float* dx, const float* dy, const uint8_t* mask, int64_t n, float p,
+                      CudaContext& ctx);
+template <typename T>
+void dropout_backward(T* dx, const T* dy, const uint8_t* mask, int64_t n, float p,
                       CudaContext& ctx);
 }  // namespace cuda
 

@@ -24,12 +24,15 @@ void add_scaled(T* out, const T* a, const T* b, compute_t<T> alpha, int64_t n) {
 }  // namespace cpu
 
 const OpInfo& elementwise_op() {
-  static const OpInfo op{"elementwise",
-                         "`add`, `add_scaled`",
-                         {{Backend::CpuReference,
-                           "vectorised loop; bfloat16/float16 in memory, float32 math",
-                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
-                          {Backend::CudaHandwritten, "one thread per element"}}};
+  static const OpInfo op{
+      "elementwise",
+      "`add`, `add_scaled`",
+      {{Backend::CpuReference,
+        "vectorised loop; bfloat16/float16 in memory, float32 math",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
+       {Backend::CudaHandwritten,
+        "one thread per element; bfloat16/float16 in 16-byte vectors, float32 math",
+        {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
@@ -51,8 +54,10 @@ void add_scaled(Backend be, Tensor& out, const Tensor& a, const Tensor& b, doubl
   check_same_device(out, a, who);
   check_backend(elementwise_op(), be, a.device(), a.dtype(), who);
   if (be == Backend::CudaHandwritten) {
-    MINIDL_IF_CUDA(cuda::add_scaled(out.data<float>(), a.data<float>(), b.data<float>(),
-                                    static_cast<float>(alpha), a.numel(), cuda_context(a.device())));
+    MINIDL_IF_CUDA(dispatch_float32_storage(a.dtype(), who, [&]<typename T>() {
+      cuda::add_scaled(out.data<T>(), a.data<T>(), b.data<T>(), static_cast<float>(alpha),
+                       a.numel(), cuda_context(a.device()));
+    }));
     return;
   }
   dispatch_storage(a.dtype(), who, [&]<typename T>() {

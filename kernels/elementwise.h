@@ -12,7 +12,7 @@
 
 namespace minidl {
 
-// Backends: `cpu-reference`, `cuda-handwritten` (kernels/backend.h).
+// Backends: `cpu-reference`, `cuda-handwritten` (kernels/backend.h); both take bfloat16/float16.
 const OpInfo& elementwise_op();
 Backend select_elementwise_backend(const Device& d, DType dtype);
 // Each function below comes in a selecting form and an explicit one (first argument a Backend).
@@ -24,6 +24,9 @@ void add_scaled(Backend be, Tensor& out, const Tensor& a, const Tensor& b, doubl
 
 namespace cuda {
 void add_scaled(float* out, const float* a, const float* b, float alpha, int64_t n, CudaContext& ctx);
+// bfloat16/float16: 16-byte vectors, float32 math (kernels/vec16.cuh).
+void add_scaled(bf16* out, const bf16* a, const bf16* b, float alpha, int64_t n, CudaContext& ctx);
+void add_scaled(f16* out, const f16* a, const f16* b, float alpha, int64_t n, CudaContext& ctx);
 }  // namespace cuda
 
 }  // namespace minidl

@@ -4,6 +4,7 @@
 #include "kernels/gemm.h"
 
 #include "kernels/convert.h"
+#include "kernels/gemm_tc.h"
 
 #if MINIDL_WITH_BLAS
 #include <cblas.h>
@@ -193,14 +194,20 @@ template void gemm_builtin<double>(const GemmShape&, double, const double*, cons
 }  // namespace detail
 
 const OpInfo& gemm_op() {
-  static const OpInfo op{"gemm",
-                         "`gemm`, `matmul`",
-                         {{Backend::CpuReference,
-                           "OpenBLAS (or the built-in blocked product); `matmul` in bfloat16/float16 "
-                           "as float32 copies",
-                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
-                          {Backend::CudaHandwritten, "our tiled shared-memory SGEMM"},
-                          {Backend::CudaCublas, "cublasSgemm"}}};
+  static const OpInfo op{
+      "gemm",
+      "`gemm`, `matmul`",
+      {{Backend::CpuReference,
+        "OpenBLAS (or the built-in blocked product); `matmul` in bfloat16/float16 "
+        "as float32 copies",
+        {DType::F32, DType::F64, DType::BF16, DType::F16}},
+       {Backend::CudaHandwritten,
+        "our tiled shared-memory SGEMM; bfloat16/float16 on our WMMA tensor-core "
+        "product (float32 accumulation)",
+        {DType::F32, DType::BF16, DType::F16}},
+       {Backend::CudaCublas,
+        "cublasSgemm; bfloat16/float16 by cublasGemmEx with CUBLAS_COMPUTE_32F",
+        {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
@@ -245,6 +252,44 @@ template void gemm<float>(Device, const GemmShape&, float, const float*, const f
 template void gemm<double>(Device, const GemmShape&, double, const double*, const double*, double,
                            double*);
 
+void gemm_lowp(Backend b, Device dev, const GemmShape& s, DType in, float alpha, const void* A,
+               const void* B, float beta, float* C) {
+  check_gemm_shape(s);
+  MINIDL_CHECK(is_low_precision(in), "gemm_lowp: A and B must be bfloat16 or float16, got ",
+               dtype_name(in));
+  check_backend(gemm_op(), b, dev, in, "gemm_lowp");
+  if (s.M == 0 || s.N == 0) return;
+  switch (b) {
+    case Backend::CudaHandwritten:
+      MINIDL_IF_CUDA(cuda::gemm_tc(s, in, alpha, A, B, beta, C, cuda_context(dev)));
+      return;
+    case Backend::CudaCublas:
+      MINIDL_IF_CUDA(cuda::gemm_ex_cublas(s, in, alpha, A, B, beta, C, cuda_context(dev)));
+      return;
+    default: {
+      // cpu-reference: float32 copies of every element the product reads (exact), then sgemm.
+      const auto widen_all = [&](const void* p, bool trans, int64_t rows, int64_t cols, int64_t ld,
+                                 int64_t stride) {
+        const int64_t r = trans ? cols : rows;  // stored rows
+        const int64_t n = (s.batch - 1) * stride + (r - 1) * ld + (trans ? rows : cols);
+        std::vector<float> out(static_cast<size_t>(std::max<int64_t>(n, 0)));
+        const uint16_t* bits = static_cast<const uint16_t*>(p);
+        for (size_t i = 0; i < out.size(); ++i)
+          out[i] = in == DType::BF16 ? bf16_bits_to_float(bits[i]) : f16_bits_to_float(bits[i]);
+        return out;
+      };
+      if (s.K == 0) {
+        cpu::gemm<float>(s, alpha, static_cast<const float*>(nullptr),
+                         static_cast<const float*>(nullptr), beta, C);
+        return;
+      }
+      const std::vector<float> a = widen_all(A, s.trans_a, s.M, s.K, s.lda, s.stride_a);
+      const std::vector<float> bm = widen_all(B, s.trans_b, s.K, s.N, s.ldb, s.stride_b);
+      cpu::gemm<float>(s, alpha, a.data(), bm.data(), beta, C);
+    }
+  }
+}
+
 void matmul(Tensor& C, const Tensor& A, const Tensor& B, bool trans_a, bool trans_b, double alpha,
             double beta) {
   matmul(select_gemm_backend(A.device(), A.dtype()), C, A, B, trans_a, trans_b, alpha, beta);
@@ -276,13 +321,13 @@ void matmul(Backend b, Tensor& C, const Tensor& A, const Tensor& B, bool trans_a
   s.ldb = std::max<int64_t>(1, B.size(1));
   s.ldc = std::max<int64_t>(1, N);
   if (is_low_precision(A.dtype())) {
-    // Only the selecting rule and check_backend decide who computes 16-bit inputs (cpu-reference:
-    // float32 copies of A and B, exact; the float32 product; C rounded once).
-    check_backend(gemm_op(), b, A.device(), A.dtype(), who);
+    // 16-bit A and B go to gemm_lowp as they are (float32 accumulation; cpu-reference widens them
+    // exactly), into a float32 C, rounded once into a 16-bit C.
     Tensor c32 = to_dtype(C, DType::F32);
     if (c32.same_data(C)) c32 = C;
-    matmul(b, c32, to_dtype(A, DType::F32), to_dtype(B, DType::F32), trans_a, trans_b, alpha, beta);
-    if (!c32.same_data(C)) convert(C, c32);
+    gemm_lowp(b, A.device(), s, A.dtype(), static_cast<float>(alpha), A.raw_data(), B.raw_data(),
+              static_cast<float>(beta), c32.data<float>());
+    if (!c32.same_data(C)) convert(C, c32);  // (convert's own rule picks its backend)
     return;
   }
   dispatch_floating(A.dtype(), who, [&]<typename T>() {

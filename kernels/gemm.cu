@@ -193,4 +193,25 @@ void sgemm_cublas(const GemmShape& s, float alpha, const float* A, const float* 
   CUBLAS_CHECK(st);
 }
 
+void gemm_ex_cublas(const GemmShape& s, DType in, float alpha, const void* A, const void* B,
+                    float beta, float* C, CudaContext& ctx) {
+  MINIDL_CHECK(in == DType::BF16 || in == DType::F16,
+               "gemm_ex_cublas: A and B must be bfloat16 or float16, got ", dtype_name(in));
+  if (s.M == 0 || s.N == 0) return;
+  const cudaDataType t = in == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  // The same row-major <-> column-major exchange as sgemm_cublas above; CUBLAS_COMPUTE_32F
+  // accumulates in float32. The shared handle is kept in pedantic math (see sgemm_cublas), which
+  // may keep cuBLAS off the tensor cores; default math for this call, where 16-bit products
+  // accumulated in float32 are exactly what the tensor cores compute.
+  CUBLAS_CHECK(cublasSetMathMode(ctx.cublas, CUBLAS_DEFAULT_MATH));
+  const cublasStatus_t st = cublasGemmStridedBatchedEx(
+      ctx.cublas, s.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, s.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+      static_cast<int>(s.N), static_cast<int>(s.M), static_cast<int>(s.K), &alpha, B, t,
+      static_cast<int>(s.ldb), s.stride_b, A, t, static_cast<int>(s.lda), s.stride_a, &beta, C,
+      CUDA_R_32F, static_cast<int>(s.ldc), s.stride_c, static_cast<int>(s.batch),
+      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+  CUBLAS_CHECK(cublasSetMathMode(ctx.cublas, CUBLAS_PEDANTIC_MATH));
+  CUBLAS_CHECK(st);
+}
+
 }  // namespace minidl::cuda

@@ -12,6 +12,11 @@
 //   cuda-handwritten  our tiled shared-memory SGEMM (float32);
 //   cuda-cublas       cublasSgemm (column-major, so it computes C^T = op(B)^T op(A)^T, which is the
 //                     same memory), TF32 when the device's settings allow it.
+// bfloat16/float16 A and B (gemm_lowp below; matmul on 16-bit tensors): float32 accumulation,
+// float32 C (a 16-bit C is rounded once from it):
+//   cpu-reference     float32 copies of A and B (exact), then the float32 product;
+//   cuda-handwritten  cuda::gemm_tc, our WMMA tensor-core product (kernels/gemm_tc.h);
+//   cuda-cublas       cublasGemmStridedBatchedEx, 16-bit A and B, float32 C, CUBLAS_COMPUTE_32F.
 // cuBLAS counts as the vendor of matrix products, so the cudnn kernel path selects cuda-cublas.
 #pragma once
 
@@ -42,6 +47,11 @@ void gemm(Backend b, Device dev, const GemmShape& s, T alpha, const T* A, const 
 template <typename T>
 void gemm(Device dev, const GemmShape& s, T alpha, const T* A, const T* B, T beta, T* C);
 
+// The mixed-precision product: A and B of dtype `in` (bfloat16 or float16, raw 16-bit storage on
+// `dev`), C float32 (same shape rules as gemm). The products of conv2d's and linear's 16-bit rows.
+void gemm_lowp(Backend b, Device dev, const GemmShape& s, DType in, float alpha, const void* A,
+               const void* B, float beta, float* C);
+
 // Tensor form for 2-D operands: C = alpha * op(A) op(B) + beta * C, shapes checked.
 void matmul(Tensor& C, const Tensor& A, const Tensor& B, bool trans_a, bool trans_b,
             double alpha = 1.0, double beta = 0.0);
@@ -62,6 +72,9 @@ void sgemm_handwritten(const GemmShape& s, float alpha, const float* A, const fl
                        float* C, CudaContext& ctx);
 void sgemm_cublas(const GemmShape& s, float alpha, const float* A, const float* B, float beta,
                   float* C, bool tf32, CudaContext& ctx);
+// cublasGemmStridedBatchedEx: A and B of dtype `in` (bfloat16/float16), C float32, float32 compute.
+void gemm_ex_cublas(const GemmShape& s, DType in, float alpha, const void* A, const void* B,
+                    float beta, float* C, CudaContext& ctx);
 }  // namespace cuda
 
 }  // namespace minidl

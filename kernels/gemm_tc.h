@@ -13,8 +13,8 @@
 // epilogue's roundings: |C - C_exact| <= |alpha| gamma_K sum_k |a_k b_k| + gamma_3 (|alpha| sum_k
 // |a_k b_k| + |beta C|), gamma_n = n u / (1 - n u), u = 2^-23 (tests/cuda/gemm_tc_test.cpp).
 //
-// Raw-pointer entry point for now; the op table's bf16/f16 rows (conv2d's im2col and linear) are
-// to call it once the Tensor dtypes land.
+// The 16-bit rows of the op table's cuda-handwritten backend reach it through gemm_lowp
+// (kernels/gemm.h): matmul, linear and conv2d's im2col products.
 #pragma once
 
 #include "core/cuda_context.h"

@@ -17,8 +17,10 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void nkl_to_knl_kernel(float* __restrict__ out, const float* __restrict__ in, int nb,
-                                  int K, int L) {
+// T: float, or uint16_t for bfloat16/float16 (a copy of the bits).
+template <typename T>
+__global__ void nkl_to_knl_kernel(T* __restrict__ out, const T* __restrict__ in, int nb, int K,
+                                  int L) {
   const int total = nb * K * L;
   for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
        it += int64_t(gridDim.x) * blockDim.x) {
@@ -63,13 +65,25 @@ __global__ void channel_sum_kernel(float* __restrict__ db, const float* __restri
 
 }  // namespace
 
-void nkl_to_knl(float* out, const float* in, int64_t nb, int64_t K, int64_t L, CudaContext& ctx) {
+namespace {
+template <typename T>
+void launch_nkl_to_knl(T* out, const T* in, int64_t nb, int64_t K, int64_t L, CudaContext& ctx) {
   const int64_t total = nb * K * L;
   if (total == 0) return;
   as_int(total, "nkl_to_knl size nb*K*L");
-  nkl_to_knl_kernel<<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
+  nkl_to_knl_kernel<T><<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
       out, in, as_int(nb, "nb"), as_int(K, "K"), as_int(L, "L"));
   MINIDL_CHECK_LAUNCH(ctx.stream);
+}
+}  // namespace
+
+void nkl_to_knl(float* out, const float* in, int64_t nb, int64_t K, int64_t L, CudaContext& ctx) {
+  launch_nkl_to_knl<float>(out, in, nb, K, L, ctx);
+}
+
+void nkl_to_knl16(uint16_t* out, const uint16_t* in, int64_t nb, int64_t K, int64_t L,
+                  CudaContext& ctx) {
+  launch_nkl_to_knl<uint16_t>(out, in, nb, K, L, ctx);
 }
 
 void knl_to_nkl(float* out, const float* in, const float* bias, int64_t nb, int64_t K, int64_t L,

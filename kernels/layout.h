@@ -28,6 +28,9 @@ void channel_sum_accumulate(Tensor& db, const Tensor& dy);
 
 namespace cuda {
 void nkl_to_knl(float* out, const float* in, int64_t nb, int64_t K, int64_t L, CudaContext& ctx);
+// The same for bfloat16/float16 (the 16-bit patterns copied; conv2d's 16-bit weight gradient).
+void nkl_to_knl16(uint16_t* out, const uint16_t* in, int64_t nb, int64_t K, int64_t L,
+                  CudaContext& ctx);
 void knl_to_nkl(float* out, const float* in, const float* bias, int64_t nb, int64_t K, int64_t L,
                 CudaContext& ctx);
 void channel_sum_accumulate(float* db, const float* dy, int64_t N, int64_t K, int64_t L,

@@ -48,6 +48,12 @@ void check_master(const Tensor& t, const Tensor& ref, const Shape& shape, const 
 // cpu-reference at bfloat16/float16 runs the float32 products on float32 copies (exact).
 bool via_float32(Backend b, DType t) { return b == Backend::CpuReference && is_low_precision(t); }
 
+// The CUDA backends at bfloat16/float16 run the products on the 16-bit tensors (gemm_lowp: float32
+// accumulation and results); y and dx are rounded once from float32, dw and db stay float32.
+bool via_lowp_gemm(Backend b, DType t) {
+  return is_low_precision(t) && (b == Backend::CudaHandwritten || b == Backend::CudaCublas);
+}
+
 }  // namespace
 
 const OpInfo& linear_op() {
@@ -56,8 +62,13 @@ const OpInfo& linear_op() {
                          {{Backend::CpuReference,
                            "three products on OpenBLAS; bfloat16/float16 as float32 copies",
                            {DType::F32, DType::F64, DType::BF16, DType::F16}},
-                          {Backend::CudaHandwritten, "three products on our SGEMM"},
-                          {Backend::CudaCublas, "three products on cuBLAS"}}};
+                          {Backend::CudaHandwritten,
+                           "three products on our SGEMM; bfloat16/float16 on our tensor-core "
+                           "product",
+                           {DType::F32, DType::BF16, DType::F16}},
+                          {Backend::CudaCublas,
+                           "three products on cuBLAS; bfloat16/float16 on cublasGemmEx",
+                           {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
@@ -82,6 +93,23 @@ void linear_forward(Backend be, Tensor& y, const Tensor& x, const Tensor& w, con
     return convert(be, y, y32);
   }
   const Device dev = x.device();
+  if (via_lowp_gemm(be, x.dtype())) {
+    // Y^T (out, N) = w x^T in float32, then y = (Y^T)^T + b in float32, rounded once into y.
+    Tensor yt = Tensor::empty(Shape{z.out, z.N}, DType::F32, dev);
+    Tensor y32 = Tensor::empty(y.shape(), DType::F32, dev);
+    GemmShape s;
+    s.trans_b = true;
+    s.M = z.out;
+    s.N = z.N;
+    s.K = z.in;
+    s.lda = z.in;
+    s.ldb = z.in;
+    s.ldc = z.N;
+    gemm_lowp(be, dev, s, x.dtype(), 1.f, w.raw_data(), x.raw_data(), 0.f, yt.data<float>());
+    knl_to_nkl<float>(dev, y32.data<float>(), yt.data<float>(), b ? b->data<float>() : nullptr, z.N,
+                      z.out, 1);
+    return convert(y, y32);
+  }
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
     GemmShape s;
     if (!b) {
@@ -132,6 +160,37 @@ void linear_backward(Backend be, Tensor* dx, Tensor& dw, Tensor* db, const Tenso
     return;
   }
   const Device dev = x.device();
+  if (via_lowp_gemm(be, x.dtype())) {
+    if (dx && z.N > 0) {
+      // dx (N, in) = dy (N, out) * w (out, in) in float32, rounded once into dx.
+      Tensor dx32 = Tensor::empty(dx->shape(), DType::F32, dev);
+      GemmShape s;
+      s.M = z.N;
+      s.N = z.in;
+      s.K = z.out;
+      s.lda = z.out;
+      s.ldb = z.in;
+      s.ldc = z.in;
+      gemm_lowp(be, dev, s, x.dtype(), 1.f, dy.raw_data(), w.raw_data(), 0.f, dx32.data<float>());
+      convert(*dx, dx32);
+    }
+    // dw (out, in) += dy^T (out, N) * x (N, in), into the float32 dw.
+    GemmShape s;
+    s.trans_a = true;
+    s.M = z.out;
+    s.N = z.in;
+    s.K = z.N;
+    s.lda = z.out;
+    s.ldb = z.in;
+    s.ldc = z.in;
+    gemm_lowp(be, dev, s, x.dtype(), 1.f, dy.raw_data(), x.raw_data(), 1.f, dw.data<float>());
+    // db += the column sums of a float32 copy of dy (exact).
+    if (db) {
+      const Tensor dy32 = to_dtype(dy, DType::F32);
+      channel_sum_accumulate<float>(dev, db->data<float>(), dy32.data<float>(), z.N, z.out, 1);
+    }
+    return;
+  }
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
     if (dx && z.N > 0) {
       // dx (N, in) = dy (N, out) * w (out, in)

@@ -193,34 +193,44 @@ void check_argmax(const char* who, const Tensor& argmax, const Tensor& y) {
 }  // namespace
 
 const OpInfo& maxpool2d_op() {
-  static const OpInfo op{
-      "maxpool2d",
-      "`maxpool2d_forward`, `maxpool2d_backward`",
-      {{Backend::CpuReference, "loops, argmax kept for backward; bfloat16/float16 with float32 math",
-        {DType::F32, DType::F64, DType::BF16, DType::F16}},
-       {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
-       {Backend::CudaVendor, "cudnnPoolingForward/Backward (x and y instead of argmax)"}}};
+  static const OpInfo op{"maxpool2d",
+                         "`maxpool2d_forward`, `maxpool2d_backward`",
+                         {{Backend::CpuReference,
+                           "loops, argmax kept for backward; bfloat16/float16 with float32 math",
+                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
+                          {Backend::CudaHandwritten,
+                           "one thread per output (forward) / input (backward) element",
+                           {DType::F32, DType::BF16, DType::F16}},
+                          {Backend::CudaVendor,
+                           "cudnnPoolingForward/Backward (x and y instead of argmax)",
+                           {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
 const OpInfo& avgpool2d_op() {
-  static const OpInfo op{
-      "avgpool2d",
-      "`avgpool2d_forward`, `avgpool2d_backward`",
-      {{Backend::CpuReference, "loops; bfloat16/float16 with float32 math",
-        {DType::F32, DType::F64, DType::BF16, DType::F16}},
-       {Backend::CudaHandwritten, "one thread per output (forward) / input (backward) element"},
-       {Backend::CudaVendor, "cudnnPoolingForward; backward runs ours"}}};
+  static const OpInfo op{"avgpool2d",
+                         "`avgpool2d_forward`, `avgpool2d_backward`",
+                         {{Backend::CpuReference,
+                           "loops; bfloat16/float16 with float32 math",
+                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
+                          {Backend::CudaHandwritten,
+                           "one thread per output (forward) / input (backward) element",
+                           {DType::F32, DType::BF16, DType::F16}},
+                          {Backend::CudaVendor,
+                           "cudnnPoolingForward; backward runs ours",
+                           {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
 const OpInfo& global_avgpool_op() {
-  static const OpInfo op{
-      "global_avgpool",
-      "`global_avgpool_forward`, `global_avgpool_backward`",
-      {{Backend::CpuReference, "loops; bfloat16/float16 with float32 math",
-        {DType::F32, DType::F64, DType::BF16, DType::F16}},
-       {Backend::CudaHandwritten, "a warp per (n, c) plane"}}};
+  static const OpInfo op{"global_avgpool",
+                         "`global_avgpool_forward`, `global_avgpool_backward`",
+                         {{Backend::CpuReference,
+                           "loops; bfloat16/float16 with float32 math",
+                           {DType::F32, DType::F64, DType::BF16, DType::F16}},
+                          {Backend::CudaHandwritten,
+                           "a warp per (n, c) plane",
+                           {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
@@ -249,8 +259,10 @@ void maxpool2d_forward(Backend b, Tensor& y, Tensor& argmax, const Tensor& x, Po
     });
     return;
   }
-  MINIDL_IF_CUDA(cuda::maxpool2d_forward(y.data<float>(), argmax.data<int32_t>(), x.data<float>(),
-                                         g, b == Backend::CudaVendor, cuda_context(x.device())));
+  MINIDL_IF_CUDA(dispatch_float32_storage(y.dtype(), who, [&]<typename T>() {
+    cuda::maxpool2d_forward<T>(y.data<T>(), argmax.data<int32_t>(), x.data<T>(), g,
+                               b == Backend::CudaVendor, cuda_context(x.device()));
+  }));
 }
 
 void maxpool2d_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
@@ -276,9 +288,11 @@ void maxpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x
     });
     return;
   }
-  MINIDL_IF_CUDA(cuda::maxpool2d_backward(dx.data<float>(), dy.data<float>(), x.data<float>(),
-                                          y.data<float>(), argmax.data<int32_t>(), g,
-                                          b == Backend::CudaVendor, cuda_context(x.device())));
+  MINIDL_IF_CUDA(dispatch_float32_storage(dx.dtype(), who, [&]<typename T>() {
+    cuda::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), x.data<T>(), y.data<T>(),
+                                argmax.data<int32_t>(), g, b == Backend::CudaVendor,
+                                cuda_context(x.device()));
+  }));
 }
 
 void avgpool2d_forward(Tensor& y, const Tensor& x, Pool2dParams p) {
@@ -295,8 +309,10 @@ void avgpool2d_forward(Backend b, Tensor& y, const Tensor& x, Pool2dParams p) {
     });
     return;
   }
-  MINIDL_IF_CUDA(cuda::avgpool2d_forward(y.data<float>(), x.data<float>(), g,
-                                         b == Backend::CudaVendor, cuda_context(x.device())));
+  MINIDL_IF_CUDA(dispatch_float32_storage(y.dtype(), who, [&]<typename T>() {
+    cuda::avgpool2d_forward<T>(y.data<T>(), x.data<T>(), g, b == Backend::CudaVendor,
+                               cuda_context(x.device()));
+  }));
 }
 
 void avgpool2d_backward(Tensor& dx, const Tensor& dy, Pool2dParams p) {
@@ -314,8 +330,9 @@ void avgpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, Pool2dParams p)
     return;
   }
   // Both CUDA backends run our kernel (pooling.h).
-  MINIDL_IF_CUDA(
-      cuda::avgpool2d_backward(dx.data<float>(), dy.data<float>(), g, cuda_context(dx.device())));
+  MINIDL_IF_CUDA(dispatch_float32_storage(dx.dtype(), who, [&]<typename T>() {
+    cuda::avgpool2d_backward<T>(dx.data<T>(), dy.data<T>(), g, cuda_context(dx.device()));
+  }));
 }
 
 void global_avgpool_forward(Tensor& y, const Tensor& x) {
@@ -338,8 +355,9 @@ void global_avgpool_forward(Backend b, Tensor& y, const Tensor& x) {
     });
     return;
   }
-  MINIDL_IF_CUDA(cuda::global_avgpool_forward(y.data<float>(), x.data<float>(), NC, HW,
-                                              cuda_context(x.device())));
+  MINIDL_IF_CUDA(dispatch_float32_storage(y.dtype(), who, [&]<typename T>() {
+    cuda::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), NC, HW, cuda_context(x.device()));
+  }));
 }
 
 void global_avgpool_backward(Tensor& dx, const Tensor& dy) {
@@ -363,8 +381,9 @@ void global_avgpool_backward(Backend b, Tensor& dx, const Tensor& dy) {
     });
     return;
   }
-  MINIDL_IF_CUDA(cuda::global_avgpool_backward(dx.data<float>(), dy.data<float>(), NC, HW,
-                                               cuda_context(dx.device())));
+  MINIDL_IF_CUDA(dispatch_float32_storage(dx.dtype(), who, [&]<typename T>() {
+    cuda::global_avgpool_backward<T>(dx.data<T>(), dy.data<T>(), NC, HW, cuda_context(dx.device()));
+  }));
 }
 
 }  // namespace minidl

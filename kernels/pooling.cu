@@ -13,20 +13,27 @@
 // cuda-vendor: cudnnPoolingForward/Backward with CUDNN_POOLING_MAX_DETERMINISTIC (NaN propagated,
 // as the CPU reference and torch) and CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING. Decision for
 // max pooling: the cuDNN forward does NOT fill argmax (cuDNN has no such output); the cuDNN
-// backward recomputes the winners from x and y instead, so forward and backward must run on the same
-// backend (select_maxpool2d_backend has no condition, so they do). On ties cuDNN chooses its own winner.
-// Average backward always uses our gather kernel: cudnnPoolingBackward requires x and y, which
-// avgpool2d_backward does not take (average pooling's gradient does not depend on them).
+// backward recomputes the winners from x and y instead, so forward and backward must run on the
+// same backend (select_maxpool2d_backend has no condition, so they do). On ties cuDNN chooses its
+// own winner. Average backward always uses our gather kernel: cudnnPoolingBackward requires x and
+// y, which avgpool2d_backward does not take (average pooling's gradient does not depend on them).
 //
 // Global average pooling (ours on every backend): forward is one warp per (n, c) plane, the
 // lanes striding over the plane (coalesced) and a shuffle reduction; backward dx = dy / HW is a
 // flat elementwise kernel, one thread per element of dx.
+//
+// bfloat16/float16 (cuda-handwritten and cuda-vendor): the same kernels templated on the storage
+// type T, loading each element as float (ldg_f, kernels/vec16.cuh), summing and comparing in float
+// and rounding each output once, as the CPU row. The windows overlap and are gathered element by
+// element, so there are no 16-byte vectors here (global_avgpool_backward, dx = dy / HW, is a
+// broadcast of one value per plane). cuDNN gets CUDNN_DATA_BFLOAT16/HALF descriptors.
 //
 // Indices are 32-bit inside the kernels; the launchers check tensors have < 2^31 elements.
 #include <cstdint>
 
 #include "core/cuda_check.h"
 #include "kernels/pooling.h"
+#include "kernels/vec16.cuh"
 
 namespace minidl::cuda {
 
@@ -58,31 +65,33 @@ __device__ __forceinline__ void covering(int& begin, int& end, int h, int k, int
   end = min((h + pad) / s + 1, P);
 }
 
-__global__ void maxpool_forward_kernel(float* __restrict__ y, int32_t* __restrict__ argmax,
-                                       const float* __restrict__ x, Geo g) {
+template <typename T>
+__global__ void maxpool_forward_kernel(T* __restrict__ y, int32_t* __restrict__ argmax,
+                                       const T* __restrict__ x, Geo g) {
   const unsigned total = g.NC * g.P * g.Q;
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     const int q = i % g.Q, p = (i / g.Q) % g.P;
-    const float* xp = x + (i / (g.Q * g.P)) * (g.H * g.W);
+    const T* xp = x + (i / (g.Q * g.P)) * (g.H * g.W);
     const int h0 = p * g.s - g.pad, w0 = q * g.s - g.pad;
     float best = 0.f;
     int arg = -1;
     for (int h = max(h0, 0); h < min(h0 + g.k, int(g.H)); ++h)
       for (int w = max(w0, 0); w < min(w0 + g.k, int(g.W)); ++w) {
-        const float v = __ldg(xp + h * g.W + w);
+        const float v = ldg_f(xp + h * g.W + w);
         // First maximum on ties; a NaN wins and stays (as the CPU reference).
         if (arg < 0 || v > best || (isnan(v) && !isnan(best))) {
           best = v;
           arg = h * g.W + w;
         }
       }
-    y[i] = best;
+    y[i] = narrow<T>(best);
     argmax[i] = arg;
   }
 }
 
 // One thread per input pixel: dx = sum of dy over the covering windows whose argmax is this pixel.
-__global__ void maxpool_backward_kernel(float* __restrict__ dx, const float* __restrict__ dy,
+template <typename T>
+__global__ void maxpool_backward_kernel(T* __restrict__ dx, const T* __restrict__ dy,
                                         const int32_t* __restrict__ argmax, Geo g) {
   const unsigned total = g.NC * g.H * g.W;
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
@@ -96,72 +105,76 @@ __global__ void maxpool_backward_kernel(float* __restrict__ dx, const float* __r
     for (int p = pb; p < pe; ++p)
       for (int q = qb; q < qe; ++q) {
         const unsigned o = plane + p * g.Q + q;
-        if (__ldg(argmax + o) == me) sum += __ldg(dy + o);
+        if (__ldg(argmax + o) == me) sum += ldg_f(dy + o);
       }
-    dx[i] = sum;
+    dx[i] = narrow<T>(sum);
   }
 }
 
-__global__ void avgpool_forward_kernel(float* __restrict__ y, const float* __restrict__ x, Geo g) {
+template <typename T>
+__global__ void avgpool_forward_kernel(T* __restrict__ y, const T* __restrict__ x, Geo g) {
   const unsigned total = g.NC * g.P * g.Q;
   // Floor-mode windows never pass the padded border: the divisor is always k*k.
   const float inv_area = 1.f / float(g.k * g.k);
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     const int q = i % g.Q, p = (i / g.Q) % g.P;
-    const float* xp = x + (i / (g.Q * g.P)) * (g.H * g.W);
+    const T* xp = x + (i / (g.Q * g.P)) * (g.H * g.W);
     const int h0 = p * g.s - g.pad, w0 = q * g.s - g.pad;
     float sum = 0.f;
     for (int h = max(h0, 0); h < min(h0 + g.k, int(g.H)); ++h)
-      for (int w = max(w0, 0); w < min(w0 + g.k, int(g.W)); ++w) sum += __ldg(xp + h * g.W + w);
-    y[i] = sum * inv_area;
+      for (int w = max(w0, 0); w < min(w0 + g.k, int(g.W)); ++w) sum += ldg_f(xp + h * g.W + w);
+    y[i] = narrow<T>(sum * inv_area);
   }
 }
 
-__global__ void avgpool_backward_kernel(float* __restrict__ dx, const float* __restrict__ dy, Geo g) {
+template <typename T>
+__global__ void avgpool_backward_kernel(T* __restrict__ dx, const T* __restrict__ dy, Geo g) {
   const unsigned total = g.NC * g.H * g.W;
   const float inv_area = 1.f / float(g.k * g.k);
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
     const int w = i % g.W, h = (i / g.W) % g.H;
-    const float* dyp = dy + (i / (g.W * g.H)) * (g.P * g.Q);
+    const T* dyp = dy + (i / (g.W * g.H)) * (g.P * g.Q);
     int pb, pe, qb, qe;
     covering(pb, pe, h, g.k, g.s, g.pad, g.P);
     covering(qb, qe, w, g.k, g.s, g.pad, g.Q);
     float sum = 0.f;
     for (int p = pb; p < pe; ++p)
-      for (int q = qb; q < qe; ++q) sum += __ldg(dyp + p * g.Q + q);
-    dx[i] = sum * inv_area;
+      for (int q = qb; q < qe; ++q) sum += ldg_f(dyp + p * g.Q + q);
+    dx[i] = narrow<T>(sum * inv_area);
   }
 }
 
 // One warp per (n, c) plane; blockDim.x == kThreads (kThreads / 32 planes per block).
-__global__ void global_avgpool_forward_kernel(float* __restrict__ y, const float* __restrict__ x,
+template <typename T>
+__global__ void global_avgpool_forward_kernel(T* __restrict__ y, const T* __restrict__ x,
                                               unsigned NC, unsigned HW) {
   const unsigned warps = gridDim.x * (blockDim.x / 32);
   const unsigned lane = threadIdx.x & 31;
   for (unsigned plane = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; plane < NC;
        plane += warps) {
-    const float* xp = x + plane * HW;
+    const T* xp = x + plane * HW;
     float sum = 0.f;
-    for (unsigned i = lane; i < HW; i += 32) sum += __ldg(xp + i);
+    for (unsigned i = lane; i < HW; i += 32) sum += ldg_f(xp + i);
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_down_sync(0xffffffffu, sum, o);
-    if (lane == 0) y[plane] = sum / float(HW);
+    if (lane == 0) y[plane] = narrow<T>(sum / float(HW));
   }
 }
 
-__global__ void global_avgpool_backward_kernel(float* __restrict__ dx, const float* __restrict__ dy,
+template <typename T>
+__global__ void global_avgpool_backward_kernel(T* __restrict__ dx, const T* __restrict__ dy,
                                                unsigned total, unsigned HW) {
   const float inv = 1.f / float(HW);
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x)
-    dx[i] = __ldg(dy + i / HW) * inv;
+    dx[i] = narrow<T>(ldg_f(dy + i / HW) * inv);
 }
 
 // ---------------------------------------------------------------- cuDNN descriptors (RAII)
 struct TensorDesc {
   cudnnTensorDescriptor_t d = nullptr;
-  TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w) {
+  TensorDesc(int64_t n, int64_t c, int64_t h, int64_t w, cudnnDataType_t type) {
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, int(n), int(c),
-                                           int(h), int(w)));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, type, int(n), int(c), int(h), int(w)));
   }
   ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
   TensorDesc(const TensorDesc&) = delete;
@@ -171,8 +184,8 @@ struct TensorDesc {
 struct CudnnPool {
   TensorDesc x, y;
   cudnnPoolingDescriptor_t pool = nullptr;
-  CudnnPool(const PoolGeometry& g, cudnnPoolingMode_t mode)
-      : x(g.N, g.C, g.H, g.W), y(g.N, g.C, g.P, g.Q) {
+  CudnnPool(const PoolGeometry& g, cudnnPoolingMode_t mode, cudnnDataType_t type)
+      : x(g.N, g.C, g.H, g.W, type), y(g.N, g.C, g.P, g.Q, type) {
     CUDNN_CHECK(cudnnCreatePoolingDescriptor(&pool));
     CUDNN_CHECK(cudnnSetPooling2dDescriptor(pool, mode, CUDNN_PROPAGATE_NAN, g.kernel, g.kernel,
                                             g.pad, g.pad, g.stride, g.stride));
@@ -184,81 +197,99 @@ struct CudnnPool {
 
 }  // namespace
 
-void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const PoolGeometry& g,
-                       bool vendor, CudaContext& ctx) {
+template <typename T>
+void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g, bool vendor,
+                       CudaContext& ctx) {
   const Geo geo = to_geo(g, "maxpool2d_forward");
   if (g.N * g.C == 0) return;
   if (vendor) {
-    CudnnPool d(g, CUDNN_POOLING_MAX_DETERMINISTIC);
+    CudnnPool d(g, CUDNN_POOLING_MAX_DETERMINISTIC, cudnn_data_type<T>());
     const float one = 1.f, zero = 0.f;
     CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn, d.pool, &one, d.x.d, x, &zero, d.y.d, y));
     return;
   }
   const unsigned blocks = grid_stride_blocks(ctx, geo.NC * geo.P * geo.Q, kThreads, kMaxBlocks);
-  maxpool_forward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(y, argmax, x, geo);
+  maxpool_forward_kernel<T><<<blocks, kThreads, 0, ctx.stream>>>(y, argmax, x, geo);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void maxpool2d_backward(float* dx, const float* dy, const float* x, const float* y,
-                        const int32_t* argmax, const PoolGeometry& g, bool vendor,
-                        CudaContext& ctx) {
+template <typename T>
+void maxpool2d_backward(T* dx, const T* dy, const T* x, const T* y, const int32_t* argmax,
+                        const PoolGeometry& g, bool vendor, CudaContext& ctx) {
   const Geo geo = to_geo(g, "maxpool2d_backward");
   if (g.N * g.C == 0) return;
   if (vendor) {
-    CudnnPool d(g, CUDNN_POOLING_MAX_DETERMINISTIC);
+    CudnnPool d(g, CUDNN_POOLING_MAX_DETERMINISTIC, cudnn_data_type<T>());
     const float one = 1.f, zero = 0.f;
     CUDNN_CHECK(cudnnPoolingBackward(ctx.cudnn, d.pool, &one, d.y.d, y, d.y.d, dy, d.x.d, x, &zero,
                                      d.x.d, dx));
     return;
   }
   const unsigned blocks = grid_stride_blocks(ctx, geo.NC * geo.H * geo.W, kThreads, kMaxBlocks);
-  maxpool_backward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, argmax, geo);
+  maxpool_backward_kernel<T><<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, argmax, geo);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, bool vendor,
-                       CudaContext& ctx) {
+template <typename T>
+void avgpool2d_forward(T* y, const T* x, const PoolGeometry& g, bool vendor, CudaContext& ctx) {
   const Geo geo = to_geo(g, "avgpool2d_forward");
   if (g.N * g.C == 0) return;
   if (vendor) {
-    CudnnPool d(g, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING);
+    CudnnPool d(g, CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING, cudnn_data_type<T>());
     const float one = 1.f, zero = 0.f;
     CUDNN_CHECK(cudnnPoolingForward(ctx.cudnn, d.pool, &one, d.x.d, x, &zero, d.y.d, y));
     return;
   }
   const unsigned blocks = grid_stride_blocks(ctx, geo.NC * geo.P * geo.Q, kThreads, kMaxBlocks);
-  avgpool_forward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(y, x, geo);
+  avgpool_forward_kernel<T><<<blocks, kThreads, 0, ctx.stream>>>(y, x, geo);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, CudaContext& ctx) {
+template <typename T>
+void avgpool2d_backward(T* dx, const T* dy, const PoolGeometry& g, CudaContext& ctx) {
   // Both CUDA backends: see the file comment (cudnnPoolingBackward would need x and y).
   const Geo geo = to_geo(g, "avgpool2d_backward");
   if (g.N * g.C == 0) return;
   const unsigned blocks = grid_stride_blocks(ctx, geo.NC * geo.H * geo.W, kThreads, kMaxBlocks);
-  avgpool_backward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, geo);
+  avgpool_backward_kernel<T><<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, geo);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void global_avgpool_forward(float* y, const float* x, int64_t NC, int64_t HW, CudaContext& ctx) {
+template <typename T>
+void global_avgpool_forward(T* y, const T* x, int64_t NC, int64_t HW, CudaContext& ctx) {
   MINIDL_CHECK(NC * HW < (int64_t(1) << 31), "global_avgpool_forward: tensors of 2^31 or more "
                "elements are not supported by the CUDA kernels, got NC = ", NC, ", HW = ", HW);
   if (NC == 0) return;
   const int planes_per_block = kThreads / 32;
   const unsigned blocks = grid_stride_blocks(ctx, NC, planes_per_block, kMaxBlocks);
-  global_avgpool_forward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(y, x, unsigned(NC),
-                                                                     unsigned(HW));
+  global_avgpool_forward_kernel<T>
+      <<<blocks, kThreads, 0, ctx.stream>>>(y, x, unsigned(NC), unsigned(HW));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
-void global_avgpool_backward(float* dx, const float* dy, int64_t NC, int64_t HW, CudaContext& ctx) {
+template <typename T>
+void global_avgpool_backward(T* dx, const T* dy, int64_t NC, int64_t HW, CudaContext& ctx) {
   MINIDL_CHECK(NC * HW < (int64_t(1) << 31), "global_avgpool_backward: tensors of 2^31 or more "
                "elements are not supported by the CUDA kernels, got NC = ", NC, ", HW = ", HW);
   if (NC == 0) return;
   const unsigned blocks = grid_stride_blocks(ctx, NC * HW, kThreads, kMaxBlocks);
-  global_avgpool_backward_kernel<<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, unsigned(NC * HW),
-                                                                      unsigned(HW));
+  global_avgpool_backward_kernel<T>
+      <<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, unsigned(NC * HW), unsigned(HW));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
+
+#define MINIDL_POOLING_INSTANTIATE(T)                                                        \
+  template void maxpool2d_forward<T>(T*, int32_t*, const T*, const PoolGeometry&, bool,      \
+                                     CudaContext&);                                          \
+  template void maxpool2d_backward<T>(T*, const T*, const T*, const T*, const int32_t*,      \
+                                      const PoolGeometry&, bool, CudaContext&);              \
+  template void avgpool2d_forward<T>(T*, const T*, const PoolGeometry&, bool, CudaContext&); \
+  template void avgpool2d_backward<T>(T*, const T*, const PoolGeometry&, CudaContext&);      \
+  template void global_avgpool_forward<T>(T*, const T*, int64_t, int64_t, CudaContext&);     \
+  template void global_avgpool_backward<T>(T*, const T*, int64_t, int64_t, CudaContext&);
+MINIDL_POOLING_INSTANTIATE(float)
+MINIDL_POOLING_INSTANTIATE(bf16)
+MINIDL_POOLING_INSTANTIATE(f16)
+#undef MINIDL_POOLING_INSTANTIATE
 
 }  // namespace minidl::cuda

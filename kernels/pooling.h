@@ -60,17 +60,22 @@ struct PoolGeometry {
   int64_t N, C, H, W, P, Q;
   int kernel, stride, pad;
 };
-// `vendor`: cuDNN (cuda-vendor) instead of our kernel (cuda-handwritten).
-void maxpool2d_forward(float* y, int32_t* argmax, const float* x, const PoolGeometry& g,
-                       bool vendor, CudaContext& ctx);
-void maxpool2d_backward(float* dx, const float* dy, const float* x, const float* y,
-                        const int32_t* argmax, const PoolGeometry& g, bool vendor,
-                        CudaContext& ctx);
-void avgpool2d_forward(float* y, const float* x, const PoolGeometry& g, bool vendor,
+// `vendor`: cuDNN (cuda-vendor) instead of our kernel (cuda-handwritten). T: float, bf16 or f16
+// (instantiated in pooling.cu; 16-bit values, float32 math).
+template <typename T>
+void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const PoolGeometry& g, bool vendor,
                        CudaContext& ctx);
-void avgpool2d_backward(float* dx, const float* dy, const PoolGeometry& g, CudaContext& ctx);
-void global_avgpool_forward(float* y, const float* x, int64_t NC, int64_t HW, CudaContext& ctx);
-void global_avgpool_backward(float* dx, const float* dy, int64_t NC, int64_t HW, CudaContext& ctx);
+template <typename T>
+void maxpool2d_backward(T* dx, const T* dy, const T* x, const T* y, const int32_t* argmax,
+                        const PoolGeometry& g, bool vendor, CudaContext& ctx);
+template <typename T>
+void avgpool2d_forward(T* y, const T* x, const PoolGeometry& g, bool vendor, CudaContext& ctx);
+template <typename T>
+void avgpool2d_backward(T* dx, const T* dy, const PoolGeometry& g, CudaContext& ctx);
+template <typename T>
+void global_avgpool_forward(T* y, const T* x, int64_t NC, int64_t HW, CudaContext& ctx);
+template <typename T>
+void global_avgpool_backward(T* dx, const T* dy, int64_t NC, int64_t HW, CudaContext& ctx);
 }  // namespace cuda
 
 }  // namespace minidl

@@ -85,7 +85,10 @@ fi
 
 if [[ " $stages " == *" kernels "* ]]; then
   say "bench_kernels --shapes $shapes --batch $batch"
-  "$build/bench_kernels" --device cuda --shapes "$shapes" --batch "$batch" --csv "$OUT/kernels.csv"
+  # --dtypes: the memory-bound ops' bfloat16/float16 rows beside float32 (issue 20: >= 80% of
+  # the copy bandwidth, read as roof%)
+  "$build/bench_kernels" --device cuda --shapes "$shapes" --batch "$batch" \
+    --dtypes fp32,bf16,fp16 --csv "$OUT/kernels.csv"
   echo "bench_kernels exit code $? (1: some check failed or an op raised an error; see the rows)"
 fi
 

@@ -3,7 +3,7 @@
 # a catalogue (scripts/mutants.txt) to the source, one at a time; rebuilds incrementally; runs the
 # suite that covers the file; reverts; prints one line per mutant and the kill rate.
 #
-#   kernels/*.cu   -> build-sim/ (the emulator tree): minidl_cuda_tests (plus minidl_cuda_race_tests
+#   kernels/*.cu, *.cuh -> build-sim/ (the emulator tree): minidl_cuda_tests (plus minidl_cuda_race_tests
 #                     for mutants marked `race: yes`), then ctest --test-dir build-sim
 #   anything else  -> build/ (the CPU tree): minidl_tests, then the CPU tests (ctest -R '^cpu\.')
 #
@@ -131,7 +131,7 @@ need_sim=0 need_cpu=0
 while IFS= read -r -d '' id && IFS= read -r -d '' file && for _ in 1 2 3 4 5 6 7; do
         IFS= read -r -d '' _; done; do
   if [ -n "$only" ] && [[ ",$only," != *",$id,"* ]]; then continue; fi
-  if [[ "$file" == *.cu ]]; then need_sim=1; else need_cpu=1; fi
+  if [[ "$file" == *.cu || "$file" == *.cuh ]]; then need_sim=1; else need_cpu=1; fi
 done < "$work/records"
 # Bring them up to date with the unmutated source first, so that a failure below is the mutant's
 # and each rebuild is incremental.
@@ -167,7 +167,7 @@ while IFS= read -r -d '' id && IFS= read -r -d '' file && IFS= read -r -d '' fro
     errors=$((errors + 1))
     continue
   fi
-  if [[ "$file" == *.cu ]]; then
+  if [[ "$file" == *.cu || "$file" == *.cuh ]]; then
     tree="$root/build-sim"
     targets="minidl_cuda_tests"
     [ "$race" = "yes" ] && targets="$targets minidl_cuda_race_tests"

@@ -27,8 +27,10 @@
 #include <set>
 #include <shared_mutex>
 #include <string>
+#include <vector>
 
 #include "cublas_v2.h"
+#include "cudasim_lowp.h"
 #include "cuda_runtime.h"
 #include "cudnn.h"
 #include "internal.h"
@@ -628,6 +630,106 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
                            int k, const float* alpha, const float* A, int lda, const float* B, int ldb,
                            const float* beta, float* C, int ldc) {
   return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
+}
+
+// 16-bit A and B, float32 compute: the operands widened to float32 (exact), the float32 product
+// above, and a 16-bit C rounded once (cublas_v2.h).
+namespace {
+bool is_16bit(cudaDataType t) { return t == CUDA_R_16F || t == CUDA_R_16BF; }
+float widen16(uint16_t bits, cudaDataType t) {
+  return t == CUDA_R_16BF ? cudasim::lowp::bf16_to_f32(bits) : cudasim::lowp::f16_to_f32(bits);
+}
+uint16_t narrow16(float v, cudaDataType t) {
+  return t == CUDA_R_16BF ? cudasim::lowp::f32_to_bf16(v, false)
+                          : cudasim::lowp::f32_to_f16(v, false);
+}
+// The float32 copy of one column-major rows x cols matrix with leading dimension ld.
+std::vector<float> widen_matrix(const void* p, cudaDataType t, int rows, int cols, int ld) {
+  std::vector<float> out(static_cast<size_t>(ld) * (cols > 0 ? cols - 1 : 0) + rows);
+  const uint16_t* bits = static_cast<const uint16_t*>(p);
+  for (int c = 0; c < cols; ++c)
+    for (int r = 0; r < rows; ++r)
+      out[static_cast<size_t>(c) * ld + r] = widen16(bits[static_cast<size_t>(c) * ld + r], t);
+  return out;
+}
+}  // namespace
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta,
+                                          cublasOperation_t tb, int m, int n, int k,
+                                          const void* alpha, const void* A, cudaDataType at,
+                                          int lda, long long sa, const void* B, cudaDataType bt,
+                                          int ldb, long long sb, const void* beta, void* C,
+                                          cudaDataType ct, int ldc, long long sc, int batch,
+                                          cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+  if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (!is_16bit(at) || bt != at || (ct != CUDA_R_32F && ct != at) ||
+      (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_PEDANTIC)) {
+    tl_error_message =
+        "cudasim: cublasGemmEx: only 16-bit A and B (both the same type), float32 or that C and "
+        "CUBLAS_COMPUTE_32F are emulated";
+    return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  const int rows_a = ta == CUBLAS_OP_N ? m : k, rows_b = tb == CUBLAS_OP_N ? k : n;
+  const int cols_a = ta == CUBLAS_OP_N ? k : m, cols_b = tb == CUBLAS_OP_N ? n : k;
+  if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < std::max(1, rows_a) ||
+      ldb < std::max(1, rows_b) || ldc < std::max(1, m)) {
+    tl_error_message = "cudasim: cublasGemmEx: invalid sizes or leading dimensions (m " +
+                       std::to_string(m) + ", n " + std::to_string(n) + ", k " + std::to_string(k) +
+                       ", lda " + std::to_string(lda) + ", ldb " + std::to_string(ldb) + ", ldc " +
+                       std::to_string(ldc) + ")";
+    return CUBLAS_STATUS_INVALID_VALUE;
+  }
+  if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
+  if (!is_device_pointer(C) || (k > 0 && (!is_device_pointer(A) || !is_device_pointer(B)))) {
+    tl_error_message = "cudasim: cublasGemmEx: an operand is not device memory";
+    return CUBLAS_STATUS_INVALID_VALUE;
+  }
+  // The emulated product runs on host copies; the sgemm below checks only device pointers.
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+  for (int i = 0; i < batch; ++i) {
+    const std::vector<float> a =
+        widen_matrix(static_cast<const uint16_t*>(A) + i * sa, at, rows_a, k > 0 ? cols_a : 0, lda);
+    const std::vector<float> b =
+        widen_matrix(static_cast<const uint16_t*>(B) + i * sb, bt, rows_b, k > 0 ? cols_b : 0, ldb);
+    std::vector<float> c(static_cast<size_t>(ldc) * (n - 1) + m, 0.f);
+#if CUDASIM_WITH_CBLAS
+    if (k > 0)
+      cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                  tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, 1.f, a.data(), lda,
+                  b.data(), ldb, 0.f, c.data(), ldc);
+#else
+    for (int col = 0; col < n; ++col)
+      for (int row = 0; row < m; ++row) {
+        float acc = 0.f;
+        for (int p = 0; p < k; ++p)
+          acc += (ta == CUBLAS_OP_N ? a[row + static_cast<size_t>(p) * lda]
+                                    : a[p + static_cast<size_t>(row) * lda]) *
+                 (tb == CUBLAS_OP_N ? b[p + static_cast<size_t>(col) * ldb]
+                                    : b[col + static_cast<size_t>(p) * ldb]);
+        c[row + static_cast<size_t>(col) * ldc] = acc;
+      }
+#endif
+    for (int col = 0; col < n; ++col)
+      for (int row = 0; row < m; ++row) {
+        const size_t idx = row + static_cast<size_t>(col) * ldc;
+        if (ct == CUDA_R_32F) {
+          float& out = static_cast<float*>(C)[i * sc + idx];
+          out = al * c[idx] + (be == 0.f ? 0.f : be * out);
+        } else {
+          uint16_t& out = static_cast<uint16_t*>(C)[i * sc + idx];
+          out = narrow16(al * c[idx] + (be == 0.f ? 0.f : be * widen16(out, ct)), ct);
+        }
+      }
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m,
+                            int n, int k, const void* alpha, const void* A, cudaDataType at,
+                            int lda, const void* B, cudaDataType bt, int ldb, const void* beta,
+                            void* C, cudaDataType ct, int ldc, cublasComputeType_t compute,
+                            cublasGemmAlgo_t algo) {
+  return cublasGemmStridedBatchedEx(h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0, beta,
+                                    C, ct, ldc, 0, 1, compute, algo);
 }
 
 // ---------------------------------------------------------------- cuDNN (not emulated)

@@ -41,6 +41,7 @@
 #include "models/models.h"
 #include "optim/optimizer.h"
 #include "../support/backends.h"
+#include "../support/model_step.h"
 #include "../support/test_util.h"
 #include "loader_check.h"
 
@@ -59,21 +60,9 @@ struct StepResult {
 
 // One SGD step of `name` in `dtype` on `dev` with the device's current settings, starting from
 // `init` (float32 weights, by name).
-StepResult train_step(const std::string& name, DType dtype, Device dev,
-                      const std::vector<std::pair<std::string, Tensor>>& init, const Tensor& x,
-                      const Tensor& labels) {
-  ModelConfig mc;
-  mc.name = name;
-  mc.seed = 7;
-  mc.dtype = dtype;
-  auto model = make_model(mc);
-  auto params = model->named_parameters();
-  REQUIRE(params.size() == init.size());
-  for (size_t i = 0; i < params.size(); ++i) {
-    REQUIRE(params[i].name == init[i].first);
-    params[i].param->value = cast(init[i].second, dtype);
-  }
-  model->to(dev);
+StepResult train_step(const std::string& name, DType dtype, Device dev, const NamedTensors& init,
+                      const Tensor& x, const Tensor& labels) {
+  auto model = model_from(name, dtype, init, dev);
   OptimizerConfig oc;
   oc.momentum = 0.9;
   oc.weight_decay = 5e-4;
@@ -143,12 +132,7 @@ TEST_CASE("cuda model: a ResNet-18 and AlexNet training step matches the float64
   const Tensor x = normal_tensor(Shape{16, 3, 32, 32}, g, 1.0, DType::F32);
   const Tensor labels = label_tensor(16, 10, g);
   for (const std::string name : {"resnet18", "alexnet"}) {
-    ModelConfig mc;
-    mc.name = name;
-    mc.seed = 7;
-    std::vector<std::pair<std::string, Tensor>> init;
-    const auto initial_model = make_model(mc);
-    for (auto& np : initial_model->named_parameters()) init.emplace_back(np.name, np.param->value);
+    const NamedTensors init = initial_parameters(name);
     // AlexNet's dropout draws from Philox counters: the masks are identical on every device.
     const StepResult ref = train_step(name, DType::F64, Device::cpu(), init, x, labels);
     // Each tensor's distance from float64: the gradients, then the updates.

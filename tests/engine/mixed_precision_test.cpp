@@ -15,6 +15,7 @@
 
 #include <unistd.h>
 
+#include "../support/model_step.h"
 #include "../support/test_util.h"
 #include "io/checkpoint.h"
 #include "kernels/grad_scale.h"
@@ -147,37 +148,6 @@ TEST_CASE("the loss scaler's state goes through a checkpoint", "[mixed_precision
 
 namespace {
 
-struct Step {
-  double loss;
-  std::vector<std::pair<std::string, Tensor>> grads;  // float64 copies
-};
-
-// One SGD step of `name` from the weights `init`: in float64 (the reference; the fp32 policy on a
-// float64 model) or with the float32 master weights under `p`.
-Step run_step(const std::string& name, DType dtype, Precision p,
-              const std::vector<std::pair<std::string, Tensor>>& init, const Tensor& x,
-              const Tensor& labels) {
-  ModelConfig mc;
-  mc.name = name;
-  mc.seed = 7;
-  mc.dtype = dtype;
-  auto model = make_model(mc);
-  auto params = model->named_parameters();
-  REQUIRE(params.size() == init.size());
-  for (size_t i = 0; i < params.size(); ++i) params[i].param->value.copy_(cast(init[i].second, dtype));
-  OptimizerConfig oc;
-  oc.momentum = 0.9;
-  auto opt = make_optimizer(model->flat_parameters(), oc);
-  SoftmaxCrossEntropy criterion;
-  GradScaler scaler = make_grad_scaler(p);
-  REQUIRE(train_step(*model, criterion, *opt, scaler, p, cast(x, dtype), labels, 0.05));
-  Step s;
-  s.loss = to_doubles(criterion.loss())[0];
-  for (auto& np : model->named_parameters())
-    s.grads.emplace_back(np.name, cast(np.param->grad, DType::F64));
-  return s;
-}
-
 uint64_t model_seed() { return std::getenv("MINIDL_TEST_SEED") ? test_seed() : 20261205; }
 
 }  // namespace
@@ -213,21 +183,15 @@ TEST_CASE("bf16: a ResNet-18 and AlexNet training step against the float64 step"
     INFO(mcase.name);
     const Tensor x = normal_tensor(mcase.x, g, 1.0, DType::F32);
     const Tensor labels = label_tensor(mcase.x[0], 10, g);
-    ModelConfig mc;
-    mc.name = mcase.name;
-    mc.seed = 7;
-    std::vector<std::pair<std::string, Tensor>> init, init_rounded;
-    const auto initial = make_model(mc);
-    for (auto& np : initial->named_parameters()) {
-      init.emplace_back(np.name, np.param->value);
-      init_rounded.emplace_back(np.name, cast(cast(np.param->value, DType::BF16), DType::F32));
-    }
+    const NamedTensors init = initial_parameters(mcase.name);
+    const NamedTensors init_rounded = rounded_parameters(init, DType::BF16);
     const Tensor x_rounded = cast(cast(x, DType::BF16), DType::F32);
 
-    const Step ref = run_step(mcase.name, DType::F64, Precision::FP32, init, x, labels);
-    const Step pert =
-        run_step(mcase.name, DType::F64, Precision::FP32, init_rounded, x_rounded, labels);
-    const Step bf = run_step(mcase.name, DType::F32, Precision::BF16, init, x, labels);
+    using P = PrecisionStep;
+    const P ref = precision_step(mcase.name, DType::F64, Precision::FP32, init, x, labels);
+    const P pert =
+        precision_step(mcase.name, DType::F64, Precision::FP32, init_rounded, x_rounded, labels);
+    const P bf = precision_step(mcase.name, DType::F32, Precision::BF16, init, x, labels);
     const double loss_bound = std::max(3 * std::fabs(pert.loss - ref.loss), 4 * u * std::fabs(ref.loss));
     INFO("loss " << bf.loss << " vs float64 " << ref.loss << " (rounded input and weights: "
                  << pert.loss << ")");

@@ -165,7 +165,7 @@ TEST_CASE("check_backend names the op, the backend and the fix", "[backend]") {
   if (built_with_cuda()) {
     CHECK_THROWS_WITH(
         check_backend(conv2d_op(), Backend::CudaCublas, kGpu, DType::F64, "conv2d_forward"),
-        Catch::Contains("computes in float32, got float64 (float64 runs on the CPU)"));
+        Catch::Contains("computes in float32, bfloat16, float16, got float64 (float64 runs on the CPU)"));
   } else {
     CHECK_THROWS_WITH(
         check_backend(conv2d_op(), Backend::CudaCublas, kGpu, DType::F32, "conv2d_forward"),

@@ -61,6 +61,16 @@ double sum_atol(double K, double rms_a, double u) {
   return 6.0 * std::sqrt(K) * rms_a * u / std::sqrt(3.0);
 }
 
+// The emulator (cudasim) runs the CUDA tensor-core product a lane at a time, ~0.2 s of CPU per
+// 10^7 multiply-adds (measured: the four conv2d shapes above 4e6 took 26 of the case's 30 CPU
+// seconds), so there the products above kEmulatedMacs per direction are left to the GPU run
+// (scripts/gpu-check.sh runs this file on every shape); the smaller shapes still cover partial and
+// multiple tiles, transposes, strides, padding and batching.
+constexpr double kEmulatedMacs = 4e6;
+bool too_slow_to_emulate(const BackendCase& c, double macs) {
+  return MINIDL_CUDA_SIM && c.device.is_cuda() && macs > kEmulatedMacs;
+}
+
 // The 16-bit values of a float32 tensor, exactly, as float64 (the memory-bound ops' reference).
 Tensor rounded64(const Tensor& t, DType dtype) { return cast(cast(t, dtype), DType::F64); }
 // A float32 tensor on the case's device (the master weights' side: bias, weight gradients).
@@ -91,6 +101,7 @@ TEST_CASE("conv2d in bfloat16/float16: every backend within the unit-roundoff bo
     for (const ConvCase& k : kConvCases) {
       INFO(k.name << " on " << c.name());
       const ConvProblem p = draw_conv_problem(k, g);
+      if (too_slow_to_emulate(c, double(p.ys.numel()) * double(k.C * k.R * k.R))) continue;
       const Conv2dParams& prm = p.prm;
       const Shape &xs = p.xs, &ys = p.ys;
       const Tensor &x = p.x, &w = p.w, &b = p.b, &dy = p.dy, &dw0 = p.dw0, &db0 = p.db0;
@@ -133,6 +144,7 @@ TEST_CASE("linear and matmul in bfloat16/float16: within the unit-roundoff bound
   };
   for (const Sizes z : {Sizes{32, 512, 10}, Sizes{7, 37, 13}, Sizes{1, 5, 3}, Sizes{129, 9216, 17}}) {
     for (const BackendCase& c : low_precision_cases(linear_op())) {
+      if (too_slow_to_emulate(c, double(z.N * z.in * z.out))) continue;
       INFO("linear N " << z.N << " in " << z.in << " out " << z.out << " on " << c.name());
       const double u = unit_roundoff(c.dtype);
       const Tensor x = uniform_tensor(Shape{z.N, z.in}, g, -1, 1, DType::F32);
@@ -163,21 +175,29 @@ TEST_CASE("linear and matmul in bfloat16/float16: within the unit-roundoff bound
       expect_close("backward bias", db, db_ref, sum_atol(double(z.N), rdy, u), 1e-6);
     }
     for (const BackendCase& c : low_precision_cases(gemm_op())) {
+      if (too_slow_to_emulate(c, double(z.N * z.in * z.out))) continue;
       INFO("matmul (" << z.N << " x " << z.in << ") (" << z.in << " x " << z.out << ") on "
                       << c.name());
       const double u = unit_roundoff(c.dtype);
-      const Tensor A = uniform_tensor(Shape{z.N, z.in}, g, -1, 1, DType::F32);
-      const Tensor B = uniform_tensor(Shape{z.in, z.out}, g, -1, 1, DType::F32);
-      Tensor C_ref = Tensor::empty(Shape{z.N, z.out}, DType::F64);
-      matmul(Backend::CpuReference, C_ref, cast(A, DType::F64), cast(B, DType::F64), false, false);
-      // A 16-bit C (rounded once) and a float32 C (not rounded).
-      Tensor C = poisoned(c, Shape{z.N, z.out});
-      Tensor C32 = poisoned(c, Shape{z.N, z.out}, DType::F32);
-      matmul(c.backend, C, to_case(c, A), to_case(c, B), false, false);
-      matmul(c.backend, C32, to_case(c, A), to_case(c, B), false, false);
-      const double atol = product_atol(double(z.in), rms(A), rms(B), u);
-      expect_close("16-bit C", C, C_ref, atol, u);
-      expect_close("float32 C", C32, C_ref, atol, 1e-6);
+      // Every transpose combination (stored shapes follow), each from fresh operands.
+      for (const int trans : {0, 1, 2, 3}) {
+        const bool ta = trans & 1, tb = trans & 2;
+        INFO("trans_a " << ta << " trans_b " << tb);
+        const Tensor A = uniform_tensor(ta ? Shape{z.in, z.N} : Shape{z.N, z.in}, g, -1, 1,
+                                        DType::F32);
+        const Tensor B = uniform_tensor(tb ? Shape{z.out, z.in} : Shape{z.in, z.out}, g, -1, 1,
+                                        DType::F32);
+        Tensor C_ref = Tensor::empty(Shape{z.N, z.out}, DType::F64);
+        matmul(Backend::CpuReference, C_ref, cast(A, DType::F64), cast(B, DType::F64), ta, tb);
+        // A 16-bit C (rounded once) and a float32 C (not rounded).
+        Tensor C = poisoned(c, Shape{z.N, z.out});
+        Tensor C32 = poisoned(c, Shape{z.N, z.out}, DType::F32);
+        matmul(c.backend, C, to_case(c, A), to_case(c, B), ta, tb);
+        matmul(c.backend, C32, to_case(c, A), to_case(c, B), ta, tb);
+        const double atol = product_atol(double(z.in), rms(A), rms(B), u);
+        expect_close("16-bit C", C, C_ref, atol, u);
+        expect_close("float32 C", C32, C_ref, atol, 1e-6);
+      }
     }
   }
 }
@@ -189,7 +209,11 @@ TEST_CASE("batchnorm in bfloat16/float16: float32 statistics and parameters, 16-
   Generator g(seed);
   const BatchNormParams p{};
   const Backend ref = Backend::CpuReference;
-  for (const Shape s : {Shape{4, 64, 16, 16}, Shape{3, 5, 7, 9}, Shape{16, 3, 1, 1}}) {
+  // HW = 256: 16-byte vectors on CUDA (8 16-bit values; 8,192 units, 8 passes of the tests'
+  // 4-block grid); HW = 36 (a multiple of 4 but not of 8): float32 would vectorise, 16 bits must
+  // not; HW = 63 and 1: scalar.
+  for (const Shape s :
+       {Shape{4, 64, 16, 16}, Shape{3, 5, 7, 9}, Shape{16, 3, 1, 1}, Shape{2, 3, 6, 6}}) {
     for (const BackendCase& c : low_precision_cases(batchnorm_op())) {
       INFO("shape " << s << " on " << c.name());
       const double u = unit_roundoff(c.dtype);
@@ -348,6 +372,109 @@ TEST_CASE("activations, pooling and add in bfloat16/float16: float32 math, one r
     // a + alpha b in float32 (errs by 2^-24 (|a| + 2 |alpha b|) <= 2^-24 * 4.5 < 3e-7), rounded
     // once: u |ref|.
     expect_close("a - 0.75 b", out, out_ref, 3e-7, u);
+  }
+}
+
+// The CUDA rows read and write 16-bit tensors in 16-byte vectors of 8 elements (kernels/vec16.cuh):
+// a scalar head up to the first 16-byte boundary, the vectors, a scalar tail; all scalar when the
+// tensors sit at different offsets within 16 bytes (views can). Each map runs here on views at
+// element offsets 0 (aligned), 3 in every tensor (a 5-element head) and 1/2/3 (mixed: all scalar),
+// over lengths around the vector and block sizes: 1, 7, 8, 9, 8 * 4 * 256 + 3 (one element past
+// the vectors of one full pass of the tests' 4-block grid) and 20,003 (three passes). Outputs are
+// views into a poisoned buffer 8 elements longer, so a write outside the view (a vector past the
+// tail, a head or tail index off by one) shows as a non-NaN poison element.
+TEST_CASE("memory-bound ops in bfloat16/float16: vectors, misaligned views, heads and tails",
+          "[ops][activation][elementwise][dropout][half][vec16]") {
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const Backend ref = Backend::CpuReference;
+  struct Offsets {
+    int64_t out, a, b;
+  };
+  const Offsets offsets[] = {{0, 0, 0}, {3, 3, 3}, {1, 2, 3}};
+  const int64_t lengths[] = {1, 7, 8, 9, 8 * 4 * 256 + 3, 20003};
+  // The poisoned output buffer around the view: only [off, off + n) may change.
+  auto check_outside = [](const Tensor& full, int64_t off, int64_t n) {
+    const std::vector<double> v = to_doubles(full);
+    int64_t written = 0;
+    for (int64_t i = 0; i < static_cast<int64_t>(v.size()); ++i)
+      if ((i < off || i >= off + n) && !std::isnan(v[i])) ++written;
+    CHECK(written == 0);
+  };
+  const std::vector<BackendCase> acts = low_precision_cases(activation_op());
+  const std::vector<BackendCase> adds = low_precision_cases(elementwise_op());
+  const std::vector<BackendCase> drops = low_precision_cases(dropout_op());
+  for (const int64_t n : lengths) {
+    const Shape full{n + 8};
+    const Tensor a = uniform_tensor(full, g, -3, 3, DType::F32);
+    const Tensor b = uniform_tensor(full, g, -1, 1, DType::F32);
+    std::vector<uint8_t> keep(static_cast<size_t>(n + 8));
+    for (uint8_t& k : keep) k = g.below(10) < 7;
+    const Tensor mask_cpu = Tensor::from_vector(keep, full);
+    for (const Offsets o : offsets) {
+      auto run = [&](const std::vector<BackendCase>& cases, const char* what, auto&& body) {
+        for (const BackendCase& c : cases) {
+          INFO(what << " on " << c.name() << ", n " << n << ", offsets out " << o.out << " a "
+                    << o.a << " b " << o.b);
+          const Tensor a64 = rounded64(a, c.dtype).slice(o.a, o.a + n);
+          const Tensor b64 = rounded64(b, c.dtype).slice(o.b, o.b + n);
+          const Tensor ad = to_case(c, a).slice(o.a, o.a + n);
+          const Tensor bd = to_case(c, b).slice(o.b, o.b + n);
+          Tensor out_full = poisoned(c, full);
+          Tensor out = out_full.slice(o.out, o.out + n);
+          Tensor out_ref = Tensor::empty(Shape{n}, DType::F64);
+          body(c, out, out_ref, ad, bd, a64, b64, unit_roundoff(c.dtype));
+          check_outside(out_full, o.out, n);
+        }
+      };
+      run(adds, "add_scaled",
+          [&](const BackendCase& c, Tensor& out, Tensor& out_ref, const Tensor& ad,
+              const Tensor& bd, const Tensor& a64, const Tensor& b64, double u) {
+            add_scaled(ref, out_ref, a64, b64, -0.75);
+            add_scaled(c.backend, out, ad, bd, -0.75);
+            // float32 a + alpha b (< 3e-7, as above), rounded once (u |ref|).
+            expect_close("a - 0.75 b", out, out_ref, 3e-7, u);
+          });
+      for (Activation act : {Activation::ReLU, Activation::Sigmoid}) {
+        run(acts, activation_name(act),
+            [&](const BackendCase& c, Tensor& out, Tensor& out_ref, const Tensor& ad, const Tensor&,
+                const Tensor& a64, const Tensor&, double u) {
+              activation_forward(ref, out_ref, a64, act, 0.1);
+              activation_forward(c.backend, out, ad, act, 0.1);
+              // float32 exp (a few ulps, < 1e-6 for |y| <= 3), rounded once (derivation above).
+              expect_close("forward", out, out_ref, 1e-6, u);
+            });
+      }
+      for (Activation act : {Activation::LeakyReLU, Activation::Tanh}) {
+        run(acts, activation_name(act),
+            [&](const BackendCase& c, Tensor& out, Tensor& out_ref, const Tensor& ad,
+                const Tensor& bd, const Tensor& a64, const Tensor& b64, double u) {
+              // dy = b; x = y = a (the backward reads x for LeakyReLU and y for tanh; |a| <= 3).
+              activation_backward(ref, out_ref, b64, a64, a64, act, 0.1);
+              activation_backward(c.backend, out, bd, ad, ad, act, 0.1);
+              // LeakyReLU: dy or 0.1f dy in float32 (2^-24 |ref|, and 0.1f is 0.1 (1 + 1.5e-9)),
+              // rounded once: u |ref|, or half a float16 subnormal spacing where 0.1 |dy| < 2^-14
+              // (subnormal_atol). tanh: dy (1 - y^2) from the same 16-bit y as the reference: three
+              // float32 roundings of terms up to |dy| y^2 <= 9, 9 * 3 * 2^-24 < 2e-6, rounded once.
+              expect_close("backward", out, out_ref,
+                           act == Activation::Tanh ? 2e-6 : subnormal_atol(c.dtype), u + 0x1p-23);
+            });
+      }
+      run(drops, "dropout_backward",
+          [&](const BackendCase& c, Tensor& out, Tensor& out_ref, const Tensor&, const Tensor& bd,
+              const Tensor&, const Tensor& b64, double u) {
+            // The mask view starts at the output's offset, so the offsets (1, 2, 3) give a mask
+            // that is not 8-byte aligned with dy's vectors: all scalar.
+            const Tensor m_cpu = mask_cpu.slice(o.out, o.out + n);
+            dropout_backward(ref, out_ref, b64, m_cpu, 0.3);
+            dropout_backward(c.backend, out, bd, mask_cpu.to(c.device).slice(o.out, o.out + n),
+                             0.3);
+            // dy / 0.7 in float32 (2^-24), rounded once (u |ref|, and half a float16 subnormal
+            // spacing below the normal range, subnormal_atol).
+            expect_close("backward", out, out_ref, subnormal_atol(c.dtype), u + 0x1p-23);
+          });
+    }
   }
 }
 
