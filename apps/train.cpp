@@ -6,6 +6,6 @@
 #include "engine/app.h"
 
 int main(int argc, char** argv) {
-  minidl::use_passive_openmp_waits(argv);  // may execute the program again (core/openmp_wait.h)
+  minidl::use_bounded_openmp_spins(argv);  // may execute the program again (core/openmp_wait.h)
   return minidl::train_main(argc, argv, std::cout, std::cerr);
 }

@@ -302,7 +302,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  minidl::use_passive_openmp_waits(argv);  // as train does (core/openmp_wait.h)
+  minidl::use_bounded_openmp_spins(argv);  // as train does (core/openmp_wait.h)
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

@@ -1,6 +1,6 @@
-// The train program sets OpenMP's passive wait policy itself (core/openmp_wait.h): run as a
-// user would run it, without OMP_WAIT_POLICY, its device line says the waits are passive; a
-// policy the user sets is kept and named.
+// The train program bounds OpenMP's spin-waits itself (core/openmp_wait.h): run as a user would
+// run it, without OMP_WAIT_POLICY or GOMP_SPINCOUNT, its device line says the waits spin 3000
+// pauses and then sleep; a policy the user sets is kept and named.
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -24,7 +24,7 @@ std::string shell(const std::string& cmd) {
 
 }  // namespace
 
-TEST_CASE("train waits passively in OpenMP unless the user chose a policy",
+TEST_CASE("train bounds OpenMP's spin-waits unless the user chose a policy",
           "[engine][hygiene2][openmp]") {
   const std::string data = minidl::test::cifar10_dir();
   if (data.empty()) {
@@ -41,9 +41,12 @@ TEST_CASE("train waits passively in OpenMP unless the user chose a policy",
                           data + " --out ";
   const std::string plain =
       shell("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT " + cmd + (out / "a").string());
-  CHECK_THAT(plain, Catch::Contains("OpenMP waits passive)"));
+  CHECK_THAT(plain, Catch::Contains("OpenMP waits spin 3000 then sleep)"));
   const std::string active =
       shell("env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=active " + cmd + (out / "b").string());
   CHECK_THAT(active, Catch::Contains("OpenMP waits active (OMP_WAIT_POLICY))"));
+  const std::string spin =
+      shell("env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=7 " + cmd + (out / "c").string());
+  CHECK_THAT(spin, Catch::Contains("OpenMP waits GOMP_SPINCOUNT=7)"));
   std::filesystem::remove_all(out);
 }

@@ -9,7 +9,7 @@
 
 int main(int argc, char* argv[]) {
   // As train does: on a loaded CI machine spinning OpenMP threads slow the end-to-end runs.
-  minidl::use_passive_openmp_waits(argv);
+  minidl::use_bounded_openmp_spins(argv);
   minidl::test::set_tested_device_type(minidl::DeviceType::CPU);
   std::printf("minidl tests: random seed %llu (set MINIDL_TEST_SEED=%llu to repeat)\n",
               static_cast<unsigned long long>(minidl::test::test_seed()),
