@@ -11,13 +11,20 @@
 #              Both need Open MPI on the device machine (the configure finds it); without it
 #              they are reported n/a.
 #   tcgemm     bench_kernels --tc-gemm: tensor-core GEMM vs cublasGemmEx, bf16/fp16  (60 s)
+#   bench      bench_train ResNet-18 on cuda at fp32, bf16, fp16 (20 steps each), and
+#              pytorch_reference.py --throughput beside it when the device has torch with
+#              CUDA (nothing is installed there), else "n/a"; a table in the summary    (100 s)
+#   determinism  train --deterministic twice, same seed, ResNet-18 on 2048 images, then cmp
+#              of the two metrics.csv without their time columns (issue 10)             (60 s)
 #   memcheck   compute-sanitizer memcheck --report-api-errors no, [sanitize] tests  (150 s)
 #   racecheck  compute-sanitizer racecheck, minidl's own kernels only (kns=minidl)   (120 s)
 # The sanitizer steps run with MINIDL_CUDA_NO_CACHE=1 (exact-size allocations, freed after a
 # device sync), so memcheck sees an access a few bytes past a tensor.
 # Every step runs under `timeout`, cut further so that the whole run ends inside --budget seconds
 # (default 560: the device tool stops a command at 600 s); a step that no time is left for is
-# reported as skipped. The summary table is printed whatever happens (EXIT trap) and written, after
+# reported as skipped. The limits are ceilings for a hung step, not expected times: they add up
+# to 1465 s, so on a slow build the budget, not the limits, ends the run, and the last steps
+# (the sanitizers) are the ones skipped; rerun them with --steps on the warm machine. The summary table is printed whatever happens (EXIT trap) and written, after
 # every step, to $OUT/summary.txt (commit it as docs/gpu-runs/<date>-<commit>.txt); the whole
 # console goes to $OUT/gpu-check.log. $OUT defaults to /tmp/minidl-gpu-check.
 #
@@ -54,12 +61,12 @@ while [ $# -gt 0 ]; do
     --gpu-dir) GPU_DIR=$(cd "$2" 2>/dev/null && pwd || echo "$2"); shift 2 ;;
     --steps) STEPS=$2; shift 2 ;;
     --budget) BUDGET=$2; shift 2 ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -uo pipefail/{/^#/p}' "$0"; exit 0 ;;
     *) echo "gpu-check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
-ALL_STEPS="data configure build tests train dist1 dist2 tcgemm memcheck racecheck"
+ALL_STEPS="data configure build tests train dist1 dist2 tcgemm bench determinism memcheck racecheck"
 LIMIT_MIB=60
 ARCH_TRIPLE=x86_64-linux-gnu
 CUDA_ARCH=${MINIDL_CUDA_ARCH:-90}
@@ -68,6 +75,100 @@ TRAIN_SUBSET=${MINIDL_TRAIN_SUBSET:-10000}
 BUILD=${MINIDL_GPU_BUILD_DIR:-$ROOT/build-gpu}
 CIFAR=${MINIDL_GPU_CIFAR_DIR:-/tmp/cifar/cifar-10-batches-bin}
 SANITIZE_TESTS='[sanitize]'
+BENCH_STEPS=20  # timed steps per bench run (5 untimed first): ResNet-18 at batch 128 is ~10-50 ms a step
+DET_SUBSET=2048 # determinism: 16 steps of 128, a whole epoch so that metrics.csv gets its row
+
+# ---------------------------------------------------------------- bench and determinism helpers
+# (exported: the steps run them under `timeout bash -c`)
+# The columns of metrics.csv that hold times: they differ between two identical runs.
+TIME_COLUMNS="epoch_seconds images_per_second"
+# FILE: the CSV without its time columns (chosen by the header's names, not positions).
+metrics_without_times() {
+  awk -F, -v drop="$TIME_COLUMNS" '
+    BEGIN { n = split(drop, d, " "); for (i = 1; i <= n; i++) skip[d[i]] = 1 }
+    NR == 1 { for (i = 1; i <= NF; i++) keep[i] = !($i in skip) }
+    { o = ""; sep = ""; for (i = 1; i <= NF; i++) if (keep[i]) { o = o sep $i; sep = "," }; print o }' "$1"
+}
+# A B: 0 when two metrics.csv hold the same header and at least one epoch row, and agree byte for
+# byte outside the time columns; otherwise says why and returns 1.
+same_metrics() {
+  local f c
+  for f in "$1" "$2"; do
+    [ "$(wc -l < "$f" 2>/dev/null || echo 0)" -ge 2 ] || { echo "determinism: no epoch row in $f"; return 1; }
+  done
+  # A renamed time column would make two equal runs differ. (grep -c, not -q: an early exit could
+  # kill tr with SIGPIPE.)
+  for c in $TIME_COLUMNS; do
+    [ "$(head -1 "$1" | tr , '\n' | grep -cx "$c")" = 1 ] || { echo "determinism: no column $c in $1 (update TIME_COLUMNS)"; return 1; }
+  done
+  if cmp <(metrics_without_times "$1") <(metrics_without_times "$2") >/dev/null; then
+    echo "determinism: pass: $(($(wc -l < "$1") - 1)) epoch row(s) identical without $TIME_COLUMNS"
+  else
+    echo "determinism: FAIL: the two runs' metrics.csv differ (without $TIME_COLUMNS):"
+    diff <(metrics_without_times "$1") <(metrics_without_times "$2") | head -n 6
+    return 1
+  fi
+}
+# Two deterministic runs with the same seed, then the comparison.
+determinism_run() {
+  local base=/tmp/minidl-gpu-check-det-$START r
+  for r in 1 2; do
+    rm -rf "$base-$r"
+    "$BUILD/train" --model resnet18 --data "$CIFAR" --epochs 1 --subset "$DET_SUBSET" \
+      --test-subset 1000 --batch-size 128 --lr 0.1 --momentum 0.9 --wd 5e-4 --seed 7 \
+      --deterministic --device cuda --out "$base-$r" || { echo "determinism: run $r failed"; return 1; }
+  done
+  same_metrics "$base-1/metrics.csv" "$base-2/metrics.csv"
+}
+# ResNet-18 training steps at each precision, minidl then PyTorch (only if the device machine has
+# torch with CUDA: nothing can be installed there). Both print a RESULT line; bench_table reads them.
+bench_run() {
+  local p rc=0
+  for p in fp32 bf16 fp16; do
+    "$BUILD/bench_train" --device cuda --model resnet18 --batch-size 128 --precision "$p" \
+      --steps "$BENCH_STEPS" --warmup-steps 5 || { echo "bench: bench_train --precision $p failed"; rc=1; }
+  done
+  if ! python3 -c 'import torch' 2>/dev/null; then
+    echo "bench: pytorch n/a (no torch on the device)"
+  elif ! python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    echo "bench: pytorch n/a (torch on the device, but torch.cuda.is_available() is false)"
+  else
+    # fp32 eager without TF32 (as bench_train's default), bf16/fp16 under torch.autocast
+    for p in fp32 bf16 fp16; do
+      python3 benchmarks/pytorch_reference.py --throughput --device cuda --model resnet18 \
+        --batch-size 128 --precision "$p" --steps "$BENCH_STEPS" --warmup-steps 5 \
+        || { echo "bench: pytorch_reference.py --precision $p failed"; rc=1; }
+    done
+  fi
+  return $rc
+}
+# FILE (the log): the bench table from its cuda resnet18 RESULT lines: median step, images/s, the
+# speed-up over the same framework's fp32, and for minidl the ratio to PyTorch at that precision
+# (PyTorch's step time / minidl's: above 1, minidl is faster).
+bench_table() {
+  awk '
+    /^RESULT framework=/ {
+      delete v
+      for (i = 2; i <= NF; i++) { eq = index($i, "="); v[substr($i, 1, eq - 1)] = substr($i, eq + 1) }
+      if (v["device"] != "cuda" || v["model"] != "resnet18" || !("median_step_ms" in v)) next
+      ms[v["framework"], v["precision"]] = v["median_step_ms"]; ips[v["framework"], v["precision"]] = v["images_per_s"]
+      any = 1
+    }
+    END {
+      if (!any) exit
+      printf "bench: %-8s %-5s %9s %9s %8s %9s\n", "ResNet18", "prec", "step ms", "images/s", "vs fp32", "vs torch"
+      split("minidl pytorch", fw, " "); split("fp32 bf16 fp16", pr, " ")
+      for (a = 1; a <= 2; a++) for (b = 1; b <= 3; b++) {
+        f = fw[a]; p = pr[b]
+        if (!((f, p) in ms)) continue
+        up = ((f, "fp32") in ms) && ms[f, p] > 0 ? sprintf("%.2fx", ms[f, "fp32"] / ms[f, p]) : "-"
+        vt = (f == "minidl" && (("pytorch", p) in ms) && ms[f, p] > 0) ? sprintf("%.2fx", ms["pytorch", p] / ms[f, p]) : "-"
+        printf "bench: %-8s %-5s %9.2f %9.0f %8s %9s\n", f, p, ms[f, p], ips[f, p], up, vt
+      }
+    }' "$1"
+}
+export TIME_COLUMNS BENCH_STEPS DET_SUBSET BUILD CIFAR START
+export -f metrics_without_times same_metrics determinism_run bench_run
 
 # ---------------------------------------------------------------- carry size
 # What travels: the files git would copy (tracked, and untracked but not ignored) plus the carried
@@ -184,6 +285,46 @@ if [ "$DRY" = 1 ]; then
   for flag in --model --data --epochs --subset --test-subset --batch-size --device --out --max-steps; do
     grep -q "\"$flag[\",]" engine/cli.cpp && ok "train flag $flag" || bad "train flag $flag not in engine/cli.cpp"
   done
+  for flag in --seed --deterministic; do
+    grep -q "\"$flag[\",]" engine/cli.cpp && ok "train flag $flag (determinism)" || bad "train flag $flag not in engine/cli.cpp"
+  done
+  for flag in --model --batch-size --device --precision --steps --warmup-steps; do
+    grep -q -- "$flag" benchmarks/bench_train.cpp && ok "bench_train flag $flag" || bad "bench_train flag $flag not in benchmarks/bench_train.cpp"
+    grep -q "\"$flag\"" benchmarks/pytorch_reference.py && ok "pytorch_reference.py flag $flag" \
+      || bad "pytorch_reference.py flag $flag missing (bench)"
+  done
+  grep -q '"--throughput"' benchmarks/pytorch_reference.py && ok "pytorch_reference.py --throughput" \
+    || bad "pytorch_reference.py has no --throughput (bench)"
+  for c in $TIME_COLUMNS; do
+    grep -q "$c" engine/metrics.cpp && ok "metrics.csv time column $c (left out of the determinism cmp)" \
+      || bad "no column $c in engine/metrics.cpp: update TIME_COLUMNS (determinism)"
+  done
+  # The determinism comparison and the bench table on made-up files: equal but for the times
+  # must pass, a loss differing in its last digit, a missing row or a missing time column must fail.
+  t=$(mktemp -d)
+  hdr=epoch,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,epoch_seconds,images_per_second,val_top5,test_top5,resumed_at_step
+  printf '%s\n1,0.1,2.283693552017212,13.671875,,,2.281960153579712,8,0.6099,498.7,,61,0\n' "$hdr" > "$t/a"
+  printf '%s\n1,0.1,2.283693552017212,13.671875,,,2.281960153579712,8,0.7312,416.0,,61,0\n' "$hdr" > "$t/b"
+  printf '%s\n1,0.1,2.283693552017213,13.671875,,,2.281960153579712,8,0.6099,498.7,,61,0\n' "$hdr" > "$t/c"
+  printf '%s\n' "$hdr" > "$t/d"
+  sed 's/epoch_seconds/epoch_s/' "$t/a" > "$t/e"
+  same_metrics "$t/a" "$t/b" >/dev/null && ok "determinism cmp: equal runs with other times pass" \
+    || bad "determinism cmp: equal runs with other times fail"
+  fooled=""
+  # (two header-only files, and two equal files with a renamed time column, would pass a bare cmp)
+  for x in a:c d:d e:e; do same_metrics "$t/${x%:*}" "$t/${x#*:}" >/dev/null && fooled="$fooled $x"; done
+  [ -z "$fooled" ] && ok "determinism cmp: a different loss, no epoch row, a renamed time column fail" \
+    || bad "determinism cmp: passed on a bad case ($fooled)"
+  # minidl 20/10/8 ms, PyTorch twice that; another model's and device's lines are ignored
+  for r in minidl:fp32:20 minidl:bf16:10 minidl:fp16:8 pytorch:fp32:40 pytorch:bf16:20 \
+           pytorch:fp16:16 minidl:fp32:1:resnet20 minidl:bf16:1:resnet18:cpu; do
+    IFS=: read -r f p ms m d <<< "$r"
+    echo "RESULT framework=$f model=${m:-resnet18} device=${d:-cuda} kernels=cudnn precision=$p batch=128 median_step_ms=$ms images_per_s=1000.00"
+  done > "$t/log2"
+  bt=$(bench_table "$t/log2")
+  [[ $bt == *"minidl   bf16      10.00      1000    2.00x     2.00x"* && $bt == *"pytorch  fp16      16.00"* ]] \
+    && ok "bench table from RESULT lines" || { bad "bench table from RESULT lines:"; echo "$bt" | sed 's/^/        /'; }
+  rm -rf "$t"
   # The exact configure of the real run, with the system prefixes excluded from CMake's searches,
   # so that the carried prefix alone must supply the packages.
   rm -rf "$BUILD.dry"
@@ -196,7 +337,7 @@ if [ "$DRY" = 1 ]; then
       d=$(sed -n "s/^$v:[A-Z]*=//p" "$BUILD.dry/CMakeCache.txt")
       [[ $d == "$PREFIX"* ]] && ok "$v=$d" || bad "$v=$d is not in the carried prefix"
     done
-    for target in tests/minidl_cuda_tests train; do
+    for target in tests/minidl_cuda_tests train bench_train; do
       # (grep -c, not -q: an early exit would kill ninja with SIGPIPE and fail the pipeline)
       [ "$(ninja -C "$BUILD.dry" -t targets all 2>/dev/null | grep -c "^$target:")" = 1 ] \
         && ok "target $target" || bad "no target $target"
@@ -245,12 +386,15 @@ write_summary() {
   {
     echo "$HEADER"
     echo
-    printf '%-10s %-9s %6s %6s  %s\n' step result seconds limit detail
-    for k in "${order[@]}"; do printf '%-10s %s\n' "$k" "${result[$k]}"; done
+    printf '%-12s %-9s %6s %6s  %s\n' step result seconds limit detail
+    for k in "${order[@]}"; do printf '%-12s %s\n' "$k" "${result[$k]}"; done
     echo
     grep -E '^[0-9]+% tests passed|tests failed out of|^The following tests' "$LOG" | tail -2
     grep -E '^epoch ' "$LOG" | tail -1
     grep -E '^(bf16|fp16) +[0-9]+ ' "$LOG" | sed 's/^/tcgemm: /'
+    bench_table "$LOG"
+    grep -E '^bench: ' "$LOG"
+    grep -E '^determinism: ' "$LOG" | tail -1
     grep -E '^=+ ERROR SUMMARY' "$LOG" | sed 's/^=* //' | tail -2
     echo "total: $(( $(date +%s) - START )) s"
   } > "$SUMMARY.tmp" && mv "$SUMMARY.tmp" "$SUMMARY"
@@ -349,6 +493,10 @@ fi
 # The tensor-core GEMM against cublasGemmEx (bf16 and fp16, checked against float64 first); the
 # table goes to the log, its rows to the summary.
 step tcgemm 60 needs -- "$BUILD/bench_kernels" --device cuda --tc-gemm --gemm-size 8192
+# After tcgemm and before the sanitizers: both are short (expected ~40 s and ~30 s on an H100),
+# and the sanitizers, the longest steps, are the ones the budget cuts first on a slow build.
+step bench 100 needs -- bash -c bench_run
+step determinism 60 needs -- bash -c determinism_run
 # --report-api-errors no: cuDNN's algorithm probing (cudnnFind*, heuristics) makes CUDA API calls
 # that fail by design (unsupported configurations, out-of-memory probes); reported, they would
 # flood the log and fail the step though no kernel misbehaved. Kernel memory errors still count.
