@@ -321,18 +321,22 @@ def header(args, device, what):
 def throughput(args, device):
     torch.manual_seed(args.seed)
     model = build_model(args).to(device)
+    # (before the optimizer: .to(memory_format) replaces the parameters' storage in place)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     opt = make_optimizer(args, model.parameters())
     crit = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     nparams = sum(p.numel() for p in model.parameters())
     header(args, device, "--throughput: median over steps of one whole training step "
                          "(forward, loss, backward, optimizer)")
     print(f"# model {args.model} ({nparams / 1e6:.2f} M parameters), batch {args.batch_size}, "
-          f"precision {args.precision}, optimizer {args.optimizer} lr {args.lr} wd {args.wd}, "
+          f"precision {args.precision}{', channels_last' if args.channels_last else ''}, optimizer {args.optimizer} lr {args.lr} wd {args.wd}, "
           f"data synthetic")
     sys.stdout.flush()
 
     gen = torch.Generator().manual_seed(args.seed + 1)
-    batches = [((torch.rand(args.batch_size, 3, 32, 32, generator=gen) * 4 - 2).to(device),
+    batches = [((torch.rand(args.batch_size, 3, 32, 32, generator=gen) * 4 - 2).to(device)
+                .contiguous(memory_format=fmt),
                 torch.randint(0, 10, (args.batch_size,), generator=gen).to(device))
                for _ in range(4)]
     model.train()
@@ -401,6 +405,7 @@ def throughput(args, device):
     print(f"loss: {loss_first:.4f} after warm-up, {loss_last:.4f} after the timed steps")
     print(f"RESULT framework=pytorch model={args.model} device={device.type} "
           f"kernels={'cudnn' if cuda else 'cpu'} tf32={int(args.tf32)} precision={args.precision} "
+          f"channels_last={int(args.channels_last)} "
           f"batch={args.batch_size} "
           f"data=synthetic steps={args.steps} median_step_ms={median:.4f} p10_step_ms={q[0]:.4f} "
           f"p90_step_ms={q[-1]:.4f} images_per_s={ips:.2f} window_images_per_s={wips:.2f} "
@@ -540,6 +545,8 @@ def main():
     p.add_argument("--tf32", action="store_true", help="allow TF32 in cuDNN and cuBLAS")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="--throughput: torch.autocast to this dtype (fp16 with a GradScaler)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="--throughput: model and batches in torch.channels_last (NHWC), as AMP recipes do")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=30, help="--throughput: timed steps")
     p.add_argument("--warmup-steps", type=int, default=5, help="--throughput: untimed steps first")

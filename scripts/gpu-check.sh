@@ -12,8 +12,9 @@
 #              they are reported n/a.
 #   tcgemm     bench_kernels --tc-gemm: tensor-core GEMM vs cublasGemmEx, bf16/fp16  (60 s)
 #   bench      bench_train ResNet-18 on cuda at fp32, bf16, fp16 (20 steps each), and
-#              pytorch_reference.py --throughput beside it when the device has torch with
-#              CUDA (nothing is installed there), else "n/a"; a table in the summary    (100 s)
+#              pytorch_reference.py --throughput beside it (fp32 eager; bf16/fp16 autocast
+#              with channels_last) when the device has torch with CUDA (nothing is
+#              installed there), else "n/a"; a table in the summary                     (100 s)
 #   determinism  train --deterministic twice, same seed, ResNet-18 on 2048 images, then cmp
 #              of the two metrics.csv without their time columns (issue 10)             (60 s)
 #   memcheck   compute-sanitizer memcheck --report-api-errors no, [sanitize] tests  (150 s)
@@ -133,10 +134,13 @@ bench_run() {
   elif ! python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     echo "bench: pytorch n/a (torch on the device, but torch.cuda.is_available() is false)"
   else
-    # fp32 eager without TF32 (as bench_train's default), bf16/fp16 under torch.autocast
+    # fp32 eager without TF32 (as bench_train's default), NCHW; bf16/fp16 under torch.autocast
+    # with channels_last, the AMP recipe the fast anchors use (issue 20)
+    echo "bench: pytorch fp32 is eager NCHW without TF32; bf16/fp16 are torch.autocast + channels_last"
     for p in fp32 bf16 fp16; do
       python3 benchmarks/pytorch_reference.py --throughput --device cuda --model resnet18 \
         --batch-size 128 --precision "$p" --steps "$BENCH_STEPS" --warmup-steps 5 \
+        $([ "$p" = fp32 ] || echo --channels-last) \
         || { echo "bench: pytorch_reference.py --precision $p failed"; rc=1; }
     done
   fi
@@ -288,6 +292,8 @@ if [ "$DRY" = 1 ]; then
   for flag in --seed --deterministic; do
     grep -q "\"$flag[\",]" engine/cli.cpp && ok "train flag $flag (determinism)" || bad "train flag $flag not in engine/cli.cpp"
   done
+  grep -q '"--channels-last"' benchmarks/pytorch_reference.py && ok "pytorch_reference.py flag --channels-last" \
+    || bad "pytorch_reference.py flag --channels-last missing (bench)"
   for flag in --model --batch-size --device --precision --steps --warmup-steps; do
     grep -q -- "$flag" benchmarks/bench_train.cpp && ok "bench_train flag $flag" || bad "bench_train flag $flag not in benchmarks/bench_train.cpp"
     grep -q "\"$flag\"" benchmarks/pytorch_reference.py && ok "pytorch_reference.py flag $flag" \
