@@ -46,14 +46,14 @@ double rel_distance(const Tensor& a, const Tensor& b, const Tensor& ref) {
 
 }  // namespace
 
-TEST_CASE("cuda --precision bf16/fp16: a ResNet-20 step matches the CPU's 16-bit step",
-          "[cuda][model][half]") {
+// One model's 16-bit step on every CUDA kernel setting whose convolution computes 16 bits, against
+// the CPU's 16-bit step and float64, with the bound derived at the top of this file.
+static void check_cuda_precision_step(const std::string& name, const Shape& xs) {
   const uint64_t seed = std::getenv("MINIDL_TEST_SEED") ? test_seed() : 20261205;
-  INFO("seed " << seed << " (MINIDL_TEST_SEED repeats another)");
+  INFO(name << ", seed " << seed << " (MINIDL_TEST_SEED repeats another)");
   Generator g(seed);
-  const std::string name = "resnet20";
-  const Tensor x = normal_tensor(Shape{4, 3, 8, 8}, g, 1.0, DType::F32);  // 8x8: ~4x less emulation
-  const Tensor labels = label_tensor(4, 10, g);
+  const Tensor x = normal_tensor(xs, g, 1.0, DType::F32);
+  const Tensor labels = label_tensor(xs[0], 10, g);
   const NamedTensors init = initial_parameters(name);
   const PrecisionStep ref = precision_step(name, DType::F64, Precision::FP32, init, x, labels);
   for (const Precision p : {Precision::BF16, Precision::FP16}) {
@@ -101,4 +101,25 @@ TEST_CASE("cuda --precision bf16/fp16: a ResNet-20 step matches the CPU's 16-bit
     }
     CHECK(cases >= 2);  // cuda-handwritten and cuda-cublas at least
   }
+}
+
+TEST_CASE("cuda --precision bf16/fp16: a ResNet-20 step matches the CPU's 16-bit step",
+          "[cuda][model][half]") {
+  check_cuda_precision_step("resnet20", Shape{4, 3, 8, 8});  // 8x8: ~4x less emulation
+}
+
+// Issue 20's ResNet-18 and AlexNet steps, at the shapes tests/engine/mixed_precision_test.cpp
+// checks on the CPU. The emulator needs minutes for them (its WMMA costs ~0.2 CPU seconds per 10^7
+// multiply-adds, and ResNet-18's step at 16x16 is ~2e9 per precision and backend), so they run
+// on a GPU (scripts/gpu-check.sh's tests step) and skip visibly on cudasim, where the ResNet-20
+// case above checks the same code. Both passed once on cudasim with the skip removed (2026-12-05,
+// about 70 s each).
+TEST_CASE("cuda --precision bf16/fp16: ResNet-18 and AlexNet steps match the CPU's 16-bit step",
+          "[cuda][model][half][gpu_only]") {
+#if MINIDL_CUDA_SIM
+  WARN("skipped on cudasim (minutes of emulated WMMA): runs on a GPU, in scripts/gpu-check.sh");
+  return;
+#endif
+  check_cuda_precision_step("resnet18", Shape{4, 3, 16, 16});
+  check_cuda_precision_step("alexnet", Shape{4, 3, 32, 32});
 }
