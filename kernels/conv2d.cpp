@@ -198,6 +198,35 @@ MINIDL_INSTANTIATE_CONV_PRIMITIVES(double)
 
 namespace {
 
+// The products of a chunk of nc images (ncL = nc * P * Q columns), row-major, shared by the
+// float32/float64 path and the 16-bit CUDA path:
+//   forward:          Y' (K, ncL) = W (K, CRS) * col (CRS, ncL)
+//   backward weight:  dW (K, CRS) += dY' (K, ncL) * col^T (ncL, CRS)
+GemmShape forward_product(const ConvGeometry& g, int64_t ncL) {
+  const int64_t CRS = g.C * g.R * g.S;
+  GemmShape s;
+  s.M = g.K;
+  s.N = ncL;
+  s.K = CRS;
+  s.lda = CRS;
+  s.ldb = ncL;
+  s.ldc = ncL;
+  return s;
+}
+
+GemmShape weight_product(const ConvGeometry& g, int64_t ncL) {
+  const int64_t CRS = g.C * g.R * g.S;
+  GemmShape s;
+  s.trans_b = true;
+  s.M = g.K;
+  s.N = CRS;
+  s.K = ncL;
+  s.lda = ncL;
+  s.ldb = ncL;
+  s.ldc = CRS;
+  return s;
+}
+
 template <typename T>
 void forward_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeometry& g, Device dev,
                     Backend b) {
@@ -209,14 +238,7 @@ void forward_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeome
     const int64_t nc = std::min(nb, g.N - n0);
     im2col<T>(dev, col.data<T>(), x + n0 * g.C * g.H * g.W, nc, g);
     // Y' (K, nc*L) = W (K, CRS) * col (CRS, nc*L)
-    GemmShape s;
-    s.M = g.K;
-    s.N = nc * L;
-    s.K = CRS;
-    s.lda = CRS;
-    s.ldb = nc * L;
-    s.ldc = nc * L;
-    gemm<T>(b, dev, s, T(1), w, col.data<T>(), T(0), yk.data<T>());
+    gemm<T>(b, dev, forward_product(g, nc * L), T(1), w, col.data<T>(), T(0), yk.data<T>());
     knl_to_nkl<T>(dev, y + n0 * g.K * L, yk.data<T>(), bias, nc, g.K, L);
   }
 }
@@ -257,15 +279,7 @@ void backward_weight_im2col(T* dw, const T* dy, const T* x, const ConvGeometry& 
     im2col<T>(dev, col.data<T>(), x + n0 * g.C * g.H * g.W, nc, g);
     nkl_to_knl<T>(dev, dyk.data<T>(), dy + n0 * g.K * L, nc, g.K, L);
     // dW (K, CRS) += dY' (K, nc*L) * col^T (nc*L, CRS); beta = 1 accumulates over chunks and calls.
-    GemmShape s;
-    s.trans_b = true;
-    s.M = g.K;
-    s.N = CRS;
-    s.K = nc * L;
-    s.lda = nc * L;
-    s.ldb = nc * L;
-    s.ldc = CRS;
-    gemm<T>(b, dev, s, T(1), dyk.data<T>(), col.data<T>(), T(1), dw);
+    gemm<T>(b, dev, weight_product(g, nc * L), T(1), dyk.data<T>(), col.data<T>(), T(1), dw);
   }
 }
 
@@ -380,14 +394,8 @@ void forward_lowp(Tensor& y, const Tensor& x, const Tensor& w, const float* bias
     const int64_t nc = std::min(nb, g.N - n0);
     cuda::im2col16(bits(col), bits(x) + n0 * g.C * g.H * g.W, nc, g, ctx);
     // Y' (K, nc*L) = W (K, CRS) * col (CRS, nc*L), float32
-    GemmShape s;
-    s.M = g.K;
-    s.N = nc * L;
-    s.K = CRS;
-    s.lda = CRS;
-    s.ldb = nc * L;
-    s.ldc = nc * L;
-    gemm_lowp(b, dev, s, t, 1.f, w.raw_data(), col.raw_data(), 0.f, yk.data<float>());
+    gemm_lowp(b, dev, forward_product(g, nc * L), t, 1.f, w.raw_data(), col.raw_data(), 0.f,
+              yk.data<float>());
     knl_to_nkl<float>(dev, y32.data<float>(), yk.data<float>(), bias, nc, g.K, L);
     cuda::convert(bits(y) + n0 * g.K * L, t, y32.data<float>(), DType::F32, nc * g.K * L, ctx);
   }
@@ -439,15 +447,7 @@ void backward_weight_lowp(float* dw, const Tensor& dy, const Tensor& x, const Co
     cuda::im2col16(bits(col), bits(x) + n0 * g.C * g.H * g.W, nc, g, ctx);
     cuda::nkl_to_knl16(bits(dyk), bits(dy) + n0 * g.K * L, nc, g.K, L, ctx);
     // dW (K, CRS) += dY' (K, nc*L) * col^T (nc*L, CRS), into the float32 dw (beta = 1).
-    GemmShape s;
-    s.trans_b = true;
-    s.M = g.K;
-    s.N = CRS;
-    s.K = nc * L;
-    s.lda = nc * L;
-    s.ldb = nc * L;
-    s.ldc = CRS;
-    gemm_lowp(b, dev, s, t, 1.f, dyk.raw_data(), col.raw_data(), 1.f, dw);
+    gemm_lowp(b, dev, weight_product(g, nc * L), t, 1.f, dyk.raw_data(), col.raw_data(), 1.f, dw);
   }
 }
 #else

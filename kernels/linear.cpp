@@ -54,6 +54,45 @@ bool via_lowp_gemm(Backend b, DType t) {
   return is_low_precision(t) && (b == Backend::CudaHandwritten || b == Backend::CudaCublas);
 }
 
+// The products, row-major, shared by every dtype path:
+//   Y^T (out, N) = w (out, in) * x^T (in, N)      (the forward with a bias, and at 16 bits)
+//   dx (N, in)   = dy (N, out) * w (out, in)
+//   dw (out, in) += dy^T (out, N) * x (N, in)
+GemmShape yt_product(const LinearSizes& z) {
+  GemmShape s;
+  s.trans_b = true;
+  s.M = z.out;
+  s.N = z.N;
+  s.K = z.in;
+  s.lda = z.in;
+  s.ldb = z.in;
+  s.ldc = z.N;
+  return s;
+}
+
+GemmShape dx_product(const LinearSizes& z) {
+  GemmShape s;
+  s.M = z.N;
+  s.N = z.in;
+  s.K = z.out;
+  s.lda = z.out;
+  s.ldb = z.in;
+  s.ldc = z.in;
+  return s;
+}
+
+GemmShape dw_product(const LinearSizes& z) {
+  GemmShape s;
+  s.trans_a = true;
+  s.M = z.out;
+  s.N = z.in;
+  s.K = z.N;
+  s.lda = z.out;
+  s.ldb = z.in;
+  s.ldc = z.in;
+  return s;
+}
+
 }  // namespace
 
 const OpInfo& linear_op() {
@@ -97,23 +136,16 @@ void linear_forward(Backend be, Tensor& y, const Tensor& x, const Tensor& w, con
     // Y^T (out, N) = w x^T in float32, then y = (Y^T)^T + b in float32, rounded once into y.
     Tensor yt = Tensor::empty(Shape{z.out, z.N}, DType::F32, dev);
     Tensor y32 = Tensor::empty(y.shape(), DType::F32, dev);
-    GemmShape s;
-    s.trans_b = true;
-    s.M = z.out;
-    s.N = z.N;
-    s.K = z.in;
-    s.lda = z.in;
-    s.ldb = z.in;
-    s.ldc = z.N;
-    gemm_lowp(be, dev, s, x.dtype(), 1.f, w.raw_data(), x.raw_data(), 0.f, yt.data<float>());
+    gemm_lowp(be, dev, yt_product(z), x.dtype(), 1.f, w.raw_data(), x.raw_data(), 0.f,
+              yt.data<float>());
     knl_to_nkl<float>(dev, y32.data<float>(), yt.data<float>(), b ? b->data<float>() : nullptr, z.N,
                       z.out, 1);
     return convert(y, y32);
   }
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
-    GemmShape s;
     if (!b) {
       // y (N, out) = x (N, in) * w^T (in, out)
+      GemmShape s;
       s.trans_b = true;
       s.M = z.N;
       s.N = z.out;
@@ -126,14 +158,7 @@ void linear_forward(Backend be, Tensor& y, const Tensor& x, const Tensor& w, con
     }
     // Y^T (out, N) = w (out, in) * x^T (in, N), then y = (Y^T)^T + b
     Tensor yt = Tensor::empty(Shape{z.out, z.N}, x.dtype(), dev);
-    s.trans_b = true;
-    s.M = z.out;
-    s.N = z.N;
-    s.K = z.in;
-    s.lda = z.in;
-    s.ldb = z.in;
-    s.ldc = z.N;
-    gemm<T>(be, dev, s, T(1), w.data<T>(), x.data<T>(), T(0), yt.data<T>());
+    gemm<T>(be, dev, yt_product(z), T(1), w.data<T>(), x.data<T>(), T(0), yt.data<T>());
     knl_to_nkl<T>(dev, y.data<T>(), yt.data<T>(), b->data<T>(), z.N, z.out, 1);
   });
 }
@@ -164,26 +189,13 @@ void linear_backward(Backend be, Tensor* dx, Tensor& dw, Tensor* db, const Tenso
     if (dx && z.N > 0) {
       // dx (N, in) = dy (N, out) * w (out, in) in float32, rounded once into dx.
       Tensor dx32 = Tensor::empty(dx->shape(), DType::F32, dev);
-      GemmShape s;
-      s.M = z.N;
-      s.N = z.in;
-      s.K = z.out;
-      s.lda = z.out;
-      s.ldb = z.in;
-      s.ldc = z.in;
-      gemm_lowp(be, dev, s, x.dtype(), 1.f, dy.raw_data(), w.raw_data(), 0.f, dx32.data<float>());
+      gemm_lowp(be, dev, dx_product(z), x.dtype(), 1.f, dy.raw_data(), w.raw_data(), 0.f,
+                dx32.data<float>());
       convert(*dx, dx32);
     }
     // dw (out, in) += dy^T (out, N) * x (N, in), into the float32 dw.
-    GemmShape s;
-    s.trans_a = true;
-    s.M = z.out;
-    s.N = z.in;
-    s.K = z.N;
-    s.lda = z.out;
-    s.ldb = z.in;
-    s.ldc = z.in;
-    gemm_lowp(be, dev, s, x.dtype(), 1.f, dy.raw_data(), x.raw_data(), 1.f, dw.data<float>());
+    gemm_lowp(be, dev, dw_product(z), x.dtype(), 1.f, dy.raw_data(), x.raw_data(), 1.f,
+              dw.data<float>());
     // db += the column sums of a float32 copy of dy (exact).
     if (db) {
       const Tensor dy32 = to_dtype(dy, DType::F32);
@@ -194,25 +206,10 @@ void linear_backward(Backend be, Tensor* dx, Tensor& dw, Tensor* db, const Tenso
   dispatch_floating(x.dtype(), who, [&]<typename T>() {
     if (dx && z.N > 0) {
       // dx (N, in) = dy (N, out) * w (out, in)
-      GemmShape s;
-      s.M = z.N;
-      s.N = z.in;
-      s.K = z.out;
-      s.lda = z.out;
-      s.ldb = z.in;
-      s.ldc = z.in;
-      gemm<T>(be, dev, s, T(1), dy.data<T>(), w.data<T>(), T(0), dx->data<T>());
+      gemm<T>(be, dev, dx_product(z), T(1), dy.data<T>(), w.data<T>(), T(0), dx->data<T>());
     }
     // dw (out, in) += dy^T (out, N) * x (N, in)
-    GemmShape s;
-    s.trans_a = true;
-    s.M = z.out;
-    s.N = z.in;
-    s.K = z.N;
-    s.lda = z.out;
-    s.ldb = z.in;
-    s.ldc = z.in;
-    gemm<T>(be, dev, s, T(1), dy.data<T>(), x.data<T>(), T(1), dw.data<T>());
+    gemm<T>(be, dev, dw_product(z), T(1), dy.data<T>(), x.data<T>(), T(1), dw.data<T>());
     if (db) channel_sum_accumulate<T>(dev, db->data<T>(), dy.data<T>(), z.N, z.out, 1);
   });
 }
