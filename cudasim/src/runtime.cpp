@@ -583,47 +583,76 @@ const char* cublasGetStatusString(cublasStatus_t s) {
                                                                        : cublasGetStatusName(s);
 }
 
+namespace {
+
+// cuBLAS's argument checks of a (strided batched) product, shared by cublasSgemm and
+// cublasGemmEx: false with `status` set when the call returns at once (an error, or nothing to
+// compute); `who` names the call in the error message.
+bool gemm_arguments_ok(const char* who, cublasHandle_t h, cublasOperation_t ta,
+                       cublasOperation_t tb, int m, int n, int k, int lda, int ldb, int ldc,
+                       int batch, const void* A, const void* B, const void* C,
+                       cublasStatus_t& status) {
+  status = CUBLAS_STATUS_SUCCESS;
+  if (!h) {
+    status = CUBLAS_STATUS_NOT_INITIALIZED;
+    return false;
+  }
+  const int rows_a = ta == CUBLAS_OP_N ? m : k, rows_b = tb == CUBLAS_OP_N ? k : n;
+  if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < std::max(1, rows_a) ||
+      ldb < std::max(1, rows_b) || ldc < std::max(1, m)) {
+    tl_error_message = std::string("cudasim: ") + who +
+                       ": invalid sizes or leading dimensions (m " + std::to_string(m) + ", n " +
+                       std::to_string(n) + ", k " + std::to_string(k) + ", lda " +
+                       std::to_string(lda) + ", ldb " + std::to_string(ldb) + ", ldc " +
+                       std::to_string(ldc) + ")";
+    status = CUBLAS_STATUS_INVALID_VALUE;
+    return false;
+  }
+  if (m == 0 || n == 0 || batch == 0) return false;
+  // Operands must be device memory, as on a GPU.
+  if (!is_device_pointer(C) || (k > 0 && (!is_device_pointer(A) || !is_device_pointer(B)))) {
+    tl_error_message = std::string("cudasim: ") + who + ": an operand is not device memory";
+    status = CUBLAS_STATUS_INVALID_VALUE;
+    return false;
+  }
+  return true;
+}
+
+// Column-major c = alpha op(a) op(b) + beta c in float32 on host memory (beta 0: c is not read).
+void host_sgemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                const float* a, int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+#if CUDASIM_WITH_CBLAS
+  cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+              tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, alpha, a, lda, b, ldb, beta,
+              c, ldc);
+#else
+  // Without a CPU BLAS (-DMINIDL_BLAS=OFF): the definition.
+  for (int col = 0; col < n; ++col)
+    for (int row = 0; row < m; ++row) {
+      float acc = 0.f;
+      for (int p = 0; p < k; ++p)
+        acc += (ta == CUBLAS_OP_N ? a[row + static_cast<size_t>(p) * lda]
+                                  : a[p + static_cast<size_t>(row) * lda]) *
+               (tb == CUBLAS_OP_N ? b[p + static_cast<size_t>(col) * ldb]
+                                  : b[col + static_cast<size_t>(p) * ldb]);
+      float& out = c[row + static_cast<size_t>(col) * ldc];
+      out = alpha * acc + (beta == 0.f ? 0.f : beta * out);
+    }
+#endif
+}
+
+}  // namespace
+
 // Column-major C = alpha op(A) op(B) + beta C, with cuBLAS's argument checks.
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb,
                                          int m, int n, int k, const float* alpha, const float* A, int lda,
                                          long long sa, const float* B, int ldb, long long sb,
                                          const float* beta, float* C, int ldc, long long sc, int batch) {
-  if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
-  const int rows_a = ta == CUBLAS_OP_N ? m : k, rows_b = tb == CUBLAS_OP_N ? k : n;
-  if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < std::max(1, rows_a) || ldb < std::max(1, rows_b) ||
-      ldc < std::max(1, m)) {
-    tl_error_message = "cudasim: cublasSgemm: invalid sizes or leading dimensions (m " +
-                       std::to_string(m) + ", n " + std::to_string(n) + ", k " + std::to_string(k) +
-                       ", lda " + std::to_string(lda) + ", ldb " + std::to_string(ldb) + ", ldc " +
-                       std::to_string(ldc) + ")";
-    return CUBLAS_STATUS_INVALID_VALUE;
-  }
-  if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
-  // Operands must be device memory, as on a GPU.
-  if (!is_device_pointer(C) || (k > 0 && (!is_device_pointer(A) || !is_device_pointer(B)))) {
-    tl_error_message = "cudasim: cublasSgemm: an operand is not device memory";
-    return CUBLAS_STATUS_INVALID_VALUE;
-  }
-  for (int i = 0; i < batch; ++i) {
-#if CUDASIM_WITH_CBLAS
-    cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, *alpha, A + i * sa, lda,
-                B + i * sb, ldb, *beta, C + i * sc, ldc);
-#else
-    // Without a CPU BLAS (-DMINIDL_BLAS=OFF): the definition, column-major.
-    const float *a = A + i * sa, *b = B + i * sb;
-    float* c = C + i * sc;
-    for (int col = 0; col < n; ++col)
-      for (int row = 0; row < m; ++row) {
-        float acc = 0.f;
-        for (int p = 0; p < k; ++p)
-          acc += (ta == CUBLAS_OP_N ? a[row + p * lda] : a[p + row * lda]) *
-                 (tb == CUBLAS_OP_N ? b[p + col * ldb] : b[col + p * ldb]);
-        float& out = c[row + col * ldc];
-        out = *alpha * acc + (*beta == 0.f ? 0.f : *beta * out);
-      }
-#endif
-  }
+  cublasStatus_t status;
+  if (!gemm_arguments_ok("cublasSgemm", h, ta, tb, m, n, k, lda, ldb, ldc, batch, A, B, C, status))
+    return status;
+  for (int i = 0; i < batch; ++i)
+    host_sgemm(ta, tb, m, n, k, *alpha, A + i * sa, lda, B + i * sb, ldb, *beta, C + i * sc, ldc);
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
@@ -669,22 +698,12 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
         "CUBLAS_COMPUTE_32F are emulated";
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
+  cublasStatus_t status;
+  if (!gemm_arguments_ok("cublasGemmEx", h, ta, tb, m, n, k, lda, ldb, ldc, batch, A, B, C, status))
+    return status;
   const int rows_a = ta == CUBLAS_OP_N ? m : k, rows_b = tb == CUBLAS_OP_N ? k : n;
   const int cols_a = ta == CUBLAS_OP_N ? k : m, cols_b = tb == CUBLAS_OP_N ? n : k;
-  if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < std::max(1, rows_a) ||
-      ldb < std::max(1, rows_b) || ldc < std::max(1, m)) {
-    tl_error_message = "cudasim: cublasGemmEx: invalid sizes or leading dimensions (m " +
-                       std::to_string(m) + ", n " + std::to_string(n) + ", k " + std::to_string(k) +
-                       ", lda " + std::to_string(lda) + ", ldb " + std::to_string(ldb) + ", ldc " +
-                       std::to_string(ldc) + ")";
-    return CUBLAS_STATUS_INVALID_VALUE;
-  }
-  if (m == 0 || n == 0 || batch == 0) return CUBLAS_STATUS_SUCCESS;
-  if (!is_device_pointer(C) || (k > 0 && (!is_device_pointer(A) || !is_device_pointer(B)))) {
-    tl_error_message = "cudasim: cublasGemmEx: an operand is not device memory";
-    return CUBLAS_STATUS_INVALID_VALUE;
-  }
-  // The emulated product runs on host copies; the sgemm below checks only device pointers.
+  // The product runs on float32 host copies of the operands (host_sgemm).
   const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
   for (int i = 0; i < batch; ++i) {
     const std::vector<float> a =
@@ -692,23 +711,7 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
     const std::vector<float> b =
         widen_matrix(static_cast<const uint16_t*>(B) + i * sb, bt, rows_b, k > 0 ? cols_b : 0, ldb);
     std::vector<float> c(static_cast<size_t>(ldc) * (n - 1) + m, 0.f);
-#if CUDASIM_WITH_CBLAS
-    if (k > 0)
-      cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
-                  tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, 1.f, a.data(), lda,
-                  b.data(), ldb, 0.f, c.data(), ldc);
-#else
-    for (int col = 0; col < n; ++col)
-      for (int row = 0; row < m; ++row) {
-        float acc = 0.f;
-        for (int p = 0; p < k; ++p)
-          acc += (ta == CUBLAS_OP_N ? a[row + static_cast<size_t>(p) * lda]
-                                    : a[p + static_cast<size_t>(row) * lda]) *
-                 (tb == CUBLAS_OP_N ? b[p + static_cast<size_t>(col) * ldb]
-                                    : b[col + static_cast<size_t>(p) * ldb]);
-        c[row + static_cast<size_t>(col) * ldc] = acc;
-      }
-#endif
+    if (k > 0) host_sgemm(ta, tb, m, n, k, 1.f, a.data(), lda, b.data(), ldb, 0.f, c.data(), ldc);
     for (int col = 0; col < n; ++col)
       for (int row = 0; row < m; ++row) {
         const size_t idx = row + static_cast<size_t>(col) * ldc;
