@@ -199,6 +199,11 @@ std::string training_only(const TrainConfig& c, const RunPlace&) {
   return c.evaluate ? "it sets up training, and --evaluate trains nothing" : "";
 }
 
+// A data-parallel flag's reason (`what` it does) when this run is one process; "" under mpirun.
+std::string in_one_process(const RunPlace& p, const char* what) {
+  return p.ranks > 1 ? "" : std::string(what) + ", and this run is one process";
+}
+
 const FlagScope kFlagScopes[] = {
     {"tf32",
      [](const TrainConfig&, const RunPlace& p) -> std::string {
@@ -301,27 +306,20 @@ const FlagScope kFlagScopes[] = {
     {"sync-bn",
      [](const TrainConfig& c, const RunPlace& p) -> std::string {
        if (p.ranks == 1)
-         return "it shares BatchNorm statistics between the ranks of mpirun, and this run is one "
-                "process";
+         return in_one_process(p, "it shares BatchNorm statistics between the ranks of mpirun");
        return model_has_batchnorm(c.model) ? "" : "--model " + c.model + " has no BatchNorm";
      }},
     {"overlap",
      [](const TrainConfig&, const RunPlace& p) -> std::string {
-       return p.ranks > 1 ? ""
-                          : "it schedules the all-reduce of mpirun's ranks, and this run "
-                            "is one process";
+       return in_one_process(p, "it schedules the all-reduce of mpirun's ranks");
      }},
     {"bucket-mb",
      [](const TrainConfig&, const RunPlace& p) -> std::string {
-       return p.ranks > 1 ? ""
-                          : "it sizes the all-reduce of mpirun's ranks, and this run is "
-                            "one process";
+       return in_one_process(p, "it sizes the all-reduce of mpirun's ranks");
      }},
     {"dist-timeout",
      [](const TrainConfig&, const RunPlace& p) -> std::string {
-       return p.ranks > 1 ? ""
-                          : "it bounds how long mpirun's ranks wait for each other, and this run "
-                            "is one process";
+       return in_one_process(p, "it bounds how long mpirun's ranks wait for each other");
      }},
 };
 
