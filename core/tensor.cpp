@@ -14,9 +14,20 @@ Storage::Storage(size_t bytes, Device device) : bytes_(bytes), device_(device) {
 
 Storage::~Storage() { deallocate(data_, bytes_, device_); }
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+const char* layout_name(Layout l) {
+  return l == Layout::NHWC ? "NHWC (channels_last)" : "NCHW";
+}
+
+bool layouts_coincide(const Shape& shape) {
+  return shape.dim() != 4 || shape[1] == 1 || shape[2] * shape[3] == 1;
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, Layout layout) {
   require_device(device);
+  MINIDL_CHECK(layout == Layout::NCHW || shape.dim() == 4, "Tensor::empty: layout ",
+               layout_name(layout), " needs a 4-D (N, C, H, W) shape, got ", shape);
   Tensor t;
+  t.layout_ = layout;
   t.shape_ = shape;
   t.dtype_ = dtype;
   t.device_ = device;
@@ -24,8 +35,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   return t;
 }
 
-Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
-  Tensor t = empty(shape, dtype, device);
+Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device, Layout layout) {
+  Tensor t = empty(shape, dtype, device, layout);
   t.zero_();
   return t;
 }
@@ -54,8 +65,23 @@ Tensor Tensor::view(const Shape& shape) const {
   MINIDL_CHECK(defined(), "Tensor::view: tensor is undefined");
   MINIDL_CHECK(shape.numel() == numel(), "Tensor::view: cannot view ", describe(), " as ", shape,
                " (", numel(), " vs ", shape.numel(), " elements)");
+  MINIDL_CHECK(layout_ == Layout::NCHW || layouts_coincide(shape_), "Tensor::view: cannot view ",
+               describe(), " as ", shape,
+               ": its elements are channels-last, so a reshape would mix channels and pixels "
+               "(convert it to NCHW first: kernels/convert.h)");
   Tensor t = *this;
   t.shape_ = shape;
+  t.layout_ = Layout::NCHW;
+  return t;
+}
+
+Tensor Tensor::relabel(Layout layout) const {
+  MINIDL_CHECK(defined(), "Tensor::relabel: tensor is undefined");
+  MINIDL_CHECK(layout == layout_ || (dim() == 4 && layouts_coincide(shape_)),
+               "Tensor::relabel: cannot label ", describe(), " ", layout_name(layout),
+               ": its memory order differs between the layouts (convert it: kernels/convert.h)");
+  Tensor t = *this;
+  t.layout_ = layout;
   return t;
 }
 
@@ -72,13 +98,13 @@ Tensor Tensor::slice(int64_t begin, int64_t end) const {
 
 Tensor Tensor::to(Device device) const {
   if (device == device_) return *this;
-  Tensor t = empty(shape_, dtype_, device);
+  Tensor t = empty(shape_, dtype_, device, layout_);
   t.copy_(*this);
   return t;
 }
 
 Tensor Tensor::clone() const {
-  Tensor t = empty(shape_, dtype_, device_);
+  Tensor t = empty(shape_, dtype_, device_, layout_);
   t.copy_(*this);
   return t;
 }
@@ -87,6 +113,9 @@ void Tensor::copy_(const Tensor& src) {
   MINIDL_CHECK(defined() && src.defined(), "Tensor::copy_: undefined tensor");
   MINIDL_CHECK(dtype_ == src.dtype_ && numel() == src.numel(), "Tensor::copy_: cannot copy ",
                src.describe(), " into ", describe());
+  MINIDL_CHECK(layout_ == src.layout_ || layouts_coincide(shape_), "Tensor::copy_: cannot copy ",
+               src.describe(), " into ", describe(),
+               " (different layouts: convert() changes layouts, kernels/convert.h)");
   memcpy_any(raw_data(), device_, src.raw_data(), src.device_, nbytes());
 }
 
@@ -140,7 +169,8 @@ T Tensor::item() const {
 
 std::string Tensor::describe() const {
   if (!defined()) return "undefined tensor";
-  return str(dtype_name(dtype_), " ", device_.str(), " ", shape_.str());
+  return str(dtype_name(dtype_), " ", device_.str(), " ", shape_.str(),
+             layout_ == Layout::NHWC ? " channels_last" : "");
 }
 
 #define MINIDL_INSTANTIATE(T)                                                                   \
@@ -163,6 +193,14 @@ void check_shape(const Tensor& t, const Shape& expected, const char* who, const 
 
 void check_same_shape(const Tensor& a, const Tensor& b, const char* who) {
   MINIDL_CHECK(a.shape() == b.shape(), who, ": shapes differ: ", a.shape(), " vs ", b.shape());
+  MINIDL_CHECK(a.layout() == b.layout() || layouts_coincide(a.shape()), who,
+               ": layouts differ: ", a.describe(), " vs ", b.describe(),
+               " (convert one with convert(), kernels/convert.h)");
+}
+
+void check_layout(const Tensor& t, Layout expected, const char* who, const char* what) {
+  MINIDL_CHECK(t.layout() == expected || layouts_coincide(t.shape()), who, ": ", what, " is ",
+               t.describe(), ", expected layout ", layout_name(expected));
 }
 
 void check_same_device(const Tensor& a, const Tensor& b, const char* who) {
@@ -175,9 +213,11 @@ void check_dtype(const Tensor& t, DType expected, const char* who, const char* w
                expected);
 }
 
-bool ensure_tensor(Tensor& t, const Shape& shape, DType dtype, Device device) {
-  if (t.defined() && t.shape() == shape && t.dtype() == dtype && t.device() == device) return false;
-  t = Tensor::empty(shape, dtype, device);
+bool ensure_tensor(Tensor& t, const Shape& shape, DType dtype, Device device, Layout layout) {
+  if (t.defined() && t.shape() == shape && t.dtype() == dtype && t.device() == device &&
+      t.layout() == layout)
+    return false;
+  t = Tensor::empty(shape, dtype, device, layout);
   return true;
 }
 

@@ -231,6 +231,7 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
                              Tensor& running_mean, Tensor& running_var, const Tensor& x,
                              const Tensor& gamma, const Tensor& beta, BatchNormParams p) {
   const char* who = "batchnorm_forward_train";
+  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const BnDims d = check_bn(who, x, {&y},
                             {{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
                              {&running_var, "running_var"}, {&save_mean, "save_mean"},
@@ -275,6 +276,7 @@ void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor&
                             const Tensor& beta, const Tensor& running_mean,
                             const Tensor& running_var, BatchNormParams p) {
   const char* who = "batchnorm_forward_eval";
+  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const BnDims d = check_bn(who, x, {&y},
                             {{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
                              {&running_var, "running_var"}});
@@ -313,6 +315,7 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
                               const Tensor& save_mean, const Tensor& save_invstd,
                               BatchNormParams p) {
   const char* who = "batchnorm_backward_train";
+  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const BnDims d = check_bn(who, x, {&dy, &dx},
                             {{&gamma, "weight"}, {&dgamma, "weight gradient"},
                              {&dbeta, "bias gradient"}, {&save_mean, "save_mean"},
@@ -356,6 +359,7 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
                              const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
                              const Tensor& running_var, BatchNormParams p) {
   const char* who = "batchnorm_backward_eval";
+  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const BnDims d = check_bn(who, x, {&dy, &dx},
                             {{&gamma, "weight"}, {&dgamma, "weight gradient"},
                              {&dbeta, "bias gradient"}, {&running_mean, "running_mean"},

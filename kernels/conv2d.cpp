@@ -493,6 +493,7 @@ void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b
 void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias,
                     Conv2dParams p) {
   const char* who = "conv2d_forward";
+  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const ConvGeometry g = ConvGeometry::make(x.shape(), w.shape(), p, who);
   check_shape(y, Shape{g.N, g.K, g.P, g.Q}, who, "output");
   check_like(w, x, who, "weight");
@@ -537,6 +538,7 @@ void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dP
 void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor& w,
                           Conv2dParams p) {
   const char* who = "conv2d_backward_data";
+  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   const ConvGeometry g = ConvGeometry::make(dx.shape(), w.shape(), p, who);
   check_shape(dy, Shape{g.N, g.K, g.P, g.Q}, who, "output gradient");
   check_like(w, dy, who, "weight");
@@ -575,6 +577,7 @@ void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2
 void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tensor& x,
                             Conv2dParams p) {
   const char* who = "conv2d_backward_weight";
+  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   const ConvGeometry g = ConvGeometry::make(x.shape(), dw.shape(), p, who);
   check_shape(dy, Shape{g.N, g.K, g.P, g.Q}, who, "output gradient");
   check_like(x, dy, who, "input");
@@ -607,6 +610,7 @@ void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tenso
 // would overwrite, and is no faster): kernels/layout.h.
 void conv2d_backward_bias(Tensor& db, const Tensor& dy) {
   const char* who = "conv2d_backward_bias";
+  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   MINIDL_CHECK(dy.dim() == 4, who, ": output gradient must be 4-D (N, K, P, Q), got shape ",
                dy.shape());
   check_shape(db, Shape{dy.size(1)}, who, "bias gradient");

@@ -36,9 +36,43 @@ void convert(Backend b, Tensor& out, const Tensor& in) {
   check_backend(convert_op(), b, in.device(), in.dtype(), who);
   check_backend(convert_op(), b, in.device(), out.dtype(), who);
   const int64_t n = in.numel();
+  // A layout change: out[n, b, a] = in[n, a, b] per image (convert.h).
+  const bool transpose = in.layout() != out.layout() && !layouts_coincide(in.shape());
+  int64_t nb = 1, A = 1, B = 1;
+  if (transpose) {
+    MINIDL_CHECK(in.shape() == out.shape(), who, ": a layout change keeps the shape, got ",
+                 in.describe(), " into ", out.describe());
+    const int64_t C = in.size(1), HW = in.size(2) * in.size(3);
+    nb = in.size(0);
+    A = in.layout() == Layout::NCHW ? C : HW;
+    B = in.layout() == Layout::NCHW ? HW : C;
+  }
   if (b == Backend::CudaHandwritten) {
-    MINIDL_IF_CUDA(cuda::convert(out.raw_data(), out.dtype(), in.raw_data(), in.dtype(), n,
-                                 cuda_context(in.device())));
+    if (transpose)
+      MINIDL_IF_CUDA(cuda::convert_transpose(out.raw_data(), out.dtype(), in.raw_data(),
+                                             in.dtype(), nb, A, B, cuda_context(in.device())));
+    else
+      MINIDL_IF_CUDA(cuda::convert(out.raw_data(), out.dtype(), in.raw_data(), in.dtype(), n,
+                                   cuda_context(in.device())));
+    return;
+  }
+  if (transpose) {
+    dispatch_storage(in.dtype(), who, [&]<typename In>() {
+      dispatch_storage(out.dtype(), who, [&]<typename Out>() {
+        const In* src = static_cast<const In*>(in.raw_data());
+        Out* dst = static_cast<Out*>(out.raw_data());
+        // One (image, output row) per task; the inner loop writes out contiguously and reads in
+        // with stride B.
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int64_t i = 0; i < nb; ++i)
+          for (int64_t bi = 0; bi < B; ++bi) {
+            const In* s = src + i * A * B + bi;
+            Out* d = dst + (i * B + bi) * A;
+            for (int64_t a = 0; a < A; ++a)
+              d[a] = narrow<Out>(static_cast<compute_t<Out>>(widen(s[a * B])));
+          }
+      });
+    });
     return;
   }
   dispatch_storage(in.dtype(), who, [&]<typename In>() {
@@ -58,7 +92,15 @@ void convert(Backend b, Tensor& out, const Tensor& in) {
 
 Tensor to_dtype(const Tensor& in, DType dtype) {
   if (in.dtype() == dtype) return in;
-  Tensor out = Tensor::empty(in.shape(), dtype, in.device());
+  Tensor out = Tensor::empty(in.shape(), dtype, in.device(), in.layout());
+  convert(out, in);
+  return out;
+}
+
+Tensor to_layout(const Tensor& in, Layout layout) {
+  if (in.layout() == layout) return in;
+  if (layouts_coincide(in.shape())) return in.relabel(layout);
+  Tensor out = Tensor::empty(in.shape(), in.dtype(), in.device(), layout);
   convert(out, in);
   return out;
 }

@@ -250,6 +250,7 @@ void maxpool2d_forward(Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams 
 
 void maxpool2d_forward(Backend b, Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams p) {
   const char* who = "maxpool2d_forward";
+  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const cuda::PoolGeometry g = pool_geometry(who, x, y, p);
   check_argmax(who, argmax, y);
   check_backend(maxpool2d_op(), b, x.device(), x.dtype(), who);
@@ -273,6 +274,7 @@ void maxpool2d_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Ten
 void maxpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
                         const Tensor& argmax, Pool2dParams p) {
   const char* who = "maxpool2d_backward";
+  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   const cuda::PoolGeometry g = pool_geometry(who, x, dy, p);
   check_same_shape(dx, x, who);
   check_same_device(dx, x, who);
@@ -301,6 +303,7 @@ void avgpool2d_forward(Tensor& y, const Tensor& x, Pool2dParams p) {
 
 void avgpool2d_forward(Backend b, Tensor& y, const Tensor& x, Pool2dParams p) {
   const char* who = "avgpool2d_forward";
+  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const cuda::PoolGeometry g = pool_geometry(who, x, y, p);
   check_backend(avgpool2d_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
@@ -321,6 +324,7 @@ void avgpool2d_backward(Tensor& dx, const Tensor& dy, Pool2dParams p) {
 
 void avgpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, Pool2dParams p) {
   const char* who = "avgpool2d_backward";
+  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   const cuda::PoolGeometry g = pool_geometry(who, dx, dy, p);
   check_backend(avgpool2d_op(), b, dx.device(), dx.dtype(), who);
   if (b == Backend::CpuReference) {
@@ -341,6 +345,7 @@ void global_avgpool_forward(Tensor& y, const Tensor& x) {
 
 void global_avgpool_forward(Backend b, Tensor& y, const Tensor& x) {
   const char* who = "global_avgpool_forward";
+  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   MINIDL_CHECK(x.defined() && x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got ",
                x.defined() ? x.shape().str() : std::string("an undefined tensor"));
   check_shape(y, Shape{x.size(0), x.size(1), 1, 1}, who, "output");
@@ -366,6 +371,7 @@ void global_avgpool_backward(Tensor& dx, const Tensor& dy) {
 
 void global_avgpool_backward(Backend b, Tensor& dx, const Tensor& dy) {
   const char* who = "global_avgpool_backward";
+  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   MINIDL_CHECK(dx.defined() && dx.dim() == 4, who,
                ": input gradient must be 4-D (N, C, H, W), got ",
                dx.defined() ? dx.shape().str() : std::string("an undefined tensor"));

@@ -95,8 +95,8 @@ Tensor to_case(const BackendCase& c, const Tensor& t) { return cast(t, c.dtype).
 
 Tensor poisoned(const BackendCase& c, const Shape& s) { return poisoned(c, s, c.dtype); }
 
-Tensor poisoned(const BackendCase& c, const Shape& s, DType dtype) {
-  Tensor t = Tensor::empty(s, dtype, c.device);
+Tensor poisoned(const BackendCase& c, const Shape& s, DType dtype, Layout layout) {
+  Tensor t = Tensor::empty(s, dtype, c.device, layout);
   poison(t);
   return t;
 }

@@ -61,7 +61,7 @@ Tensor to_case(const BackendCase& c, const Tensor& t);
 // An output of shape `s` on the case's device in the case's dtype (or `dtype`), poisoned
 // (test::poison): an element the backend leaves unwritten fails every comparison.
 Tensor poisoned(const BackendCase& c, const Shape& s);
-Tensor poisoned(const BackendCase& c, const Shape& s, DType dtype);
+Tensor poisoned(const BackendCase& c, const Shape& s, DType dtype, Layout layout = Layout::NCHW);
 
 // One training forward and backward of `layer` (built in the case's dtype; moved here to the
 // case's device and run under settings_selecting(c.backend), as in a training run) against its

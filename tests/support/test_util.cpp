@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "core/cuda_context.h"
+#include "kernels/convert.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -78,7 +79,11 @@ void poison(Tensor& t) {
   memcpy_any(t.raw_data(), t.device(), host.data(), Device::cpu(), host.size());
 }
 
-std::vector<double> to_doubles(const Tensor& t) {
+std::vector<double> to_doubles(const Tensor& in) {
+  // In logical (n, c, h, w) order whatever the layout, so comparisons pair the same elements.
+  const Tensor t = layouts_coincide(in.shape()) || in.layout() == Layout::NCHW
+                       ? in
+                       : to_layout(in.to(Device::cpu()), Layout::NCHW);
   std::vector<double> out(static_cast<size_t>(t.numel()));
   switch (t.dtype()) {
     case DType::F32: { auto v = t.to_vector<float>(); std::copy(v.begin(), v.end(), out.begin()); break; }
@@ -93,6 +98,10 @@ std::vector<double> to_doubles(const Tensor& t) {
 }
 
 Tensor cast(const Tensor& t, DType dtype) {
+  // A channels-last tensor: cast its NCHW copy and give the result t's layout back (convert moves
+  // the elements; from_vector below would label channels-last memory NCHW).
+  if (!layouts_coincide(t.shape()) && t.layout() != Layout::NCHW)
+    return to_layout(cast(to_layout(t.to(Device::cpu()), Layout::NCHW), dtype), t.layout());
   const std::vector<double> v = to_doubles(t);
   if (dtype == DType::F64) return Tensor::from_vector(v, t.shape());
   if (dtype == DType::F32) return Tensor::from_vector(std::vector<float>(v.begin(), v.end()), t.shape());

@@ -29,9 +29,11 @@ Tensor label_tensor(int64_t n, int64_t classes, Generator& g);
 // element leaves a value no comparison accepts.
 void poison(Tensor& t);
 
-// Elements as doubles on the host (any device and dtype).
+// Elements as doubles on the host (any device and dtype), in logical order: a channels-last tensor
+// gives its (n, c, h, w) elements in NCHW order, so compare() and expect_close() pair the same
+// elements whatever the layouts of the two tensors.
 std::vector<double> to_doubles(const Tensor& t);
-// CPU copy converted to `dtype` (float32, float64, bfloat16, float16, int32).
+// CPU copy converted to `dtype` (float32, float64, bfloat16, float16, int32), in t's layout.
 Tensor cast(const Tensor& t, DType dtype);
 
 // Root mean square of the values (0 for an empty tensor): the scale of an absolute tolerance for
