@@ -111,3 +111,35 @@ TEST_CASE("init: PyTorch's bounds and standard deviations", "[init]") {
   CHECK(init::calculate_gain("leaky_relu", std::sqrt(5.0)) == Approx(std::sqrt(1.0 / 3.0)));
   REQUIRE_THROWS_WITH(init::calculate_gain("swish"), Catch::Contains("swish"));
 }
+
+TEST_CASE("tensor layouts: NHWC is a 4-D label that views, copies and elementwise checks respect",
+          "[core][layout]") {
+  const Shape s{2, 3, 4, 5};
+  Tensor x = Tensor::zeros(s, DType::F32, Device::cpu(), Layout::NHWC);
+  CHECK(x.layout() == Layout::NHWC);
+  CHECK(x.describe() == "float32 cpu (2, 3, 4, 5) channels_last");
+  CHECK(x.clone().layout() == Layout::NHWC);
+  CHECK(x.slice(1, 2).layout() == Layout::NHWC);  // the batch is outermost in both layouts
+  // Only 4-D tensors have a channels-last form.
+  CHECK_THROWS_WITH(Tensor::empty(Shape{6, 5}, DType::F32, Device::cpu(), Layout::NHWC),
+                    Catch::Contains("needs a 4-D"));
+  // A reshape would read channels-last memory as NCHW: refused, naming the fix.
+  CHECK_THROWS_WITH(x.view(Shape{2, 60}), Catch::Contains("channels-last") &&
+                                               Catch::Contains("convert it to NCHW"));
+  // ... unless the memory orders coincide: (N, C, 1, 1) as a global pool leaves it.
+  Tensor pooled = Tensor::zeros(Shape{2, 3, 1, 1}, DType::F32, Device::cpu(), Layout::NHWC);
+  CHECK(pooled.view(Shape{2, 3}).layout() == Layout::NCHW);
+  CHECK(pooled.relabel(Layout::NCHW).layout() == Layout::NCHW);
+  CHECK_THROWS_WITH(x.relabel(Layout::NCHW), Catch::Contains("memory order differs"));
+  // copy_ and the elementwise checks refuse mixed layouts (they pair elements by offset).
+  Tensor y = Tensor::zeros(s, DType::F32);
+  CHECK_THROWS_WITH(y.copy_(x), Catch::Contains("different layouts"));
+  CHECK_THROWS_WITH(check_same_shape(x, y, "add"),
+                    Catch::Contains("add: layouts differ") && Catch::Contains("channels_last"));
+  CHECK_NOTHROW(check_same_shape(pooled, Tensor::zeros(Shape{2, 3, 1, 1}), "add"));
+  // ensure_tensor reallocates when only the layout differs.
+  Tensor z = Tensor::zeros(s);
+  CHECK(ensure_tensor(z, s, DType::F32, Device::cpu(), Layout::NHWC));
+  CHECK(z.layout() == Layout::NHWC);
+  CHECK_FALSE(ensure_tensor(z, s, DType::F32, Device::cpu(), Layout::NHWC));
+}

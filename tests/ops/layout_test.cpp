@@ -1,5 +1,5 @@
-// Channels-last (NHWC) tensors: the layout rules of core/tensor.h and the layout change of
-// convert (kernels/convert.h) on every backend and dtype.
+// Channels-last (NHWC) tensors: the layout change of convert (kernels/convert.h) on every backend
+// and dtype. The layout rules of core/tensor.h are tested in tests/core/tensor_test.cpp.
 #include <catch2/catch.hpp>
 
 #include <cstring>
@@ -21,38 +21,6 @@ int64_t offset(Layout layout, const Shape& s, int64_t n, int64_t c, int64_t h, i
 }
 
 }  // namespace
-
-TEST_CASE("tensor layouts: NHWC is a 4-D label that views, copies and elementwise checks respect",
-          "[core][layout]") {
-  const Shape s{2, 3, 4, 5};
-  Tensor x = Tensor::zeros(s, DType::F32, Device::cpu(), Layout::NHWC);
-  CHECK(x.layout() == Layout::NHWC);
-  CHECK(x.describe() == "float32 cpu (2, 3, 4, 5) channels_last");
-  CHECK(x.clone().layout() == Layout::NHWC);
-  CHECK(x.slice(1, 2).layout() == Layout::NHWC);  // the batch is outermost in both layouts
-  // Only 4-D tensors have a channels-last form.
-  CHECK_THROWS_WITH(Tensor::empty(Shape{6, 5}, DType::F32, Device::cpu(), Layout::NHWC),
-                    Catch::Contains("needs a 4-D"));
-  // A reshape would read channels-last memory as NCHW: refused, naming the fix.
-  CHECK_THROWS_WITH(x.view(Shape{2, 60}), Catch::Contains("channels-last") &&
-                                               Catch::Contains("convert it to NCHW"));
-  // ... unless the memory orders coincide: (N, C, 1, 1) as a global pool leaves it.
-  Tensor pooled = Tensor::zeros(Shape{2, 3, 1, 1}, DType::F32, Device::cpu(), Layout::NHWC);
-  CHECK(pooled.view(Shape{2, 3}).layout() == Layout::NCHW);
-  CHECK(pooled.relabel(Layout::NCHW).layout() == Layout::NCHW);
-  CHECK_THROWS_WITH(x.relabel(Layout::NCHW), Catch::Contains("memory order differs"));
-  // copy_ and the elementwise checks refuse mixed layouts (they pair elements by offset).
-  Tensor y = Tensor::zeros(s, DType::F32);
-  CHECK_THROWS_WITH(y.copy_(x), Catch::Contains("different layouts"));
-  CHECK_THROWS_WITH(check_same_shape(x, y, "add"),
-                    Catch::Contains("add: layouts differ") && Catch::Contains("channels_last"));
-  CHECK_NOTHROW(check_same_shape(pooled, Tensor::zeros(Shape{2, 3, 1, 1}), "add"));
-  // ensure_tensor reallocates when only the layout differs.
-  Tensor z = Tensor::zeros(s);
-  CHECK(ensure_tensor(z, s, DType::F32, Device::cpu(), Layout::NHWC));
-  CHECK(z.layout() == Layout::NHWC);
-  CHECK_FALSE(ensure_tensor(z, s, DType::F32, Device::cpu(), Layout::NHWC));
-}
 
 TEST_CASE("convert: NCHW <-> NHWC on every backend and dtype puts each element at its place",
           "[ops][convert][layout]") {
