@@ -236,10 +236,11 @@ TEST_CASE("conv2d: mixed activation layouts and a channels-last weight are error
     Tensor y = make(ys, Layout::NCHW), y_cl = make(ys, Layout::NHWC);
     Tensor dx = make(xs, Layout::NCHW), dx_cl = make(xs, Layout::NHWC);
     Tensor dw = Tensor::zeros(ws, is_low_precision(c.dtype) ? DType::F32 : c.dtype, c.device);
-    const auto both = [](const char* op, const char* a, const char* b) {
-      return Catch::Contains(op) && Catch::Contains(a) && Catch::Contains(b) &&
-             Catch::Contains("channels_last") && Catch::Contains("share one layout");
-    };
+    // A macro, not a function: Catch's combined matchers refer to their parts, which must live
+    // until the check has run.
+#define both(op, a, b)                                               \
+  Catch::Contains(op) && Catch::Contains(a) && Catch::Contains(b) && \
+      Catch::Contains("channels_last") && Catch::Contains("share one layout")
     // x NCHW with y NHWC, and the other way round.
     CHECK_THROWS_WITH(conv2d_forward(c.backend, y_cl, x, w, nullptr, {1, 0}),
                       both("conv2d_forward", "input", "output"));
@@ -259,6 +260,7 @@ TEST_CASE("conv2d: mixed activation layouts and a channels-last weight are error
     CHECK_THROWS_WITH(
         conv2d_backward_weight(c.backend, dw_cl, dy_cl, x_cl, {1, 0}),
         Catch::Contains("conv2d_backward_weight") && Catch::Contains("weight gradient"));
+#undef both
     // The same call with every activation channels-last runs.
     CHECK_NOTHROW(conv2d_forward(c.backend, y_cl, x_cl, w, nullptr, {1, 0}));
   }
