@@ -91,10 +91,25 @@ __global__ void im2col_kernel(T* __restrict__ col, const T* __restrict__ x, int 
   }
 }
 
-// dx[n, c, h, w] = sum of col[(c, r, s), n*L + p*Q + q] over the (p, r), (q, s) with
-// h = p*stride - pad + r and w = q*stride - pad + s. For a given h the valid p are those with
-// 0 <= r = h + pad - p*stride < R, i.e. p in [ceil((h + pad - R + 1) / stride), (h + pad) /
-// stride].
+// The sum, over the col entries copied from input pixel (h, w), of at(p, q, r, s): the output
+// positions (p, q) whose window covers the pixel, at tap r = h + pad - p*stride, s = w + pad -
+// q*stride. For a given h the valid p are those with 0 <= r < R, i.e. p in
+// [ceil((h + pad - R + 1) / stride), (h + pad) / stride]; likewise q. Both col2im kernels gather
+// with it; only where col keeps the entry differs.
+template <typename At>
+__device__ float sum_covering_windows(int h, int w, const Geo& g, At at) {
+  const int hp = h + g.pad, wp = w + g.pad;
+  const int p_begin = hp < g.R ? 0 : (hp - g.R) / g.stride + 1;
+  const int p_end = min(hp / g.stride + 1, g.P);
+  const int q_begin = wp < g.S ? 0 : (wp - g.S) / g.stride + 1;
+  const int q_end = min(wp / g.stride + 1, g.Q);
+  float sum = 0.f;
+  for (int p = p_begin; p < p_end; ++p)
+    for (int q = q_begin; q < q_end; ++q) sum += at(p, q, hp - p * g.stride, wp - q * g.stride);
+  return sum;
+}
+
+// dx[n, c, h, w] = sum of col[(c, r, s), n*L + p*Q + q] over the windows covering (h, w).
 __global__ void col2im_kernel(float* __restrict__ dx, const float* __restrict__ col, int nb,
                               Geo g) {
   const int L = g.P * g.Q, ld = nb * L;
@@ -104,20 +119,9 @@ __global__ void col2im_kernel(float* __restrict__ dx, const float* __restrict__ 
     const int i = static_cast<int>(it);
     const int w = i % g.W, h = (i / g.W) % g.H, c = (i / (g.W * g.H)) % g.C,
               n = i / (g.W * g.H * g.C);
-    const int hp = h + g.pad, wp = w + g.pad;
-    const int p_begin = hp < g.R ? 0 : (hp - g.R) / g.stride + 1;
-    const int p_end = min(hp / g.stride + 1, g.P);
-    const int q_begin = wp < g.S ? 0 : (wp - g.S) / g.stride + 1;
-    const int q_end = min(wp / g.stride + 1, g.Q);
-    float sum = 0.f;
-    for (int p = p_begin; p < p_end; ++p) {
-      const int r = hp - p * g.stride;
-      for (int q = q_begin; q < q_end; ++q) {
-        const int s = wp - q * g.stride;
-        sum += col[static_cast<int64_t>((c * g.R + r) * g.S + s) * ld + n * L + p * g.Q + q];
-      }
-    }
-    dx[i] = sum;
+    dx[i] = sum_covering_windows(h, w, g, [&](int p, int q, int r, int s) {
+      return col[static_cast<int64_t>((c * g.R + r) * g.S + s) * ld + n * L + p * g.Q + q];
+    });
   }
 }
 
@@ -146,8 +150,8 @@ __global__ void im2col_nhwc_kernel(T* __restrict__ col, const T* __restrict__ x,
   }
 }
 
-// NHWC: dx[n, h, w, c] = sum of col[(n*P + p)*Q + q, (c*R + r)*S + s] over the same (p, r), (q, s)
-// as col2im_kernel. Thread i = ((n*H + h)*W + w)*C + c.
+// NHWC: dx[n, h, w, c] = sum of col[(n*P + p)*Q + q, (c*R + r)*S + s] over the windows covering
+// (h, w). Thread i = ((n*H + h)*W + w)*C + c.
 __global__ void col2im_nhwc_kernel(float* __restrict__ dx, const float* __restrict__ col, int nb,
                                    Geo g) {
   const int RS = g.R * g.S, CRS = g.C * RS;
@@ -157,20 +161,9 @@ __global__ void col2im_nhwc_kernel(float* __restrict__ dx, const float* __restri
     const int i = static_cast<int>(it);
     const int c = i % g.C, pix = i / g.C;
     const int w = pix % g.W, h = (pix / g.W) % g.H, n = pix / (g.W * g.H);
-    const int hp = h + g.pad, wp = w + g.pad;
-    const int p_begin = hp < g.R ? 0 : (hp - g.R) / g.stride + 1;
-    const int p_end = min(hp / g.stride + 1, g.P);
-    const int q_begin = wp < g.S ? 0 : (wp - g.S) / g.stride + 1;
-    const int q_end = min(wp / g.stride + 1, g.Q);
-    float sum = 0.f;
-    for (int p = p_begin; p < p_end; ++p) {
-      const int r = hp - p * g.stride;
-      for (int q = q_begin; q < q_end; ++q) {
-        const int s = wp - q * g.stride;
-        sum += col[static_cast<int64_t>((n * g.P + p) * g.Q + q) * CRS + c * RS + r * g.S + s];
-      }
-    }
-    dx[i] = sum;
+    dx[i] = sum_covering_windows(h, w, g, [&](int p, int q, int r, int s) {
+      return col[static_cast<int64_t>((n * g.P + p) * g.Q + q) * CRS + c * RS + r * g.S + s];
+    });
   }
 }
 
