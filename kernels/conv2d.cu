@@ -63,10 +63,29 @@ Geo geo32(const ConvGeometry& g) {
           as_int(g.S, "S"), as_int(g.P, "P"), as_int(g.Q, "Q"), g.stride,         g.pad};
 }
 
-// col (C*R*S, nb*P*Q): col[(c, r, s), n*L + p*Q + q] = x[n, c, p*stride - pad + r, q*stride - pad +
-// s]
+// The R*S taps of one channel's window at output position (p, q), in (r, s) order, to dst,
+// dst + step, dst + 2 step, ...: x[h, w] with h = p*stride - pad + r, w = q*stride - pad + s, or 0
+// outside the image. `xc` is the channel's pixel (0, 0) and `pixel` the distance between two
+// pixels (1 in NCHW, C in NHWC). Both im2col kernels copy with it; only the addresses differ.
 // T: float, or uint16_t for bfloat16/float16 (a copy of the bits; the padding's 0 bits are +0 in
 // both formats).
+template <typename T>
+__device__ void copy_window(T* dst, int64_t step, const T* xc, int pixel, int p, int q,
+                            const Geo& g) {
+  const int h0 = p * g.stride - g.pad, w0 = q * g.stride - g.pad;
+  for (int r = 0; r < g.R; ++r) {
+    const int h = h0 + r;
+    const bool h_in = h >= 0 && h < g.H;
+    for (int s = 0; s < g.S; ++s) {
+      const int w = w0 + s;
+      *dst = (h_in && w >= 0 && w < g.W) ? xc[(h * g.W + w) * pixel] : T(0);
+      dst += step;
+    }
+  }
+}
+
+// col (C*R*S, nb*P*Q): col[(c, r, s), n*L + p*Q + q] = x[n, c, p*stride - pad + r, q*stride - pad +
+// s]; one thread per (c, column), the taps R*S rows apart.
 template <typename T>
 __global__ void im2col_kernel(T* __restrict__ col, const T* __restrict__ x, int nb, Geo g) {
   const int L = g.P * g.Q, ld = nb * L;
@@ -77,17 +96,7 @@ __global__ void im2col_kernel(T* __restrict__ col, const T* __restrict__ x, int 
     const int c = i / ld, j = i % ld;  // j = n*L + p*Q + q: the column
     const int n = j / L, pq = j % L, p = pq / g.Q, q = pq % g.Q;
     const T* xc = x + (static_cast<int64_t>(n) * g.C + c) * g.H * g.W;
-    T* dst = col + static_cast<int64_t>(c) * g.R * g.S * ld + j;
-    const int h0 = p * g.stride - g.pad, w0 = q * g.stride - g.pad;
-    for (int r = 0; r < g.R; ++r) {
-      const int h = h0 + r;
-      const bool h_in = h >= 0 && h < g.H;
-      for (int s = 0; s < g.S; ++s) {
-        const int w = w0 + s;
-        *dst = (h_in && w >= 0 && w < g.W) ? xc[h * g.W + w] : T(0);
-        dst += ld;
-      }
-    }
+    copy_window(col + static_cast<int64_t>(c) * g.R * g.S * ld + j, ld, xc, 1, p, q, g);
   }
 }
 
@@ -136,17 +145,8 @@ __global__ void im2col_nhwc_kernel(T* __restrict__ col, const T* __restrict__ x,
     const int i = static_cast<int>(it);
     const int c = i % g.C, j = i / g.C;
     const int n = j / L, pq = j % L, p = pq / g.Q, q = pq % g.Q;
-    const T* xn = x + static_cast<int64_t>(n) * g.H * g.W * g.C + c;
-    T* dst = col + static_cast<int64_t>(j) * g.C * RS + c * RS;
-    const int h0 = p * g.stride - g.pad, w0 = q * g.stride - g.pad;
-    for (int r = 0; r < g.R; ++r) {
-      const int h = h0 + r;
-      const bool h_in = h >= 0 && h < g.H;
-      for (int s = 0; s < g.S; ++s) {
-        const int w = w0 + s;
-        *dst++ = (h_in && w >= 0 && w < g.W) ? xn[(h * g.W + w) * g.C] : T(0);
-      }
-    }
+    const T* xc = x + static_cast<int64_t>(n) * g.H * g.W * g.C + c;
+    copy_window(col + static_cast<int64_t>(j) * g.C * RS + c * RS, 1, xc, g.C, p, q, g);
   }
 }
 
