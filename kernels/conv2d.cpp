@@ -385,7 +385,7 @@ void backward_weight_im2col(T* dw, const T* dy, const T* x, const ConvGeometry& 
 // ---------------------------------------------------------------- 1x1, stride 1, no padding (CPU)
 // col would be x itself, so the products read x and write y in place. NCHW, per image n:
 //   Y_n (K, L) = W (K, C) X_n (C, L),  dX_n (C, L) = W^T dY_n,  dW (K, C) += dY_n X_n^T.
-// NHWC: x is the (N*L, C) matrix X (col^T of the im2col form), y the (N*L, K) matrix Y:
+// NHWC: x is the (N*L, C) matrix X (the NHWC col itself), y the (N*L, K) matrix Y:
 //   Y = X W^T,  dX = dY W,  dW += dY^T X     (one product for the whole batch).
 
 bool is_pointwise(const ConvGeometry& g, Backend b) {

@@ -32,7 +32,7 @@
 //       over device-generic primitives (im2col, col2im in either arrangement, the (n,k,pq) <->
 //       (k,n,pq) rearrangements of kernels/layout.h, gemm on the same backend). On the CPU a 1x1
 //       stride-1 unpadded convolution skips im2col (col would be x itself): NCHW per image,
-//       Y_n = W X_n, dX_n = W^T dY_n, dW += dY_n X_n^T; NHWC x is the (N*H*W, C) matrix col^T
+//       Y_n = W X_n, dX_n = W^T dY_n, dW += dY_n X_n^T; NHWC x is the (N*H*W, C) matrix col
 //       would be, so Y = X W^T, dX = dY W, dW += dY^T X over the whole batch.
 //   cpu-fast      oneDNN, float32 and bfloat16 (conv2d_onednn.cpp, primitives cached per shape,
 //                 dtype and layout; bfloat16 only on CPUs with AVX512_BF16, kernels/backend.h).
