@@ -24,29 +24,40 @@ namespace minidl {
 
 namespace cpu {
 
-// Element (n, c, i) of an (N, C, HW) tensor.
-inline int64_t at(int64_t n, int64_t c, int64_t i, int64_t C, int64_t HW) {
-  return (n * C + c) * HW + i;
-}
+// Where the values of channel c lie: N rows (one per image) of HW values each, row n starting at
+// base(n, c) and its values step() apart:
+//   NCHW  base (n*C + c)*HW, step 1      (a contiguous plane)
+//   NHWC  base n*HW*C + c,   step C      (every C-th value of the image)
+// Every loop below walks a channel row by row and a row value by value in this order whatever the
+// layout, so the sums (and so every result) of an NHWC tensor are bit-identical to those of its
+// NCHW copy. kNhwc is a template argument so that the NCHW loops keep their constant unit step
+// (and vectorise); the NHWC ones read with stride C.
+template <bool kNhwc>
+struct Planes {
+  int64_t C, HW;
+  int64_t base(int64_t n, int64_t c) const { return kNhwc ? n * HW * C + c : (n * C + c) * HW; }
+  int64_t step() const { return kNhwc ? C : 1; }
+};
 
 // Sum over one channel's N rows of HW contiguous values of f(value at k): each row is summed in
 // compute_t<T> into 16 interleaved partial sums (lane j adds elements j, j + 16, ...: at most
 // HW / 16 values per lane), which the compiler keeps in vector registers whatever their width, in
 // the same order on every ISA (an `omp simd` reduction would not vectorise in the AVX-512 copy:
 // its lane count is fixed for the baseline ISA); the rows are accumulated in double.
-template <typename T, typename F>
-double channel_sum(int64_t N, int64_t c, int64_t C, int64_t HW, F f) {
+template <typename T, bool kNhwc, typename F>
+double channel_sum(int64_t N, int64_t c, Planes<kNhwc> pl, F f) {
   using A = compute_t<T>;
   constexpr int64_t kLanes = 16;
+  const int64_t HW = pl.HW, step = pl.step();
   const int64_t body = HW - HW % kLanes;
   double sum = 0;
   for (int64_t n = 0; n < N; ++n) {
-    const int64_t base = at(n, c, 0, C, HW);
+    const int64_t base = pl.base(n, c);
     A lane[kLanes] = {};
     for (int64_t i = 0; i < body; i += kLanes)
-      for (int64_t j = 0; j < kLanes; ++j) lane[j] += f(base + i + j);
+      for (int64_t j = 0; j < kLanes; ++j) lane[j] += f(base + (i + j) * step);
     A row = 0;
-    for (int64_t i = body; i < HW; ++i) row += f(base + i);
+    for (int64_t i = body; i < HW; ++i) row += f(base + i * step);
     for (int64_t j = 0; j < kLanes; ++j) row += lane[j];
     sum += row;
   }
@@ -55,27 +66,30 @@ double channel_sum(int64_t N, int64_t c, int64_t C, int64_t HW, F f) {
 
 // dst[k] = a * src[k] + b over one channel (a, b in compute_t<T>: one fused multiply-add per
 // element, rounded once into T).
-template <typename T>
+template <typename T, bool kNhwc>
 void channel_affine(T* dst, const T* src, compute_t<T> a, compute_t<T> b, int64_t N, int64_t c,
-                    int64_t C, int64_t HW) {
+                    Planes<kNhwc> pl) {
+  const int64_t step = pl.step();
   for (int64_t n = 0; n < N; ++n) {
-    const int64_t base = at(n, c, 0, C, HW);
+    const int64_t base = pl.base(n, c);
 #pragma omp simd
-    for (int64_t i = 0; i < HW; ++i) dst[base + i] = narrow<T>(a * widen(src[base + i]) + b);
+    for (int64_t i = 0; i < pl.HW; ++i)
+      dst[base + i * step] = narrow<T>(a * widen(src[base + i * step]) + b);
   }
 }
 
-template <typename T, typename P = compute_t<T>>
+template <typename T, bool kNhwc, typename P = compute_t<T>>
 void batchnorm_forward_train(T* y, P* save_mean, P* save_invstd, P* running_mean, P* running_var,
                              const T* x, const P* gamma, const P* beta, int64_t N, int64_t C,
                              int64_t HW, double momentum, double eps) {
   const double M = static_cast<double>(N * HW);
+  const Planes<kNhwc> pl{C, HW};
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c)
     run_simd16<T>([&] {
-      const double mean = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return widen(x[k]); }) / M;
+      const double mean = channel_sum<T>(N, c, pl, [&](int64_t k) { return widen(x[k]); }) / M;
       const P mean_t = static_cast<P>(mean);
-      const double sq = channel_sum<T>(N, c, C, HW, [&](int64_t k) {
+      const double sq = channel_sum<T>(N, c, pl, [&](int64_t k) {
         const P d = widen(x[k]) - mean_t;
         return d * d;
       });
@@ -83,7 +97,7 @@ void batchnorm_forward_train(T* y, P* save_mean, P* save_invstd, P* running_mean
       const double invstd = 1.0 / std::sqrt(var + eps);
       const double scale = gamma[c] * invstd;
       channel_affine<T>(y, x, static_cast<P>(scale), static_cast<P>(beta[c] - mean * scale), N, c,
-                        C, HW);
+                        pl);
       save_mean[c] = mean_t;
       save_invstd[c] = static_cast<P>(invstd);
       // The running variance estimates the population variance, hence the unbiased M / (M - 1).
@@ -93,43 +107,44 @@ void batchnorm_forward_train(T* y, P* save_mean, P* save_invstd, P* running_mean
     });
 }
 
-template <typename T, typename P = compute_t<T>>
+template <typename T, bool kNhwc, typename P = compute_t<T>>
 void batchnorm_forward_eval(T* y, const T* x, const P* gamma, const P* beta, const P* running_mean,
                             const P* running_var, int64_t N, int64_t C, int64_t HW, double eps) {
+  const Planes<kNhwc> pl{C, HW};
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c)
     run_simd16<T>([&] {
       const double scale = gamma[c] / std::sqrt(static_cast<double>(running_var[c]) + eps);
       channel_affine<T>(y, x, static_cast<P>(scale),
-                        static_cast<P>(beta[c] - running_mean[c] * scale), N, c, C, HW);
+                        static_cast<P>(beta[c] - running_mean[c] * scale), N, c, pl);
     });
 }
 
 // Shared by both backward modes: the per-channel sums of dy and dy * xhat, with
 // xhat = (x - mean) invstd, accumulated into dbeta and dgamma. `mean`, `invstd` are the batch
 // statistics (train) or the running ones (eval).
-template <typename T>
+template <typename T, bool kNhwc>
 void batchnorm_param_grads(double& sum_dy, double& sum_dy_xhat, const T* dy, const T* x,
-                           double mean, double invstd, int64_t N, int64_t c, int64_t C,
-                           int64_t HW) {
+                           double mean, double invstd, int64_t N, int64_t c, Planes<kNhwc> pl) {
   const compute_t<T> mean_t = static_cast<compute_t<T>>(mean);
-  sum_dy = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return widen(dy[k]); });
-  sum_dy_xhat = invstd * channel_sum<T>(N, c, C, HW, [&](int64_t k) {
+  sum_dy = channel_sum<T>(N, c, pl, [&](int64_t k) { return widen(dy[k]); });
+  sum_dy_xhat = invstd * channel_sum<T>(N, c, pl, [&](int64_t k) {
                   return widen(dy[k]) * (widen(x[k]) - mean_t);
                 });
 }
 
-template <typename T, typename P = compute_t<T>>
+template <typename T, bool kNhwc, typename P = compute_t<T>>
 void batchnorm_backward_train(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x, const P* gamma,
                               const P* save_mean, const P* save_invstd, int64_t N, int64_t C,
                               int64_t HW) {
   const double M = static_cast<double>(N * HW);
+  const Planes<kNhwc> pl{C, HW};
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c)
     run_simd16<T>([&] {
       const double mean = save_mean[c], invstd = save_invstd[c];
       double sum_dy, sum_dy_xhat;
-      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
+      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, pl);
       dbeta[c] += static_cast<P>(sum_dy);
       dgamma[c] += static_cast<P>(sum_dy_xhat);
       // dx = gamma invstd / M (M dy - sum dy - xhat sum(dy xhat)), written with the means and
@@ -137,29 +152,33 @@ void batchnorm_backward_train(T* dx, P* dgamma, P* dbeta, const T* dy, const T* 
       const double k = gamma[c] * invstd, mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
       const double a = -k * mean_dy_xhat * invstd, b = -k * mean_dy - a * mean;
       const P kt = static_cast<P>(k), at_ = static_cast<P>(a), bt = static_cast<P>(b);
+      const int64_t step = pl.step();
       for (int64_t n = 0; n < N; ++n) {
-        const int64_t base = at(n, c, 0, C, HW);
+        const int64_t base = pl.base(n, c);
 #pragma omp simd
-        for (int64_t i = 0; i < HW; ++i)
-          dx[base + i] = narrow<T>(kt * widen(dy[base + i]) + at_ * widen(x[base + i]) + bt);
+        for (int64_t i = 0; i < HW; ++i) {
+          const int64_t k = base + i * step;
+          dx[k] = narrow<T>(kt * widen(dy[k]) + at_ * widen(x[k]) + bt);
+        }
       }
     });
 }
 
-template <typename T, typename P = compute_t<T>>
+template <typename T, bool kNhwc, typename P = compute_t<T>>
 void batchnorm_backward_eval(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x, const P* gamma,
                              const P* running_mean, const P* running_var, int64_t N, int64_t C,
                              int64_t HW, double eps) {
+  const Planes<kNhwc> pl{C, HW};
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c)
     run_simd16<T>([&] {
       const double mean = running_mean[c];
       const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
       double sum_dy, sum_dy_xhat;
-      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
+      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, pl);
       dbeta[c] += static_cast<P>(sum_dy);
       dgamma[c] += static_cast<P>(sum_dy_xhat);
-      channel_affine<T>(dx, dy, static_cast<P>(gamma[c] * invstd), P(0), N, c, C, HW);
+      channel_affine<T>(dx, dy, static_cast<P>(gamma[c] * invstd), P(0), N, c, pl);
     });
 }
 
@@ -169,7 +188,9 @@ namespace {
 
 struct BnDims {
   int64_t N, C, HW;
+  Layout layout;  // x's, which every other activation shares (check_bn)
 };
+
 
 // x must be (N, C, H, W); every per-channel tensor (C) on x's device, in x's dtype, or float32 when x
 // is bfloat16/float16 (the parameters, statistics and their gradients stay float32: autocast's
@@ -178,7 +199,7 @@ BnDims check_bn(const char* who, const Tensor& x, std::initializer_list<const Te
                 std::initializer_list<std::pair<const Tensor*, const char*>> per_channel) {
   MINIDL_CHECK(x.defined() && x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got ",
                x.defined() ? x.shape().str() : std::string("an undefined tensor"));
-  const BnDims d{x.size(0), x.size(1), x.size(2) * x.size(3)};
+  const BnDims d{x.size(0), x.size(1), x.size(2) * x.size(3), x.layout()};
   for (const Tensor* t : same_as_x) {
     check_same_shape(*t, x, who);
     check_same_device(*t, x, who);
@@ -231,7 +252,6 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
                              Tensor& running_mean, Tensor& running_var, const Tensor& x,
                              const Tensor& gamma, const Tensor& beta, BatchNormParams p) {
   const char* who = "batchnorm_forward_train";
-  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const BnDims d = check_bn(who, x, {&y},
                             {{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
                              {&running_var, "running_var"}, {&save_mean, "save_mean"},
@@ -251,16 +271,18 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
                                                  running_mean.data<float>(),
                                                  running_var.data<float>(), x.data<T>(),
                                                  gamma.data<float>(), beta.data<float>(), d.N, d.C,
-                                                 d.HW, p, cuda_context(x.device()));
+                                                 d.HW, d.layout, p, cuda_context(x.device()));
       }));
       return;
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
-        cpu::batchnorm_forward_train<T>(y.data<T>(), save_mean.data<P>(), save_invstd.data<P>(),
-                                        running_mean.data<P>(), running_var.data<P>(), x.data<T>(),
-                                        gamma.data<P>(), beta.data<P>(), d.N, d.C, d.HW, p.momentum,
-                                        p.eps);
+        dispatch_layout(d.layout, [&]<bool kNhwc>() {
+          cpu::batchnorm_forward_train<T, kNhwc>(
+              y.data<T>(), save_mean.data<P>(), save_invstd.data<P>(), running_mean.data<P>(),
+              running_var.data<P>(), x.data<T>(), gamma.data<P>(), beta.data<P>(), d.N, d.C, d.HW,
+              p.momentum, p.eps);
+        });
       });
   }
 }
@@ -276,7 +298,6 @@ void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor&
                             const Tensor& beta, const Tensor& running_mean,
                             const Tensor& running_var, BatchNormParams p) {
   const char* who = "batchnorm_forward_eval";
-  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const BnDims d = check_bn(who, x, {&y},
                             {{&gamma, "weight"}, {&beta, "bias"}, {&running_mean, "running_mean"},
                              {&running_var, "running_var"}});
@@ -289,16 +310,18 @@ void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor&
              ? cuda::batchnorm_forward_eval_cudnn<T>
              : cuda::batchnorm_forward_eval<T>)(y.data<T>(), x.data<T>(), gamma.data<float>(),
                                                 beta.data<float>(), running_mean.data<float>(),
-                                                running_var.data<float>(), d.N, d.C, d.HW, p,
-                                                cuda_context(x.device()));
+                                                running_var.data<float>(), d.N, d.C, d.HW,
+                                                d.layout, p, cuda_context(x.device()));
       }));
       return;
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
-        cpu::batchnorm_forward_eval<T>(y.data<T>(), x.data<T>(), gamma.data<P>(), beta.data<P>(),
-                                       running_mean.data<P>(), running_var.data<P>(), d.N, d.C,
-                                       d.HW, p.eps);
+        dispatch_layout(d.layout, [&]<bool kNhwc>() {
+          cpu::batchnorm_forward_eval<T, kNhwc>(y.data<T>(), x.data<T>(), gamma.data<P>(),
+                                                beta.data<P>(), running_mean.data<P>(),
+                                                running_var.data<P>(), d.N, d.C, d.HW, p.eps);
+        });
       });
   }
 }
@@ -315,7 +338,6 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
                               const Tensor& save_mean, const Tensor& save_invstd,
                               BatchNormParams p) {
   const char* who = "batchnorm_backward_train";
-  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const BnDims d = check_bn(who, x, {&dy, &dx},
                             {{&gamma, "weight"}, {&dgamma, "weight gradient"},
                              {&dbeta, "bias gradient"}, {&save_mean, "save_mean"},
@@ -327,7 +349,7 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
         cuda::batchnorm_backward_train_cudnn<T>(
             dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(), dy.data<T>(), x.data<T>(),
             gamma.data<float>(), save_mean.data<float>(), save_invstd.data<float>(), d.N, d.C, d.HW,
-            p, cuda_context(x.device()));
+            d.layout, p, cuda_context(x.device()));
       }));
       return;
     case Backend::CudaHandwritten:
@@ -335,15 +357,17 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
         cuda::batchnorm_backward_train<T>(dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(),
                                           dy.data<T>(), x.data<T>(), gamma.data<float>(),
                                           save_mean.data<float>(), save_invstd.data<float>(), d.N,
-                                          d.C, d.HW, cuda_context(x.device()));
+                                          d.C, d.HW, d.layout, cuda_context(x.device()));
       }));
       return;
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
-        cpu::batchnorm_backward_train<T>(
-            dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(), dy.data<T>(), x.data<T>(),
-            gamma.data<P>(), save_mean.data<P>(), save_invstd.data<P>(), d.N, d.C, d.HW);
+        dispatch_layout(d.layout, [&]<bool kNhwc>() {
+          cpu::batchnorm_backward_train<T, kNhwc>(
+              dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(), dy.data<T>(), x.data<T>(),
+              gamma.data<P>(), save_mean.data<P>(), save_invstd.data<P>(), d.N, d.C, d.HW);
+        });
       });
   }
 }
@@ -359,7 +383,6 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
                              const Tensor& x, const Tensor& gamma, const Tensor& running_mean,
                              const Tensor& running_var, BatchNormParams p) {
   const char* who = "batchnorm_backward_eval";
-  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const BnDims d = check_bn(who, x, {&dy, &dx},
                             {{&gamma, "weight"}, {&dgamma, "weight gradient"},
                              {&dbeta, "bias gradient"}, {&running_mean, "running_mean"},
@@ -373,15 +396,18 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
         cuda::batchnorm_backward_eval<T>(dx.data<T>(), dgamma.data<float>(), dbeta.data<float>(),
                                          dy.data<T>(), x.data<T>(), gamma.data<float>(),
                                          running_mean.data<float>(), running_var.data<float>(), d.N,
-                                         d.C, d.HW, p, cuda_context(x.device()));
+                                         d.C, d.HW, d.layout, p, cuda_context(x.device()));
       }));
       return;
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
-        cpu::batchnorm_backward_eval<T>(
-            dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(), dy.data<T>(), x.data<T>(),
-            gamma.data<P>(), running_mean.data<P>(), running_var.data<P>(), d.N, d.C, d.HW, p.eps);
+        dispatch_layout(d.layout, [&]<bool kNhwc>() {
+          cpu::batchnorm_backward_eval<T, kNhwc>(dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(),
+                                                 dy.data<T>(), x.data<T>(), gamma.data<P>(),
+                                                 running_mean.data<P>(), running_var.data<P>(),
+                                                 d.N, d.C, d.HW, p.eps);
+        });
       });
   }
 }

@@ -3,7 +3,10 @@
 //
 // The CPU reference loops over (n, c) planes with OpenMP: every window lies inside one plane, so
 // the backward scatter (dx[window] += ...) never crosses planes and needs no atomics, even where
-// windows overlap (stride < kernel, as in AlexNet's 3x3 stride-2 pools).
+// windows overlap (stride < kernel, as in AlexNet's 3x3 stride-2 pools). In NHWC a plane's pixels
+// lie C elements apart (Geometry::base, step): the same loops in the same order with a stride, so
+// a channels-last tensor gives bit for bit the results of its NCHW copy (planes of consecutive
+// channels share cache lines and go to the same thread, so the strided reads are served from cache).
 #include "kernels/pooling.h"
 
 #include <algorithm>
@@ -39,20 +42,30 @@ namespace cpu {
 // average pooling) accumulates a plane in C and rounds it once at the end.
 
 struct Geometry {
-  int64_t NC, H, W, P, Q;
+  int64_t NC, C, H, W, P, Q;
   int k, s, pad;
+  // Where plane nc (= n*C + c) of a tensor with `pixels` pixels per plane starts, and the distance
+  // between its pixels: NCHW nc*pixels and 1, NHWC n*pixels*C + c and C.
+  template <bool kNhwc>
+  int64_t base(int64_t nc, int64_t pixels) const {
+    return kNhwc ? (nc / C) * pixels * C + nc % C : nc * pixels;
+  }
+  template <bool kNhwc>
+  int64_t step() const {
+    return kNhwc ? C : 1;
+  }
 };
 
-// A plane of dx to accumulate into: dx itself when T computes in itself, else a C buffer that
-// finish() rounds into dx.
-template <typename T>
+// A plane of dx (count pixels, `step` apart) to accumulate into: dx itself when T computes in
+// itself and the plane is contiguous, else a contiguous C buffer that finish() rounds into dx.
+template <typename T, bool kNhwc>
 struct PlaneAccumulator {
   using C = compute_t<T>;
-  static constexpr bool direct = std::is_same_v<T, C>;
+  static constexpr bool direct = std::is_same_v<T, C> && !kNhwc;
   T* dst;
-  int64_t n;
+  int64_t n, step;
   std::vector<C> buf;
-  PlaneAccumulator(T* d, int64_t count) : dst(d), n(count) {
+  PlaneAccumulator(T* d, int64_t count, int64_t stride) : dst(d), n(count), step(stride) {
     if constexpr (!direct) buf.assign(static_cast<size_t>(count), C(0));
     else std::fill(dst, dst + n, T(0));
   }
@@ -62,16 +75,18 @@ struct PlaneAccumulator {
   }
   void finish() {
     if constexpr (!direct)
-      for (int64_t i = 0; i < n; ++i) dst[i] = narrow<T>(buf[i]);
+      for (int64_t i = 0; i < n; ++i) dst[i * step] = narrow<T>(buf[i]);
   }
 };
 
-template <typename T>
+template <typename T, bool kNhwc>
 void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const Geometry& g) {
   using C = compute_t<T>;
+  const int64_t step = g.step<kNhwc>();
 #pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
-    const T* xp = x + nc * g.H * g.W;
+    const T* xp = x + g.base<kNhwc>(nc, g.H * g.W);
+    const int64_t yb = g.base<kNhwc>(nc, g.P * g.Q);
     for (int64_t p = 0; p < g.P; ++p)
       for (int64_t q = 0; q < g.Q; ++q) {
         C best = -std::numeric_limits<C>::infinity();
@@ -79,7 +94,7 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const Geometry& g) {
         for (int64_t h = p * g.s - g.pad; h < p * g.s - g.pad + g.k; ++h)
           for (int64_t w = q * g.s - g.pad; w < q * g.s - g.pad + g.k; ++w) {
             if (h < 0 || h >= g.H || w < 0 || w >= g.W) continue;  // padding is never selected
-            const C v = widen(xp[h * g.W + w]);
+            const C v = widen(xp[(h * g.W + w) * step]);
             // Strictly greater keeps the first maximum on ties. A NaN wins (and stays) so that a
             // diverged activation is passed on, as torch does, rather than hidden.
             if (arg < 0 || v > best || (std::isnan(v) && !std::isnan(best))) {
@@ -87,32 +102,40 @@ void maxpool2d_forward(T* y, int32_t* argmax, const T* x, const Geometry& g) {
               arg = h * g.W + w;
             }
           }
-        const int64_t o = (nc * g.P + p) * g.Q + q;
+        // argmax is the winner's pixel h*W + w in its plane, in both layouts (pooling.h).
+        const int64_t o = yb + (p * g.Q + q) * step;
         y[o] = narrow<T>(best);
         argmax[o] = static_cast<int32_t>(arg);
       }
   }
 }
 
-template <typename T>
+template <typename T, bool kNhwc>
 void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const Geometry& g) {
+  const int64_t step = g.step<kNhwc>();
 #pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
-    PlaneAccumulator<T> acc(dx + nc * g.H * g.W, g.H * g.W);
+    PlaneAccumulator<T, kNhwc> acc(dx + g.base<kNhwc>(nc, g.H * g.W), g.H * g.W, step);
     auto* dxp = acc.data();
-    for (int64_t o = nc * g.P * g.Q; o < (nc + 1) * g.P * g.Q; ++o) dxp[argmax[o]] += widen(dy[o]);
+    const int64_t yb = g.base<kNhwc>(nc, g.P * g.Q);
+    for (int64_t j = 0; j < g.P * g.Q; ++j) {
+      const int64_t o = yb + j * step;
+      dxp[argmax[o]] += widen(dy[o]);
+    }
     acc.finish();
   }
 }
 
-template <typename T>
+template <typename T, bool kNhwc>
 void avgpool2d_forward(T* y, const T* x, const Geometry& g) {
+  const int64_t step = g.step<kNhwc>();
   // Floor-mode windows never reach past the padded border, so every window counts k*k positions
   // (count_include_pad=True divides by k*k, padded zeros included).
   const double inv_area = 1.0 / (g.k * g.k);
 #pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
-    const T* xp = x + nc * g.H * g.W;
+    const T* xp = x + g.base<kNhwc>(nc, g.H * g.W);
+    T* yp = y + g.base<kNhwc>(nc, g.P * g.Q);
     for (int64_t p = 0; p < g.P; ++p)
       for (int64_t q = 0; q < g.Q; ++q) {
         double sum = 0;
@@ -120,23 +143,25 @@ void avgpool2d_forward(T* y, const T* x, const Geometry& g) {
              h < std::min<int64_t>(p * g.s - g.pad + g.k, g.H); ++h)
           for (int64_t w = std::max<int64_t>(q * g.s - g.pad, 0);
                w < std::min<int64_t>(q * g.s - g.pad + g.k, g.W); ++w)
-            sum += widen(xp[h * g.W + w]);
-        y[(nc * g.P + p) * g.Q + q] = narrow<T>(static_cast<compute_t<T>>(sum * inv_area));
+            sum += widen(xp[(h * g.W + w) * step]);
+        yp[(p * g.Q + q) * step] = narrow<T>(static_cast<compute_t<T>>(sum * inv_area));
       }
   }
 }
 
-template <typename T>
+template <typename T, bool kNhwc>
 void avgpool2d_backward(T* dx, const T* dy, const Geometry& g) {
   using C = compute_t<T>;
   const C inv_area = C(1) / static_cast<C>(g.k * g.k);
+  const int64_t step = g.step<kNhwc>();
 #pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
-    PlaneAccumulator<T> acc(dx + nc * g.H * g.W, g.H * g.W);
+    PlaneAccumulator<T, kNhwc> acc(dx + g.base<kNhwc>(nc, g.H * g.W), g.H * g.W, step);
     auto* dxp = acc.data();
+    const T* dyp = dy + g.base<kNhwc>(nc, g.P * g.Q);
     for (int64_t p = 0; p < g.P; ++p)
       for (int64_t q = 0; q < g.Q; ++q) {
-        const C d = widen(dy[(nc * g.P + p) * g.Q + q]) * inv_area;
+        const C d = widen(dyp[(p * g.Q + q) * step]) * inv_area;
         for (int64_t h = std::max<int64_t>(p * g.s - g.pad, 0);
              h < std::min<int64_t>(p * g.s - g.pad + g.k, g.H); ++h)
           for (int64_t w = std::max<int64_t>(q * g.s - g.pad, 0);
@@ -147,23 +172,28 @@ void avgpool2d_backward(T* dx, const T* dy, const Geometry& g) {
   }
 }
 
-template <typename T>
-void global_avgpool_forward(T* y, const T* x, int64_t NC, int64_t HW) {
-#pragma omp parallel for schedule(static) if (NC * HW > 65536)  // threads only pay off on big tensors
-  for (int64_t nc = 0; nc < NC; ++nc) {
+// y (N, C, 1, 1) has the same memory in both layouts: y[nc]. g: NC, C, and H*W in H (W = 1).
+template <typename T, bool kNhwc>
+void global_avgpool_forward(T* y, const T* x, const Geometry& g) {
+  const int64_t HW = g.H, step = g.step<kNhwc>();
+#pragma omp parallel for schedule(static) if (g.NC * HW > 65536)  // threads only pay off on big tensors
+  for (int64_t nc = 0; nc < g.NC; ++nc) {
+    const T* xp = x + g.base<kNhwc>(nc, HW);
     double sum = 0;
-    for (int64_t i = 0; i < HW; ++i) sum += widen(x[nc * HW + i]);
+    for (int64_t i = 0; i < HW; ++i) sum += widen(xp[i * step]);
     y[nc] = narrow<T>(static_cast<compute_t<T>>(sum / static_cast<double>(HW)));
   }
 }
 
-template <typename T>
-void global_avgpool_backward(T* dx, const T* dy, int64_t NC, int64_t HW) {
+template <typename T, bool kNhwc>
+void global_avgpool_backward(T* dx, const T* dy, const Geometry& g) {
   using C = compute_t<T>;
-#pragma omp parallel for schedule(static) if (NC * HW > 65536)  // threads only pay off on big tensors
-  for (int64_t nc = 0; nc < NC; ++nc) {
+  const int64_t HW = g.H, step = g.step<kNhwc>();
+#pragma omp parallel for schedule(static) if (g.NC * HW > 65536)  // threads only pay off on big tensors
+  for (int64_t nc = 0; nc < g.NC; ++nc) {
     const T d = narrow<T>(widen(dy[nc]) / static_cast<C>(HW));
-    for (int64_t i = 0; i < HW; ++i) dx[nc * HW + i] = d;
+    T* dxp = dx + g.base<kNhwc>(nc, HW);
+    for (int64_t i = 0; i < HW; ++i) dxp[i * step] = d;
   }
 }
 
@@ -172,22 +202,32 @@ void global_avgpool_backward(T* dx, const T* dy, int64_t NC, int64_t HW) {
 namespace {
 
 // Checks x against y/dy of the pooled shape and returns the geometry both implementations use.
+// x (or dx) decides the layout; y (or dy) must have it too.
 cuda::PoolGeometry pool_geometry(const char* who, const Tensor& x, const Tensor& y, Pool2dParams p) {
   const Shape out = pool2d_output_shape(x.shape(), p, who);
   check_shape(y, out, who, "output (gradient)");
+  check_layout(y, x.layout(), who, "output (gradient)");
   check_same_device(y, x, who);
   check_dtype(y, x.dtype(), who, "output (gradient)");
-  return {x.size(0), x.size(1), x.size(2), x.size(3), out[2], out[3], p.kernel, p.stride, p.pad};
+  return {x.size(0), x.size(1), x.size(2),  x.size(3), out[2],
+          out[3],    p.kernel,  p.stride,   p.pad,     x.layout()};
 }
 
 cpu::Geometry cpu_geometry(const cuda::PoolGeometry& g) {
-  return {g.N * g.C, g.H, g.W, g.P, g.Q, g.kernel, g.stride, g.pad};
+  return {g.N * g.C, g.C, g.H, g.W, g.P, g.Q, g.kernel, g.stride, g.pad};
 }
 
+// argmax lies in y's layout (its values are pixel indices h*W + w: pooling.h).
 void check_argmax(const char* who, const Tensor& argmax, const Tensor& y) {
   check_shape(argmax, y.shape(), who, "argmax");
+  check_layout(argmax, y.layout(), who, "argmax");
   check_dtype(argmax, DType::I32, who, "argmax");
   check_same_device(argmax, y, who);
+}
+
+// The geometry of a global average pool: its planes of H*W pixels as Geometry::H (W = 1).
+cpu::Geometry global_geometry(const Tensor& x) {
+  return {x.size(0) * x.size(1), x.size(1), x.size(2) * x.size(3), 1, 1, 1, 1, 1, 0};
 }
 
 }  // namespace
@@ -250,13 +290,15 @@ void maxpool2d_forward(Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams 
 
 void maxpool2d_forward(Backend b, Tensor& y, Tensor& argmax, const Tensor& x, Pool2dParams p) {
   const char* who = "maxpool2d_forward";
-  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const cuda::PoolGeometry g = pool_geometry(who, x, y, p);
   check_argmax(who, argmax, y);
   check_backend(maxpool2d_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
     dispatch_storage(x.dtype(), who, [&]<typename T>() {
-      cpu::maxpool2d_forward<T>(y.data<T>(), argmax.data<int32_t>(), x.data<T>(), cpu_geometry(g));
+      dispatch_layout(g.layout, [&]<bool kNhwc>() {
+        cpu::maxpool2d_forward<T, kNhwc>(y.data<T>(), argmax.data<int32_t>(), x.data<T>(),
+                                         cpu_geometry(g));
+      });
     });
     return;
   }
@@ -274,19 +316,21 @@ void maxpool2d_backward(Tensor& dx, const Tensor& dy, const Tensor& x, const Ten
 void maxpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, const Tensor& x, const Tensor& y,
                         const Tensor& argmax, Pool2dParams p) {
   const char* who = "maxpool2d_backward";
-  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   const cuda::PoolGeometry g = pool_geometry(who, x, dy, p);
   check_same_shape(dx, x, who);
   check_same_device(dx, x, who);
   check_dtype(dx, x.dtype(), who, "input gradient");
   check_shape(y, dy.shape(), who, "output");
+  check_layout(y, x.layout(), who, "output");
   check_same_device(y, x, who);
   check_argmax(who, argmax, dy);
   check_backend(maxpool2d_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
     dispatch_storage(x.dtype(), who, [&]<typename T>() {
-      cpu::maxpool2d_backward<T>(dx.data<T>(), dy.data<T>(), argmax.data<int32_t>(),
-                                 cpu_geometry(g));
+      dispatch_layout(g.layout, [&]<bool kNhwc>() {
+        cpu::maxpool2d_backward<T, kNhwc>(dx.data<T>(), dy.data<T>(), argmax.data<int32_t>(),
+                                          cpu_geometry(g));
+      });
     });
     return;
   }
@@ -303,12 +347,13 @@ void avgpool2d_forward(Tensor& y, const Tensor& x, Pool2dParams p) {
 
 void avgpool2d_forward(Backend b, Tensor& y, const Tensor& x, Pool2dParams p) {
   const char* who = "avgpool2d_forward";
-  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   const cuda::PoolGeometry g = pool_geometry(who, x, y, p);
   check_backend(avgpool2d_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
     dispatch_storage(x.dtype(), who, [&]<typename T>() {
-      cpu::avgpool2d_forward<T>(y.data<T>(), x.data<T>(), cpu_geometry(g));
+      dispatch_layout(g.layout, [&]<bool kNhwc>() {
+        cpu::avgpool2d_forward<T, kNhwc>(y.data<T>(), x.data<T>(), cpu_geometry(g));
+      });
     });
     return;
   }
@@ -324,12 +369,13 @@ void avgpool2d_backward(Tensor& dx, const Tensor& dy, Pool2dParams p) {
 
 void avgpool2d_backward(Backend b, Tensor& dx, const Tensor& dy, Pool2dParams p) {
   const char* who = "avgpool2d_backward";
-  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   const cuda::PoolGeometry g = pool_geometry(who, dx, dy, p);
   check_backend(avgpool2d_op(), b, dx.device(), dx.dtype(), who);
   if (b == Backend::CpuReference) {
     dispatch_storage(dx.dtype(), who, [&]<typename T>() {
-      cpu::avgpool2d_backward<T>(dx.data<T>(), dy.data<T>(), cpu_geometry(g));
+      dispatch_layout(g.layout, [&]<bool kNhwc>() {
+        cpu::avgpool2d_backward<T, kNhwc>(dx.data<T>(), dy.data<T>(), cpu_geometry(g));
+      });
     });
     return;
   }
@@ -345,23 +391,25 @@ void global_avgpool_forward(Tensor& y, const Tensor& x) {
 
 void global_avgpool_forward(Backend b, Tensor& y, const Tensor& x) {
   const char* who = "global_avgpool_forward";
-  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
   MINIDL_CHECK(x.defined() && x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got ",
                x.defined() ? x.shape().str() : std::string("an undefined tensor"));
   check_shape(y, Shape{x.size(0), x.size(1), 1, 1}, who, "output");
   check_same_device(y, x, who);
   check_dtype(y, x.dtype(), who, "output");
-  const int64_t NC = x.size(0) * x.size(1), HW = x.size(2) * x.size(3);
+  const int64_t HW = x.size(2) * x.size(3);
   MINIDL_CHECK(HW > 0, who, ": input ", x.shape(), " has no pixels to average");
   check_backend(global_avgpool_op(), b, x.device(), x.dtype(), who);
   if (b == Backend::CpuReference) {
     dispatch_storage(x.dtype(), who, [&]<typename T>() {
-      cpu::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), NC, HW);
+      dispatch_layout(x.layout(), [&]<bool kNhwc>() {
+        cpu::global_avgpool_forward<T, kNhwc>(y.data<T>(), x.data<T>(), global_geometry(x));
+      });
     });
     return;
   }
   MINIDL_IF_CUDA(dispatch_float32_storage(y.dtype(), who, [&]<typename T>() {
-    cuda::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), NC, HW, cuda_context(x.device()));
+    cuda::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), x.size(0), x.size(1), HW,
+                                    x.layout(), cuda_context(x.device()));
   }));
 }
 
@@ -371,24 +419,26 @@ void global_avgpool_backward(Tensor& dx, const Tensor& dy) {
 
 void global_avgpool_backward(Backend b, Tensor& dx, const Tensor& dy) {
   const char* who = "global_avgpool_backward";
-  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   MINIDL_CHECK(dx.defined() && dx.dim() == 4, who,
                ": input gradient must be 4-D (N, C, H, W), got ",
                dx.defined() ? dx.shape().str() : std::string("an undefined tensor"));
   check_shape(dy, Shape{dx.size(0), dx.size(1), 1, 1}, who, "output gradient");
   check_same_device(dy, dx, who);
   check_dtype(dy, dx.dtype(), who, "output gradient");
-  const int64_t NC = dx.size(0) * dx.size(1), HW = dx.size(2) * dx.size(3);
+  const int64_t HW = dx.size(2) * dx.size(3);
   MINIDL_CHECK(HW > 0, who, ": input gradient ", dx.shape(), " has no pixels");
   check_backend(global_avgpool_op(), b, dx.device(), dx.dtype(), who);
   if (b == Backend::CpuReference) {
     dispatch_storage(dx.dtype(), who, [&]<typename T>() {
-      cpu::global_avgpool_backward<T>(dx.data<T>(), dy.data<T>(), NC, HW);
+      dispatch_layout(dx.layout(), [&]<bool kNhwc>() {
+        cpu::global_avgpool_backward<T, kNhwc>(dx.data<T>(), dy.data<T>(), global_geometry(dx));
+      });
     });
     return;
   }
   MINIDL_IF_CUDA(dispatch_float32_storage(dx.dtype(), who, [&]<typename T>() {
-    cuda::global_avgpool_backward<T>(dx.data<T>(), dy.data<T>(), NC, HW, cuda_context(dx.device()));
+    cuda::global_avgpool_backward<T>(dx.data<T>(), dy.data<T>(), dx.size(0), dx.size(1), HW,
+                                     dx.layout(), cuda_context(dx.device()));
   }));
 }
 
