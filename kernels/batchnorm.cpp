@@ -221,15 +221,16 @@ const OpInfo& batchnorm_op() {
       "`batchnorm_forward_train`, `batchnorm_forward_eval`, `batchnorm_backward_train`, "
       "`batchnorm_backward_eval`",
       {{Backend::CpuReference,
-        "per-channel loops, statistics in float64; bfloat16/float16 activations with float32 "
-        "parameters",
+        "per-channel loops (NHWC: the same loops, strided), statistics in float64; "
+        "bfloat16/float16 activations with float32 parameters",
         {DType::F32, DType::F64, DType::BF16, DType::F16}},
        {Backend::CudaHandwritten,
-        "per-channel partial sums in float64, then one elementwise pass; bfloat16/float16 "
-        "activations in 16-byte vectors with float32 statistics and parameters",
+        "per-channel partial sums in float64 (NHWC: consecutive threads on consecutive "
+        "channels), then one elementwise pass; bfloat16/float16 activations in 16-byte vectors "
+        "with float32 statistics and parameters",
         {DType::F32, DType::BF16, DType::F16}},
        {Backend::CudaVendor,
-        "cudnnBatchNormalization* (spatial); eval backward runs ours",
+        "cudnnBatchNormalization* (spatial; NCHW or NHWC descriptors); eval backward runs ours",
         {DType::F32, DType::BF16, DType::F16}}},
       "eps >= CUDNN_BN_MIN_EPSILON (0 in cuDNN 9)"};
   return op;

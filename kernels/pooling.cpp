@@ -236,13 +236,16 @@ const OpInfo& maxpool2d_op() {
   static const OpInfo op{"maxpool2d",
                          "`maxpool2d_forward`, `maxpool2d_backward`",
                          {{Backend::CpuReference,
-                           "loops, argmax kept for backward; bfloat16/float16 with float32 math",
+                           "loops over (n, c) planes (NHWC: strided), argmax kept for backward; "
+                           "bfloat16/float16 with float32 math",
                            {DType::F32, DType::F64, DType::BF16, DType::F16}},
                           {Backend::CudaHandwritten,
-                           "one thread per output (forward) / input (backward) element",
+                           "one thread per output (forward) / input (backward) element (NHWC: "
+                           "channels fastest)",
                            {DType::F32, DType::BF16, DType::F16}},
                           {Backend::CudaVendor,
-                           "cudnnPoolingForward/Backward (x and y instead of argmax)",
+                           "cudnnPoolingForward/Backward, NCHW or NHWC descriptors (x and y "
+                           "instead of argmax)",
                            {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
@@ -251,13 +254,15 @@ const OpInfo& avgpool2d_op() {
   static const OpInfo op{"avgpool2d",
                          "`avgpool2d_forward`, `avgpool2d_backward`",
                          {{Backend::CpuReference,
-                           "loops; bfloat16/float16 with float32 math",
+                           "loops over (n, c) planes (NHWC: strided); bfloat16/float16 with "
+                           "float32 math",
                            {DType::F32, DType::F64, DType::BF16, DType::F16}},
                           {Backend::CudaHandwritten,
-                           "one thread per output (forward) / input (backward) element",
+                           "one thread per output (forward) / input (backward) element (NHWC: "
+                           "channels fastest)",
                            {DType::F32, DType::BF16, DType::F16}},
                           {Backend::CudaVendor,
-                           "cudnnPoolingForward; backward runs ours",
+                           "cudnnPoolingForward, NCHW or NHWC descriptors; backward runs ours",
                            {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
@@ -266,10 +271,11 @@ const OpInfo& global_avgpool_op() {
   static const OpInfo op{"global_avgpool",
                          "`global_avgpool_forward`, `global_avgpool_backward`",
                          {{Backend::CpuReference,
-                           "loops; bfloat16/float16 with float32 math",
+                           "loops over (n, c) planes (NHWC: strided); bfloat16/float16 with "
+                           "float32 math",
                            {DType::F32, DType::F64, DType::BF16, DType::F16}},
                           {Backend::CudaHandwritten,
-                           "a warp per (n, c) plane",
+                           "a warp per (n, c) plane; NHWC: a thread per (n, c)",
                            {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
