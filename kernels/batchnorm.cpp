@@ -191,7 +191,6 @@ struct BnDims {
   Layout layout;  // x's, which every other activation shares (check_bn)
 };
 
-
 // x must be (N, C, H, W); every per-channel tensor (C) on x's device, in x's dtype, or float32 when x
 // is bfloat16/float16 (the parameters, statistics and their gradients stay float32: autocast's
 // policy); on a GPU, float32.
@@ -311,8 +310,8 @@ void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor&
              ? cuda::batchnorm_forward_eval_cudnn<T>
              : cuda::batchnorm_forward_eval<T>)(y.data<T>(), x.data<T>(), gamma.data<float>(),
                                                 beta.data<float>(), running_mean.data<float>(),
-                                                running_var.data<float>(), d.N, d.C, d.HW,
-                                                d.layout, p, cuda_context(x.device()));
+                                                running_var.data<float>(), d.N, d.C, d.HW, d.layout,
+                                                p, cuda_context(x.device()));
       }));
       return;
     default:
@@ -406,8 +405,8 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
         dispatch_layout(d.layout, [&]<bool kNhwc>() {
           cpu::batchnorm_backward_eval<T, kNhwc>(dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(),
                                                  dy.data<T>(), x.data<T>(), gamma.data<P>(),
-                                                 running_mean.data<P>(), running_var.data<P>(),
-                                                 d.N, d.C, d.HW, p.eps);
+                                                 running_mean.data<P>(), running_var.data<P>(), d.N,
+                                                 d.C, d.HW, p.eps);
         });
       });
   }

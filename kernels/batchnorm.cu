@@ -24,10 +24,10 @@
 // the NCHW kernels, but their reduction would then have consecutive threads read with stride C
 // (uncoalesced) and their slices would be single elements. NHWC has its own reduction kernels
 // (bn_*_partial_nhwc_kernel): a block covers CB = min(C, 32) consecutive channels and
-// kThreads / CB rows at a time, so consecutive threads read consecutive channels of a row (and, when
-// C < 32, the next row's: one contiguous stretch per warp); grid (ceil(C / CB), S), the R rows of
-// a channel split into S contiguous slices as above. Inside a block the kThreads / CB row groups of
-// a channel are merged by a fixed binary tree in shared memory, then the same finalize kernels
+// kThreads / CB rows at a time, so consecutive threads read consecutive channels of a row (and,
+// when C < 32, the next row's: one contiguous stretch per warp); grid (ceil(C / CB), S), the R rows
+// of a channel split into S contiguous slices as above. Inside a block the kThreads / CB row groups
+// of a channel are merged by a fixed binary tree in shared memory, then the same finalize kernels
 // merge the S slices in order: deterministic, and the same float-per-thread / double-merge
 // numerics as NCHW (only the order of the terms differs). The elementwise passes are the NCHW
 // ones with the channel taken per element (element e of the flat tensor is channel e % C), 16-byte
@@ -45,10 +45,11 @@
 // ForwardInference / Backward in CUDNN_BATCHNORM_SPATIAL mode, with CUDNN_TENSOR_NHWC descriptors
 // for channels-last tensors (these calls take any packed 4-D layout; cuDNN's faster NHWC kernels
 // sit behind the *Ex calls in CUDNN_BATCHNORM_SPATIAL_PERSISTENT mode, which need a workspace and
-// a reserve space and are not used here). cuDNN's running variance is the unbiased one and its saved inverse
-// variance is 1/sqrt(var + eps), exactly as ours, so the two paths are interchangeable; backward
-// passes alphaParamDiff = betaParamDiff = 1 so dgamma/dbeta accumulate as the layer contract says.
-// cuDNN has no eval-mode backward (the statistics are constants there), so that one is always ours.
+// a reserve space and are not used here). cuDNN's running variance is the unbiased one and its
+// saved inverse variance is 1/sqrt(var + eps), exactly as ours, so the two paths are
+// interchangeable; backward passes alphaParamDiff = betaParamDiff = 1 so dgamma/dbeta accumulate as
+// the layer contract says. cuDNN has no eval-mode backward (the statistics are constants there), so
+// that one is always ours.
 //
 // Indices inside the kernels are 32-bit (cheap division for the channel of an element); the
 // launchers check that a tensor has fewer than 2^31 elements (8 GiB of float32).
@@ -163,8 +164,8 @@ __device__ double2 block_sum2(double a, double b) {
 
 // NHWC blocks: thread t holds channel t % CB of row group t / CB (of kThreads / CB groups). After
 // this, thread t < CB holds the merge of its channel's groups, combined by a fixed binary tree
-// (group g takes g + h for h = 1, 2, 4, ...; deterministic). `part` is kThreads shared values; every
-// thread of the block must call it.
+// (group g takes g + h for h = 1, 2, 4, ...; deterministic). `part` is kThreads shared values;
+// every thread of the block must call it.
 template <typename V, typename Merge>
 __device__ V merge_row_groups(V* part, V v, unsigned CB, Merge merge_two) {
   const unsigned groups = blockDim.x / CB, g = threadIdx.x / CB;
@@ -219,8 +220,9 @@ __global__ void bn_stats_partial_nhwc_kernel(Moments* __restrict__ partial, cons
       mean += d / n;
       m2 += d * (v - mean);
     }
-  const Moments m = merge_row_groups(part, Moments{n, mean, m2}, CB,
-                                     [](const Moments& a, const Moments& b) { return merge(a, b); });
+  const Moments m =
+      merge_row_groups(part, Moments{n, mean, m2}, CB,
+                       [](const Moments& a, const Moments& b) { return merge(a, b); });
   if (threadIdx.x < CB && c < C) partial[c * gridDim.y + blockIdx.y] = m;
 }
 
@@ -256,7 +258,8 @@ __global__ void bn_normalize_kernel(T* __restrict__ y, const T* __restrict__ x,
   for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < units; i += gridDim.x * blockDim.x) {
     Unit<W> u = load_unit<T, W>(x, i);
     for_each_element<W, kNhwc>(i, C, L, [&](int j, unsigned c) {
-      const float m = __ldg(mean + c), k = __ldg(invstd + c) * __ldg(gamma + c), b = __ldg(beta + c);
+      const float m = __ldg(mean + c), k = __ldg(invstd + c) * __ldg(gamma + c),
+                  b = __ldg(beta + c);
       u.v[j] = (u.v[j] - m) * k + b;
     });
     store_unit<T, W>(y, i, u);
@@ -344,8 +347,9 @@ __global__ void bn_backward_partial_nhwc_kernel(double2* __restrict__ partial, T
       if constexpr (kEval) dx[off] = narrow<T>(gv * k);
     }
   }
-  const double2 t = merge_row_groups(part, make_double2(sum_dy, sum_dy_xhat), CB,
-                                     [](double2 a, double2 b) { return make_double2(a.x + b.x, a.y + b.y); });
+  const double2 t =
+      merge_row_groups(part, make_double2(sum_dy, sum_dy_xhat), CB,
+                       [](double2 a, double2 b) { return make_double2(a.x + b.x, a.y + b.y); });
   if (threadIdx.x < CB && c < C) partial[c * gridDim.y + blockIdx.y] = t;
 }
 
@@ -553,13 +557,11 @@ void launch_backward_partial(const Plan& plan, double2* part, T* dx, const T* dy
     bn_backward_partial_nhwc_kernel<T, kEval><<<grid, kThreads, 0, ctx.stream>>>(
         part, dx, dy, x, mean, invstd_or_var, gamma, eps, C, plan.CB, plan.per_channel, plan.per);
   else if (plan.W > 1)
-    bn_backward_partial_kernel<T, V, kEval>
-        <<<grid, kThreads, 0, ctx.stream>>>(part, dx, dy, x, mean, invstd_or_var, gamma, eps, C,
-                                            plan.L, plan.per_channel, plan.per);
+    bn_backward_partial_kernel<T, V, kEval><<<grid, kThreads, 0, ctx.stream>>>(
+        part, dx, dy, x, mean, invstd_or_var, gamma, eps, C, plan.L, plan.per_channel, plan.per);
   else
-    bn_backward_partial_kernel<T, 1, kEval>
-        <<<grid, kThreads, 0, ctx.stream>>>(part, dx, dy, x, mean, invstd_or_var, gamma, eps, C,
-                                            plan.L, plan.per_channel, plan.per);
+    bn_backward_partial_kernel<T, 1, kEval><<<grid, kThreads, 0, ctx.stream>>>(
+        part, dx, dy, x, mean, invstd_or_var, gamma, eps, C, plan.L, plan.per_channel, plan.per);
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 

@@ -6,7 +6,8 @@
 // windows overlap (stride < kernel, as in AlexNet's 3x3 stride-2 pools). In NHWC a plane's pixels
 // lie C elements apart (Geometry::base, step): the same loops in the same order with a stride, so
 // a channels-last tensor gives bit for bit the results of its NCHW copy (planes of consecutive
-// channels share cache lines and go to the same thread, so the strided reads are served from cache).
+// channels share cache lines and go to the same thread, so the strided reads are served from
+// cache).
 #include "kernels/pooling.h"
 
 #include <algorithm>
@@ -176,7 +177,8 @@ void avgpool2d_backward(T* dx, const T* dy, const Geometry& g) {
 template <typename T, bool kNhwc>
 void global_avgpool_forward(T* y, const T* x, const Geometry& g) {
   const int64_t HW = g.H, step = g.step<kNhwc>();
-#pragma omp parallel for schedule(static) if (g.NC * HW > 65536)  // threads only pay off on big tensors
+#pragma omp parallel for schedule(static) if (g.NC * HW > \
+                                              65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
     const T* xp = x + g.base<kNhwc>(nc, HW);
     double sum = 0;
@@ -189,7 +191,8 @@ template <typename T, bool kNhwc>
 void global_avgpool_backward(T* dx, const T* dy, const Geometry& g) {
   using C = compute_t<T>;
   const int64_t HW = g.H, step = g.step<kNhwc>();
-#pragma omp parallel for schedule(static) if (g.NC * HW > 65536)  // threads only pay off on big tensors
+#pragma omp parallel for schedule(static) if (g.NC * HW > \
+                                              65536)  // threads only pay off on big tensors
   for (int64_t nc = 0; nc < g.NC; ++nc) {
     const T d = narrow<T>(widen(dy[nc]) / static_cast<C>(HW));
     T* dxp = dx + g.base<kNhwc>(nc, HW);
@@ -209,8 +212,8 @@ cuda::PoolGeometry pool_geometry(const char* who, const Tensor& x, const Tensor&
   check_layout(y, x.layout(), who, "output (gradient)");
   check_same_device(y, x, who);
   check_dtype(y, x.dtype(), who, "output (gradient)");
-  return {x.size(0), x.size(1), x.size(2),  x.size(3), out[2],
-          out[3],    p.kernel,  p.stride,   p.pad,     x.layout()};
+  return {x.size(0), x.size(1), x.size(2), x.size(3), out[2],
+          out[3],    p.kernel,  p.stride,  p.pad,     x.layout()};
 }
 
 cpu::Geometry cpu_geometry(const cuda::PoolGeometry& g) {
@@ -414,8 +417,8 @@ void global_avgpool_forward(Backend b, Tensor& y, const Tensor& x) {
     return;
   }
   MINIDL_IF_CUDA(dispatch_float32_storage(y.dtype(), who, [&]<typename T>() {
-    cuda::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), x.size(0), x.size(1), HW,
-                                    x.layout(), cuda_context(x.device()));
+    cuda::global_avgpool_forward<T>(y.data<T>(), x.data<T>(), x.size(0), x.size(1), HW, x.layout(),
+                                    cuda_context(x.device()));
   }));
 }
 

@@ -85,9 +85,15 @@ Geo to_geo(const PoolGeometry& g, const char* who) {
   MINIDL_CHECK(in < (int64_t(1) << 31) && out < (int64_t(1) << 31), who,
                ": tensors of 2^31 or more elements are not supported by the CUDA kernels, got (N, "
                "C, H, W) = (", g.N, ", ", g.C, ", ", g.H, ", ", g.W, ")");
-  return {static_cast<unsigned>(g.N * g.C), static_cast<unsigned>(g.C), static_cast<unsigned>(g.H),
-          static_cast<unsigned>(g.W),       static_cast<unsigned>(g.P), static_cast<unsigned>(g.Q),
-          g.kernel,                         g.stride,                   g.pad};
+  return {static_cast<unsigned>(g.N * g.C),
+          static_cast<unsigned>(g.C),
+          static_cast<unsigned>(g.H),
+          static_cast<unsigned>(g.W),
+          static_cast<unsigned>(g.P),
+          static_cast<unsigned>(g.Q),
+          g.kernel,
+          g.stride,
+          g.pad};
 }
 
 // Outputs [begin, end) along one axis whose windows cover input coordinate `h`:
@@ -350,8 +356,8 @@ void global_avgpool_backward(T* dx, const T* dy, int64_t N, int64_t C, int64_t H
   if (NC == 0) return;
   const unsigned blocks = grid_stride_blocks(ctx, NC * HW, kThreads, kMaxBlocks);
   dispatch_layout(layout, [&]<bool kNhwc>() {
-    global_avgpool_backward_kernel<T, kNhwc><<<blocks, kThreads, 0, ctx.stream>>>(
-        dx, dy, unsigned(NC * HW), unsigned(C), unsigned(HW));
+    global_avgpool_backward_kernel<T, kNhwc>
+        <<<blocks, kThreads, 0, ctx.stream>>>(dx, dy, unsigned(NC * HW), unsigned(C), unsigned(HW));
   });
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }

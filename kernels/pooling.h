@@ -6,8 +6,8 @@
 // and a mixed call is an error naming the op and both tensors. argmax means the same in both: the
 // pixel h*W + w of the winner inside its (n, c) plane, stored at y's position of the window. The
 // global average pool's y and dy, (N, C, 1, 1), have the same memory in both layouts (either label
-// is taken; a channels-last model labels them NHWC); dx follows dx's layout. Every backend takes both
-// layouts at every dtype of its row.
+// is taken; a channels-last model labels them NHWC); dx follows dx's layout. Every backend takes
+// both layouts at every dtype of its row.
 //
 //   P = (H + 2 pad - k) / stride + 1, Q likewise.
 //   max:  y[n,c,p,q] = max over the window;  argmax keeps the flat index h*W + w of the winner
@@ -16,10 +16,11 @@
 //   global average: y[n,c] = mean over H*W;  dx = dy / (H*W).
 // dx is overwritten.
 // Backends: cpu-reference; cuda-handwritten (one thread per output, resp. input, element; a warp
-// per plane for the global average, one thread per (n, c) in NHWC); cuda-vendor = cudnnPoolingForward/Backward for max and
-// average pooling. cuDNN's max-pooling backward needs x and y instead of argmax (its forward
-// leaves argmax unwritten), and its average backward would need them too, so avgpool2d_backward
-// runs our kernel on both CUDA backends. Global average pooling is ours on every path.
+// per plane for the global average, one thread per (n, c) in NHWC); cuda-vendor =
+// cudnnPoolingForward/Backward for max and average pooling. cuDNN's max-pooling backward needs x
+// and y instead of argmax (its forward leaves argmax unwritten), and its average backward would
+// need them too, so avgpool2d_backward runs our kernel on both CUDA backends. Global average
+// pooling is ours on every path.
 #pragma once
 
 #include <cstdint>

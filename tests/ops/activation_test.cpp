@@ -152,7 +152,8 @@ TEST_CASE("activations on channels-last tensors: the same values, mixed layouts 
       activation_backward(c.backend, dx, dy, x, y, act, 0.1);
       const Tensor xl = to_case(c, to_layout(x32, Layout::NHWC));
       const Tensor dyl = to_case(c, to_layout(dy32, Layout::NHWC));
-      Tensor yl = poisoned(c, s, c.dtype, Layout::NHWC), dxl = poisoned(c, s, c.dtype, Layout::NHWC);
+      Tensor yl = poisoned(c, s, c.dtype, Layout::NHWC),
+             dxl = poisoned(c, s, c.dtype, Layout::NHWC);
       activation_forward(c.backend, yl, xl, act, 0.1);
       activation_backward(c.backend, dxl, dyl, xl, yl, act, 0.1);
       CHECK(yl.layout() == Layout::NHWC);

@@ -168,46 +168,48 @@ TEST_CASE("batchnorm train mode on every backend matches float64", "[ops][batchn
 
       // the backend under test, in both layouts
       for (Layout L : {Layout::NCHW, Layout::NHWC}) {
-      INFO(layout_name(L));
-      const Tensor gx = to_case(c, to_layout(x, L)), ggamma = to_case(c, ch.gamma);
-      Tensor gy = poisoned(c, s, c.dtype, L), gmean = poisoned(c, cs), ginvstd = poisoned(c, cs);
-      Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
-      batchnorm_forward_train(c.backend, gy, gmean, ginvstd, grm, grv, gx, ggamma,
-                              to_case(c, ch.beta), p);
-      Tensor gdx = poisoned(c, s, c.dtype, L), gdg = to_case(c, dgamma0), gdb = to_case(c, dbeta0);
-      batchnorm_backward_train(c.backend, gdx, gdg, gdb, to_case(c, to_layout(dy, L)), gx, ggamma,
-                               gmean, ginvstd, p);
+        INFO(layout_name(L));
+        const Tensor gx = to_case(c, to_layout(x, L)), ggamma = to_case(c, ch.gamma);
+        Tensor gy = poisoned(c, s, c.dtype, L), gmean = poisoned(c, cs), ginvstd = poisoned(c, cs);
+        Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
+        batchnorm_forward_train(c.backend, gy, gmean, ginvstd, grm, grv, gx, ggamma,
+                                to_case(c, ch.beta), p);
+        Tensor gdx = poisoned(c, s, c.dtype, L), gdg = to_case(c, dgamma0),
+               gdb = to_case(c, dbeta0);
+        batchnorm_backward_train(c.backend, gdx, gdg, gdb, to_case(c, to_layout(dy, L)), gx, ggamma,
+                                 gmean, ginvstd, p);
 
-      // The float64 backward from the same inputs: dy, x, gamma and the statistics the backend
-      // saved (compared with the float64 ones above). Not from the float64 statistics: dgamma =
-      // invstd sum dy (x - mean) moves by (mean error) invstd sum dy, and the float32 mean of a
-      // channel whose |mean| is 10 std is off by several ulps of |mean| (a float32 sum; 4e-6 at
-      // mean 5 on the CPU), which makes that term as large as the bound below.
-      Tensor rdx = Tensor::empty(s, DType::F64), rdg = cast(dgamma0, DType::F64),
-             rdb = cast(dbeta0, DType::F64);
-      batchnorm_backward_train(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64,
-                               cast(gmean, DType::F64), cast(ginvstd, DType::F64), p);
+        // The float64 backward from the same inputs: dy, x, gamma and the statistics the backend
+        // saved (compared with the float64 ones above). Not from the float64 statistics: dgamma =
+        // invstd sum dy (x - mean) moves by (mean error) invstd sum dy, and the float32 mean of a
+        // channel whose |mean| is 10 std is off by several ulps of |mean| (a float32 sum; 4e-6 at
+        // mean 5 on the CPU), which makes that term as large as the bound below.
+        Tensor rdx = Tensor::empty(s, DType::F64), rdg = cast(dgamma0, DType::F64),
+               rdb = cast(dbeta0, DType::F64);
+        batchnorm_backward_train(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64,
+                                 cast(gmean, DType::F64), cast(ginvstd, DType::F64), p);
 
-      // y = gamma (x - mean) invstd + beta inherits the float32 mean's error (up to ~1e-6 |mean|,
-      // see above) times gamma (<= 1.5) invstd: 1.2e-5 at mean 5, std 0.5 (seen, seed 1948087),
-      // hence that term, doubled, on top of the rounding bound.
-      // cuda-vendor: cuDNN's variance may be off by up to cudnn_var_rel_bound (above); invstd by
-      // half that, and y = gamma (x - mean) invstd + beta by that relative error of invstd times
-      // |y - beta| <= |y| + 1 (|beta| <= 1). Other backends: 1e-5 (see the top of the file).
-      const bool vendor = c.backend == Backend::CudaVendor;
-      const double var_rtol = vendor ? std::max(1e-5, cudnn_var_rel_bound(M, k.mean, k.std)) : 1e-5;
-      const double inv_rtol =
-          vendor ? std::max(1e-5, cudnn_invstd_rel_bound(M, k.mean, k.std)) : 1e-5;
-      const double y_extra = vendor ? cudnn_invstd_rel_bound(M, k.mean, k.std) : 0.0;
-      const double y_atol = 1e-5 + 2 * 1.5e-6 * std::abs(k.mean) / k.std + y_extra;
-      expect_close("y", gy, ry, y_atol, 1e-5 + y_extra, 1e-5 + y_extra);
-      expect_close("save_mean", gmean, rmean, 1e-6, 1e-5, 1e-5);
-      expect_close("save_invstd", ginvstd, rinvstd, 1e-7, inv_rtol, inv_rtol);
-      expect_close("running_mean", grm, rrm, 1e-6, 1e-5, 1e-5);
-      expect_close("running_var (unbiased)", grv, rrv, 1e-7, var_rtol, var_rtol);
-      expect_close("dx", gdx, rdx, 1e-5, 1e-5, 1e-5);
-      expect_close("dgamma", gdg, rdg, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
-      expect_close("dbeta", gdb, rdb, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
+        // y = gamma (x - mean) invstd + beta inherits the float32 mean's error (up to ~1e-6 |mean|,
+        // see above) times gamma (<= 1.5) invstd: 1.2e-5 at mean 5, std 0.5 (seen, seed 1948087),
+        // hence that term, doubled, on top of the rounding bound.
+        // cuda-vendor: cuDNN's variance may be off by up to cudnn_var_rel_bound (above); invstd by
+        // half that, and y = gamma (x - mean) invstd + beta by that relative error of invstd times
+        // |y - beta| <= |y| + 1 (|beta| <= 1). Other backends: 1e-5 (see the top of the file).
+        const bool vendor = c.backend == Backend::CudaVendor;
+        const double var_rtol =
+            vendor ? std::max(1e-5, cudnn_var_rel_bound(M, k.mean, k.std)) : 1e-5;
+        const double inv_rtol =
+            vendor ? std::max(1e-5, cudnn_invstd_rel_bound(M, k.mean, k.std)) : 1e-5;
+        const double y_extra = vendor ? cudnn_invstd_rel_bound(M, k.mean, k.std) : 0.0;
+        const double y_atol = 1e-5 + 2 * 1.5e-6 * std::abs(k.mean) / k.std + y_extra;
+        expect_close("y", gy, ry, y_atol, 1e-5 + y_extra, 1e-5 + y_extra);
+        expect_close("save_mean", gmean, rmean, 1e-6, 1e-5, 1e-5);
+        expect_close("save_invstd", ginvstd, rinvstd, 1e-7, inv_rtol, inv_rtol);
+        expect_close("running_mean", grm, rrm, 1e-6, 1e-5, 1e-5);
+        expect_close("running_var (unbiased)", grv, rrv, 1e-7, var_rtol, var_rtol);
+        expect_close("dx", gdx, rdx, 1e-5, 1e-5, 1e-5);
+        expect_close("dgamma", gdg, rdg, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
+        expect_close("dbeta", gdb, rdb, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
       }
     }
   }
@@ -354,9 +356,9 @@ TEST_CASE("batchnorm refuses activations of mixed layouts", "[ops][batchnorm]") 
   Tensor dx = Tensor::empty(s, DType::F32, Device::cpu(), Layout::NHWC);
   Tensor dg = Tensor::zeros(cs), db = Tensor::zeros(cs);
   const Tensor dy_nchw = Tensor::zeros(s);
-  CHECK_THROWS_WITH(batchnorm_backward_train(dx, dg, db, dy_nchw, x, gamma, mean, invstd,
-                                             BatchNormParams{}),
-                    Catch::Contains("batchnorm_backward_train") && Catch::Contains("layouts differ"));
+  CHECK_THROWS_WITH(
+      batchnorm_backward_train(dx, dg, db, dy_nchw, x, gamma, mean, invstd, BatchNormParams{}),
+      Catch::Contains("batchnorm_backward_train") && Catch::Contains("layouts differ"));
   CHECK_THROWS_WITH(
       batchnorm_backward_eval(dx, dg, db, dy_nchw, x, gamma, rm, rv, BatchNormParams{}),
       Catch::Contains("batchnorm_backward_eval") && Catch::Contains("layouts differ"));

@@ -242,27 +242,27 @@ TEST_CASE("batchnorm in bfloat16/float16: float32 statistics and parameters, 16-
       // Both layouts (channels-last: the same values converted, outputs poisoned in NHWC), the
       // same bounds (batchnorm_test.cpp: only the order of the float32 partial sums differs).
       for (Layout L : {Layout::NCHW, Layout::NHWC}) {
-      INFO(layout_name(L));
-      Tensor y = poisoned(c, s, c.dtype, L), dx = poisoned(c, s, c.dtype, L);
-      Tensor sm = poisoned(c, cs, DType::F32), si = poisoned(c, cs, DType::F32);
-      Tensor rm = f32_on(c, rm0), rv = f32_on(c, rv0), dg = f32_on(c, dg0), dbt = f32_on(c, dbt0);
-      const Tensor gd = f32_on(c, gamma), bd = f32_on(c, beta);
-      const Tensor xd = to_case(c, to_layout(x, L)), dyd = to_case(c, to_layout(dy, L));
-      batchnorm_forward_train(c.backend, y, sm, si, rm, rv, xd, gd, bd, p);
-      batchnorm_backward_train(c.backend, dx, dg, dbt, dyd, xd, gd, sm, si, p);
-      // y and dx: one rounding of a float32 result (u |ref|); the float32 arithmetic before it
-      // errs by a few 2^-24 of |y| <= ~8, the 1e-5 of the float32 batchnorm test.
-      expect_close("y", y, y_ref, 1e-5, u);
-      expect_close("dx", dx, dx_ref, 1e-5, u);
-      // Statistics, running statistics and parameter gradients are float32 computed from the
-      // same 16-bit values: the float32 bounds of tests/ops/batchnorm_test.cpp (1e-5, and
-      // 1e-5 sqrt(M) for the per-channel sums over M elements).
-      expect_close("save_mean", sm, sm_ref, 1e-5, 1e-5);
-      expect_close("save_invstd", si, si_ref, 1e-5, 1e-5);
-      expect_close("running_mean", rm, rm_ref, 1e-5, 1e-5);
-      expect_close("running_var", rv, rv_ref, 1e-5, 1e-5);
-      expect_close("dgamma", dg, dg_ref, 1e-5 * std::sqrt(M), 1e-5);
-      expect_close("dbeta", dbt, dbt_ref, 1e-5 * std::sqrt(M), 1e-5);
+        INFO(layout_name(L));
+        Tensor y = poisoned(c, s, c.dtype, L), dx = poisoned(c, s, c.dtype, L);
+        Tensor sm = poisoned(c, cs, DType::F32), si = poisoned(c, cs, DType::F32);
+        Tensor rm = f32_on(c, rm0), rv = f32_on(c, rv0), dg = f32_on(c, dg0), dbt = f32_on(c, dbt0);
+        const Tensor gd = f32_on(c, gamma), bd = f32_on(c, beta);
+        const Tensor xd = to_case(c, to_layout(x, L)), dyd = to_case(c, to_layout(dy, L));
+        batchnorm_forward_train(c.backend, y, sm, si, rm, rv, xd, gd, bd, p);
+        batchnorm_backward_train(c.backend, dx, dg, dbt, dyd, xd, gd, sm, si, p);
+        // y and dx: one rounding of a float32 result (u |ref|); the float32 arithmetic before it
+        // errs by a few 2^-24 of |y| <= ~8, the 1e-5 of the float32 batchnorm test.
+        expect_close("y", y, y_ref, 1e-5, u);
+        expect_close("dx", dx, dx_ref, 1e-5, u);
+        // Statistics, running statistics and parameter gradients are float32 computed from the
+        // same 16-bit values: the float32 bounds of tests/ops/batchnorm_test.cpp (1e-5, and
+        // 1e-5 sqrt(M) for the per-channel sums over M elements).
+        expect_close("save_mean", sm, sm_ref, 1e-5, 1e-5);
+        expect_close("save_invstd", si, si_ref, 1e-5, 1e-5);
+        expect_close("running_mean", rm, rm_ref, 1e-5, 1e-5);
+        expect_close("running_var", rv, rv_ref, 1e-5, 1e-5);
+        expect_close("dgamma", dg, dg_ref, 1e-5 * std::sqrt(M), 1e-5);
+        expect_close("dbeta", dbt, dbt_ref, 1e-5 * std::sqrt(M), 1e-5);
       }
     }
   }

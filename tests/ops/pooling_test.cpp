@@ -75,24 +75,24 @@ TEST_CASE("maxpool2d: every backend matches the float64 reference", "[ops][pooli
       maxpool2d_backward(ref, rdx, cast(dy, DType::F64), x64, ry, rarg, k.p);
 
       for (Layout L : {Layout::NCHW, Layout::NHWC}) {
-      INFO("x " << k.x << " " << layout_name(L) << ", k=" << k.p.kernel << " s=" << k.p.stride
-                << " p=" << k.p.pad << ", " << c.name());
-      const Tensor gx = to_case(c, to_layout(x, L));
-      Tensor gy = poisoned(c, ys, c.dtype, L), garg = poisoned(c, ys, DType::I32, L);
-      maxpool2d_forward(c.backend, gy, garg, gx, k.p);
-      // The maximum of the same float32 values is that value exactly.
-      expect_close("y", gy, ry, 0, 0);
-      if (c.backend == Backend::CudaVendor) {
-        // cuDNN does not produce argmax and its backward must not need it: keep it poisoned.
-        poison(garg);
-      } else {
-        expect_close("argmax", garg, rarg, 0, 0);
-      }
-      Tensor gdx = poisoned(c, k.x, c.dtype, L);
-      maxpool2d_backward(c.backend, gdx, to_case(c, to_layout(dy, L)), gx, gy, garg, k.p);
-      // Each dx is a sum of at most ceil(k/s)^2 = 4 (9 for stride 1) float32 values of |dy| < 1:
-      // a few float32 roundings, ~1e-7.
-      expect_close("dx", gdx, rdx, 1e-6, 1e-6);
+        INFO("x " << k.x << " " << layout_name(L) << ", k=" << k.p.kernel << " s=" << k.p.stride
+                  << " p=" << k.p.pad << ", " << c.name());
+        const Tensor gx = to_case(c, to_layout(x, L));
+        Tensor gy = poisoned(c, ys, c.dtype, L), garg = poisoned(c, ys, DType::I32, L);
+        maxpool2d_forward(c.backend, gy, garg, gx, k.p);
+        // The maximum of the same float32 values is that value exactly.
+        expect_close("y", gy, ry, 0, 0);
+        if (c.backend == Backend::CudaVendor) {
+          // cuDNN does not produce argmax and its backward must not need it: keep it poisoned.
+          poison(garg);
+        } else {
+          expect_close("argmax", garg, rarg, 0, 0);
+        }
+        Tensor gdx = poisoned(c, k.x, c.dtype, L);
+        maxpool2d_backward(c.backend, gdx, to_case(c, to_layout(dy, L)), gx, gy, garg, k.p);
+        // Each dx is a sum of at most ceil(k/s)^2 = 4 (9 for stride 1) float32 values of |dy| < 1:
+        // a few float32 roundings, ~1e-7.
+        expect_close("dx", gdx, rdx, 1e-6, 1e-6);
       }
     }
   }
@@ -130,19 +130,19 @@ TEST_CASE("maxpool2d: ties and NaN on every backend as the reference", "[ops][po
       maxpool2d_backward(ref, rdx, cast(dy, DType::F64), x64, ry, rarg, k.p);
       for (const BackendCase& c : backend_cases(maxpool2d_op()))
         for (Layout L : {Layout::NCHW, Layout::NHWC}) {
-        INFO("x " << k.x << " " << layout_name(L) << ", k=" << k.p.kernel << " s=" << k.p.stride
-                  << " p=" << k.p.pad << ", NaN fraction " << nan_fraction << ", " << c.name());
-        const Tensor gx = to_case(c, to_layout(x, L));
-        Tensor gy = poisoned(c, ys, c.dtype, L), garg = poisoned(c, ys, DType::I32, L);
-        maxpool2d_forward(c.backend, gy, garg, gx, k.p);
-        // y is the first maximum's value: a +0/-0 tie keeps the first one's sign.
-        expect_same("y", gy, ry, c.backend != Backend::CudaVendor);
-        if (c.backend == Backend::CudaVendor) continue;
-        expect_same("argmax", garg, rarg);
-        Tensor gdx = poisoned(c, k.x, c.dtype, L);
-        maxpool2d_backward(c.backend, gdx, to_case(c, to_layout(dy, L)), gx, gy, garg, k.p);
-        expect_same("dx", gdx, rdx, false);
-      }
+          INFO("x " << k.x << " " << layout_name(L) << ", k=" << k.p.kernel << " s=" << k.p.stride
+                    << " p=" << k.p.pad << ", NaN fraction " << nan_fraction << ", " << c.name());
+          const Tensor gx = to_case(c, to_layout(x, L));
+          Tensor gy = poisoned(c, ys, c.dtype, L), garg = poisoned(c, ys, DType::I32, L);
+          maxpool2d_forward(c.backend, gy, garg, gx, k.p);
+          // y is the first maximum's value: a +0/-0 tie keeps the first one's sign.
+          expect_same("y", gy, ry, c.backend != Backend::CudaVendor);
+          if (c.backend == Backend::CudaVendor) continue;
+          expect_same("argmax", garg, rarg);
+          Tensor gdx = poisoned(c, k.x, c.dtype, L);
+          maxpool2d_backward(c.backend, gdx, to_case(c, to_layout(dy, L)), gx, gy, garg, k.p);
+          expect_same("dx", gdx, rdx, false);
+        }
     }
   }
 }
