@@ -11,12 +11,16 @@
 // worst case, and these sums are what the CUDA kernels are compared with at 1e-5. The
 // elementwise passes are one multiply-add per element with per-channel coefficients. With 16-bit
 // tensors each channel runs in the AVX-512 copy where the CPU has it (kernels/cpu_simd.h).
+// Channels-last (NHWC) tensors have their own loops (the *_nhwc functions): rows in memory order,
+// channels innermost, per-channel accumulators, fixed row chunks summed in order afterwards.
 #include "kernels/batchnorm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kernels/cpu_simd.h"
 
@@ -24,40 +28,29 @@ namespace minidl {
 
 namespace cpu {
 
-// Where the values of channel c lie: N rows (one per image) of HW values each, row n starting at
-// base(n, c) and its values step() apart:
-//   NCHW  base (n*C + c)*HW, step 1      (a contiguous plane)
-//   NHWC  base n*HW*C + c,   step C      (every C-th value of the image)
-// Every loop below walks a channel row by row and a row value by value in this order whatever the
-// layout, so the sums (and so every result) of an NHWC tensor are bit-identical to those of its
-// NCHW copy. kNhwc is a template argument so that the NCHW loops keep their constant unit step
-// (and vectorise); the NHWC ones read with stride C.
-template <bool kNhwc>
-struct Planes {
-  int64_t C, HW;
-  int64_t base(int64_t n, int64_t c) const { return kNhwc ? n * HW * C + c : (n * C + c) * HW; }
-  int64_t step() const { return kNhwc ? C : 1; }
-};
+// Element (n, c, i) of an (N, C, HW) tensor.
+inline int64_t at(int64_t n, int64_t c, int64_t i, int64_t C, int64_t HW) {
+  return (n * C + c) * HW + i;
+}
 
 // Sum over one channel's N rows of HW contiguous values of f(value at k): each row is summed in
 // compute_t<T> into 16 interleaved partial sums (lane j adds elements j, j + 16, ...: at most
 // HW / 16 values per lane), which the compiler keeps in vector registers whatever their width, in
 // the same order on every ISA (an `omp simd` reduction would not vectorise in the AVX-512 copy:
 // its lane count is fixed for the baseline ISA); the rows are accumulated in double.
-template <typename T, bool kNhwc, typename F>
-double channel_sum(int64_t N, int64_t c, Planes<kNhwc> pl, F f) {
+template <typename T, typename F>
+double channel_sum(int64_t N, int64_t c, int64_t C, int64_t HW, F f) {
   using A = compute_t<T>;
   constexpr int64_t kLanes = 16;
-  const int64_t HW = pl.HW, step = pl.step();
   const int64_t body = HW - HW % kLanes;
   double sum = 0;
   for (int64_t n = 0; n < N; ++n) {
-    const int64_t base = pl.base(n, c);
+    const int64_t base = at(n, c, 0, C, HW);
     A lane[kLanes] = {};
     for (int64_t i = 0; i < body; i += kLanes)
-      for (int64_t j = 0; j < kLanes; ++j) lane[j] += f(base + (i + j) * step);
+      for (int64_t j = 0; j < kLanes; ++j) lane[j] += f(base + i + j);
     A row = 0;
-    for (int64_t i = body; i < HW; ++i) row += f(base + i * step);
+    for (int64_t i = body; i < HW; ++i) row += f(base + i);
     for (int64_t j = 0; j < kLanes; ++j) row += lane[j];
     sum += row;
   }
@@ -66,120 +59,262 @@ double channel_sum(int64_t N, int64_t c, Planes<kNhwc> pl, F f) {
 
 // dst[k] = a * src[k] + b over one channel (a, b in compute_t<T>: one fused multiply-add per
 // element, rounded once into T).
-template <typename T, bool kNhwc>
+template <typename T>
 void channel_affine(T* dst, const T* src, compute_t<T> a, compute_t<T> b, int64_t N, int64_t c,
-                    Planes<kNhwc> pl) {
-  const int64_t step = pl.step();
+                    int64_t C, int64_t HW) {
   for (int64_t n = 0; n < N; ++n) {
-    const int64_t base = pl.base(n, c);
+    const int64_t base = at(n, c, 0, C, HW);
 #pragma omp simd
-    for (int64_t i = 0; i < pl.HW; ++i)
-      dst[base + i * step] = narrow<T>(a * widen(src[base + i * step]) + b);
+    for (int64_t i = 0; i < HW; ++i) dst[base + i] = narrow<T>(a * widen(src[base + i]) + b);
   }
 }
 
-template <typename T, bool kNhwc, typename P = compute_t<T>>
+// The per-channel arithmetic both layouts share.
+// Train forward: from the channel's mean and biased variance, save the statistics, update the
+// running ones and return y's coefficients: y = scale x + shift.
+template <typename P>
+void finish_train_stats(P& scale, P& shift, P* save_mean, P* save_invstd, P* running_mean,
+                        P* running_var, const P* gamma, const P* beta, int64_t c, double mean,
+                        double var, double M, double momentum, double eps) {
+  const double invstd = 1.0 / std::sqrt(var + eps);
+  const double sc = gamma[c] * invstd;
+  scale = static_cast<P>(sc);
+  shift = static_cast<P>(beta[c] - mean * sc);
+  save_mean[c] = static_cast<P>(mean);
+  save_invstd[c] = static_cast<P>(invstd);
+  // The running variance estimates the population variance, hence the unbiased M / (M - 1).
+  running_mean[c] = static_cast<P>((1 - momentum) * running_mean[c] + momentum * mean);
+  running_var[c] = static_cast<P>((1 - momentum) * running_var[c] + momentum * var * M / (M - 1));
+}
+
+// Train backward: dx = gamma invstd / M (M dy - sum dy - xhat sum(dy xhat)), written with the
+// means and expanded to dx = k dy + a x + b with xhat = (x - mean) invstd.
+template <typename P>
+void train_dx_coefficients(P& k, P& a, P& b, double gamma, double mean, double invstd,
+                           double sum_dy, double sum_dy_xhat, double M) {
+  const double kd = gamma * invstd, mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
+  const double ad = -kd * mean_dy_xhat * invstd, bd = -kd * mean_dy - ad * mean;
+  k = static_cast<P>(kd);
+  a = static_cast<P>(ad);
+  b = static_cast<P>(bd);
+}
+
+template <typename T, typename P = compute_t<T>>
 void batchnorm_forward_train(T* y, P* save_mean, P* save_invstd, P* running_mean, P* running_var,
                              const T* x, const P* gamma, const P* beta, int64_t N, int64_t C,
                              int64_t HW, double momentum, double eps) {
   const double M = static_cast<double>(N * HW);
-  const Planes<kNhwc> pl{C, HW};
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c)
     run_simd16<T>([&] {
-      const double mean = channel_sum<T>(N, c, pl, [&](int64_t k) { return widen(x[k]); }) / M;
+      const double mean = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return widen(x[k]); }) / M;
       const P mean_t = static_cast<P>(mean);
-      const double sq = channel_sum<T>(N, c, pl, [&](int64_t k) {
+      const double sq = channel_sum<T>(N, c, C, HW, [&](int64_t k) {
         const P d = widen(x[k]) - mean_t;
         return d * d;
       });
       const double var = sq / M;  // biased: this is what normalises the batch
-      const double invstd = 1.0 / std::sqrt(var + eps);
-      const double scale = gamma[c] * invstd;
-      channel_affine<T>(y, x, static_cast<P>(scale), static_cast<P>(beta[c] - mean * scale), N, c,
-                        pl);
-      save_mean[c] = mean_t;
-      save_invstd[c] = static_cast<P>(invstd);
-      // The running variance estimates the population variance, hence the unbiased M / (M - 1).
-      running_mean[c] = static_cast<P>((1 - momentum) * running_mean[c] + momentum * mean);
-      running_var[c] =
-          static_cast<P>((1 - momentum) * running_var[c] + momentum * var * M / (M - 1));
+      P scale, shift;
+      finish_train_stats(scale, shift, save_mean, save_invstd, running_mean, running_var, gamma,
+                         beta, c, mean, var, M, momentum, eps);
+      channel_affine<T>(y, x, scale, shift, N, c, C, HW);
     });
 }
 
-template <typename T, bool kNhwc, typename P = compute_t<T>>
+template <typename T, typename P = compute_t<T>>
 void batchnorm_forward_eval(T* y, const T* x, const P* gamma, const P* beta, const P* running_mean,
                             const P* running_var, int64_t N, int64_t C, int64_t HW, double eps) {
-  const Planes<kNhwc> pl{C, HW};
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c)
     run_simd16<T>([&] {
       const double scale = gamma[c] / std::sqrt(static_cast<double>(running_var[c]) + eps);
       channel_affine<T>(y, x, static_cast<P>(scale),
-                        static_cast<P>(beta[c] - running_mean[c] * scale), N, c, pl);
+                        static_cast<P>(beta[c] - running_mean[c] * scale), N, c, C, HW);
     });
 }
 
 // Shared by both backward modes: the per-channel sums of dy and dy * xhat, with
 // xhat = (x - mean) invstd, accumulated into dbeta and dgamma. `mean`, `invstd` are the batch
 // statistics (train) or the running ones (eval).
-template <typename T, bool kNhwc>
+template <typename T>
 void batchnorm_param_grads(double& sum_dy, double& sum_dy_xhat, const T* dy, const T* x,
-                           double mean, double invstd, int64_t N, int64_t c, Planes<kNhwc> pl) {
+                           double mean, double invstd, int64_t N, int64_t c, int64_t C,
+                           int64_t HW) {
   const compute_t<T> mean_t = static_cast<compute_t<T>>(mean);
-  sum_dy = channel_sum<T>(N, c, pl, [&](int64_t k) { return widen(dy[k]); });
-  sum_dy_xhat = invstd * channel_sum<T>(N, c, pl, [&](int64_t k) {
+  sum_dy = channel_sum<T>(N, c, C, HW, [&](int64_t k) { return widen(dy[k]); });
+  sum_dy_xhat = invstd * channel_sum<T>(N, c, C, HW, [&](int64_t k) {
                   return widen(dy[k]) * (widen(x[k]) - mean_t);
                 });
 }
 
-template <typename T, bool kNhwc, typename P = compute_t<T>>
+template <typename T, typename P = compute_t<T>>
 void batchnorm_backward_train(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x, const P* gamma,
                               const P* save_mean, const P* save_invstd, int64_t N, int64_t C,
                               int64_t HW) {
   const double M = static_cast<double>(N * HW);
-  const Planes<kNhwc> pl{C, HW};
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c)
     run_simd16<T>([&] {
       const double mean = save_mean[c], invstd = save_invstd[c];
       double sum_dy, sum_dy_xhat;
-      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, pl);
+      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
       dbeta[c] += static_cast<P>(sum_dy);
       dgamma[c] += static_cast<P>(sum_dy_xhat);
-      // dx = gamma invstd / M (M dy - sum dy - xhat sum(dy xhat)), written with the means and
-      // expanded to dx = k dy + a x + b with xhat = (x - mean) invstd.
-      const double k = gamma[c] * invstd, mean_dy = sum_dy / M, mean_dy_xhat = sum_dy_xhat / M;
-      const double a = -k * mean_dy_xhat * invstd, b = -k * mean_dy - a * mean;
-      const P kt = static_cast<P>(k), at_ = static_cast<P>(a), bt = static_cast<P>(b);
-      const int64_t step = pl.step();
+      P kt, at_, bt;
+      train_dx_coefficients(kt, at_, bt, gamma[c], mean, invstd, sum_dy, sum_dy_xhat, M);
       for (int64_t n = 0; n < N; ++n) {
-        const int64_t base = pl.base(n, c);
+        const int64_t base = at(n, c, 0, C, HW);
 #pragma omp simd
-        for (int64_t i = 0; i < HW; ++i) {
-          const int64_t k = base + i * step;
-          dx[k] = narrow<T>(kt * widen(dy[k]) + at_ * widen(x[k]) + bt);
-        }
+        for (int64_t i = 0; i < HW; ++i)
+          dx[base + i] = narrow<T>(kt * widen(dy[base + i]) + at_ * widen(x[base + i]) + bt);
       }
     });
 }
 
-template <typename T, bool kNhwc, typename P = compute_t<T>>
+template <typename T, typename P = compute_t<T>>
 void batchnorm_backward_eval(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x, const P* gamma,
                              const P* running_mean, const P* running_var, int64_t N, int64_t C,
                              int64_t HW, double eps) {
-  const Planes<kNhwc> pl{C, HW};
 #pragma omp parallel for schedule(static) if (N * C * HW > 65536)  // threads only pay off on big tensors
   for (int64_t c = 0; c < C; ++c)
     run_simd16<T>([&] {
       const double mean = running_mean[c];
       const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
       double sum_dy, sum_dy_xhat;
-      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, pl);
+      batchnorm_param_grads(sum_dy, sum_dy_xhat, dy, x, mean, invstd, N, c, C, HW);
       dbeta[c] += static_cast<P>(sum_dy);
       dgamma[c] += static_cast<P>(sum_dy_xhat);
-      channel_affine<T>(dx, dy, static_cast<P>(gamma[c] * invstd), P(0), N, c, pl);
+      channel_affine<T>(dx, dy, static_cast<P>(gamma[c] * invstd), P(0), N, c, C, HW);
     });
+}
+
+
+// ---------------------------------------------------------------- channels-last (NHWC)
+// An NHWC tensor is an (R, C) matrix of R = N*H*W rows. The per-channel loops above would read it
+// with stride C (one cache line per value, no vectorisation: 7-20x slower, measured), so these
+// walk the rows in memory order, the inner loop over the C contiguous channels of a row, with
+// per-channel accumulators. A channel's sum is formed as in NCHW: at most kRows terms in
+// compute_t<T> (NCHW: a lane of a row), those partial sums in double. Rows are cut into fixed
+// chunks (not one per thread), summed in chunk order afterwards: the result does not depend on the
+// thread count. The per-channel arithmetic is the NCHW path's (finish_train_stats,
+// train_dx_coefficients), so only the summation order differs from NCHW.
+
+// sum[c] = sum over the R rows of f(r*C + c, c), in double.
+template <typename T, typename F>
+void rows_channel_sum(double* sum, int64_t R, int64_t C, F f) {
+  using A = compute_t<T>;
+  constexpr int64_t kRows = 32;
+  const int64_t chunks = (R + kRows - 1) / kRows;
+  std::vector<double> part(static_cast<size_t>(chunks * C));
+#pragma omp parallel for schedule(static) if (R * C > 65536)  // threads only pay off on big tensors
+  for (int64_t k = 0; k < chunks; ++k)
+    run_simd16<T>([&] {
+      std::vector<A> acc(static_cast<size_t>(C), A(0));
+      for (int64_t r = k * kRows; r < std::min(R, (k + 1) * kRows); ++r) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) acc[c] += f(r * C + c, c);
+      }
+      for (int64_t c = 0; c < C; ++c) part[k * C + c] = acc[c];
+    });
+  std::fill(sum, sum + C, 0.0);
+  for (int64_t k = 0; k < chunks; ++k)
+    for (int64_t c = 0; c < C; ++c) sum[c] += part[k * C + c];
+}
+
+// dst[r, c] = f(r*C + c, c) rounded once into T, rows in parallel.
+template <typename T, typename F>
+void rows_map(T* dst, int64_t R, int64_t C, F f) {
+  constexpr int64_t kRows = 32;
+  const int64_t chunks = (R + kRows - 1) / kRows;
+#pragma omp parallel for schedule(static) if (R * C > 65536)  // threads only pay off on big tensors
+  for (int64_t k = 0; k < chunks; ++k)
+    run_simd16<T>([&] {
+      for (int64_t r = k * kRows; r < std::min(R, (k + 1) * kRows); ++r) {
+#pragma omp simd
+        for (int64_t c = 0; c < C; ++c) dst[r * C + c] = narrow<T>(f(r * C + c, c));
+      }
+    });
+}
+
+template <typename T, typename P = compute_t<T>>
+void batchnorm_forward_train_nhwc(T* y, P* save_mean, P* save_invstd, P* running_mean,
+                                  P* running_var, const T* x, const P* gamma, const P* beta,
+                                  int64_t R, int64_t C, double momentum, double eps) {
+  const double M = static_cast<double>(R);
+  std::vector<double> sum(static_cast<size_t>(C)), sq(static_cast<size_t>(C));
+  rows_channel_sum<T>(sum.data(), R, C, [&](int64_t k, int64_t) { return widen(x[k]); });
+  std::vector<P> mean_t(static_cast<size_t>(C)), scale(mean_t.size()), shift(mean_t.size());
+  for (int64_t c = 0; c < C; ++c) mean_t[c] = static_cast<P>(sum[c] / M);
+  rows_channel_sum<T>(sq.data(), R, C, [&](int64_t k, int64_t c) {
+    const P d = widen(x[k]) - mean_t[c];
+    return d * d;
+  });
+  for (int64_t c = 0; c < C; ++c)
+    finish_train_stats(scale[c], shift[c], save_mean, save_invstd, running_mean, running_var, gamma,
+                       beta, c, sum[c] / M, sq[c] / M, M, momentum, eps);
+  rows_map(y, R, C, [&](int64_t k, int64_t c) { return scale[c] * widen(x[k]) + shift[c]; });
+}
+
+template <typename T, typename P = compute_t<T>>
+void batchnorm_forward_eval_nhwc(T* y, const T* x, const P* gamma, const P* beta,
+                                 const P* running_mean, const P* running_var, int64_t R, int64_t C,
+                                 double eps) {
+  std::vector<P> scale(static_cast<size_t>(C)), shift(scale.size());
+  for (int64_t c = 0; c < C; ++c) {
+    const double sc = gamma[c] / std::sqrt(static_cast<double>(running_var[c]) + eps);
+    scale[c] = static_cast<P>(sc);
+    shift[c] = static_cast<P>(beta[c] - running_mean[c] * sc);
+  }
+  rows_map(y, R, C, [&](int64_t k, int64_t c) { return scale[c] * widen(x[k]) + shift[c]; });
+}
+
+// Both backward modes: sum dy and sum dy xhat per channel (mean, invstd: the batch statistics or
+// the running ones), accumulated into dbeta and dgamma.
+template <typename T, typename P>
+void batchnorm_param_grads_nhwc(std::vector<double>& sum_dy, std::vector<double>& sum_dy_xhat,
+                                P* dgamma, P* dbeta, const T* dy, const T* x, const P* mean,
+                                const std::vector<double>& invstd, int64_t R, int64_t C) {
+  sum_dy.assign(static_cast<size_t>(C), 0.0);
+  sum_dy_xhat.assign(static_cast<size_t>(C), 0.0);
+  rows_channel_sum<T>(sum_dy.data(), R, C, [&](int64_t k, int64_t) { return widen(dy[k]); });
+  rows_channel_sum<T>(sum_dy_xhat.data(), R, C, [&](int64_t k, int64_t c) {
+    return widen(dy[k]) * (widen(x[k]) - static_cast<compute_t<T>>(mean[c]));
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    sum_dy_xhat[c] *= invstd[c];
+    dbeta[c] += static_cast<P>(sum_dy[c]);
+    dgamma[c] += static_cast<P>(sum_dy_xhat[c]);
+  }
+}
+
+template <typename T, typename P = compute_t<T>>
+void batchnorm_backward_train_nhwc(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x,
+                                   const P* gamma, const P* save_mean, const P* save_invstd,
+                                   int64_t R, int64_t C) {
+  const double M = static_cast<double>(R);
+  std::vector<double> invstd(save_invstd, save_invstd + C), sum_dy, sum_dy_xhat;
+  batchnorm_param_grads_nhwc(sum_dy, sum_dy_xhat, dgamma, dbeta, dy, x, save_mean, invstd, R, C);
+  std::vector<P> kt(static_cast<size_t>(C)), at_(kt.size()), bt(kt.size());
+  for (int64_t c = 0; c < C; ++c)
+    train_dx_coefficients(kt[c], at_[c], bt[c], gamma[c], save_mean[c], invstd[c], sum_dy[c],
+                          sum_dy_xhat[c], M);
+  rows_map(dx, R, C, [&](int64_t k, int64_t c) {
+    return kt[c] * widen(dy[k]) + at_[c] * widen(x[k]) + bt[c];
+  });
+}
+
+template <typename T, typename P = compute_t<T>>
+void batchnorm_backward_eval_nhwc(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x,
+                                  const P* gamma, const P* running_mean, const P* running_var,
+                                  int64_t R, int64_t C, double eps) {
+  std::vector<double> invstd(static_cast<size_t>(C)), sum_dy, sum_dy_xhat;
+  for (int64_t c = 0; c < C; ++c)
+    invstd[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+  batchnorm_param_grads_nhwc(sum_dy, sum_dy_xhat, dgamma, dbeta, dy, x, running_mean, invstd, R,
+                             C);
+  std::vector<P> k(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) k[c] = static_cast<P>(gamma[c] * invstd[c]);
+  rows_map(dx, R, C, [&](int64_t e, int64_t c) { return k[c] * widen(dy[e]); });
 }
 
 }  // namespace cpu
@@ -220,7 +355,7 @@ const OpInfo& batchnorm_op() {
       "`batchnorm_forward_train`, `batchnorm_forward_eval`, `batchnorm_backward_train`, "
       "`batchnorm_backward_eval`",
       {{Backend::CpuReference,
-        "per-channel loops (NHWC: the same loops, strided), statistics in float64; "
+        "per-channel loops (NHWC: over rows, channels innermost), statistics in float64; "
         "bfloat16/float16 activations with float32 parameters",
         {DType::F32, DType::F64, DType::BF16, DType::F16}},
        {Backend::CudaHandwritten,
@@ -277,12 +412,16 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
-        dispatch_layout(d.layout, [&]<bool kNhwc>() {
-          cpu::batchnorm_forward_train<T, kNhwc>(
+        if (d.layout == Layout::NHWC)
+          cpu::batchnorm_forward_train_nhwc<T>(
               y.data<T>(), save_mean.data<P>(), save_invstd.data<P>(), running_mean.data<P>(),
-              running_var.data<P>(), x.data<T>(), gamma.data<P>(), beta.data<P>(), d.N, d.C, d.HW,
+              running_var.data<P>(), x.data<T>(), gamma.data<P>(), beta.data<P>(), d.N * d.HW, d.C,
               p.momentum, p.eps);
-        });
+        else
+          cpu::batchnorm_forward_train<T>(y.data<T>(), save_mean.data<P>(), save_invstd.data<P>(),
+                                          running_mean.data<P>(), running_var.data<P>(),
+                                          x.data<T>(), gamma.data<P>(), beta.data<P>(), d.N, d.C,
+                                          d.HW, p.momentum, p.eps);
       });
   }
 }
@@ -317,11 +456,14 @@ void batchnorm_forward_eval(Backend b, Tensor& y, const Tensor& x, const Tensor&
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
-        dispatch_layout(d.layout, [&]<bool kNhwc>() {
-          cpu::batchnorm_forward_eval<T, kNhwc>(y.data<T>(), x.data<T>(), gamma.data<P>(),
-                                                beta.data<P>(), running_mean.data<P>(),
-                                                running_var.data<P>(), d.N, d.C, d.HW, p.eps);
-        });
+        if (d.layout == Layout::NHWC)
+          cpu::batchnorm_forward_eval_nhwc<T>(y.data<T>(), x.data<T>(), gamma.data<P>(),
+                                              beta.data<P>(), running_mean.data<P>(),
+                                              running_var.data<P>(), d.N * d.HW, d.C, p.eps);
+        else
+          cpu::batchnorm_forward_eval<T>(y.data<T>(), x.data<T>(), gamma.data<P>(), beta.data<P>(),
+                                         running_mean.data<P>(), running_var.data<P>(), d.N, d.C,
+                                         d.HW, p.eps);
       });
   }
 }
@@ -363,11 +505,14 @@ void batchnorm_backward_train(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbe
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
-        dispatch_layout(d.layout, [&]<bool kNhwc>() {
-          cpu::batchnorm_backward_train<T, kNhwc>(
+        if (d.layout == Layout::NHWC)
+          cpu::batchnorm_backward_train_nhwc<T>(
+              dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(), dy.data<T>(), x.data<T>(),
+              gamma.data<P>(), save_mean.data<P>(), save_invstd.data<P>(), d.N * d.HW, d.C);
+        else
+          cpu::batchnorm_backward_train<T>(
               dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(), dy.data<T>(), x.data<T>(),
               gamma.data<P>(), save_mean.data<P>(), save_invstd.data<P>(), d.N, d.C, d.HW);
-        });
       });
   }
 }
@@ -402,12 +547,16 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
     default:
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
-        dispatch_layout(d.layout, [&]<bool kNhwc>() {
-          cpu::batchnorm_backward_eval<T, kNhwc>(dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(),
-                                                 dy.data<T>(), x.data<T>(), gamma.data<P>(),
-                                                 running_mean.data<P>(), running_var.data<P>(), d.N,
-                                                 d.C, d.HW, p.eps);
-        });
+        if (d.layout == Layout::NHWC)
+          cpu::batchnorm_backward_eval_nhwc<T>(
+              dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(), dy.data<T>(), x.data<T>(),
+              gamma.data<P>(), running_mean.data<P>(), running_var.data<P>(), d.N * d.HW, d.C,
+              p.eps);
+        else
+          cpu::batchnorm_backward_eval<T>(dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(),
+                                          dy.data<T>(), x.data<T>(), gamma.data<P>(),
+                                          running_mean.data<P>(), running_var.data<P>(), d.N, d.C,
+                                          d.HW, p.eps);
       });
   }
 }

@@ -6,8 +6,9 @@
 // and running statistics) are 1-D and have no layout. The statistics are the same in both: per
 // channel over the M = N*H*W values, the running variance unbiased with that same M. Every
 // backend takes both layouts at every dtype of its row (an NHWC tensor is exactly the
-// (N*H*W, C, 1) case of an (N, C, HW) one, which the CPU loops index with stride C and the CUDA
-// kernels reduce with consecutive threads on consecutive channels: batchnorm.cpp, batchnorm.cu).
+// (N*H*W, C, 1) case of an (N, C, HW) one; the CPU loops walk its rows with the channels
+// innermost and the CUDA kernels reduce with consecutive threads on consecutive channels:
+// batchnorm.cpp, batchnorm.cu).
 //
 // Train:  mean_c = E[x],  var_c = E[(x - mean_c)^2] (biased, used to normalise)
 //         invstd_c = 1 / sqrt(var_c + eps),  xhat = (x - mean_c) invstd_c,  y = gamma_c xhat +

@@ -15,9 +15,10 @@
 // Layouts: the train and eval cases run each backend on x, dy and the outputs in NCHW and in
 // NHWC (channels-last: converted inputs, outputs poisoned in NHWC) against the same NCHW float64
 // reference (to_doubles pairs element (n, c, h, w) with (n, c, h, w) in either layout). An NHWC
-// tensor is normalised over the same M = N*H*W values per channel; only the order of the float32
-// partial sums differs on CUDA (the CPU sums in the same order in both), and the bounds below do
-// not depend on the order (each is a bound for any order of the terms), so they hold unchanged.
+// tensor is normalised over the same M = N*H*W values per channel; only the grouping of the
+// float32 partial sums differs (CPU: 32 rows per float sum instead of a 16-lane split of a row of
+// HW; CUDA: row groups per thread instead of plane stretches), each still merged in double, and
+// the bounds below do not depend on the order of the terms, so they hold unchanged.
 // In NHWC, (32,16,32,32) and (13,16,31,31) split each channel's rows over 128 and 48 blocks (the
 // last one shorter), and every tensor above 1024 units runs several grid-stride passes under the
 // tests' 4-block cap.
