@@ -188,7 +188,6 @@ void batchnorm_backward_eval(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x
     });
 }
 
-
 // ---------------------------------------------------------------- channels-last (NHWC)
 // An NHWC tensor is an (R, C) matrix of R = N*H*W rows. The per-channel loops above would read it
 // with stride C (one cache line per value, no vectorisation: 7-20x slower, measured), so these
@@ -310,8 +309,7 @@ void batchnorm_backward_eval_nhwc(T* dx, P* dgamma, P* dbeta, const T* dy, const
   std::vector<double> invstd(static_cast<size_t>(C)), sum_dy, sum_dy_xhat;
   for (int64_t c = 0; c < C; ++c)
     invstd[c] = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
-  batchnorm_param_grads_nhwc(sum_dy, sum_dy_xhat, dgamma, dbeta, dy, x, running_mean, invstd, R,
-                             C);
+  batchnorm_param_grads_nhwc(sum_dy, sum_dy_xhat, dgamma, dbeta, dy, x, running_mean, invstd, R, C);
   std::vector<P> k(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) k[c] = static_cast<P>(gamma[c] * invstd[c]);
   rows_map(dx, R, C, [&](int64_t e, int64_t c) { return k[c] * widen(dy[e]); });
@@ -413,10 +411,10 @@ void batchnorm_forward_train(Backend b, Tensor& y, Tensor& save_mean, Tensor& sa
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
         if (d.layout == Layout::NHWC)
-          cpu::batchnorm_forward_train_nhwc<T>(
-              y.data<T>(), save_mean.data<P>(), save_invstd.data<P>(), running_mean.data<P>(),
-              running_var.data<P>(), x.data<T>(), gamma.data<P>(), beta.data<P>(), d.N * d.HW, d.C,
-              p.momentum, p.eps);
+          cpu::batchnorm_forward_train_nhwc<T>(y.data<T>(), save_mean.data<P>(),
+                                               save_invstd.data<P>(), running_mean.data<P>(),
+                                               running_var.data<P>(), x.data<T>(), gamma.data<P>(),
+                                               beta.data<P>(), d.N * d.HW, d.C, p.momentum, p.eps);
         else
           cpu::batchnorm_forward_train<T>(y.data<T>(), save_mean.data<P>(), save_invstd.data<P>(),
                                           running_mean.data<P>(), running_var.data<P>(),
@@ -548,10 +546,10 @@ void batchnorm_backward_eval(Backend b, Tensor& dx, Tensor& dgamma, Tensor& dbet
       dispatch_storage(x.dtype(), who, [&]<typename T>() {
         using P = compute_t<T>;
         if (d.layout == Layout::NHWC)
-          cpu::batchnorm_backward_eval_nhwc<T>(
-              dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(), dy.data<T>(), x.data<T>(),
-              gamma.data<P>(), running_mean.data<P>(), running_var.data<P>(), d.N * d.HW, d.C,
-              p.eps);
+          cpu::batchnorm_backward_eval_nhwc<T>(dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(),
+                                               dy.data<T>(), x.data<T>(), gamma.data<P>(),
+                                               running_mean.data<P>(), running_var.data<P>(),
+                                               d.N * d.HW, d.C, p.eps);
         else
           cpu::batchnorm_backward_eval<T>(dx.data<T>(), dgamma.data<P>(), dbeta.data<P>(),
                                           dy.data<T>(), x.data<T>(), gamma.data<P>(),
