@@ -281,24 +281,29 @@ TEST_CASE("batchnorm with running_var or batch variance near 0 on every backend 
       Tensor rrm = cast(ch.running_mean, DType::F64), rrv = cast(ch.running_var, DType::F64);
       batchnorm_forward_train(ref, rty, rtm, rti, rrm, rrv, xt64, gamma64,
                               cast(ch.beta, DType::F64), p);
-      Tensor ty = poisoned(c, s), tm = poisoned(c, cs), ti = poisoned(c, cs);
-      Tensor trm = to_case(c, ch.running_mean), trv = to_case(c, ch.running_var);
-      const Tensor gxt = to_case(c, xt), ggamma = to_case(c, ch.gamma);
-      batchnorm_forward_train(c.backend, ty, tm, ti, trm, trv, gxt, ggamma, to_case(c, ch.beta),
-                              p);
-      Tensor tdx = poisoned(c, s), tdg = to_case(c, dgamma0), tdb = to_case(c, dbeta0);
-      batchnorm_backward_train(c.backend, tdx, tdg, tdb, to_case(c, dy), gxt, ggamma, tm, ti, p);
-      Tensor rtdx = Tensor::empty(s, DType::F64), rtdg = cast(dgamma0, DType::F64),
-             rtdb = cast(dbeta0, DType::F64);
-      batchnorm_backward_train(ref, rtdx, rtdg, rtdb, cast(dy, DType::F64), xt64, gamma64,
-                               cast(tm, DType::F64), cast(ti, DType::F64), p);
-      // On the constant channels y = beta comes out of x scale + (beta - mean scale) (the CPU's
-      // form) with scale ~ 316: rounded at 237's scale (1.5e-5 absolute) on values ~1, so both
-      // the absolute and the relative L2 bound scale with k there (seen: 1.6e-5 relative L2,
-      // seed 12358611481226476127).
-      expect_close("train y", ty, rty, 1e-5 * k, 1e-5, 1e-5 * k);
-      expect_close("train save_invstd", ti, rti, 1e-7, 1e-5, 1e-5);
-      expect_close("train dx", tdx, rtdx, 1e-5 * k, 1e-5, 1e-5);
+      for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+        INFO(layout_name(L));
+        Tensor ty = poisoned(c, s, c.dtype, L), tm = poisoned(c, cs), ti = poisoned(c, cs);
+        Tensor trm = to_case(c, ch.running_mean), trv = to_case(c, ch.running_var);
+        const Tensor gxt = to_case(c, to_layout(xt, L)), ggamma = to_case(c, ch.gamma);
+        batchnorm_forward_train(c.backend, ty, tm, ti, trm, trv, gxt, ggamma, to_case(c, ch.beta),
+                                p);
+        Tensor tdx = poisoned(c, s, c.dtype, L), tdg = to_case(c, dgamma0),
+               tdb = to_case(c, dbeta0);
+        batchnorm_backward_train(c.backend, tdx, tdg, tdb, to_case(c, to_layout(dy, L)), gxt,
+                                 ggamma, tm, ti, p);
+        Tensor rtdx = Tensor::empty(s, DType::F64), rtdg = cast(dgamma0, DType::F64),
+               rtdb = cast(dbeta0, DType::F64);
+        batchnorm_backward_train(ref, rtdx, rtdg, rtdb, cast(dy, DType::F64), xt64, gamma64,
+                                 cast(tm, DType::F64), cast(ti, DType::F64), p);
+        // On the constant channels y = beta comes out of x scale + (beta - mean scale) (the CPU's
+        // form) with scale ~ 316: rounded at 237's scale (1.5e-5 absolute) on values ~1, so both
+        // the absolute and the relative L2 bound scale with k there (seen: 1.6e-5 relative L2,
+        // seed 12358611481226476127).
+        expect_close("train y", ty, rty, 1e-5 * k, 1e-5, 1e-5 * k);
+        expect_close("train save_invstd", ti, rti, 1e-7, 1e-5, 1e-5);
+        expect_close("train dx", tdx, rtdx, 1e-5 * k, 1e-5, 1e-5);
+      }
     }
   }
 }
