@@ -192,47 +192,82 @@ void batchnorm_backward_eval(T* dx, P* dgamma, P* dbeta, const T* dy, const T* x
 // An NHWC tensor is an (R, C) matrix of R = N*H*W rows. The per-channel loops above would read it
 // with stride C (one cache line per value, no vectorisation: 7-20x slower, measured), so these
 // walk the rows in memory order, the inner loop over the C contiguous channels of a row, with
-// per-channel accumulators. A channel's sum is formed as in NCHW: at most kRows terms in
-// compute_t<T> (NCHW: a lane of a row), those partial sums in double. Rows are cut into fixed
-// chunks (not one per thread), summed in chunk order afterwards: the result does not depend on the
-// thread count. The per-channel arithmetic is the NCHW path's (finish_train_stats,
-// train_dx_coefficients), so only the summation order differs from NCHW.
+// per-channel accumulators. Rows are cut into fixed chunks (not one per thread) of
+// chunk_rows(C) rows, whose per-channel results are merged in chunk order afterwards in double:
+// the result does not depend on the thread count. Within a chunk a channel has 32 to 128 terms
+// (fewer channels, longer chunks: a chunk's setup costs as much as a short row), summed in
+// compute_t<T> as the NCHW lanes sum a few dozen. A chunk is small enough to stay in cache, so the
+// statistics take one pass over x: each chunk's mean and squared deviations two-pass inside the
+// chunk (no E[x^2] - E[x]^2 cancellation), the chunks merged by Chan et al.'s pairwise formula, as
+// the CUDA kernels merge theirs. The per-channel arithmetic after the sums is the NCHW path's
+// (finish_train_stats, train_dx_coefficients).
+inline int64_t chunk_rows(int64_t C) { return std::clamp<int64_t>(2048 / C, 32, 128); }
 
-// sum[c] = sum over the R rows of f(r*C + c, c), in double.
+// body(k, r0, r1) for the row chunks k = [r0, r1) in parallel, each in run_simd16<T>.
 template <typename T, typename F>
-void rows_channel_sum(double* sum, int64_t R, int64_t C, F f) {
-  using A = compute_t<T>;
-  constexpr int64_t kRows = 32;
-  const int64_t chunks = (R + kRows - 1) / kRows;
-  std::vector<double> part(static_cast<size_t>(chunks * C));
+void for_row_chunks(int64_t R, int64_t C, F body) {
+  const int64_t rows = chunk_rows(C), chunks = (R + rows - 1) / rows;
 #pragma omp parallel for schedule(static) if (R * C > 65536)  // threads only pay off on big tensors
-  for (int64_t k = 0; k < chunks; ++k)
-    run_simd16<T>([&] {
-      std::vector<A> acc(static_cast<size_t>(C), A(0));
-      for (int64_t r = k * kRows; r < std::min(R, (k + 1) * kRows); ++r) {
+  for (int64_t k = 0; k < chunks; ++k) {
+    const int64_t r0 = k * rows, r1 = std::min(R, r0 + rows);
+    run_simd16<T>([&] { body(k, r0, r1); });
+  }
+}
+
+// Per-channel mean and M2 = sum (x - mean)^2 over the R rows, in double.
+template <typename T>
+void rows_channel_moments(std::vector<double>& mean, std::vector<double>& m2, const T* x, int64_t R,
+                          int64_t C) {
+  using A = compute_t<T>;
+  const int64_t rows = chunk_rows(C), chunks = (R + rows - 1) / rows;
+  std::vector<double> part_mean(static_cast<size_t>(chunks * C)), part_m2(part_mean.size());
+  for_row_chunks<T>(R, C, [&](int64_t k, int64_t r0, int64_t r1) {
+    std::vector<A> sum(static_cast<size_t>(C), A(0)), sq(sum.size(), A(0)), m(sum.size());
+    for (int64_t r = r0; r < r1; ++r) {
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) acc[c] += f(r * C + c, c);
+      for (int64_t c = 0; c < C; ++c) sum[c] += widen(x[r * C + c]);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      part_mean[k * C + c] = static_cast<double>(sum[c]) / static_cast<double>(r1 - r0);
+      m[c] = static_cast<A>(part_mean[k * C + c]);
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        const A d = widen(x[r * C + c]) - m[c];
+        sq[c] += d * d;
       }
-      for (int64_t c = 0; c < C; ++c) part[k * C + c] = acc[c];
-    });
-  std::fill(sum, sum + C, 0.0);
-  for (int64_t k = 0; k < chunks; ++k)
-    for (int64_t c = 0; c < C; ++c) sum[c] += part[k * C + c];
+    }
+    // M2 about the chunk's exact mean: the deviations were taken from its rounding m, which adds
+    // (r1 - r0) (m - mean)^2.
+    for (int64_t c = 0; c < C; ++c) {
+      const double e = static_cast<double>(m[c]) - part_mean[k * C + c];
+      part_m2[k * C + c] = static_cast<double>(sq[c]) - static_cast<double>(r1 - r0) * e * e;
+    }
+  });
+  mean.assign(static_cast<size_t>(C), 0.0);
+  m2.assign(static_cast<size_t>(C), 0.0);
+  double n = 0;
+  for (int64_t k = 0; k < chunks; ++k) {
+    const double nk = static_cast<double>(std::min(R, (k + 1) * rows) - k * rows), nt = n + nk;
+    for (int64_t c = 0; c < C; ++c) {
+      const double delta = part_mean[k * C + c] - mean[c];
+      mean[c] += delta * nk / nt;
+      m2[c] += part_m2[k * C + c] + delta * delta * n * nk / nt;
+    }
+    n = nt;
+  }
 }
 
 // dst[r, c] = f(r*C + c, c) rounded once into T, rows in parallel.
 template <typename T, typename F>
 void rows_map(T* dst, int64_t R, int64_t C, F f) {
-  constexpr int64_t kRows = 32;
-  const int64_t chunks = (R + kRows - 1) / kRows;
-#pragma omp parallel for schedule(static) if (R * C > 65536)  // threads only pay off on big tensors
-  for (int64_t k = 0; k < chunks; ++k)
-    run_simd16<T>([&] {
-      for (int64_t r = k * kRows; r < std::min(R, (k + 1) * kRows); ++r) {
+  for_row_chunks<T>(R, C, [&](int64_t, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
 #pragma omp simd
-        for (int64_t c = 0; c < C; ++c) dst[r * C + c] = narrow<T>(f(r * C + c, c));
-      }
-    });
+      for (int64_t c = 0; c < C; ++c) dst[r * C + c] = narrow<T>(f(r * C + c, c));
+    }
+  });
 }
 
 template <typename T, typename P = compute_t<T>>
@@ -240,17 +275,12 @@ void batchnorm_forward_train_nhwc(T* y, P* save_mean, P* save_invstd, P* running
                                   P* running_var, const T* x, const P* gamma, const P* beta,
                                   int64_t R, int64_t C, double momentum, double eps) {
   const double M = static_cast<double>(R);
-  std::vector<double> sum(static_cast<size_t>(C)), sq(static_cast<size_t>(C));
-  rows_channel_sum<T>(sum.data(), R, C, [&](int64_t k, int64_t) { return widen(x[k]); });
-  std::vector<P> mean_t(static_cast<size_t>(C)), scale(mean_t.size()), shift(mean_t.size());
-  for (int64_t c = 0; c < C; ++c) mean_t[c] = static_cast<P>(sum[c] / M);
-  rows_channel_sum<T>(sq.data(), R, C, [&](int64_t k, int64_t c) {
-    const P d = widen(x[k]) - mean_t[c];
-    return d * d;
-  });
+  std::vector<double> mean, m2;
+  rows_channel_moments(mean, m2, x, R, C);
+  std::vector<P> scale(static_cast<size_t>(C)), shift(scale.size());
   for (int64_t c = 0; c < C; ++c)
     finish_train_stats(scale[c], shift[c], save_mean, save_invstd, running_mean, running_var, gamma,
-                       beta, c, sum[c] / M, sq[c] / M, M, momentum, eps);
+                       beta, c, mean[c], m2[c] / M, M, momentum, eps);
   rows_map(y, R, C, [&](int64_t k, int64_t c) { return scale[c] * widen(x[k]) + shift[c]; });
 }
 
@@ -273,12 +303,34 @@ template <typename T, typename P>
 void batchnorm_param_grads_nhwc(std::vector<double>& sum_dy, std::vector<double>& sum_dy_xhat,
                                 P* dgamma, P* dbeta, const T* dy, const T* x, const P* mean,
                                 const std::vector<double>& invstd, int64_t R, int64_t C) {
+  using A = compute_t<T>;
+  // One pass over dy and x: both sums per chunk, the chunks added in order in double.
+  const int64_t chunks = (R + chunk_rows(C) - 1) / chunk_rows(C);
+  std::vector<double> part(static_cast<size_t>(2 * chunks * C));
+  for_row_chunks<T>(R, C, [&](int64_t k, int64_t r0, int64_t r1) {
+    std::vector<A> s1(static_cast<size_t>(C), A(0)), s2(s1.size(), A(0)), m(s1.size());
+    for (int64_t c = 0; c < C; ++c) m[c] = static_cast<A>(mean[c]);
+    for (int64_t r = r0; r < r1; ++r) {
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        const A g = widen(dy[r * C + c]);
+        s1[c] += g;
+        s2[c] += g * (widen(x[r * C + c]) - m[c]);
+      }
+    }
+    double* out = part.data() + 2 * k * C;
+    for (int64_t c = 0; c < C; ++c) {
+      out[c] = s1[c];
+      out[C + c] = s2[c];
+    }
+  });
   sum_dy.assign(static_cast<size_t>(C), 0.0);
   sum_dy_xhat.assign(static_cast<size_t>(C), 0.0);
-  rows_channel_sum<T>(sum_dy.data(), R, C, [&](int64_t k, int64_t) { return widen(dy[k]); });
-  rows_channel_sum<T>(sum_dy_xhat.data(), R, C, [&](int64_t k, int64_t c) {
-    return widen(dy[k]) * (widen(x[k]) - static_cast<compute_t<T>>(mean[c]));
-  });
+  for (int64_t k = 0; k < chunks; ++k)
+    for (int64_t c = 0; c < C; ++c) {
+      sum_dy[c] += part[2 * k * C + c];
+      sum_dy_xhat[c] += part[(2 * k + 1) * C + c];
+    }
   for (int64_t c = 0; c < C; ++c) {
     sum_dy_xhat[c] *= invstd[c];
     dbeta[c] += static_cast<P>(sum_dy[c]);

@@ -131,7 +131,8 @@ void maxpool2d_backward(T* dx, const T* dy, const int32_t* argmax, const Geometr
       acc.finish();
     }
   } else {
-#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > 65536)  // threads only pay off on big tensors
+#pragma omp parallel for schedule(static) if (g.NC * g.H * g.W > \
+                                              65536)  // threads only pay off on big tensors
     for (int64_t nc = 0; nc < g.NC; ++nc) {
       PlaneAccumulator<T> acc(dx + nc * g.H * g.W, g.H * g.W);
       auto* dxp = acc.data();
