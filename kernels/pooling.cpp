@@ -4,10 +4,11 @@
 // The CPU reference loops over (n, c) planes with OpenMP: every window lies inside one plane, so
 // the backward scatter (dx[window] += ...) never crosses planes and needs no atomics, even where
 // windows overlap (stride < kernel, as in AlexNet's 3x3 stride-2 pools). In NHWC a plane's pixels
-// lie C elements apart (Geometry::base, step): the same loops in the same order with a stride, so
-// a channels-last tensor gives bit for bit the results of its NCHW copy (planes of consecutive
-// channels share cache lines and go to the same thread, so the strided reads are served from
-// cache).
+// lie C elements apart (Geometry::base, step): the forwards run the same loops in the same order
+// with that stride (planes of consecutive channels share cache lines and go to the same thread:
+// 1.0-1.3x the NCHW time, measured), the backward scatters accumulate a whole image with the
+// channels innermost (maxpool2d_backward). Every output gets the same terms in the same order in
+// both layouts, so a channels-last tensor gives bit for bit the results of its NCHW copy.
 #include "kernels/pooling.h"
 
 #include <algorithm>
