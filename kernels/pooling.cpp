@@ -260,8 +260,8 @@ const OpInfo& maxpool2d_op() {
   static const OpInfo op{"maxpool2d",
                          "`maxpool2d_forward`, `maxpool2d_backward`",
                          {{Backend::CpuReference,
-                           "loops over (n, c) planes (NHWC: strided), argmax kept for backward; "
-                           "bfloat16/float16 with float32 math",
+                           "loops over (n, c) planes (NHWC: strided; backward per image), "
+                           "argmax kept for backward; bfloat16/float16 with float32 math",
                            {DType::F32, DType::F64, DType::BF16, DType::F16}},
                           {Backend::CudaHandwritten,
                            "one thread per output (forward) / input (backward) element (NHWC: "
@@ -278,8 +278,8 @@ const OpInfo& avgpool2d_op() {
   static const OpInfo op{"avgpool2d",
                          "`avgpool2d_forward`, `avgpool2d_backward`",
                          {{Backend::CpuReference,
-                           "loops over (n, c) planes (NHWC: strided); bfloat16/float16 with "
-                           "float32 math",
+                           "loops over (n, c) planes (NHWC: strided; backward per image); "
+                           "bfloat16/float16 with float32 math",
                            {DType::F32, DType::F64, DType::BF16, DType::F16}},
                           {Backend::CudaHandwritten,
                            "one thread per output (forward) / input (backward) element (NHWC: "
