@@ -16,6 +16,10 @@
 //   ||g_f64||.
 // A wrong kernel (a missed tile, a transposed operand, an unconverted or NaN buffer) errs by order
 // 1; each op is also checked alone on awkward shapes (tests/ops/low_precision_test.cpp).
+//
+// --channels-last: the CUDA step runs with NHWC activations (the CPU and float64 steps stay NCHW).
+// It rounds at the same points with the same u, only its float32 sums run in another order (the
+// NHWC conversions move values without rounding them), so the same bounds hold unchanged.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -48,15 +52,18 @@ double rel_distance(const Tensor& a, const Tensor& b, const Tensor& ref) {
 
 // One model's 16-bit step on every CUDA kernel setting whose convolution computes 16 bits, against
 // the CPU's 16-bit step and float64, with the bound derived at the top of this file.
-static void check_cuda_precision_step(const std::string& name, const Shape& xs) {
+static void check_cuda_precision_step(
+    const std::string& name, const Shape& xs, Layout layout = Layout::NCHW,
+    const std::vector<Precision>& precisions = {Precision::BF16, Precision::FP16}) {
   const uint64_t seed = std::getenv("MINIDL_TEST_SEED") ? test_seed() : 20261205;
-  INFO(name << ", seed " << seed << " (MINIDL_TEST_SEED repeats another)");
+  INFO(name << ", seed " << seed << " (MINIDL_TEST_SEED repeats another), CUDA activations "
+            << layout_name(layout));
   Generator g(seed);
   const Tensor x = normal_tensor(xs, g, 1.0, DType::F32);
   const Tensor labels = label_tensor(xs[0], 10, g);
   const NamedTensors init = initial_parameters(name);
   const PrecisionStep ref = precision_step(name, DType::F64, Precision::FP32, init, x, labels);
-  for (const Precision p : {Precision::BF16, Precision::FP16}) {
+  for (const Precision p : precisions) {
     const DType t = activation_dtype(p);
     const double u = t == DType::BF16 ? 0x1p-8 : 0x1p-11;
     INFO("--precision " << precision_name(p));
@@ -81,7 +88,8 @@ static void check_cuda_precision_step(const std::string& name, const Shape& xs) 
       const DeviceSettings settings = settings_selecting(c.backend);
       INFO("on the GPU, kernels " << kernel_path_name(settings.kernels));
       ScopedDeviceSettings scope(settings);
-      const PrecisionStep gpu = precision_step(name, DType::F32, p, init, x, labels, c.device);
+      const PrecisionStep gpu =
+          precision_step(name, DType::F32, p, init, x, labels, c.device, layout);
       INFO("loss " << gpu.loss << ", CPU " << cpu.loss << ", float64 " << ref.loss
                    << " (rounded input and weights: " << pert.loss << ")");
       CHECK(std::fabs(gpu.loss - ref.loss) <= loss_bound);
@@ -106,6 +114,13 @@ static void check_cuda_precision_step(const std::string& name, const Shape& xs) 
 TEST_CASE("cuda --precision bf16/fp16: a ResNet-20 step matches the CPU's 16-bit step",
           "[cuda][model][half]") {
   check_cuda_precision_step("resnet20", Shape{4, 3, 8, 8});  // 8x8: ~4x less emulation
+}
+
+// train --device cuda --precision bf16 --channels-last: the same step with NHWC activations on the
+// GPU (bf16 only: the fp16 step differs from it only in the dtype, which the case above covers).
+TEST_CASE("cuda --precision bf16 --channels-last: a ResNet-20 step matches the CPU's 16-bit step",
+          "[cuda][model][half][channels_last][channels_last_ops]") {
+  check_cuda_precision_step("resnet20", Shape{4, 3, 8, 8}, Layout::NHWC, {Precision::BF16});
 }
 
 // Issue 20's ResNet-18 and AlexNet steps, at the shapes tests/engine/mixed_precision_test.cpp
