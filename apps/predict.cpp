@@ -6,7 +6,8 @@
 // configuration (config_json): each image gets the evaluation transform of training (shorter side
 // resized, centre crop; data/folder.h), and the images go through the model in batches on
 // --device, in the layout the run trained in (--channels-last: the batch converted to NHWC at the
-// model's input, engine/mixed_precision.h; the predictions are the same either way). A folder argument contributes its .jpg/.jpeg/.png files (recursively, sorted).
+// model's input, engine/mixed_precision.h; the predictions are the same either way). A folder
+// argument contributes its .jpg/.jpeg/.png files (recursively, sorted).
 // EXIF orientation is not applied (as in training, and torchvision's ImageFolder): an image
 // whose tag asks for a rotation gets a note on stderr and "exif_orientation_ignored" in the JSON.
 // A file that is missing or cannot be decoded is reported (on stderr, or in the JSON's "errors")

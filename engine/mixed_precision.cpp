@@ -54,8 +54,8 @@ bool train_step(Module& model, SoftmaxCrossEntropy& criterion, Optimizer& opt, G
   };
   model.zero_grad();  // one memset of the model's flat gradient buffer
   if (p == Precision::FP32) {
-    criterion.forward(model.forward(model_input(images, images.dtype(), policy.layout), Mode::Train),
-                      labels);
+    const Tensor x = model_input(images, images.dtype(), policy.layout);
+    criterion.forward(model.forward(x, Mode::Train), labels);
     run(hooks.before_backward);
     model.backward(criterion.backward());
     run(hooks.after_backward);

@@ -73,8 +73,9 @@ struct StepPolicy {
 };
 
 // One training step of `model` on (images, labels) under the policy's precision (above) and
-// layout. images are float32 NCHW (the loader's output). Returns false when the step was skipped (fp16: a gradient was inf
-// or NaN; the weights and the optimizer state are untouched and the scale halves), true otherwise.
+// layout. images are float32 NCHW (the loader's output). Returns false when the step was skipped
+// (fp16: a gradient was inf or NaN; the weights and the optimizer state are untouched and the
+// scale halves), true otherwise.
 //
 // `hooks` lets the caller act at two points of the step without copying it: after_backward runs
 // once backward has written every gradient (still loss-scaled under fp16: the data-parallel

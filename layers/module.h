@@ -17,7 +17,7 @@
 //
 // Layouts (core/tensor.h). A layer's outputs and input gradients take its input's layout: a model
 // given a channels-last (NHWC) batch keeps every 4-D activation and gradient channels-last
-// (`train --channels-last`), and only Flatten changes it back, to PyTorch's (C, H, W) flatten order.
+// (`train --channels-last`), and only Flatten changes it back, to PyTorch's (C, H, W) order.
 // Parameters have no layout: a convolution's weight and its gradient are (K, C, R, S) as PyTorch's
 // in both modes, so checkpoints, --pretrained, ONNX export and the optimizer never see one.
 //
