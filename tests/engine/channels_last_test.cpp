@@ -1,11 +1,8 @@
-// train --channels-last end to end on the CPU (engine/mixed_precision.h): the
-// run says so, records it in config.json and its checkpoints, --resume keeps
-// it, and --evaluate reads the checkpoint in either layout with the same
-// result. Tiny runs of the plain CNN (conv, BN, max-pool, global pool, flatten,
-// linear) on the real CIFAR-10 files; they need the NHWC ops
-// ([channels_last_ops]).
+// train --channels-last end to end on the CPU (engine/mixed_precision.h): the run says so, records
+// it in config.json and its checkpoints, --resume keeps it, and --evaluate reads the checkpoint in
+// either layout with the same result. Tiny runs of the plain CNN (conv, BN, max-pool, global pool,
+// flatten, linear) on the real CIFAR-10 files; they need the NHWC ops ([channels_last_ops]).
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -18,61 +15,49 @@ using namespace minidl;
 using namespace minidl::test;
 namespace fs = std::filesystem;
 
-TEST_CASE("train --channels-last: a run, its --resume and --evaluate in either "
-          "layout",
+TEST_CASE("train --channels-last: a run, its --resume and --evaluate in either layout",
           "[engine][channels_last][channels_last_ops][cifar]") {
   REQUIRE_CIFAR(data);
   const fs::path dir = scratch_dir("cl_run");
   std::ostringstream log;
-  const RunResult r = run_train(
-      parse_args(plus(tiny(data, dir / "run"), {"--channels-last"})), log);
+  const RunResult r =
+      run_train(parse_args(plus(tiny(data, dir / "run"), {"--channels-last"})), log);
   INFO(log.str());
   REQUIRE(r.status == RunStatus::Finished);
   CHECK_THAT(log.str(), Catch::Contains("layout: channels-last (NHWC)"));
-  CHECK(config_from_json(
-            nlohmann::json::parse(read_text(dir / "run" / "config.json")))
+  CHECK(config_from_json(nlohmann::json::parse(read_text(dir / "run" / "config.json")))
             .channels_last);
-  CHECK(checkpoint_run(dir / "run" /
-                       "last.safetensors")["config"]["channels-last"] == true);
-  // An untrained model is at ln 10 = 2.30: four steps keep the loss finite and
-  // near it.
+  CHECK(checkpoint_run(dir / "run" / "last.safetensors")["config"]["channels-last"] == true);
+  // An untrained model is at ln 10 = 2.30: four steps keep the loss finite and near it.
   REQUIRE(std::isfinite(r.history.at(0).train_loss));
 
   // --resume continues channels-last without the flag.
   std::ostringstream resumed;
   const RunResult r2 = run_train(
-      parse_args({"--resume", (dir / "run" / "last.safetensors").string(),
-                  "--epochs", "2"}),
+      parse_args({"--resume", (dir / "run" / "last.safetensors").string(), "--epochs", "2"}),
       resumed);
   INFO(resumed.str());
   REQUIRE(r2.history.size() == 2);
   CHECK_THAT(resumed.str(), Catch::Contains("layout: channels-last (NHWC)"));
 
-  // --evaluate in the run's layout repeats the run's own last evaluation
-  // exactly (the same computation); in NCHW (--no-channels-last) the sums run
-  // in another order: the same accuracy up to an image whose two largest logits
-  // lie within float32 roundoff, the loss within 1e-5 relative (float32
-  // roundoff ~1e-6 through the plain CNN's 8 layers, as the model test
-  // measures).
+  // --evaluate in the run's layout repeats the run's own last evaluation exactly (the same
+  // computation); in NCHW (--no-channels-last) the sums run in another order: the same accuracy
+  // up to an image whose two largest logits lie within float32 roundoff, the loss within 1e-5
+  // relative (float32 roundoff ~1e-6 through the plain CNN's 8 layers, as the model test measures).
   const std::string ckpt = (dir / "run" / "last.safetensors").string();
   std::ostringstream e1, e2;
-  const RunResult same =
-      run_train(parse_args({"--evaluate", "--checkpoint", ckpt, "--out",
-                            (dir / "e1").string()}),
-                e1);
+  const RunResult same = run_train(
+      parse_args({"--evaluate", "--checkpoint", ckpt, "--out", (dir / "e1").string()}), e1);
   INFO(e1.str());
   CHECK_THAT(e1.str(), Catch::Contains("layout: channels-last (NHWC)"));
   CHECK(same.last_eval.loss == r2.last_eval.loss);
   CHECK(same.last_eval.accuracy == r2.last_eval.accuracy);
-  const RunResult nchw =
-      run_train(parse_args({"--evaluate", "--checkpoint", ckpt, "--out",
-                            (dir / "e2").string(), "--no-channels-last"}),
-                e2);
+  const RunResult nchw = run_train(parse_args({"--evaluate", "--checkpoint", ckpt, "--out",
+                                               (dir / "e2").string(), "--no-channels-last"}),
+                                   e2);
   INFO(e2.str());
   CHECK_FALSE(e2.str().find("layout: channels-last") != std::string::npos);
-  CHECK(std::fabs(nchw.last_eval.loss - r2.last_eval.loss) <=
-        1e-5 * r2.last_eval.loss);
-  CHECK(std::fabs(nchw.last_eval.accuracy - r2.last_eval.accuracy) <=
-        100.0 / 128 + 1e-9);
+  CHECK(std::fabs(nchw.last_eval.loss - r2.last_eval.loss) <= 1e-5 * r2.last_eval.loss);
+  CHECK(std::fabs(nchw.last_eval.accuracy - r2.last_eval.accuracy) <= 100.0 / 128 + 1e-9);
   fs::remove_all(dir);
 }
