@@ -127,13 +127,15 @@ TEST_CASE("cuda --precision bf16/fp16 --channels-last: a ResNet-20 step matches 
 // multiply-adds, and ResNet-18's step at 16x16 is ~2e9 per precision and backend), so they run
 // on a GPU (scripts/gpu-check.sh's tests step) and skip visibly on cudasim, where the ResNet-20
 // case above checks the same code. Both passed once on cudasim with the skip removed (2026-12-05,
-// about 70 s each).
+// about 70 s each). Each runs in NCHW and with --channels-last (NHWC activations on the GPU).
 TEST_CASE("cuda --precision bf16/fp16: ResNet-18 and AlexNet steps match the CPU's 16-bit step",
           "[cuda][model][half][gpu_only]") {
 #if MINIDL_CUDA_SIM
   WARN("skipped on cudasim (minutes of emulated WMMA): runs on a GPU, in scripts/gpu-check.sh");
   return;
 #endif
-  check_cuda_precision_step("resnet18", Shape{4, 3, 16, 16});
-  check_cuda_precision_step("alexnet", Shape{4, 3, 32, 32});
+  for (const Layout layout : {Layout::NCHW, Layout::NHWC}) {
+    check_cuda_precision_step("resnet18", Shape{4, 3, 16, 16}, layout);
+    check_cuda_precision_step("alexnet", Shape{4, 3, 32, 32}, layout);
+  }
 }
