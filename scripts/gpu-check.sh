@@ -302,7 +302,7 @@ if [ "$DRY" = 1 ]; then
   done
   grep -q '"--channels-last"' benchmarks/pytorch_reference.py && ok "pytorch_reference.py flag --channels-last" \
     || bad "pytorch_reference.py flag --channels-last missing (bench)"
-  for flag in --model --batch-size --device --precision --steps --warmup-steps; do
+  for flag in --model --batch-size --device --precision --channels-last --steps --warmup-steps; do
     grep -q -- "$flag" benchmarks/bench_train.cpp && ok "bench_train flag $flag" || bad "bench_train flag $flag not in benchmarks/bench_train.cpp"
     grep -q "\"$flag\"" benchmarks/pytorch_reference.py && ok "pytorch_reference.py flag $flag" \
       || bad "pytorch_reference.py flag $flag missing (bench)"
