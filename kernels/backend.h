@@ -101,4 +101,13 @@ void check_backend(const OpInfo& op, Backend b, const Device& d, DType dtype, co
 // in docs/ARCHITECTURE.md is this text (a test keeps the two equal).
 std::string op_table_markdown();
 
+// Run `fn.template operator()<kNhwc>()` with kNhwc = (layout == NHWC), for CPU loops that index
+// both layouts (core/tensor.h) with a compile-time stride. Usage:
+//   dispatch_layout(x.layout(), [&]<bool kNhwc>() { cpu::pool<T, kNhwc>(...); });
+template <typename Fn>
+decltype(auto) dispatch_layout(Layout layout, Fn&& fn) {
+  if (layout == Layout::NHWC) return fn.template operator()<true>();
+  return fn.template operator()<false>();
+}
+
 }  // namespace minidl

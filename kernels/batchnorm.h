@@ -1,4 +1,14 @@
-// Batch normalisation over (N, H, W) per channel, NCHW, as torch.nn.BatchNorm2d.
+// Batch normalisation over (N, H, W) per channel, as torch.nn.BatchNorm2d, in NCHW and NHWC.
+//
+// Layouts (core/tensor.h): x, y, dx and dy of one call share one layout, NCHW or NHWC
+// (channels-last), and the outputs must be allocated in x's layout; a mixed call is an error
+// naming the op and both tensors. The per-channel vectors (gamma, beta, their gradients, the saved
+// and running statistics) are 1-D and have no layout. The statistics are the same in both: per
+// channel over the M = N*H*W values, the running variance unbiased with that same M. Every
+// backend takes both layouts at every dtype of its row (an NHWC tensor is exactly the
+// (N*H*W, C, 1) case of an (N, C, HW) one; the CPU loops walk its rows with the channels
+// innermost and the CUDA kernels reduce with consecutive threads on consecutive channels:
+// batchnorm.cpp, batchnorm.cu).
 //
 // Train:  mean_c = E[x],  var_c = E[(x - mean_c)^2] (biased, used to normalise)
 //         invstd_c = 1 / sqrt(var_c + eps),  xhat = (x - mean_c) invstd_c,  y = gamma_c xhat +
@@ -74,41 +84,45 @@ void batchnorm_count_batch(Tensor& num_batches_tracked);
 
 namespace cuda {
 void batchnorm_count_batch(int32_t* count, CudaContext& ctx);
-// Shapes: x, y, dy, dx (N, C, HW); per-channel vectors of length C. T: float, bf16 or f16 for
+// Shapes: x, y, dy, dx (N, C, H, W) with HW = H*W, laid out as `layout` says (NCHW: (N, C, HW)
+// planes; NHWC: (N*HW, C) rows); per-channel vectors of length C. T: float, bf16 or f16 for
 // x, y, dy, dx (instantiated in batchnorm.cu); the statistics and parameters are always float.
 // cuda-handwritten.
 template <typename T>
 void batchnorm_forward_train(T* y, float* save_mean, float* save_invstd, float* running_mean,
                              float* running_var, const T* x, const float* gamma, const float* beta,
-                             int64_t N, int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx);
+                             int64_t N, int64_t C, int64_t HW, Layout layout, BatchNormParams p,
+                             CudaContext& ctx);
 template <typename T>
 void batchnorm_forward_eval(T* y, const T* x, const float* gamma, const float* beta,
                             const float* running_mean, const float* running_var, int64_t N,
-                            int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx);
+                            int64_t C, int64_t HW, Layout layout, BatchNormParams p,
+                            CudaContext& ctx);
 template <typename T>
 void batchnorm_backward_train(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
                               const float* gamma, const float* save_mean, const float* save_invstd,
-                              int64_t N, int64_t C, int64_t HW, CudaContext& ctx);
+                              int64_t N, int64_t C, int64_t HW, Layout layout, CudaContext& ctx);
 template <typename T>
 void batchnorm_backward_eval(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
                              const float* gamma, const float* running_mean,
                              const float* running_var, int64_t N, int64_t C, int64_t HW,
-                             BatchNormParams p, CudaContext& ctx);
-// cuda-vendor.
+                             Layout layout, BatchNormParams p, CudaContext& ctx);
+// cuda-vendor (never run on a GPU so far: compiled only).
 template <typename T>
 void batchnorm_forward_train_cudnn(T* y, float* save_mean, float* save_invstd, float* running_mean,
                                    float* running_var, const T* x, const float* gamma,
                                    const float* beta, int64_t N, int64_t C, int64_t HW,
-                                   BatchNormParams p, CudaContext& ctx);
+                                   Layout layout, BatchNormParams p, CudaContext& ctx);
 template <typename T>
 void batchnorm_forward_eval_cudnn(T* y, const T* x, const float* gamma, const float* beta,
                                   const float* running_mean, const float* running_var, int64_t N,
-                                  int64_t C, int64_t HW, BatchNormParams p, CudaContext& ctx);
+                                  int64_t C, int64_t HW, Layout layout, BatchNormParams p,
+                                  CudaContext& ctx);
 template <typename T>
 void batchnorm_backward_train_cudnn(T* dx, float* dgamma, float* dbeta, const T* dy, const T* x,
                                     const float* gamma, const float* save_mean,
                                     const float* save_invstd, int64_t N, int64_t C, int64_t HW,
-                                    BatchNormParams p, CudaContext& ctx);
+                                    Layout layout, BatchNormParams p, CudaContext& ctx);
 }  // namespace cuda
 
 }  // namespace minidl

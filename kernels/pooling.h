@@ -1,5 +1,13 @@
-// Pooling over NCHW windows (PyTorch semantics: floor output size, padding never selected by max,
-// average counts padded positions (count_include_pad=True)).
+// Pooling over the H x W windows of NCHW and NHWC tensors (PyTorch semantics: floor output size,
+// padding never selected by max, average counts padded positions (count_include_pad=True)).
+//
+// Layouts (core/tensor.h): x, y, dx, dy and argmax of one call share one layout, NCHW or NHWC
+// (channels-last); outputs must be allocated in the input's (x's, or dx's for a backward) layout,
+// and a mixed call is an error naming the op and both tensors. argmax means the same in both: the
+// pixel h*W + w of the winner inside its (n, c) plane, stored at y's position of the window. The
+// global average pool's y and dy, (N, C, 1, 1), have the same memory in both layouts (either label
+// is taken; a channels-last model labels them NHWC); dx follows dx's layout. Every backend takes
+// both layouts at every dtype of its row.
 //
 //   P = (H + 2 pad - k) / stride + 1, Q likewise.
 //   max:  y[n,c,p,q] = max over the window;  argmax keeps the flat index h*W + w of the winner
@@ -8,10 +16,11 @@
 //   global average: y[n,c] = mean over H*W;  dx = dy / (H*W).
 // dx is overwritten.
 // Backends: cpu-reference; cuda-handwritten (one thread per output, resp. input, element; a warp
-// per plane for the global average); cuda-vendor = cudnnPoolingForward/Backward for max and
-// average pooling. cuDNN's max-pooling backward needs x and y instead of argmax (its forward
-// leaves argmax unwritten), and its average backward would need them too, so avgpool2d_backward
-// runs our kernel on both CUDA backends. Global average pooling is ours on every path.
+// per plane for the global average, one thread per (n, c) in NHWC); cuda-vendor =
+// cudnnPoolingForward/Backward for max and average pooling. cuDNN's max-pooling backward needs x
+// and y instead of argmax (its forward leaves argmax unwritten), and its average backward would
+// need them too, so avgpool2d_backward runs our kernel on both CUDA backends. Global average
+// pooling is ours on every path.
 #pragma once
 
 #include <cstdint>
@@ -59,6 +68,7 @@ namespace cuda {
 struct PoolGeometry {
   int64_t N, C, H, W, P, Q;
   int kernel, stride, pad;
+  Layout layout;  // of x, y, dx, dy and argmax
 };
 // `vendor`: cuDNN (cuda-vendor) instead of our kernel (cuda-handwritten). T: float, bf16 or f16
 // (instantiated in pooling.cu; 16-bit values, float32 math).
@@ -72,10 +82,13 @@ template <typename T>
 void avgpool2d_forward(T* y, const T* x, const PoolGeometry& g, bool vendor, CudaContext& ctx);
 template <typename T>
 void avgpool2d_backward(T* dx, const T* dy, const PoolGeometry& g, CudaContext& ctx);
+// x / dx (N, C, H, W) with HW = H*W in `layout`; y / dy (N, C).
 template <typename T>
-void global_avgpool_forward(T* y, const T* x, int64_t NC, int64_t HW, CudaContext& ctx);
+void global_avgpool_forward(T* y, const T* x, int64_t N, int64_t C, int64_t HW, Layout layout,
+                            CudaContext& ctx);
 template <typename T>
-void global_avgpool_backward(T* dx, const T* dy, int64_t NC, int64_t HW, CudaContext& ctx);
+void global_avgpool_backward(T* dx, const T* dy, int64_t N, int64_t C, int64_t HW, Layout layout,
+                             CudaContext& ctx);
 }  // namespace cuda
 
 }  // namespace minidl

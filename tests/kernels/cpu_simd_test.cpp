@@ -179,25 +179,31 @@ TEST_CASE("cpu_simd: the AVX-512 copy and the baseline build give the same bits"
       const Tensor mean = uniform_tensor(cs, g, -1, 1, DType::F32);
       const Tensor var = uniform_tensor(cs, g, 0.5, 2, DType::F32);
       const BatchNormParams p{0.1, 1e-5};
-      auto fresh = [&](const Shape& shape, DType dtype) {
-        Tensor r = Tensor::empty(shape, dtype);
+      auto fresh = [&](const Shape& shape, DType dtype, Layout layout = Layout::NCHW) {
+        Tensor r = Tensor::empty(shape, dtype, Device::cpu(), layout);
         poison(r);
         return r;
       };
-      expect_copies_agree("batchnorm train forward and backward", [&] {
-        Tensor y = fresh(s, t), sm = fresh(cs, DType::F32), si = fresh(cs, DType::F32);
-        Tensor rm = mean.clone(), rv = var.clone();
-        batchnorm_forward_train(kRef, y, sm, si, rm, rv, x, gamma, beta, p);
-        Tensor dx = fresh(s, t), dg = Tensor::zeros(cs), db = Tensor::zeros(cs);
-        batchnorm_backward_train(kRef, dx, dg, db, dy, x, gamma, sm, si, p);
-        return std::vector<Tensor>{y, sm, si, rm, rv, dx, dg, db};
-      });
-      expect_copies_agree("batchnorm eval forward and backward", [&] {
-        Tensor y = fresh(s, t), dx = fresh(s, t), dg = Tensor::zeros(cs), db = Tensor::zeros(cs);
-        batchnorm_forward_eval(kRef, y, x, gamma, beta, mean, var, p);
-        batchnorm_backward_eval(kRef, dx, dg, db, dy, x, gamma, mean, var, p);
-        return std::vector<Tensor>{y, dx, dg, db};
-      });
+      // Batchnorm in both layouts: channels-last has its own loops (batchnorm.cpp, *_nhwc).
+      for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+        INFO(layout_name(L));
+        const Tensor xl = to_layout(x, L), dyl = to_layout(dy, L);
+        expect_copies_agree("batchnorm train forward and backward", [&] {
+          Tensor y = fresh(s, t, L), sm = fresh(cs, DType::F32), si = fresh(cs, DType::F32);
+          Tensor rm = mean.clone(), rv = var.clone();
+          batchnorm_forward_train(kRef, y, sm, si, rm, rv, xl, gamma, beta, p);
+          Tensor dx = fresh(s, t, L), dg = Tensor::zeros(cs), db = Tensor::zeros(cs);
+          batchnorm_backward_train(kRef, dx, dg, db, dyl, xl, gamma, sm, si, p);
+          return std::vector<Tensor>{y, sm, si, rm, rv, dx, dg, db};
+        });
+        expect_copies_agree("batchnorm eval forward and backward", [&] {
+          Tensor y = fresh(s, t, L), dx = fresh(s, t, L), dg = Tensor::zeros(cs),
+                 db = Tensor::zeros(cs);
+          batchnorm_forward_eval(kRef, y, xl, gamma, beta, mean, var, p);
+          batchnorm_backward_eval(kRef, dx, dg, db, dyl, xl, gamma, mean, var, p);
+          return std::vector<Tensor>{y, dx, dg, db};
+        });
+      }
       expect_copies_agree("activations, add, convert", [&] {
         std::vector<Tensor> out;
         for (Activation act :

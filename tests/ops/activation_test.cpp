@@ -11,6 +11,7 @@
 
 #include "../support/backends.h"
 #include "../support/test_util.h"
+#include "kernels/convert.h"
 #include "layers/activation.h"
 
 using namespace minidl;
@@ -127,5 +128,41 @@ TEST_CASE("ReLU layer on every backend runs on the input's device", "[ops][activ
     // max(x, 0) is exact in any precision.
     const std::vector<double> v = to_doubles(y);
     for (size_t i = 0; i < v.size(); ++i) REQUIRE(v[i] == (xs[i] > 0 ? xs[i] : 0.0));
+  }
+}
+
+TEST_CASE("activations on channels-last tensors: the same values, mixed layouts refused",
+          "[ops][activation]") {
+  // Activations are elementwise and need no channels-last code: an NHWC x gives an NHWC y whose
+  // element (n, c, h, w) is the NCHW computation's (n, c, h, w), bit for bit (the same arithmetic
+  // per element); dx likewise. Operands of different layouts would be paired by memory offset, so
+  // check_same_shape refuses them, naming the op.
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const Shape s{3, 5, 7, 9};
+  const Tensor x32 = away_from_zero_tensor(s, g, 1e-3, DType::F32);
+  const Tensor dy32 = uniform_tensor(s, g, -1, 1, DType::F32);
+  for (const BackendCase& c : backend_cases(activation_op())) {
+    for (Activation act : {Activation::ReLU, Activation::Tanh}) {
+      INFO(activation_name(act) << " on " << c.name());
+      const Tensor x = to_case(c, x32), dy = to_case(c, dy32);
+      Tensor y = poisoned(c, s), dx = poisoned(c, s);
+      activation_forward(c.backend, y, x, act, 0.1);
+      activation_backward(c.backend, dx, dy, x, y, act, 0.1);
+      const Tensor xl = to_case(c, to_layout(x32, Layout::NHWC));
+      const Tensor dyl = to_case(c, to_layout(dy32, Layout::NHWC));
+      Tensor yl = poisoned(c, s, c.dtype, Layout::NHWC),
+             dxl = poisoned(c, s, c.dtype, Layout::NHWC);
+      activation_forward(c.backend, yl, xl, act, 0.1);
+      activation_backward(c.backend, dxl, dyl, xl, yl, act, 0.1);
+      CHECK(yl.layout() == Layout::NHWC);
+      expect_same("y", yl, y);
+      expect_same("dx", dxl, dx);
+      CHECK_THROWS_WITH(activation_forward(c.backend, y, xl, act, 0.1),
+                        Catch::Contains("layouts differ") && Catch::Contains("channels_last"));
+      CHECK_THROWS_WITH(activation_backward(c.backend, dxl, dy, xl, yl, act, 0.1),
+                        Catch::Contains("layouts differ"));
+    }
   }
 }

@@ -12,6 +12,17 @@
 // match; three shapes also run with the mean far from 0 (|mean| = 10 std), where a one-pass
 // variance E[x^2] - E[x]^2 in float32 would lose the digits the checks below require.
 //
+// Layouts: the train and eval cases run each backend on x, dy and the outputs in NCHW and in
+// NHWC (channels-last: converted inputs, outputs poisoned in NHWC) against the same NCHW float64
+// reference (to_doubles pairs element (n, c, h, w) with (n, c, h, w) in either layout). An NHWC
+// tensor is normalised over the same M = N*H*W values per channel; only the grouping of the
+// float32 partial sums differs (CPU: 32 rows per float sum instead of a 16-lane split of a row of
+// HW; CUDA: row groups per thread instead of plane stretches), each still merged in double, and
+// the bounds below do not depend on the order of the terms, so they hold unchanged.
+// In NHWC, (32,16,32,32) and (13,16,31,31) split each channel's rows over 128 and 48 blocks (the
+// last one shorter), and every tensor above 1024 units runs several grid-stride passes under the
+// tests' 4-block cap.
+//
 // Tolerances: every case computes in float32, the reference in float64 from the same inputs, so
 // the differences are float32 rounding: a few ulps per element for y and dx (|y| <= ~8 here, 1 ulp
 // = 6e-8 relative), ~1e-6 relative for the statistics (float per-thread partial sums, merged in
@@ -28,6 +39,7 @@
 
 #include "../support/backends.h"
 #include "../support/test_util.h"
+#include "kernels/convert.h"
 #include "layers/batchnorm.h"
 
 using namespace minidl;
@@ -96,8 +108,9 @@ double cudnn_invstd_rel_bound(double M, double mean, double std) {
 // and dbeta start at dgamma0, dbeta0: backward must add to them), and the running statistics left
 // alone. The bounds are the file's, with y, dx and dgamma's absolute ones times `k`, the largest
 // invstd over the channels (they are proportional to it, and so is their rounding).
-void check_eval(const BackendCase& c, const Tensor& x, const Tensor& dy, const Channels& ch,
-                const Tensor& dgamma0, const Tensor& dbeta0, const BatchNormParams& p, double k) {
+void check_eval(const BackendCase& c, Layout L, const Tensor& x, const Tensor& dy,
+                const Channels& ch, const Tensor& dgamma0, const Tensor& dbeta0,
+                const BatchNormParams& p, double k) {
   const Backend ref = Backend::CpuReference;
   const Shape& s = x.shape();
   const double M = static_cast<double>(s.numel() / s[1]);
@@ -109,12 +122,13 @@ void check_eval(const BackendCase& c, const Tensor& x, const Tensor& dy, const C
          rdb = cast(dbeta0, DType::F64);
   batchnorm_backward_eval(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64, rm64, rv64, p);
 
-  const Tensor gx = to_case(c, x), ggamma = to_case(c, ch.gamma);
+  const Tensor gx = to_case(c, to_layout(x, L)), ggamma = to_case(c, ch.gamma);
   const Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
-  Tensor gy = poisoned(c, s);
+  Tensor gy = poisoned(c, s, c.dtype, L);
   batchnorm_forward_eval(c.backend, gy, gx, ggamma, to_case(c, ch.beta), grm, grv, p);
-  Tensor gdx = poisoned(c, s), gdg = to_case(c, dgamma0), gdb = to_case(c, dbeta0);
-  batchnorm_backward_eval(c.backend, gdx, gdg, gdb, to_case(c, dy), gx, ggamma, grm, grv, p);
+  Tensor gdx = poisoned(c, s, c.dtype, L), gdg = to_case(c, dgamma0), gdb = to_case(c, dbeta0);
+  batchnorm_backward_eval(c.backend, gdx, gdg, gdb, to_case(c, to_layout(dy, L)), gx, ggamma, grm,
+                          grv, p);
 
   expect_close("y", gy, ry, 1e-5 * k, 1e-5, 1e-5);
   expect_close("dx", gdx, rdx, 1e-5 * k, 1e-5, 1e-5);
@@ -153,46 +167,51 @@ TEST_CASE("batchnorm train mode on every backend matches float64", "[ops][batchn
       batchnorm_forward_train(ref, ry, rmean, rinvstd, rrm, rrv, x64, gamma64,
                               cast(ch.beta, DType::F64), p);
 
-      // the backend under test
-      const Tensor gx = to_case(c, x), ggamma = to_case(c, ch.gamma);
-      Tensor gy = poisoned(c, s), gmean = poisoned(c, cs), ginvstd = poisoned(c, cs);
-      Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
-      batchnorm_forward_train(c.backend, gy, gmean, ginvstd, grm, grv, gx, ggamma,
-                              to_case(c, ch.beta), p);
-      Tensor gdx = poisoned(c, s), gdg = to_case(c, dgamma0), gdb = to_case(c, dbeta0);
-      batchnorm_backward_train(c.backend, gdx, gdg, gdb, to_case(c, dy), gx, ggamma, gmean, ginvstd,
-                               p);
+      // the backend under test, in both layouts
+      for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+        INFO(layout_name(L));
+        const Tensor gx = to_case(c, to_layout(x, L)), ggamma = to_case(c, ch.gamma);
+        Tensor gy = poisoned(c, s, c.dtype, L), gmean = poisoned(c, cs), ginvstd = poisoned(c, cs);
+        Tensor grm = to_case(c, ch.running_mean), grv = to_case(c, ch.running_var);
+        batchnorm_forward_train(c.backend, gy, gmean, ginvstd, grm, grv, gx, ggamma,
+                                to_case(c, ch.beta), p);
+        Tensor gdx = poisoned(c, s, c.dtype, L), gdg = to_case(c, dgamma0),
+               gdb = to_case(c, dbeta0);
+        batchnorm_backward_train(c.backend, gdx, gdg, gdb, to_case(c, to_layout(dy, L)), gx, ggamma,
+                                 gmean, ginvstd, p);
 
-      // The float64 backward from the same inputs: dy, x, gamma and the statistics the backend
-      // saved (compared with the float64 ones above). Not from the float64 statistics: dgamma =
-      // invstd sum dy (x - mean) moves by (mean error) invstd sum dy, and the float32 mean of a
-      // channel whose |mean| is 10 std is off by several ulps of |mean| (a float32 sum; 4e-6 at
-      // mean 5 on the CPU), which makes that term as large as the bound below.
-      Tensor rdx = Tensor::empty(s, DType::F64), rdg = cast(dgamma0, DType::F64),
-             rdb = cast(dbeta0, DType::F64);
-      batchnorm_backward_train(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64,
-                               cast(gmean, DType::F64), cast(ginvstd, DType::F64), p);
+        // The float64 backward from the same inputs: dy, x, gamma and the statistics the backend
+        // saved (compared with the float64 ones above). Not from the float64 statistics: dgamma =
+        // invstd sum dy (x - mean) moves by (mean error) invstd sum dy, and the float32 mean of a
+        // channel whose |mean| is 10 std is off by several ulps of |mean| (a float32 sum; 4e-6 at
+        // mean 5 on the CPU), which makes that term as large as the bound below.
+        Tensor rdx = Tensor::empty(s, DType::F64), rdg = cast(dgamma0, DType::F64),
+               rdb = cast(dbeta0, DType::F64);
+        batchnorm_backward_train(ref, rdx, rdg, rdb, cast(dy, DType::F64), x64, gamma64,
+                                 cast(gmean, DType::F64), cast(ginvstd, DType::F64), p);
 
-      // y = gamma (x - mean) invstd + beta inherits the float32 mean's error (up to ~1e-6 |mean|,
-      // see above) times gamma (<= 1.5) invstd: 1.2e-5 at mean 5, std 0.5 (seen, seed 1948087),
-      // hence that term, doubled, on top of the rounding bound.
-      // cuda-vendor: cuDNN's variance may be off by up to cudnn_var_rel_bound (above); invstd by
-      // half that, and y = gamma (x - mean) invstd + beta by that relative error of invstd times
-      // |y - beta| <= |y| + 1 (|beta| <= 1). Other backends: 1e-5 (see the top of the file).
-      const bool vendor = c.backend == Backend::CudaVendor;
-      const double var_rtol = vendor ? std::max(1e-5, cudnn_var_rel_bound(M, k.mean, k.std)) : 1e-5;
-      const double inv_rtol =
-          vendor ? std::max(1e-5, cudnn_invstd_rel_bound(M, k.mean, k.std)) : 1e-5;
-      const double y_extra = vendor ? cudnn_invstd_rel_bound(M, k.mean, k.std) : 0.0;
-      const double y_atol = 1e-5 + 2 * 1.5e-6 * std::abs(k.mean) / k.std + y_extra;
-      expect_close("y", gy, ry, y_atol, 1e-5 + y_extra, 1e-5 + y_extra);
-      expect_close("save_mean", gmean, rmean, 1e-6, 1e-5, 1e-5);
-      expect_close("save_invstd", ginvstd, rinvstd, 1e-7, inv_rtol, inv_rtol);
-      expect_close("running_mean", grm, rrm, 1e-6, 1e-5, 1e-5);
-      expect_close("running_var (unbiased)", grv, rrv, 1e-7, var_rtol, var_rtol);
-      expect_close("dx", gdx, rdx, 1e-5, 1e-5, 1e-5);
-      expect_close("dgamma", gdg, rdg, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
-      expect_close("dbeta", gdb, rdb, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
+        // y = gamma (x - mean) invstd + beta inherits the float32 mean's error (up to ~1e-6 |mean|,
+        // see above) times gamma (<= 1.5) invstd: 1.2e-5 at mean 5, std 0.5 (seen, seed 1948087),
+        // hence that term, doubled, on top of the rounding bound.
+        // cuda-vendor: cuDNN's variance may be off by up to cudnn_var_rel_bound (above); invstd by
+        // half that, and y = gamma (x - mean) invstd + beta by that relative error of invstd times
+        // |y - beta| <= |y| + 1 (|beta| <= 1). Other backends: 1e-5 (see the top of the file).
+        const bool vendor = c.backend == Backend::CudaVendor;
+        const double var_rtol =
+            vendor ? std::max(1e-5, cudnn_var_rel_bound(M, k.mean, k.std)) : 1e-5;
+        const double inv_rtol =
+            vendor ? std::max(1e-5, cudnn_invstd_rel_bound(M, k.mean, k.std)) : 1e-5;
+        const double y_extra = vendor ? cudnn_invstd_rel_bound(M, k.mean, k.std) : 0.0;
+        const double y_atol = 1e-5 + 2 * 1.5e-6 * std::abs(k.mean) / k.std + y_extra;
+        expect_close("y", gy, ry, y_atol, 1e-5 + y_extra, 1e-5 + y_extra);
+        expect_close("save_mean", gmean, rmean, 1e-6, 1e-5, 1e-5);
+        expect_close("save_invstd", ginvstd, rinvstd, 1e-7, inv_rtol, inv_rtol);
+        expect_close("running_mean", grm, rrm, 1e-6, 1e-5, 1e-5);
+        expect_close("running_var (unbiased)", grv, rrv, 1e-7, var_rtol, var_rtol);
+        expect_close("dx", gdx, rdx, 1e-5, 1e-5, 1e-5);
+        expect_close("dgamma", gdg, rdg, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
+        expect_close("dbeta", gdb, rdb, 1e-5 * std::sqrt(M), 1e-5, 1e-5);
+      }
     }
   }
 }
@@ -212,7 +231,10 @@ TEST_CASE("batchnorm eval mode on every backend matches float64", "[ops][batchno
       const Tensor dgamma0 = uniform_tensor(cs, g, -1, 1, DType::F32);
       const Tensor dbeta0 = uniform_tensor(cs, g, -1, 1, DType::F32);
       // running_var >= 0.5, so invstd <= 1.42: the file's bounds as derived (k = 1).
-      check_eval(c, x, dy, ch, dgamma0, dbeta0, p, 1.0);
+      for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+        INFO(layout_name(L));
+        check_eval(c, L, x, dy, ch, dgamma0, dbeta0, p, 1.0);
+      }
     }
   }
 }
@@ -243,7 +265,8 @@ TEST_CASE("batchnorm with running_var or batch variance near 0 on every backend 
     const Tensor gamma64 = cast(ch.gamma, DType::F64);
     for (const BackendCase& c : backend_cases(batchnorm_op())) {
       INFO("shape " << s << ", " << c.name());
-      check_eval(c, x, dy, ch, dgamma0, dbeta0, p, k);
+      check_eval(c, Layout::NHWC, x, dy, ch, dgamma0, dbeta0, p, k);
+      check_eval(c, Layout::NCHW, x, dy, ch, dgamma0, dbeta0, p, k);
 
       // Train mode on the same x with channels 0 and 3 constant (0.75, exact): batch variance 0,
       // so invstd = 1/sqrt(eps) in every backend (a constant's float mean is exact), y = beta and
@@ -258,24 +281,29 @@ TEST_CASE("batchnorm with running_var or batch variance near 0 on every backend 
       Tensor rrm = cast(ch.running_mean, DType::F64), rrv = cast(ch.running_var, DType::F64);
       batchnorm_forward_train(ref, rty, rtm, rti, rrm, rrv, xt64, gamma64,
                               cast(ch.beta, DType::F64), p);
-      Tensor ty = poisoned(c, s), tm = poisoned(c, cs), ti = poisoned(c, cs);
-      Tensor trm = to_case(c, ch.running_mean), trv = to_case(c, ch.running_var);
-      const Tensor gxt = to_case(c, xt), ggamma = to_case(c, ch.gamma);
-      batchnorm_forward_train(c.backend, ty, tm, ti, trm, trv, gxt, ggamma, to_case(c, ch.beta),
-                              p);
-      Tensor tdx = poisoned(c, s), tdg = to_case(c, dgamma0), tdb = to_case(c, dbeta0);
-      batchnorm_backward_train(c.backend, tdx, tdg, tdb, to_case(c, dy), gxt, ggamma, tm, ti, p);
-      Tensor rtdx = Tensor::empty(s, DType::F64), rtdg = cast(dgamma0, DType::F64),
-             rtdb = cast(dbeta0, DType::F64);
-      batchnorm_backward_train(ref, rtdx, rtdg, rtdb, cast(dy, DType::F64), xt64, gamma64,
-                               cast(tm, DType::F64), cast(ti, DType::F64), p);
-      // On the constant channels y = beta comes out of x scale + (beta - mean scale) (the CPU's
-      // form) with scale ~ 316: rounded at 237's scale (1.5e-5 absolute) on values ~1, so both
-      // the absolute and the relative L2 bound scale with k there (seen: 1.6e-5 relative L2,
-      // seed 12358611481226476127).
-      expect_close("train y", ty, rty, 1e-5 * k, 1e-5, 1e-5 * k);
-      expect_close("train save_invstd", ti, rti, 1e-7, 1e-5, 1e-5);
-      expect_close("train dx", tdx, rtdx, 1e-5 * k, 1e-5, 1e-5);
+      for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+        INFO(layout_name(L));
+        Tensor ty = poisoned(c, s, c.dtype, L), tm = poisoned(c, cs), ti = poisoned(c, cs);
+        Tensor trm = to_case(c, ch.running_mean), trv = to_case(c, ch.running_var);
+        const Tensor gxt = to_case(c, to_layout(xt, L)), ggamma = to_case(c, ch.gamma);
+        batchnorm_forward_train(c.backend, ty, tm, ti, trm, trv, gxt, ggamma, to_case(c, ch.beta),
+                                p);
+        Tensor tdx = poisoned(c, s, c.dtype, L), tdg = to_case(c, dgamma0),
+               tdb = to_case(c, dbeta0);
+        batchnorm_backward_train(c.backend, tdx, tdg, tdb, to_case(c, to_layout(dy, L)), gxt,
+                                 ggamma, tm, ti, p);
+        Tensor rtdx = Tensor::empty(s, DType::F64), rtdg = cast(dgamma0, DType::F64),
+               rtdb = cast(dbeta0, DType::F64);
+        batchnorm_backward_train(ref, rtdx, rtdg, rtdb, cast(dy, DType::F64), xt64, gamma64,
+                                 cast(tm, DType::F64), cast(ti, DType::F64), p);
+        // On the constant channels y = beta comes out of x scale + (beta - mean scale) (the CPU's
+        // form) with scale ~ 316: rounded at 237's scale (1.5e-5 absolute) on values ~1, so both
+        // the absolute and the relative L2 bound scale with k there (seen: 1.6e-5 relative L2,
+        // seed 12358611481226476127).
+        expect_close("train y", ty, rty, 1e-5 * k, 1e-5, 1e-5 * k);
+        expect_close("train save_invstd", ti, rti, 1e-7, 1e-5, 1e-5);
+        expect_close("train dx", tdx, rtdx, 1e-5 * k, 1e-5, 1e-5);
+      }
     }
   }
 }
@@ -314,4 +342,30 @@ TEST_CASE("BatchNorm2d on every backend: running statistics and num_batches_trac
     for (auto& nb : layer.named_buffers())
       if (nb.name == "num_batches_tracked") CHECK(nb.tensor->item<int32_t>() == 2);
   }
+}
+
+TEST_CASE("batchnorm refuses activations of mixed layouts", "[ops][batchnorm]") {
+  // x, y, dy and dx are paired element by element in x's layout: an operand in the other layout
+  // is an error naming the op and both tensors.
+  const Shape s{2, 3, 4, 5}, cs{3};
+  const Tensor x = Tensor::zeros(s, DType::F32, Device::cpu(), Layout::NHWC);
+  const Tensor gamma = Tensor::full(cs, 1.0), beta = Tensor::zeros(cs);
+  Tensor mean = Tensor::zeros(cs), invstd = Tensor::zeros(cs);
+  Tensor rm = Tensor::zeros(cs), rv = Tensor::full(cs, 1.0);
+  Tensor y_nchw = Tensor::empty(s);
+  CHECK_THROWS_WITH(
+      batchnorm_forward_train(y_nchw, mean, invstd, rm, rv, x, gamma, beta, BatchNormParams{}),
+      Catch::Contains("batchnorm_forward_train") && Catch::Contains("layouts differ") &&
+          Catch::Contains("channels_last"));
+  CHECK_THROWS_WITH(batchnorm_forward_eval(y_nchw, x, gamma, beta, rm, rv, BatchNormParams{}),
+                    Catch::Contains("batchnorm_forward_eval") && Catch::Contains("layouts differ"));
+  Tensor dx = Tensor::empty(s, DType::F32, Device::cpu(), Layout::NHWC);
+  Tensor dg = Tensor::zeros(cs), db = Tensor::zeros(cs);
+  const Tensor dy_nchw = Tensor::zeros(s);
+  CHECK_THROWS_WITH(
+      batchnorm_backward_train(dx, dg, db, dy_nchw, x, gamma, mean, invstd, BatchNormParams{}),
+      Catch::Contains("batchnorm_backward_train") && Catch::Contains("layouts differ"));
+  CHECK_THROWS_WITH(
+      batchnorm_backward_eval(dx, dg, db, dy_nchw, x, gamma, rm, rv, BatchNormParams{}),
+      Catch::Contains("batchnorm_backward_eval") && Catch::Contains("layouts differ"));
 }

@@ -7,6 +7,7 @@
 
 #include "../support/backends.h"
 #include "../support/test_util.h"
+#include "kernels/convert.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -63,5 +64,32 @@ TEST_CASE("add: every backend allows out to alias an input", "[ops][elementwise]
     Tensor da2 = to_case(c, a);
     add(da2, da2, db);
     CHECK(to_doubles(da2) == expect);
+  }
+}
+
+TEST_CASE("add on channels-last tensors: the same values, mixed layouts refused",
+          "[ops][elementwise]") {
+  // add is elementwise and needs no channels-last code (a residual sum of two NHWC activations):
+  // NHWC operands give an NHWC sum whose element (n, c, h, w) is the NCHW sum's, bit for bit. An
+  // NCHW operand beside an NHWC one would be paired by memory offset with the wrong element, so
+  // check_same_shape refuses it, naming the op.
+  const uint64_t seed = test_seed();
+  INFO("seed " << seed);
+  Generator g(seed);
+  const Shape s{2, 5, 3, 7};
+  const Tensor a = uniform_tensor(s, g, -1, 1, DType::F32);
+  const Tensor b = uniform_tensor(s, g, -1, 1, DType::F32);
+  for (const BackendCase& c : backend_cases(elementwise_op())) {
+    INFO(c.name());
+    Tensor out = poisoned(c, s);
+    add_scaled(c.backend, out, to_case(c, a), to_case(c, b), -0.5);
+    const Tensor al = to_case(c, to_layout(a, Layout::NHWC));
+    const Tensor bl = to_case(c, to_layout(b, Layout::NHWC));
+    Tensor outl = poisoned(c, s, c.dtype, Layout::NHWC);
+    add_scaled(c.backend, outl, al, bl, -0.5);
+    expect_same("a - b/2", outl, out);
+    CHECK_THROWS_WITH(add(c.backend, outl, al, to_case(c, b)),
+                      Catch::Contains("add") && Catch::Contains("layouts differ"));
+    CHECK_THROWS_WITH(add(c.backend, out, al, bl), Catch::Contains("layouts differ"));
   }
 }

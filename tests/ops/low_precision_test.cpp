@@ -211,7 +211,8 @@ TEST_CASE("batchnorm in bfloat16/float16: float32 statistics and parameters, 16-
   const Backend ref = Backend::CpuReference;
   // HW = 256: 16-byte vectors on CUDA (8 16-bit values; 8,192 units, 8 passes of the tests'
   // 4-block grid); HW = 36 (a multiple of 4 but not of 8): float32 would vectorise, 16 bits must
-  // not; HW = 63 and 1: scalar.
+  // not; HW = 63 and 1: scalar. NHWC: (4,64,16,16) and (2,3,6,6) (216 elements) take 16-byte units
+  // whose 8 channels wrap around C (every 3 for C = 3); (3,5,7,9) is scalar.
   for (const Shape s :
        {Shape{4, 64, 16, 16}, Shape{3, 5, 7, 9}, Shape{16, 3, 1, 1}, Shape{2, 3, 6, 6}}) {
     for (const BackendCase& c : low_precision_cases(batchnorm_op())) {
@@ -238,26 +239,31 @@ TEST_CASE("batchnorm in bfloat16/float16: float32 statistics and parameters, 16-
       batchnorm_forward_train(ref, y_ref, sm_ref, si_ref, rm_ref, rv_ref, x64, g64, b64, p);
       batchnorm_backward_train(ref, dx_ref, dg_ref, dbt_ref, dy64, x64, g64, sm_ref, si_ref, p);
 
-      Tensor y = poisoned(c, s), dx = poisoned(c, s);
-      Tensor sm = poisoned(c, cs, DType::F32), si = poisoned(c, cs, DType::F32);
-      Tensor rm = f32_on(c, rm0), rv = f32_on(c, rv0), dg = f32_on(c, dg0), dbt = f32_on(c, dbt0);
-      const Tensor gd = f32_on(c, gamma), bd = f32_on(c, beta);
-      const Tensor xd = to_case(c, x), dyd = to_case(c, dy);
-      batchnorm_forward_train(c.backend, y, sm, si, rm, rv, xd, gd, bd, p);
-      batchnorm_backward_train(c.backend, dx, dg, dbt, dyd, xd, gd, sm, si, p);
-      // y and dx: one rounding of a float32 result (u |ref|); the float32 arithmetic before it
-      // errs by a few 2^-24 of |y| <= ~8, the 1e-5 of the float32 batchnorm test.
-      expect_close("y", y, y_ref, 1e-5, u);
-      expect_close("dx", dx, dx_ref, 1e-5, u);
-      // Statistics, running statistics and parameter gradients are float32 computed from the
-      // same 16-bit values: the float32 bounds of tests/ops/batchnorm_test.cpp (1e-5, and
-      // 1e-5 sqrt(M) for the per-channel sums over M elements).
-      expect_close("save_mean", sm, sm_ref, 1e-5, 1e-5);
-      expect_close("save_invstd", si, si_ref, 1e-5, 1e-5);
-      expect_close("running_mean", rm, rm_ref, 1e-5, 1e-5);
-      expect_close("running_var", rv, rv_ref, 1e-5, 1e-5);
-      expect_close("dgamma", dg, dg_ref, 1e-5 * std::sqrt(M), 1e-5);
-      expect_close("dbeta", dbt, dbt_ref, 1e-5 * std::sqrt(M), 1e-5);
+      // Both layouts (channels-last: the same values converted, outputs poisoned in NHWC), the
+      // same bounds (batchnorm_test.cpp: only the order of the float32 partial sums differs).
+      for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+        INFO(layout_name(L));
+        Tensor y = poisoned(c, s, c.dtype, L), dx = poisoned(c, s, c.dtype, L);
+        Tensor sm = poisoned(c, cs, DType::F32), si = poisoned(c, cs, DType::F32);
+        Tensor rm = f32_on(c, rm0), rv = f32_on(c, rv0), dg = f32_on(c, dg0), dbt = f32_on(c, dbt0);
+        const Tensor gd = f32_on(c, gamma), bd = f32_on(c, beta);
+        const Tensor xd = to_case(c, to_layout(x, L)), dyd = to_case(c, to_layout(dy, L));
+        batchnorm_forward_train(c.backend, y, sm, si, rm, rv, xd, gd, bd, p);
+        batchnorm_backward_train(c.backend, dx, dg, dbt, dyd, xd, gd, sm, si, p);
+        // y and dx: one rounding of a float32 result (u |ref|); the float32 arithmetic before it
+        // errs by a few 2^-24 of |y| <= ~8, the 1e-5 of the float32 batchnorm test.
+        expect_close("y", y, y_ref, 1e-5, u);
+        expect_close("dx", dx, dx_ref, 1e-5, u);
+        // Statistics, running statistics and parameter gradients are float32 computed from the
+        // same 16-bit values: the float32 bounds of tests/ops/batchnorm_test.cpp (1e-5, and
+        // 1e-5 sqrt(M) for the per-channel sums over M elements).
+        expect_close("save_mean", sm, sm_ref, 1e-5, 1e-5);
+        expect_close("save_invstd", si, si_ref, 1e-5, 1e-5);
+        expect_close("running_mean", rm, rm_ref, 1e-5, 1e-5);
+        expect_close("running_var", rv, rv_ref, 1e-5, 1e-5);
+        expect_close("dgamma", dg, dg_ref, 1e-5 * std::sqrt(M), 1e-5);
+        expect_close("dbeta", dbt, dbt_ref, 1e-5 * std::sqrt(M), 1e-5);
+      }
     }
   }
 }
@@ -297,55 +303,61 @@ TEST_CASE("activations, pooling and add in bfloat16/float16: float32 math, one r
   const Pool2dParams pool{3, 2, 1};
   const Shape ps = pool2d_output_shape(s, pool, "test");
   const Tensor dyp = uniform_tensor(ps, g, -1, 1, DType::F32);
-  for (const BackendCase& c : low_precision_cases(maxpool2d_op())) {
-    INFO("maxpool2d on " << c.name());
-    const double u = unit_roundoff(c.dtype);
-    const Tensor x64 = rounded64(x, c.dtype), dy64 = rounded64(dyp, c.dtype);
-    Tensor y_ref = Tensor::empty(ps, DType::F64), dx_ref = Tensor::empty(s, DType::F64);
-    Tensor am_ref = Tensor::empty(ps, DType::I32);
-    maxpool2d_forward(ref, y_ref, am_ref, x64, pool);
-    maxpool2d_backward(ref, dx_ref, dy64, x64, y_ref, am_ref, pool);
-    Tensor y = poisoned(c, ps), dx = poisoned(c, s), am = poisoned(c, ps, DType::I32);
-    const Tensor xd = to_case(c, x);
-    maxpool2d_forward(c.backend, y, am, xd, pool);
-    maxpool2d_backward(c.backend, dx, to_case(c, dyp), xd, y, am, pool);
-    // The maximum is one of the 16-bit inputs: exact. A pixel's gradient is a float32 sum of at
-    // most 4 16-bit values (3x3 windows, stride 2), rounded once: u |ref| + 4 2^-24.
-    expect_close("forward", y, y_ref, 0, 0);
-    CHECK(am.to_vector<int32_t>() == am_ref.to_vector<int32_t>());
-    expect_close("backward", dx, dx_ref, 1e-6, u);
-  }
-  for (const BackendCase& c : low_precision_cases(avgpool2d_op())) {
-    INFO("avgpool2d on " << c.name());
-    const double u = unit_roundoff(c.dtype);
-    const Tensor x64 = rounded64(x, c.dtype), dy64 = rounded64(dyp, c.dtype);
-    Tensor y_ref = Tensor::empty(ps, DType::F64), dx_ref = Tensor::empty(s, DType::F64);
-    avgpool2d_forward(ref, y_ref, x64, pool);
-    avgpool2d_backward(ref, dx_ref, dy64, pool);
-    Tensor y = poisoned(c, ps), dx = poisoned(c, s);
-    avgpool2d_forward(c.backend, y, to_case(c, x), pool);
-    avgpool2d_backward(c.backend, dx, to_case(c, dyp), pool);
-    // A 9-term sum (in float64 / float32), divided, rounded once: u |ref| + a few 2^-24.
-    expect_close("forward", y, y_ref, 1e-6, u);
-    expect_close("backward", dx, dx_ref, 1e-6, u);
-  }
-  for (const BackendCase& c : low_precision_cases(global_avgpool_op())) {
-    INFO("global_avgpool on " << c.name());
-    const double u = unit_roundoff(c.dtype);
-    const Shape gs{s[0], s[1], 1, 1};
-    const Tensor dyg = uniform_tensor(gs, g, -1, 1, DType::F32);
-    const Tensor x64 = rounded64(x, c.dtype), dy64 = rounded64(dyg, c.dtype);
-    Tensor y_ref = Tensor::empty(gs, DType::F64), dx_ref = Tensor::empty(s, DType::F64);
-    global_avgpool_forward(ref, y_ref, x64);
-    global_avgpool_backward(ref, dx_ref, dy64);
-    Tensor y = poisoned(c, gs), dx = poisoned(c, s);
-    global_avgpool_forward(c.backend, y, to_case(c, x));
-    global_avgpool_backward(c.backend, dx, to_case(c, dyg));
-    // The mean of 143 values summed in float64, rounded once (u |ref|); |mean| can cancel to ~0,
-    // where float64 leaves nothing but the rounding: atol 1e-7.
-    expect_close("forward", y, y_ref, 1e-7, u);
-    expect_close("backward", dx, dx_ref, 1e-7, u);
-  }
+  // Pooling in both layouts (channels-last: the same values converted, outputs poisoned in NHWC;
+  // the same arithmetic per output, so the same bounds).
+  for (const BackendCase& c : low_precision_cases(maxpool2d_op()))
+    for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+      INFO("maxpool2d on " << c.name() << ", " << layout_name(L));
+      const double u = unit_roundoff(c.dtype);
+      const Tensor x64 = rounded64(x, c.dtype), dy64 = rounded64(dyp, c.dtype);
+      Tensor y_ref = Tensor::empty(ps, DType::F64), dx_ref = Tensor::empty(s, DType::F64);
+      Tensor am_ref = Tensor::empty(ps, DType::I32);
+      maxpool2d_forward(ref, y_ref, am_ref, x64, pool);
+      maxpool2d_backward(ref, dx_ref, dy64, x64, y_ref, am_ref, pool);
+      Tensor y = poisoned(c, ps, c.dtype, L), dx = poisoned(c, s, c.dtype, L);
+      Tensor am = poisoned(c, ps, DType::I32, L);
+      const Tensor xd = to_case(c, to_layout(x, L));
+      maxpool2d_forward(c.backend, y, am, xd, pool);
+      maxpool2d_backward(c.backend, dx, to_case(c, to_layout(dyp, L)), xd, y, am, pool);
+      // The maximum is one of the 16-bit inputs: exact. A pixel's gradient is a float32 sum of at
+      // most 4 16-bit values (3x3 windows, stride 2), rounded once: u |ref| + 4 2^-24.
+      expect_close("forward", y, y_ref, 0, 0);
+      expect_same("argmax", am, am_ref);
+      expect_close("backward", dx, dx_ref, 1e-6, u);
+    }
+  for (const BackendCase& c : low_precision_cases(avgpool2d_op()))
+    for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+      INFO("avgpool2d on " << c.name() << ", " << layout_name(L));
+      const double u = unit_roundoff(c.dtype);
+      const Tensor x64 = rounded64(x, c.dtype), dy64 = rounded64(dyp, c.dtype);
+      Tensor y_ref = Tensor::empty(ps, DType::F64), dx_ref = Tensor::empty(s, DType::F64);
+      avgpool2d_forward(ref, y_ref, x64, pool);
+      avgpool2d_backward(ref, dx_ref, dy64, pool);
+      Tensor y = poisoned(c, ps, c.dtype, L), dx = poisoned(c, s, c.dtype, L);
+      avgpool2d_forward(c.backend, y, to_case(c, to_layout(x, L)), pool);
+      avgpool2d_backward(c.backend, dx, to_case(c, to_layout(dyp, L)), pool);
+      // A 9-term sum (in float64 / float32), divided, rounded once: u |ref| + a few 2^-24.
+      expect_close("forward", y, y_ref, 1e-6, u);
+      expect_close("backward", dx, dx_ref, 1e-6, u);
+    }
+  for (const BackendCase& c : low_precision_cases(global_avgpool_op()))
+    for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+      INFO("global_avgpool on " << c.name() << ", " << layout_name(L));
+      const double u = unit_roundoff(c.dtype);
+      const Shape gs{s[0], s[1], 1, 1};
+      const Tensor dyg = uniform_tensor(gs, g, -1, 1, DType::F32);
+      const Tensor x64 = rounded64(x, c.dtype), dy64 = rounded64(dyg, c.dtype);
+      Tensor y_ref = Tensor::empty(gs, DType::F64), dx_ref = Tensor::empty(s, DType::F64);
+      global_avgpool_forward(ref, y_ref, x64);
+      global_avgpool_backward(ref, dx_ref, dy64);
+      Tensor y = poisoned(c, gs, c.dtype, L), dx = poisoned(c, s, c.dtype, L);
+      global_avgpool_forward(c.backend, y, to_case(c, to_layout(x, L)));
+      global_avgpool_backward(c.backend, dx, to_case(c, dyg.relabel(L)));
+      // The mean of 143 values summed in float64 (CPU) or float32 (CUDA), rounded once (u |ref|);
+      // |mean| can cancel to ~0, where the sum leaves nothing but its rounding: atol 1e-7.
+      expect_close("forward", y, y_ref, 1e-7, u);
+      expect_close("backward", dx, dx_ref, 1e-7, u);
+    }
   for (const BackendCase& c : low_precision_cases(dropout_op())) {
     INFO("dropout on " << c.name());
     const double u = unit_roundoff(c.dtype);

@@ -6,6 +6,14 @@
 // stage and on odd and 1x1 planes. The float64 cpu-reference is checked by hand in
 // tests/kernels/pooling_test.cpp.
 //
+// Layouts: every case runs in NCHW and NHWC (channels-last: the input converted, the outputs
+// poisoned in NHWC) against the same NCHW float64 reference; to_doubles compares element (n, c, h,
+// w) with (n, c, h, w) whatever the layout. The arithmetic per output is the same in both layouts
+// (same terms, same order: pooling.cpp, pooling.cu), so the bounds below hold unchanged, and
+// argmax has the same meaning (the pixel h*W + w in its plane) in both. The largest cases,
+// (4, 64, 31, 31) and (8, 64, 32, 32), run each CUDA thread's grid-stride loop many times under
+// the tests' 4-block cap, in both layouts.
+//
 // Max-pool inputs are a random permutation of distinct values (k / 1024, exact in float32), so no
 // window has a tie: cuDNN may break ties differently from our first-maximum rule, and a tie would
 // make the gradient's destination ambiguous. Every case computes in float32: the tolerances below
@@ -18,6 +26,7 @@
 
 #include "../support/backends.h"
 #include "../support/test_util.h"
+#include "kernels/convert.h"
 
 using namespace minidl;
 using namespace minidl::test;
@@ -55,8 +64,6 @@ TEST_CASE("maxpool2d: every backend matches the float64 reference", "[ops][pooli
   const Backend ref = Backend::CpuReference;
   for (const Case& k : kCases) {
     for (const BackendCase& c : backend_cases(maxpool2d_op())) {
-      INFO("x " << k.x << ", k=" << k.p.kernel << " s=" << k.p.stride << " p=" << k.p.pad << ", "
-                << c.name());
       const Shape ys = pool2d_output_shape(k.x, k.p, "test");
       const Tensor x = distinct_f32(k.x, g);
       const Tensor dy = uniform_tensor(ys, g, -1, 1, DType::F32);
@@ -67,22 +74,26 @@ TEST_CASE("maxpool2d: every backend matches the float64 reference", "[ops][pooli
       Tensor rdx = Tensor::empty(k.x, DType::F64);
       maxpool2d_backward(ref, rdx, cast(dy, DType::F64), x64, ry, rarg, k.p);
 
-      const Tensor gx = to_case(c, x);
-      Tensor gy = poisoned(c, ys), garg = poisoned(c, ys, DType::I32);
-      maxpool2d_forward(c.backend, gy, garg, gx, k.p);
-      // The maximum of the same float32 values is that value exactly.
-      expect_close("y", gy, ry, 0, 0);
-      if (c.backend == Backend::CudaVendor) {
-        // cuDNN does not produce argmax and its backward must not need it: keep it poisoned.
-        poison(garg);
-      } else {
-        expect_close("argmax", garg, rarg, 0, 0);
+      for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+        INFO("x " << k.x << " " << layout_name(L) << ", k=" << k.p.kernel << " s=" << k.p.stride
+                  << " p=" << k.p.pad << ", " << c.name());
+        const Tensor gx = to_case(c, to_layout(x, L));
+        Tensor gy = poisoned(c, ys, c.dtype, L), garg = poisoned(c, ys, DType::I32, L);
+        maxpool2d_forward(c.backend, gy, garg, gx, k.p);
+        // The maximum of the same float32 values is that value exactly.
+        expect_close("y", gy, ry, 0, 0);
+        if (c.backend == Backend::CudaVendor) {
+          // cuDNN does not produce argmax and its backward must not need it: keep it poisoned.
+          poison(garg);
+        } else {
+          expect_close("argmax", garg, rarg, 0, 0);
+        }
+        Tensor gdx = poisoned(c, k.x, c.dtype, L);
+        maxpool2d_backward(c.backend, gdx, to_case(c, to_layout(dy, L)), gx, gy, garg, k.p);
+        // Each dx is a sum of at most ceil(k/s)^2 = 4 (9 for stride 1) float32 values of |dy| < 1:
+        // a few float32 roundings, ~1e-7.
+        expect_close("dx", gdx, rdx, 1e-6, 1e-6);
       }
-      Tensor gdx = poisoned(c, k.x);
-      maxpool2d_backward(c.backend, gdx, to_case(c, dy), gx, gy, garg, k.p);
-      // Each dx is a sum of at most ceil(k/s)^2 = 4 (9 for stride 1) float32 values of |dy| < 1:
-      // a few float32 roundings, ~1e-7.
-      expect_close("dx", gdx, rdx, 1e-6, 1e-6);
     }
   }
 }
@@ -117,20 +128,21 @@ TEST_CASE("maxpool2d: ties and NaN on every backend as the reference", "[ops][po
       maxpool2d_forward(ref, ry, rarg, x64, k.p);
       Tensor rdx = Tensor::empty(k.x, DType::F64);
       maxpool2d_backward(ref, rdx, cast(dy, DType::F64), x64, ry, rarg, k.p);
-      for (const BackendCase& c : backend_cases(maxpool2d_op())) {
-        INFO("x " << k.x << ", k=" << k.p.kernel << " s=" << k.p.stride << " p=" << k.p.pad
-                  << ", NaN fraction " << nan_fraction << ", " << c.name());
-        const Tensor gx = to_case(c, x);
-        Tensor gy = poisoned(c, ys), garg = poisoned(c, ys, DType::I32);
-        maxpool2d_forward(c.backend, gy, garg, gx, k.p);
-        // y is the first maximum's value: a +0/-0 tie keeps the first one's sign.
-        expect_same("y", gy, ry, c.backend != Backend::CudaVendor);
-        if (c.backend == Backend::CudaVendor) continue;
-        expect_same("argmax", garg, rarg);
-        Tensor gdx = poisoned(c, k.x);
-        maxpool2d_backward(c.backend, gdx, to_case(c, dy), gx, gy, garg, k.p);
-        expect_same("dx", gdx, rdx, false);
-      }
+      for (const BackendCase& c : backend_cases(maxpool2d_op()))
+        for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+          INFO("x " << k.x << " " << layout_name(L) << ", k=" << k.p.kernel << " s=" << k.p.stride
+                    << " p=" << k.p.pad << ", NaN fraction " << nan_fraction << ", " << c.name());
+          const Tensor gx = to_case(c, to_layout(x, L));
+          Tensor gy = poisoned(c, ys, c.dtype, L), garg = poisoned(c, ys, DType::I32, L);
+          maxpool2d_forward(c.backend, gy, garg, gx, k.p);
+          // y is the first maximum's value: a +0/-0 tie keeps the first one's sign.
+          expect_same("y", gy, ry, c.backend != Backend::CudaVendor);
+          if (c.backend == Backend::CudaVendor) continue;
+          expect_same("argmax", garg, rarg);
+          Tensor gdx = poisoned(c, k.x, c.dtype, L);
+          maxpool2d_backward(c.backend, gdx, to_case(c, to_layout(dy, L)), gx, gy, garg, k.p);
+          expect_same("dx", gdx, rdx, false);
+        }
     }
   }
 }
@@ -142,8 +154,6 @@ TEST_CASE("avgpool2d: every backend matches the float64 reference", "[ops][pooli
   const Backend ref = Backend::CpuReference;
   for (const Case& k : kCases) {
     for (const BackendCase& c : backend_cases(avgpool2d_op())) {
-      INFO("x " << k.x << ", k=" << k.p.kernel << " s=" << k.p.stride << " p=" << k.p.pad << ", "
-                << c.name());
       const Shape ys = pool2d_output_shape(k.x, k.p, "test");
       const Tensor x = uniform_tensor(k.x, g, -1, 1, DType::F32);
       const Tensor dy = uniform_tensor(ys, g, -1, 1, DType::F32);
@@ -152,12 +162,16 @@ TEST_CASE("avgpool2d: every backend matches the float64 reference", "[ops][pooli
       avgpool2d_forward(ref, ry, cast(x, DType::F64), k.p);
       avgpool2d_backward(ref, rdx, cast(dy, DType::F64), k.p);
 
-      Tensor gy = poisoned(c, ys), gdx = poisoned(c, k.x);
-      avgpool2d_forward(c.backend, gy, to_case(c, x), k.p);
-      avgpool2d_backward(c.backend, gdx, to_case(c, dy), k.p);
-      // Sums of at most 9 float32 values of size < 1 divided by k^2: a few roundings, ~1e-7.
-      expect_close("y", gy, ry, 1e-6, 1e-6);
-      expect_close("dx", gdx, rdx, 1e-6, 1e-6);
+      for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+        INFO("x " << k.x << " " << layout_name(L) << ", k=" << k.p.kernel << " s=" << k.p.stride
+                  << " p=" << k.p.pad << ", " << c.name());
+        Tensor gy = poisoned(c, ys, c.dtype, L), gdx = poisoned(c, k.x, c.dtype, L);
+        avgpool2d_forward(c.backend, gy, to_case(c, to_layout(x, L)), k.p);
+        avgpool2d_backward(c.backend, gdx, to_case(c, to_layout(dy, L)), k.p);
+        // Sums of at most 9 float32 values of size < 1 divided by k^2: a few roundings, ~1e-7.
+        expect_close("y", gy, ry, 1e-6, 1e-6);
+        expect_close("dx", gdx, rdx, 1e-6, 1e-6);
+      }
     }
   }
 }
@@ -175,15 +189,43 @@ TEST_CASE("global_avgpool: every backend matches the float64 reference", "[ops][
     Tensor ry = Tensor::empty(ys, DType::F64), rdx = Tensor::empty(s, DType::F64);
     global_avgpool_forward(ref, ry, cast(x, DType::F64));
     global_avgpool_backward(ref, rdx, cast(dy, DType::F64));
-    for (const BackendCase& c : backend_cases(global_avgpool_op())) {
-      INFO("x " << s << ", " << c.name());
-      Tensor gy = poisoned(c, ys), gdx = poisoned(c, s);
-      global_avgpool_forward(c.backend, gy, to_case(c, x));
-      global_avgpool_backward(c.backend, gdx, to_case(c, dy));
-      // A float32 mean of up to 1024 values in [-1, 1): rounding ~1e-7 (the sum's error divided
-      // by HW); dx is one float32 product, 1 ulp.
-      expect_close("y", gy, ry, 1e-6, 1e-5);
-      expect_close("dx", gdx, rdx, 1e-7, 1e-6);
-    }
+    for (const BackendCase& c : backend_cases(global_avgpool_op()))
+      for (Layout L : {Layout::NCHW, Layout::NHWC}) {
+        INFO("x " << s << " " << layout_name(L) << ", " << c.name());
+        // A channels-last model labels y and dy (N, C, 1, 1) NHWC (their memory is the same).
+        Tensor gy = poisoned(c, ys, c.dtype, L), gdx = poisoned(c, s, c.dtype, L);
+        global_avgpool_forward(c.backend, gy, to_case(c, to_layout(x, L)));
+        global_avgpool_backward(c.backend, gdx, to_case(c, dy.relabel(L)));
+        // A float32 mean of up to 1024 values in [-1, 1): rounding ~1e-7 (the sum's error divided
+        // by HW; NHWC sums a plane in one thread in order, NCHW over a warp's lanes: the same
+        // bound); dx is one float32 product, 1 ulp.
+        expect_close("y", gy, ry, 1e-6, 1e-5);
+        expect_close("dx", gdx, rdx, 1e-7, 1e-6);
+      }
   }
+}
+
+TEST_CASE("pooling refuses operands of mixed layouts", "[ops][pooling]") {
+  // Every pooling op pairs elements by their place in the layout of x (or dx): an operand in the
+  // other layout would be read in the wrong order, so it is an error naming the op and the operand.
+  const Shape s{2, 3, 4, 4}, ys{2, 3, 2, 2};
+  const Pool2dParams p{2, 2, 0};
+  const Tensor x = Tensor::zeros(s, DType::F32, Device::cpu(), Layout::NHWC);
+  Tensor y_nchw = Tensor::empty(ys), arg_nchw = Tensor::empty(ys, DType::I32);
+  Tensor y = Tensor::empty(ys, DType::F32, Device::cpu(), Layout::NHWC);
+  Tensor arg = Tensor::empty(ys, DType::I32, Device::cpu(), Layout::NHWC);
+  CHECK_THROWS_WITH(maxpool2d_forward(y_nchw, arg, x, p),
+                    Catch::Contains("maxpool2d_forward") && Catch::Contains("output") &&
+                        Catch::Contains("expected layout NHWC"));
+  CHECK_THROWS_WITH(maxpool2d_forward(y, arg_nchw, x, p),
+                    Catch::Contains("argmax") && Catch::Contains("expected layout NHWC"));
+  maxpool2d_forward(y, arg, x, p);
+  Tensor dx_nchw = Tensor::empty(s);
+  CHECK_THROWS_WITH(maxpool2d_backward(dx_nchw, y, x, y, arg, p),
+                    Catch::Contains("maxpool2d_backward") && Catch::Contains("layouts differ"));
+  CHECK_THROWS_WITH(avgpool2d_forward(y_nchw, x, p),
+                    Catch::Contains("avgpool2d_forward") && Catch::Contains("expected layout"));
+  Tensor dx = Tensor::empty(s, DType::F32, Device::cpu(), Layout::NHWC);
+  CHECK_THROWS_WITH(avgpool2d_backward(dx, y_nchw, p),
+                    Catch::Contains("avgpool2d_backward") && Catch::Contains("expected layout"));
 }

@@ -79,11 +79,10 @@ void poison(Tensor& t) {
   memcpy_any(t.raw_data(), t.device(), host.data(), Device::cpu(), host.size());
 }
 
-std::vector<double> to_doubles(const Tensor& in) {
-  // In logical (n, c, h, w) order whatever the layout, so comparisons pair the same elements.
-  const Tensor t = layouts_coincide(in.shape()) || in.layout() == Layout::NCHW
-                       ? in
-                       : to_layout(in.to(Device::cpu()), Layout::NCHW);
+namespace {
+
+// t's values in memory order.
+std::vector<double> memory_doubles(const Tensor& t) {
   std::vector<double> out(static_cast<size_t>(t.numel()));
   switch (t.dtype()) {
     case DType::F32: { auto v = t.to_vector<float>(); std::copy(v.begin(), v.end(), out.begin()); break; }
@@ -94,6 +93,22 @@ std::vector<double> to_doubles(const Tensor& in) {
     case DType::F16: { auto v = t.to_vector<f16>(); for (size_t i = 0; i < v.size(); ++i) out[i] = to_float(v[i]); break; }
     default: throw_error(str("to_doubles: unsupported ", t.describe()));
   }
+  return out;
+}
+
+}  // namespace
+
+std::vector<double> to_doubles(const Tensor& t) {
+  // In logical (n, c, h, w) order whatever the layout, so comparisons pair the same elements. A
+  // channels-last tensor is permuted here rather than by convert(), which takes floating dtypes
+  // only (a channels-last max pool's argmax is int32).
+  std::vector<double> mem = memory_doubles(t);
+  if (layouts_coincide(t.shape()) || t.layout() == Layout::NCHW) return mem;
+  const int64_t N = t.size(0), C = t.size(1), HW = t.size(2) * t.size(3);
+  std::vector<double> out(mem.size());
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t p = 0; p < HW; ++p)
+      for (int64_t c = 0; c < C; ++c) out[(n * C + c) * HW + p] = mem[(n * HW + p) * C + c];
   return out;
 }
 
