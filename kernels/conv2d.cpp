@@ -9,6 +9,9 @@
 //   backward_data    dY' = rearrange(dy[n0:]);     dcol = W^T dY';     dx[n0:] = col2im(dcol)
 //   backward_weight  dY' = rearrange(dy[n0:]);     col = im2col(x);    dW += dY' col^T
 // where Y' and dY' are (K, nb*P*Q): the images side by side, which is what one big GEMM needs.
+// Channels-last (NHWC, conv2d.h) changes only the arrangement: col holds one row per output pixel,
+// and y and dy of a chunk are already (nb*P*Q, K) matrices, so the products read dy in place and
+// the forward's rearrangement is a transpose (knl_to_nkl with every pixel an "image" of L = 1).
 #include "kernels/conv2d.h"
 
 #include <algorithm>
@@ -24,7 +27,8 @@ namespace minidl {
 
 // ---------------------------------------------------------------- geometry
 
-ConvGeometry ConvGeometry::make(const Shape& x, const Shape& w, Conv2dParams p, const char* who) {
+ConvGeometry ConvGeometry::make(const Shape& x, const Shape& w, Conv2dParams p, const char* who,
+                                Layout layout) {
   MINIDL_CHECK(x.dim() == 4, who, ": input must be 4-D (N, C, H, W), got shape ", x);
   MINIDL_CHECK(w.dim() == 4, who, ": weight must be 4-D (K, C, R, S), got shape ", w);
   MINIDL_CHECK(p.stride >= 1 && p.pad >= 0, who,
@@ -42,6 +46,7 @@ ConvGeometry ConvGeometry::make(const Shape& x, const Shape& w, Conv2dParams p, 
   g.S = w[3];
   g.stride = p.stride;
   g.pad = p.pad;
+  g.layout = layout;
   // Checked before dividing: a negative numerator would round towards zero and give P = 1.
   MINIDL_CHECK(g.H + 2 * g.pad >= g.R && g.W + 2 * g.pad >= g.S, who, ": input ", x, " padded by ",
                g.pad, " is smaller than the ", g.R, "x", g.S, " kernel of weight ", w,
@@ -157,6 +162,58 @@ void col2im(T* dx, const T* col, int64_t nb, const ConvGeometry& g) {
   }
 }
 
+// NHWC: one row of col per output pixel j = (n, p, q), its C*R*S columns in w's (c, r, s) order
+// (column c*R*S + r*S + s), so the products use w as it is. A window tap (r, s) outside the input
+// is the zero padding for all C channels. Each row is written by one thread.
+template <typename T>
+void im2col_nhwc(T* col, const T* x, int64_t nb, const ConvGeometry& g) {
+  const int64_t RS = g.R * g.S, CRS = g.C * RS, L = g.P * g.Q;
+#pragma omp parallel for if (nb * L * CRS > 65536)
+  for (int64_t j = 0; j < nb * L; ++j) {
+    const int64_t n = j / L, p = (j % L) / g.Q, q = j % g.Q;
+    T* row = col + j * CRS;
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t h = p * g.stride - g.pad + r;
+      for (int64_t s = 0; s < g.S; ++s) {
+        const int64_t w = q * g.stride - g.pad + s;
+        T* out = row + r * g.S + s;
+        if (h < 0 || h >= g.H || w < 0 || w >= g.W) {
+          for (int64_t c = 0; c < g.C; ++c) out[c * RS] = T(0);
+          continue;
+        }
+        const T* in = x + ((n * g.H + h) * g.W + w) * g.C;  // the C channels of pixel (n, h, w)
+        for (int64_t c = 0; c < g.C; ++c) out[c * RS] = in[c];
+      }
+    }
+  }
+}
+
+// The adjoint of im2col_nhwc, as a gather: pixel (n, h, w) sums, for each of its C channels, the
+// col entries copied from it: the output positions (p, q) whose window covers it, at tap
+// r = h + pad - p*stride, s = w + pad - q*stride (valid p: 0 <= r < R). One thread per pixel, so
+// no two threads write the same element, and dx is overwritten.
+template <typename T>
+void col2im_nhwc(T* dx, const T* col, int64_t nb, const ConvGeometry& g) {
+  const int64_t RS = g.R * g.S, CRS = g.C * RS, HW = g.H * g.W;
+#pragma omp parallel for if (nb * g.C * HW > 65536)
+  for (int64_t pix = 0; pix < nb * HW; ++pix) {
+    const int64_t n = pix / HW, h = (pix / g.W) % g.H, w = pix % g.W;
+    T* out = dx + pix * g.C;
+    std::fill(out, out + g.C, T(0));
+    const int64_t hp = h + g.pad, wp = w + g.pad;
+    const int64_t p0 = hp < g.R ? 0 : (hp - g.R) / g.stride + 1;
+    const int64_t p1 = std::min(hp / g.stride + 1, g.P);
+    const int64_t q0 = wp < g.S ? 0 : (wp - g.S) / g.stride + 1;
+    const int64_t q1 = std::min(wp / g.stride + 1, g.Q);
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t r = hp - p * g.stride, s = wp - q * g.stride;
+        const T* in = col + ((n * g.P + p) * g.Q + q) * CRS + r * g.S + s;
+        for (int64_t c = 0; c < g.C; ++c) out[c] += in[c * RS];
+      }
+  }
+}
+
 }  // namespace cpu
 
 // The CUDA primitives are float32 only (the public ops reject float64 on a GPU before getting here);
@@ -176,13 +233,16 @@ const float* f32(const float* p) { return p; }
 
 template <typename T>
 void im2col(Device dev, T* col, const T* x, int64_t nb, const ConvGeometry& g) {
-  if (dev.is_cpu()) return cpu::im2col(col, x, nb, g);
+  if (dev.is_cpu())
+    return g.layout == Layout::NHWC ? cpu::im2col_nhwc(col, x, nb, g) : cpu::im2col(col, x, nb, g);
   MINIDL_IF_CUDA(cuda::im2col(f32(col), f32(x), nb, g, cuda_context(dev)));
 }
 
 template <typename T>
 void col2im(Device dev, T* dx, const T* col, int64_t nb, const ConvGeometry& g) {
-  if (dev.is_cpu()) return cpu::col2im(dx, col, nb, g);
+  if (dev.is_cpu())
+    return g.layout == Layout::NHWC ? cpu::col2im_nhwc(dx, col, nb, g)
+                                    : cpu::col2im(dx, col, nb, g);
   MINIDL_IF_CUDA(cuda::col2im(f32(dx), f32(col), nb, g, cuda_context(dev)));
 }
 
@@ -198,33 +258,73 @@ MINIDL_INSTANTIATE_CONV_PRIMITIVES(double)
 
 namespace {
 
-// The products of a chunk of nc images (ncL = nc * P * Q columns), row-major, shared by the
-// float32/float64 path and the 16-bit CUDA path:
-//   forward:          Y' (K, ncL) = W (K, CRS) * col (CRS, ncL)
-//   backward weight:  dW (K, CRS) += dY' (K, ncL) * col^T (ncL, CRS)
+// The products of a chunk of nc images (ncL = nc * P * Q output pixels), row-major, shared by the
+// float32/float64 path and the 16-bit CUDA path (arrangements in conv2d.h):
+//   forward          NCHW: Y' (K, ncL) = W (K, CRS) * col (CRS, ncL)
+//                    NHWC: Y' (K, ncL) = W (K, CRS) * col^T, col (ncL, CRS)
+//   backward data    NCHW: dcol (CRS, ncL) = W^T (CRS, K) * dY' (K, ncL)      A = W, B = dY'
+//                    NHWC: dcol (ncL, CRS) = dY (ncL, K) * W (K, CRS)        A = dy, B = W
+//   backward weight  NCHW: dW (K, CRS) += dY' (K, ncL) * col^T (ncL, CRS)
+//                    NHWC: dW (K, CRS) += dY^T (K, ncL) * col (ncL, CRS),     dy read in place
+bool nhwc(const ConvGeometry& g) { return g.layout == Layout::NHWC; }
+
 GemmShape forward_product(const ConvGeometry& g, int64_t ncL) {
   const int64_t CRS = g.C * g.R * g.S;
   GemmShape s;
+  s.trans_b = nhwc(g);
   s.M = g.K;
   s.N = ncL;
   s.K = CRS;
   s.lda = CRS;
-  s.ldb = ncL;
+  s.ldb = nhwc(g) ? CRS : ncL;
   s.ldc = ncL;
+  return s;
+}
+
+GemmShape data_product(const ConvGeometry& g, int64_t ncL) {
+  const int64_t CRS = g.C * g.R * g.S;
+  GemmShape s;
+  if (nhwc(g)) {
+    s.M = ncL;
+    s.N = CRS;
+    s.K = g.K;
+    s.lda = g.K;
+    s.ldb = CRS;
+    s.ldc = CRS;
+  } else {
+    s.trans_a = true;
+    s.M = CRS;
+    s.N = ncL;
+    s.K = g.K;
+    s.lda = CRS;
+    s.ldb = ncL;
+    s.ldc = ncL;
+  }
   return s;
 }
 
 GemmShape weight_product(const ConvGeometry& g, int64_t ncL) {
   const int64_t CRS = g.C * g.R * g.S;
   GemmShape s;
-  s.trans_b = true;
+  s.trans_a = nhwc(g);
+  s.trans_b = !nhwc(g);
   s.M = g.K;
   s.N = CRS;
   s.K = ncL;
-  s.lda = ncL;
-  s.ldb = ncL;
+  s.lda = nhwc(g) ? g.K : ncL;
+  s.ldb = nhwc(g) ? CRS : ncL;
   s.ldc = CRS;
   return s;
+}
+
+// Y' (K, nc*L) -> the chunk of y, plus bias[k]: NCHW y is (nc, K, L); NHWC y is (nc*L, K), the
+// same rearrangement with each output pixel an image of its own (L = 1).
+template <typename T>
+void y_from_product(Device dev, T* y, const T* yk, const T* bias, int64_t nc,
+                    const ConvGeometry& g) {
+  const int64_t L = g.P * g.Q;
+  if (nhwc(g)) return knl_to_nkl<T>(dev, y, yk, bias, nc * L, g.K, 1);
+  knl_to_nkl<T>(dev, y, yk, bias, nc, g.K, L);
 }
 
 template <typename T>
@@ -232,14 +332,13 @@ void forward_im2col(T* y, const T* x, const T* w, const T* bias, const ConvGeome
                     Backend b) {
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(T), dev);
-  Tensor col = Tensor::empty(Shape{CRS, nb * L}, dtype_v<T>, dev);
+  Tensor col = Tensor::empty(Shape{CRS * nb * L}, dtype_v<T>, dev);
   Tensor yk = Tensor::empty(Shape{g.K, nb * L}, dtype_v<T>, dev);
   for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
     const int64_t nc = std::min(nb, g.N - n0);
     im2col<T>(dev, col.data<T>(), x + n0 * g.C * g.H * g.W, nc, g);
-    // Y' (K, nc*L) = W (K, CRS) * col (CRS, nc*L)
     gemm<T>(b, dev, forward_product(g, nc * L), T(1), w, col.data<T>(), T(0), yk.data<T>());
-    knl_to_nkl<T>(dev, y + n0 * g.K * L, yk.data<T>(), bias, nc, g.K, L);
+    y_from_product<T>(dev, y + n0 * g.K * L, yk.data<T>(), bias, nc, g);
   }
 }
 
@@ -248,21 +347,17 @@ void backward_data_im2col(T* dx, const T* dy, const T* w, const ConvGeometry& g,
                           Backend b) {
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(T), dev);
-  Tensor dcol = Tensor::empty(Shape{CRS, nb * L}, dtype_v<T>, dev);
-  Tensor dyk = Tensor::empty(Shape{g.K, nb * L}, dtype_v<T>, dev);
+  Tensor dcol = Tensor::empty(Shape{CRS * nb * L}, dtype_v<T>, dev);
+  Tensor dyk = nhwc(g) ? Tensor() : Tensor::empty(Shape{g.K, nb * L}, dtype_v<T>, dev);
   for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
     const int64_t nc = std::min(nb, g.N - n0);
-    nkl_to_knl<T>(dev, dyk.data<T>(), dy + n0 * g.K * L, nc, g.K, L);
-    // dcol (CRS, nc*L) = W^T (CRS, K) * dY' (K, nc*L)
-    GemmShape s;
-    s.trans_a = true;
-    s.M = CRS;
-    s.N = nc * L;
-    s.K = g.K;
-    s.lda = CRS;
-    s.ldb = nc * L;
-    s.ldc = nc * L;
-    gemm<T>(b, dev, s, T(1), w, dyk.data<T>(), T(0), dcol.data<T>());
+    const GemmShape s = data_product(g, nc * L);
+    if (nhwc(g)) {
+      gemm<T>(b, dev, s, T(1), dy + n0 * g.K * L, w, T(0), dcol.data<T>());
+    } else {
+      nkl_to_knl<T>(dev, dyk.data<T>(), dy + n0 * g.K * L, nc, g.K, L);
+      gemm<T>(b, dev, s, T(1), w, dyk.data<T>(), T(0), dcol.data<T>());
+    }
     col2im<T>(dev, dx + n0 * g.C * g.H * g.W, dcol.data<T>(), nc, g);
   }
 }
@@ -272,20 +367,26 @@ void backward_weight_im2col(T* dw, const T* dy, const T* x, const ConvGeometry& 
                             Backend b) {
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(T), dev);
-  Tensor col = Tensor::empty(Shape{CRS, nb * L}, dtype_v<T>, dev);
-  Tensor dyk = Tensor::empty(Shape{g.K, nb * L}, dtype_v<T>, dev);
+  Tensor col = Tensor::empty(Shape{CRS * nb * L}, dtype_v<T>, dev);
+  Tensor dyk = nhwc(g) ? Tensor() : Tensor::empty(Shape{g.K, nb * L}, dtype_v<T>, dev);
   for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
     const int64_t nc = std::min(nb, g.N - n0);
     im2col<T>(dev, col.data<T>(), x + n0 * g.C * g.H * g.W, nc, g);
-    nkl_to_knl<T>(dev, dyk.data<T>(), dy + n0 * g.K * L, nc, g.K, L);
-    // dW (K, CRS) += dY' (K, nc*L) * col^T (nc*L, CRS); beta = 1 accumulates over chunks and calls.
-    gemm<T>(b, dev, weight_product(g, nc * L), T(1), dyk.data<T>(), col.data<T>(), T(1), dw);
+    const T* dy_chunk = dy + n0 * g.K * L;
+    if (!nhwc(g)) {
+      nkl_to_knl<T>(dev, dyk.data<T>(), dy_chunk, nc, g.K, L);
+      dy_chunk = dyk.data<T>();
+    }
+    // beta = 1 accumulates over chunks and calls.
+    gemm<T>(b, dev, weight_product(g, nc * L), T(1), dy_chunk, col.data<T>(), T(1), dw);
   }
 }
 
 // ---------------------------------------------------------------- 1x1, stride 1, no padding (CPU)
-// col would be x itself, so the products read x and write y in place: per image n,
+// col would be x itself, so the products read x and write y in place. NCHW, per image n:
 //   Y_n (K, L) = W (K, C) X_n (C, L),  dX_n (C, L) = W^T dY_n,  dW (K, C) += dY_n X_n^T.
+// NHWC: x is the (N*L, C) matrix X (the NHWC col itself), y the (N*L, K) matrix Y:
+//   Y = X W^T,  dX = dY W,  dW += dY^T X     (one product for the whole batch).
 
 bool is_pointwise(const ConvGeometry& g, Backend b) {
   return b == Backend::CpuReference && g.R == 1 && g.S == 1 && g.stride == 1 && g.pad == 0;
@@ -296,22 +397,38 @@ void forward_pointwise(T* y, const T* x, const T* w, const T* bias, const ConvGe
                        Device dev, Backend b) {
   const int64_t L = g.H * g.W;
   GemmShape s;
-  s.M = g.K;
-  s.N = L;
-  s.K = g.C;
-  s.lda = g.C;
-  s.ldb = L;
-  s.ldc = L;
-  s.batch = g.N;
-  s.stride_b = g.C * L;
-  s.stride_c = g.K * L;
-  gemm<T>(b, dev, s, T(1), w, x, T(0), y);
+  if (nhwc(g)) {
+    s.trans_b = true;
+    s.M = g.N * L;
+    s.N = g.K;
+    s.K = g.C;
+    s.lda = g.C;
+    s.ldb = g.C;
+    s.ldc = g.K;
+  } else {
+    s.M = g.K;
+    s.N = L;
+    s.K = g.C;
+    s.lda = g.C;
+    s.ldb = L;
+    s.ldc = L;
+    s.batch = g.N;
+    s.stride_b = g.C * L;
+    s.stride_c = g.K * L;
+  }
+  gemm<T>(b, dev, s, T(1), nhwc(g) ? x : w, nhwc(g) ? w : x, T(0), y);
+  // NCHW: rows (n, k) of L pixels take bias[k]; NHWC: rows (n, l) of K channels take bias.
   if (!bias) return;
 #pragma omp parallel for if (g.N * g.K * L > 65536)
-  for (int64_t nk = 0; nk < g.N * g.K; ++nk) {
-    const T b = bias[nk % g.K];
-    T* row = y + nk * L;
-    for (int64_t l = 0; l < L; ++l) row[l] += b;
+  for (int64_t row = 0; row < g.N * (nhwc(g) ? L : g.K); ++row) {
+    if (nhwc(g)) {
+      T* out = y + row * g.K;
+      for (int64_t k = 0; k < g.K; ++k) out[k] += bias[k];
+    } else {
+      const T bk = bias[row % g.K];
+      T* out = y + row * L;
+      for (int64_t l = 0; l < L; ++l) out[l] += bk;
+    }
   }
 }
 
@@ -320,6 +437,15 @@ void backward_data_pointwise(T* dx, const T* dy, const T* w, const ConvGeometry&
                              Backend b) {
   const int64_t L = g.H * g.W;
   GemmShape s;
+  if (nhwc(g)) {
+    s.M = g.N * L;
+    s.N = g.C;
+    s.K = g.K;
+    s.lda = g.K;
+    s.ldb = g.C;
+    s.ldc = g.C;
+    return gemm<T>(b, dev, s, T(1), dy, w, T(0), dx);
+  }
   s.trans_a = true;
   s.M = g.C;
   s.N = L;
@@ -338,13 +464,20 @@ void backward_weight_pointwise(T* dw, const T* dy, const T* x, const ConvGeometr
                                Backend b) {
   const int64_t L = g.H * g.W;
   GemmShape s;
-  s.trans_b = true;
   s.M = g.K;
   s.N = g.C;
+  s.ldc = g.C;
+  if (nhwc(g)) {
+    s.trans_a = true;
+    s.K = g.N * L;
+    s.lda = g.K;
+    s.ldb = g.C;
+    return gemm<T>(b, dev, s, T(1), dy, x, T(1), dw);
+  }
+  s.trans_b = true;
   s.K = L;
   s.lda = L;
   s.ldb = L;
-  s.ldc = g.C;
   // One product per image, each adding into dw (beta = 1).
   for (int64_t n = 0; n < g.N; ++n)
     gemm<T>(b, dev, s, T(1), dy + n * g.K * L, x + n * g.C * L, T(1), dw);
@@ -363,6 +496,27 @@ void check_like(const Tensor& t, const Tensor& ref, const char* who, const char*
 void check_master(const Tensor& t, const Tensor& ref, const char* who, const char* what) {
   check_same_device(t, ref, who);
   check_dtype(t, is_low_precision(ref.dtype()) ? DType::F32 : ref.dtype(), who, what);
+}
+
+// The layout of a call (conv2d.h): the activations `a` (x, resp. dy) and `b` (y, dx, resp. x)
+// share one. It is a's, unless a's two layouts coincide (C == 1 or H*W == 1, a label only), then
+// b's; b must have it too or coincide, else the error names the op and both tensors.
+Layout call_layout(const Tensor& a, const Tensor& b, const char* who, const char* a_what,
+                   const char* b_what) {
+  const Layout l = layouts_coincide(a.shape()) ? b.layout() : a.layout();
+  MINIDL_CHECK(b.layout() == l || layouts_coincide(b.shape()), who, ": ", a_what, " is ",
+               a.describe(), " but ", b_what, " is ", b.describe(),
+               "; the activations of one call share one layout (convert one with to_layout)");
+  return l;
+}
+
+// w and dw stay (K, C, R, S) in NCHW (PyTorch's OIHW) whatever the activations' layout.
+void check_weight_layout(const Tensor& w, const char* who, const char* what) {
+  check_layout(w, Layout::NCHW, who,
+               str(what,
+                   " (a convolution's weight is (K, C, R, S) in NCHW, PyTorch's OIHW, in "
+                   "both activation layouts)")
+                   .c_str());
 }
 
 // cpu-reference at bfloat16/float16: the float32 algorithm on float32 copies of the 16-bit inputs
@@ -387,16 +541,16 @@ void forward_lowp(Tensor& y, const Tensor& x, const Tensor& w, const float* bias
   CudaContext& ctx = cuda_context(dev);
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(uint16_t), dev);
-  Tensor col = Tensor::empty(Shape{CRS, nb * L}, t, dev);
+  Tensor col = Tensor::empty(Shape{CRS * nb * L}, t, dev);
   Tensor yk = Tensor::empty(Shape{g.K, nb * L}, DType::F32, dev);
   Tensor y32 = Tensor::empty(Shape{nb * g.K * L}, DType::F32, dev);
   for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
     const int64_t nc = std::min(nb, g.N - n0);
     cuda::im2col16(bits(col), bits(x) + n0 * g.C * g.H * g.W, nc, g, ctx);
-    // Y' (K, nc*L) = W (K, CRS) * col (CRS, nc*L), float32
+    // Y' (K, nc*L) = W (K, CRS) * col (either arrangement), float32
     gemm_lowp(b, dev, forward_product(g, nc * L), t, 1.f, w.raw_data(), col.raw_data(), 0.f,
               yk.data<float>());
-    knl_to_nkl<float>(dev, y32.data<float>(), yk.data<float>(), bias, nc, g.K, L);
+    y_from_product<float>(dev, y32.data<float>(), yk.data<float>(), bias, nc, g);
     cuda::convert(bits(y) + n0 * g.K * L, t, y32.data<float>(), DType::F32, nc * g.K * L, ctx);
   }
 }
@@ -408,25 +562,26 @@ void backward_data_lowp(Tensor& dx, const Tensor& dy, const Tensor& w, const Con
   CudaContext& ctx = cuda_context(dev);
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(float), dev);
-  Tensor dcol = Tensor::empty(Shape{CRS, nb * L}, DType::F32, dev);
+  Tensor dcol = Tensor::empty(Shape{CRS * nb * L}, DType::F32, dev);
   Tensor dx32 = Tensor::empty(Shape{nb * g.C * g.H * g.W}, DType::F32, dev);
   for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
     const int64_t nc = std::min(nb, g.N - n0);
-    // Per image n: dcol[:, n*L : (n+1)*L] (CRS, L) = W^T (CRS, K) * dY_n (K, L), dY_n read in
-    // place from dy (n, K, L): one strided batch, W repeated (stride 0).
-    GemmShape s;
-    s.trans_a = true;
-    s.M = CRS;
-    s.N = L;
-    s.K = g.K;
-    s.lda = CRS;
-    s.ldb = L;
-    s.ldc = nc * L;
-    s.batch = nc;
-    s.stride_a = 0;
-    s.stride_b = g.K * L;
-    s.stride_c = L;
-    gemm_lowp(b, dev, s, t, 1.f, w.raw_data(), bits(dy) + n0 * g.K * L, 0.f, dcol.data<float>());
+    const uint16_t* dy_chunk = bits(dy) + n0 * g.K * L;
+    if (nhwc(g)) {
+      // dcol (nc*L, CRS) = dY (nc*L, K) * W (K, CRS), dy read in place.
+      gemm_lowp(b, dev, data_product(g, nc * L), t, 1.f, dy_chunk, w.raw_data(), 0.f,
+                dcol.data<float>());
+    } else {
+      // Per image n: dcol[:, n*L : (n+1)*L] (CRS, L) = W^T (CRS, K) * dY_n (K, L), dY_n read in
+      // place from dy (n, K, L): one strided batch, W repeated (stride 0).
+      GemmShape s = data_product(g, L);
+      s.ldc = nc * L;
+      s.batch = nc;
+      s.stride_a = 0;
+      s.stride_b = g.K * L;
+      s.stride_c = L;
+      gemm_lowp(b, dev, s, t, 1.f, w.raw_data(), dy_chunk, 0.f, dcol.data<float>());
+    }
     col2im<float>(dev, dx32.data<float>(), dcol.data<float>(), nc, g);
     cuda::convert(bits(dx) + n0 * g.C * g.H * g.W, t, dx32.data<float>(), DType::F32,
                   nc * g.C * g.H * g.W, ctx);
@@ -440,14 +595,18 @@ void backward_weight_lowp(float* dw, const Tensor& dy, const Tensor& x, const Co
   CudaContext& ctx = cuda_context(dev);
   const int64_t CRS = g.C * g.R * g.S, L = g.P * g.Q;
   const int64_t nb = images_per_chunk(g, sizeof(uint16_t), dev);
-  Tensor col = Tensor::empty(Shape{CRS, nb * L}, t, dev);
-  Tensor dyk = Tensor::empty(Shape{g.K, nb * L}, t, dev);
+  Tensor col = Tensor::empty(Shape{CRS * nb * L}, t, dev);
+  Tensor dyk = nhwc(g) ? Tensor() : Tensor::empty(Shape{g.K, nb * L}, t, dev);
   for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
     const int64_t nc = std::min(nb, g.N - n0);
     cuda::im2col16(bits(col), bits(x) + n0 * g.C * g.H * g.W, nc, g, ctx);
-    cuda::nkl_to_knl16(bits(dyk), bits(dy) + n0 * g.K * L, nc, g.K, L, ctx);
-    // dW (K, CRS) += dY' (K, nc*L) * col^T (nc*L, CRS), into the float32 dw (beta = 1).
-    gemm_lowp(b, dev, weight_product(g, nc * L), t, 1.f, dyk.raw_data(), col.raw_data(), 1.f, dw);
+    const uint16_t* dy_chunk = bits(dy) + n0 * g.K * L;
+    if (!nhwc(g)) {
+      cuda::nkl_to_knl16(bits(dyk), dy_chunk, nc, g.K, L, ctx);
+      dy_chunk = bits(dyk);
+    }
+    // dW (K, CRS) += dY' * col^T (NCHW) or dY^T * col (NHWC), into the float32 dw (beta = 1).
+    gemm_lowp(b, dev, weight_product(g, nc * L), t, 1.f, dy_chunk, col.raw_data(), 1.f, dw);
   }
 }
 #else
@@ -493,8 +652,9 @@ void conv2d_forward(Tensor& y, const Tensor& x, const Tensor& w, const Tensor* b
 void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, const Tensor* bias,
                     Conv2dParams p) {
   const char* who = "conv2d_forward";
-  check_layout(x, Layout::NCHW, who, "x (its channels-last form is not built yet)");
-  const ConvGeometry g = ConvGeometry::make(x.shape(), w.shape(), p, who);
+  const Layout layout = call_layout(x, y, who, "input", "output");
+  const ConvGeometry g = ConvGeometry::make(x.shape(), w.shape(), p, who, layout);
+  check_weight_layout(w, who, "weight");
   check_shape(y, Shape{g.N, g.K, g.P, g.Q}, who, "output");
   check_like(w, x, who, "weight");
   check_like(y, x, who, "output");
@@ -505,7 +665,7 @@ void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, cons
   check_backend(conv2d_op(), b, x.device(), x.dtype(), who);
   if (g.N == 0) return;
   if (via_float32(b, x.dtype())) {
-    Tensor y32 = Tensor::empty(y.shape(), DType::F32, y.device());
+    Tensor y32 = Tensor::empty(y.shape(), DType::F32, y.device(), layout);
     conv2d_forward(b, y32, to_dtype(x, DType::F32), to_dtype(w, DType::F32), bias, p);
     return convert(b, y, y32);
   }
@@ -538,15 +698,16 @@ void conv2d_backward_data(Tensor& dx, const Tensor& dy, const Tensor& w, Conv2dP
 void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor& w,
                           Conv2dParams p) {
   const char* who = "conv2d_backward_data";
-  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
-  const ConvGeometry g = ConvGeometry::make(dx.shape(), w.shape(), p, who);
+  const Layout layout = call_layout(dy, dx, who, "output gradient", "input gradient");
+  const ConvGeometry g = ConvGeometry::make(dx.shape(), w.shape(), p, who, layout);
+  check_weight_layout(w, who, "weight");
   check_shape(dy, Shape{g.N, g.K, g.P, g.Q}, who, "output gradient");
   check_like(w, dy, who, "weight");
   check_like(dx, dy, who, "input gradient");
   check_backend(conv2d_op(), b, dy.device(), dy.dtype(), who);
   if (g.N == 0) return;
   if (via_float32(b, dy.dtype())) {
-    Tensor dx32 = Tensor::empty(dx.shape(), DType::F32, dx.device());
+    Tensor dx32 = Tensor::empty(dx.shape(), DType::F32, dx.device(), layout);
     conv2d_backward_data(b, dx32, to_dtype(dy, DType::F32), to_dtype(w, DType::F32), p);
     return convert(b, dx, dx32);
   }
@@ -577,8 +738,9 @@ void conv2d_backward_weight(Tensor& dw, const Tensor& dy, const Tensor& x, Conv2
 void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tensor& x,
                             Conv2dParams p) {
   const char* who = "conv2d_backward_weight";
-  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
-  const ConvGeometry g = ConvGeometry::make(x.shape(), dw.shape(), p, who);
+  const Layout layout = call_layout(dy, x, who, "output gradient", "input");
+  const ConvGeometry g = ConvGeometry::make(x.shape(), dw.shape(), p, who, layout);
+  check_weight_layout(dw, who, "weight gradient");
   check_shape(dy, Shape{g.N, g.K, g.P, g.Q}, who, "output gradient");
   check_like(x, dy, who, "input");
   check_master(dw, dy, who, "weight gradient");
@@ -607,10 +769,10 @@ void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tenso
 }
 
 // The bias gradient is a plain channel sum on every backend (cuDNN's cudnnConvolutionBackwardBias
-// would overwrite, and is no faster): kernels/layout.h.
+// would overwrite, and is no faster): kernels/layout.h. NCHW dy is (N, K, P*Q); NHWC dy is
+// (N*P*Q, K, 1), the same sum with every output pixel an image of its own.
 void conv2d_backward_bias(Tensor& db, const Tensor& dy) {
   const char* who = "conv2d_backward_bias";
-  check_layout(dy, Layout::NCHW, who, "dy (its channels-last form is not built yet)");
   MINIDL_CHECK(dy.dim() == 4, who, ": output gradient must be 4-D (N, K, P, Q), got shape ",
                dy.shape());
   check_shape(db, Shape{dy.size(1)}, who, "bias gradient");
@@ -619,7 +781,12 @@ void conv2d_backward_bias(Tensor& db, const Tensor& dy) {
     check_dtype(dy, DType::F32, who, "CUDA output gradient");
   // A 16-bit dy is summed in float32 (a float32 copy: exact).
   const Tensor dy_sum = to_dtype(dy, db.dtype());
-  channel_sum_accumulate(db, dy_sum.view(Shape{dy.size(0), dy.size(1), dy.size(2) * dy.size(3)}));
+  const int64_t L = dy.size(2) * dy.size(3);
+  const bool nhwc = dy_sum.layout() == Layout::NHWC;
+  dispatch_floating(db.dtype(), who, [&]<typename T>() {
+    channel_sum_accumulate<T>(dy.device(), db.data<T>(), dy_sum.data<T>(),
+                              nhwc ? dy.size(0) * L : dy.size(0), dy.size(1), nhwc ? 1 : L);
+  });
 }
 
 }  // namespace minidl

@@ -9,17 +9,30 @@
 //              copied from it (the output positions whose window covers the pixel) and writes the
 //              pixel once. Scattering from col instead would need atomicAdd (overlapping windows
 //              hit the same pixel) and would make the result depend on the order of the additions.
+//   NHWC (channels-last, conv2d.h: col (nb*P*Q, C*R*S), one row per output pixel):
+//   im2col_nhwc   one thread per (output pixel, c), c fastest: consecutive threads read the
+//              consecutive channels of one input pixel (coalesced) and write R*S apart in their
+//              row.
+//   col2im_nhwc   a gather as above, one thread per dx element (n, h, w, c), c fastest, so the
+//              writes are contiguous.
 // (the (n,k,l) <-> (k,n,l) rearrangements and the channel sum are in layout.cu).
 // conv2d.cpp keeps every per-chunk buffer below 2^31 elements, so the index arithmetic is 32-bit
 // (64-bit divisions would dominate these kernels); only the grid-stride counter is 64-bit, so that
 // stepping past the end cannot overflow.
 //
-// cuDNN path: descriptors and algorithms are built once per (device, geometry, TF32 setting) and
-// cached. The algorithm of each direction is chosen by cudnnFind*AlgorithmEx, which times the
-// candidates on the real inputs (writing into a scratch output, so dw's accumulated value is never
-// touched), keeping only full-fp32 (FMA) algorithms unless the device's settings allow TF32.
-// Workspaces come from the caching allocator at every call. Backward filter runs with beta = 1 to
-// accumulate into dw.
+// cuDNN path: descriptors and algorithms are built once per (device, geometry, layout, TF32
+// setting) and cached. The algorithm of each direction is chosen by cudnnFind*AlgorithmEx, which
+// times the candidates on the real inputs (writing into a scratch output, so dw's accumulated value
+// is never touched), keeping only full-fp32 (FMA) algorithms unless the device's settings allow
+// TF32. Workspaces come from the caching allocator at every call. Backward filter runs with
+// beta = 1 to accumulate into dw.
+//
+// NHWC (channels-last; never run on a GPU yet, compiled only, docs/GPU.md): x, y, dx, dy are
+// described as CUDNN_TENSOR_NHWC, and so is the filter (KRSC), as PyTorch and NVIDIA's own NHWC
+// benchmark configurations pair them (cuDNN's NHWC tensor-core kernels want KRSC filters). minidl's
+// w stays KCRS (conv2d.h), so each call transposes it into a KRSC copy (convert_transpose, tested
+// on the emulator), and backward filter writes a KRSC scratch (beta 0) that is transposed back and
+// added into dw (add_scaled), keeping the gradient rule.
 #include <algorithm>
 #include <cstdint>
 #include <map>
@@ -30,6 +43,8 @@
 
 #include "core/cuda_check.h"
 #include "kernels/conv2d.h"
+#include "kernels/convert.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 
 namespace minidl::cuda {
@@ -48,10 +63,29 @@ Geo geo32(const ConvGeometry& g) {
           as_int(g.S, "S"), as_int(g.P, "P"), as_int(g.Q, "Q"), g.stride,         g.pad};
 }
 
-// col (C*R*S, nb*P*Q): col[(c, r, s), n*L + p*Q + q] = x[n, c, p*stride - pad + r, q*stride - pad +
-// s]
+// The R*S taps of one channel's window at output position (p, q), in (r, s) order, to dst,
+// dst + step, dst + 2 step, ...: x[h, w] with h = p*stride - pad + r, w = q*stride - pad + s, or 0
+// outside the image. `xc` is the channel's pixel (0, 0) and `pixel` the distance between two
+// pixels (1 in NCHW, C in NHWC). Both im2col kernels copy with it; only the addresses differ.
 // T: float, or uint16_t for bfloat16/float16 (a copy of the bits; the padding's 0 bits are +0 in
 // both formats).
+template <typename T>
+__device__ void copy_window(T* dst, int64_t step, const T* xc, int pixel, int p, int q,
+                            const Geo& g) {
+  const int h0 = p * g.stride - g.pad, w0 = q * g.stride - g.pad;
+  for (int r = 0; r < g.R; ++r) {
+    const int h = h0 + r;
+    const bool h_in = h >= 0 && h < g.H;
+    for (int s = 0; s < g.S; ++s) {
+      const int w = w0 + s;
+      *dst = (h_in && w >= 0 && w < g.W) ? xc[(h * g.W + w) * pixel] : T(0);
+      dst += step;
+    }
+  }
+}
+
+// col (C*R*S, nb*P*Q): col[(c, r, s), n*L + p*Q + q] = x[n, c, p*stride - pad + r, q*stride - pad +
+// s]; one thread per (c, column), the taps R*S rows apart.
 template <typename T>
 __global__ void im2col_kernel(T* __restrict__ col, const T* __restrict__ x, int nb, Geo g) {
   const int L = g.P * g.Q, ld = nb * L;
@@ -62,24 +96,29 @@ __global__ void im2col_kernel(T* __restrict__ col, const T* __restrict__ x, int 
     const int c = i / ld, j = i % ld;  // j = n*L + p*Q + q: the column
     const int n = j / L, pq = j % L, p = pq / g.Q, q = pq % g.Q;
     const T* xc = x + (static_cast<int64_t>(n) * g.C + c) * g.H * g.W;
-    T* dst = col + static_cast<int64_t>(c) * g.R * g.S * ld + j;
-    const int h0 = p * g.stride - g.pad, w0 = q * g.stride - g.pad;
-    for (int r = 0; r < g.R; ++r) {
-      const int h = h0 + r;
-      const bool h_in = h >= 0 && h < g.H;
-      for (int s = 0; s < g.S; ++s) {
-        const int w = w0 + s;
-        *dst = (h_in && w >= 0 && w < g.W) ? xc[h * g.W + w] : T(0);
-        dst += ld;
-      }
-    }
+    copy_window(col + static_cast<int64_t>(c) * g.R * g.S * ld + j, ld, xc, 1, p, q, g);
   }
 }
 
-// dx[n, c, h, w] = sum of col[(c, r, s), n*L + p*Q + q] over the (p, r), (q, s) with
-// h = p*stride - pad + r and w = q*stride - pad + s. For a given h the valid p are those with
-// 0 <= r = h + pad - p*stride < R, i.e. p in [ceil((h + pad - R + 1) / stride), (h + pad) /
-// stride].
+// The sum, over the col entries copied from input pixel (h, w), of at(p, q, r, s): the output
+// positions (p, q) whose window covers the pixel, at tap r = h + pad - p*stride, s = w + pad -
+// q*stride. For a given h the valid p are those with 0 <= r < R, i.e. p in
+// [ceil((h + pad - R + 1) / stride), (h + pad) / stride]; likewise q. Both col2im kernels gather
+// with it; only where col keeps the entry differs.
+template <typename At>
+__device__ float sum_covering_windows(int h, int w, const Geo& g, At at) {
+  const int hp = h + g.pad, wp = w + g.pad;
+  const int p_begin = hp < g.R ? 0 : (hp - g.R) / g.stride + 1;
+  const int p_end = min(hp / g.stride + 1, g.P);
+  const int q_begin = wp < g.S ? 0 : (wp - g.S) / g.stride + 1;
+  const int q_end = min(wp / g.stride + 1, g.Q);
+  float sum = 0.f;
+  for (int p = p_begin; p < p_end; ++p)
+    for (int q = q_begin; q < q_end; ++q) sum += at(p, q, hp - p * g.stride, wp - q * g.stride);
+  return sum;
+}
+
+// dx[n, c, h, w] = sum of col[(c, r, s), n*L + p*Q + q] over the windows covering (h, w).
 __global__ void col2im_kernel(float* __restrict__ dx, const float* __restrict__ col, int nb,
                               Geo g) {
   const int L = g.P * g.Q, ld = nb * L;
@@ -89,20 +128,42 @@ __global__ void col2im_kernel(float* __restrict__ dx, const float* __restrict__ 
     const int i = static_cast<int>(it);
     const int w = i % g.W, h = (i / g.W) % g.H, c = (i / (g.W * g.H)) % g.C,
               n = i / (g.W * g.H * g.C);
-    const int hp = h + g.pad, wp = w + g.pad;
-    const int p_begin = hp < g.R ? 0 : (hp - g.R) / g.stride + 1;
-    const int p_end = min(hp / g.stride + 1, g.P);
-    const int q_begin = wp < g.S ? 0 : (wp - g.S) / g.stride + 1;
-    const int q_end = min(wp / g.stride + 1, g.Q);
-    float sum = 0.f;
-    for (int p = p_begin; p < p_end; ++p) {
-      const int r = hp - p * g.stride;
-      for (int q = q_begin; q < q_end; ++q) {
-        const int s = wp - q * g.stride;
-        sum += col[static_cast<int64_t>((c * g.R + r) * g.S + s) * ld + n * L + p * g.Q + q];
-      }
-    }
-    dx[i] = sum;
+    dx[i] = sum_covering_windows(h, w, g, [&](int p, int q, int r, int s) {
+      return col[static_cast<int64_t>((c * g.R + r) * g.S + s) * ld + n * L + p * g.Q + q];
+    });
+  }
+}
+
+// NHWC: col[(n*P + p)*Q + q, (c*R + r)*S + s] = x[n, h, w, c] with h = p*stride - pad + r,
+// w = q*stride - pad + s (0 outside). Thread i = j*C + c: output pixel j, channel c.
+template <typename T>
+__global__ void im2col_nhwc_kernel(T* __restrict__ col, const T* __restrict__ x, int nb, Geo g) {
+  const int L = g.P * g.Q, RS = g.R * g.S;
+  const int total = nb * L * g.C;
+  for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
+       it += int64_t(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(it);
+    const int c = i % g.C, j = i / g.C;
+    const int n = j / L, pq = j % L, p = pq / g.Q, q = pq % g.Q;
+    const T* xc = x + static_cast<int64_t>(n) * g.H * g.W * g.C + c;
+    copy_window(col + static_cast<int64_t>(j) * g.C * RS + c * RS, 1, xc, g.C, p, q, g);
+  }
+}
+
+// NHWC: dx[n, h, w, c] = sum of col[(n*P + p)*Q + q, (c*R + r)*S + s] over the windows covering
+// (h, w). Thread i = ((n*H + h)*W + w)*C + c.
+__global__ void col2im_nhwc_kernel(float* __restrict__ dx, const float* __restrict__ col, int nb,
+                                   Geo g) {
+  const int RS = g.R * g.S, CRS = g.C * RS;
+  const int total = nb * g.H * g.W * g.C;
+  for (int64_t it = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; it < total;
+       it += int64_t(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(it);
+    const int c = i % g.C, pix = i / g.C;
+    const int w = pix % g.W, h = (pix / g.W) % g.H, n = pix / (g.W * g.H);
+    dx[i] = sum_covering_windows(h, w, g, [&](int p, int q, int r, int s) {
+      return col[static_cast<int64_t>((n * g.P + p) * g.Q + q) * CRS + c * RS + r * g.S + s];
+    });
   }
 }
 
@@ -115,8 +176,13 @@ void launch_im2col(T* col, const T* x, int64_t nb, const ConvGeometry& g, CudaCo
   if (total == 0) return;
   as_int(g.C * g.R * g.S * nb * g.P * g.Q, "im2col column buffer size");
   as_int(nb * g.C * g.H * g.W, "im2col input chunk size");
-  im2col_kernel<T><<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
-      col, x, as_int(nb, "nb"), geo32(g));
+  // The same number of threads in both arrangements: one per (image, channel, output pixel).
+  if (g.layout == Layout::NHWC)
+    im2col_nhwc_kernel<T><<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
+        col, x, as_int(nb, "nb"), geo32(g));
+  else
+    im2col_kernel<T><<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
+        col, x, as_int(nb, "nb"), geo32(g));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 }  // namespace
@@ -135,8 +201,12 @@ void col2im(float* dx, const float* col, int64_t nb, const ConvGeometry& g, Cuda
   if (total == 0) return;
   as_int(total, "col2im input chunk size");
   as_int(g.C * g.R * g.S * nb * g.P * g.Q, "col2im column buffer size");
-  col2im_kernel<<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
-      dx, col, as_int(nb, "nb"), geo32(g));
+  if (g.layout == Layout::NHWC)
+    col2im_nhwc_kernel<<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
+        dx, col, as_int(nb, "nb"), geo32(g));
+  else
+    col2im_kernel<<<grid_stride_blocks(ctx, total, kThreads), kThreads, 0, ctx.stream>>>(
+        dx, col, as_int(nb, "nb"), geo32(g));
   MINIDL_CHECK_LAUNCH(ctx.stream);
 }
 
@@ -160,6 +230,7 @@ struct ConvPlan {
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   bool tf32 = false;
+  bool nhwc = false;           // x, y and the filter described channels-last (the filter as KRSC)
   bool deterministic = false;  // choose by algorithm id, not by time (core/device_settings.h)
   std::once_flag fwd_once, bwd_data_once, bwd_filter_once;
   AlgoChoice fwd, bwd_data, bwd_filter;
@@ -181,19 +252,23 @@ struct ConvPlan {
       MINIDL_CHECK(v <= INT32_MAX, "conv2d (cuDNN path): sizes must fit in 32 bits, got input (",
                    g.N, ", ", g.C, ", ", g.H, ", ", g.W, "); use a smaller batch or another path");
     tf32 = allow_tf32_math;
+    nhwc = g.layout == Layout::NHWC;
+    const cudnnTensorFormat_t format = nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     const auto i = [](int64_t v) { return static_cast<int>(v); };
+    // cudnnSetTensor4dDescriptor takes the logical (N, C, H, W) sizes in both formats.
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.C),
-                                           i(g.H), i(g.W)));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(x, format, CUDNN_DATA_FLOAT, i(g.N), i(g.C), i(g.H), i(g.W)));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
-    CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i(g.N), i(g.K),
-                                           i(g.P), i(g.Q)));
+    CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(y, format, CUDNN_DATA_FLOAT, i(g.N), i(g.K), i(g.P), i(g.Q)));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&bias));
     CUDNN_CHECK(
         cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, i(g.K), 1, 1));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
-    CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, i(g.K), i(g.C),
-                                           i(g.R), i(g.S)));
+    // The filter's sizes are (K, C, R, S) in both formats; NHWC means KRSC memory.
+    CUDNN_CHECK(
+        cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, format, i(g.K), i(g.C), i(g.R), i(g.S)));
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
     // CROSS_CORRELATION is what deep-learning frameworks call convolution (no kernel flip).
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, g.pad, g.pad, g.stride, g.stride, 1, 1,
@@ -213,7 +288,7 @@ struct ConvPlan {
 };
 
 using PlanKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int,
-                           int, bool, bool>;
+                           int, bool, bool, Layout>;
 
 std::mutex g_plans_mutex;
 std::map<PlanKey, std::unique_ptr<ConvPlan>> g_plans;
@@ -223,7 +298,8 @@ std::map<PlanKey, std::unique_ptr<ConvPlan>> g_plans;
 ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
   const DeviceSettings s = device_settings(Device::cuda(ctx.device));
   const PlanKey key{ctx.device, g.N, g.C,      g.H,   g.W,          g.K,
-                    g.R,        g.S, g.stride, g.pad, s.allow_tf32, s.deterministic};
+                    g.R,        g.S, g.stride, g.pad, s.allow_tf32, s.deterministic,
+                    g.layout};
   std::lock_guard<std::mutex> lock(g_plans_mutex);
   auto it = g_plans.find(key);
   if (it != g_plans.end()) return *it->second;
@@ -290,11 +366,23 @@ Tensor workspace_tensor(size_t bytes, CudaContext& ctx) {
                        Device::cuda(ctx.device));
 }
 
+// The filter as the plan describes it: w itself (KCRS) for NCHW; for NHWC a KRSC copy in `hold`,
+// w (K, C, R*S) transposed per filter to (K, R*S, C).
+const float* plan_filter(const ConvPlan& plan, const float* w, const ConvGeometry& g, Tensor& hold,
+                         CudaContext& ctx) {
+  if (!plan.nhwc) return w;
+  hold = Tensor::empty(Shape{g.K * g.C * g.R * g.S}, DType::F32, Device::cuda(ctx.device));
+  convert_transpose(hold.raw_data(), DType::F32, w, DType::F32, g.K, g.C, g.R * g.S, ctx);
+  return hold.data<float>();
+}
+
 }  // namespace
 
-void conv2d_forward_cudnn(float* y, const float* x, const float* w, const float* bias,
+void conv2d_forward_cudnn(float* y, const float* x, const float* w_kcrs, const float* bias,
                           const ConvGeometry& g, CudaContext& ctx) {
   ConvPlan& plan = plan_for(g, ctx);
+  Tensor w_hold;
+  const float* w = plan_filter(plan, w_kcrs, g, w_hold, ctx);
   std::call_once(plan.fwd_once, [&] {
     plan.search_math();
     int max_count = 0, count = 0;
@@ -320,9 +408,11 @@ void conv2d_forward_cudnn(float* y, const float* x, const float* w, const float*
   if (bias) CUDNN_CHECK(cudnnAddTensor(ctx.cudnn, &one, plan.bias, bias, &one, plan.y, y));
 }
 
-void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w, const ConvGeometry& g,
-                                CudaContext& ctx) {
+void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w_kcrs,
+                                const ConvGeometry& g, CudaContext& ctx) {
   ConvPlan& plan = plan_for(g, ctx);
+  Tensor w_hold;
+  const float* w = plan_filter(plan, w_kcrs, g, w_hold, ctx);
   std::call_once(plan.bwd_data_once, [&] {
     plan.search_math();
     int max_count = 0, count = 0;
@@ -370,11 +460,26 @@ void conv2d_backward_weight_cudnn(float* dw, const float* dy, const float* x, co
   });
   plan.use(plan.bwd_filter);
   Tensor ws = workspace_tensor(plan.bwd_filter.workspace, ctx);
-  const float one = 1.f;
+  const float one = 1.f, zero = 0.f;
+  if (!plan.nhwc) {
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+        ctx.cudnn, &one, plan.x, x, plan.y, dy, plan.conv,
+        static_cast<cudnnConvolutionBwdFilterAlgo_t>(plan.bwd_filter.algo), ws.raw_data(),
+        plan.bwd_filter.workspace, &one, plan.w, dw));
+    return;
+  }
+  // NHWC: the KRSC gradient into scratch (beta 0), then transposed to KCRS and added into dw.
+  const int64_t n = g.K * g.C * g.R * g.S;
+  const Device dev = Device::cuda(ctx.device);
+  Tensor dw_krsc = Tensor::empty(Shape{n}, DType::F32, dev);
   CUDNN_CHECK(cudnnConvolutionBackwardFilter(
       ctx.cudnn, &one, plan.x, x, plan.y, dy, plan.conv,
       static_cast<cudnnConvolutionBwdFilterAlgo_t>(plan.bwd_filter.algo), ws.raw_data(),
-      plan.bwd_filter.workspace, &one, plan.w, dw));
+      plan.bwd_filter.workspace, &zero, plan.w, dw_krsc.data<float>()));
+  Tensor dw_kcrs = Tensor::empty(Shape{n}, DType::F32, dev);
+  convert_transpose(dw_kcrs.raw_data(), DType::F32, dw_krsc.raw_data(), DType::F32, g.K, g.R * g.S,
+                    g.C, ctx);
+  add_scaled(dw, dw, dw_kcrs.data<float>(), 1.f, n, ctx);
 }
 
 }  // namespace minidl::cuda

@@ -1,25 +1,41 @@
-// 2-D convolution (cross-correlation, as in PyTorch), NCHW, dilation 1, groups 1.
+// 2-D convolution (cross-correlation, as in PyTorch), dilation 1, groups 1; activations NCHW or
+// NHWC (channels-last).
 //
 //   x (N, C, H, W), w (K, C, R, S), bias (K) or none, y (N, K, P, Q)
 //   P = (H + 2 pad - R) / stride + 1,  Q = (W + 2 pad - S) / stride + 1
 //   y[n,k,p,q] = bias[k] + sum_{c,r,s} w[k,c,r,s] x[n, c, p*stride - pad + r, q*stride - pad + s]
 //
-// im2col turns the sum into one matrix product. For a chunk of nb images,
-//   col (C*R*S, nb*P*Q):  col[(c,r,s), (n,p,q)] = x[n, c, p*stride-pad+r, q*stride-pad+s] (0
-//   outside) forward:         Y' (K, nb*P*Q)    = W (K, CRS) * col           then Y' -> y (n,k,pq)
-//   + bias backward data:   dcol (CRS, nbPQ)  = W^T * dY'                  then col2im
-//   (scatter-add) -> dx backward weight: dW (K, CRS)      += dY' * col^T backward bias:   db[k] +=
-//   sum_{n,p,q} dy[n,k,p,q]
-// where dY' is dy rearranged to (K, nb*P*Q). Derivation: docs/backprop/conv2d.md.
+// Layouts (core/tensor.h): shapes are always the logical (N, C, H, W). The activations of one call
+// (x, y, dx, dy) share one layout, NCHW or NHWC, and the output takes the input's; a mixed call is
+// an error naming the op and both tensors. The weight w and its gradient dw are (K, C, R, S) in
+// NCHW (PyTorch's OIHW) in both modes, so checkpoints and the optimizer never see a layout; a
+// backend that wants another filter layout transposes inside the backend (cuDNN: KRSC, below).
+// bias, db: 1-D. Every backend takes both layouts at every dtype it computes.
+//
+// im2col turns the sum into one matrix product. For a chunk of nb images (L = P*Q, CRS = C*R*S),
+// NCHW:
+//   col (CRS, nb*L):  col[(c,r,s), (n,p,q)] = x[n, c, p*stride-pad+r, q*stride-pad+s] (0 outside)
+//   forward          Y' (K, nb*L)   = W (K, CRS) * col             then Y' -> y (n,k,pq) + bias
+//   backward data    dcol (CRS, nbL) = W^T * dY'                    then col2im (scatter-add) -> dx
+//   backward weight  dW (K, CRS)    += dY' * col^T
+// where dY' is dy rearranged to (K, nb*L). NHWC: one row of col per output pixel, its columns in
+// w's own (c, r, s) order, so no weight copy is needed and y, dy are (nb*L, K) matrices as they
+// lie:
+//   col (nb*L, CRS):  col[(n,p,q), (c,r,s)] = x[n, c, p*stride-pad+r, q*stride-pad+s] (0 outside)
+//   forward          Y' (K, nb*L)   = W * col^T                     then Y'^T + bias -> y (nbL, K)
+//   backward data    dcol (nbL, CRS) = dY (nbL, K) * W               then col2im -> dx
+//   backward weight  dW (K, CRS)    += dY^T * col
+// backward bias (both):  db[k] += sum_{n,p,q} dy[n,k,p,q]. Derivation: docs/backprop/conv2d.md.
 //
 // Backends (kernels/backend.h; conv2d_op() lists them):
 //   cpu-reference, cuda-handwritten, cuda-cublas   the algorithm above, written once (conv2d.cpp)
-//       over device-generic primitives (im2col, col2im, the (n,k,pq) <-> (k,n,pq) rearrangements
-//       of kernels/layout.h, gemm on the same backend). On the CPU a 1x1 stride-1 unpadded
-//       convolution skips im2col (col would be x itself): per image, Y_n = W X_n,
-//       dX_n = W^T dY_n, dW += dY_n X_n^T.
-//   cpu-fast      oneDNN, float32 and bfloat16 (conv2d_onednn.cpp, primitives cached per shape
-//                 and dtype; bfloat16 only on CPUs with AVX512_BF16, kernels/backend.h).
+//       over device-generic primitives (im2col, col2im in either arrangement, the (n,k,pq) <->
+//       (k,n,pq) rearrangements of kernels/layout.h, gemm on the same backend). On the CPU a 1x1
+//       stride-1 unpadded convolution skips im2col (col would be x itself): NCHW per image,
+//       Y_n = W X_n, dX_n = W^T dY_n, dW += dY_n X_n^T; NHWC x is the (N*H*W, C) matrix col
+//       would be, so Y = X W^T, dX = dY W, dW += dY^T X over the whole batch.
+//   cpu-fast      oneDNN, float32 and bfloat16 (conv2d_onednn.cpp, primitives cached per shape,
+//                 dtype and layout; bfloat16 only on CPUs with AVX512_BF16, kernels/backend.h).
 //
 // bfloat16/float16 (mixed precision): x, w, y, dy, dx are 16-bit; bias, dw and db are float32
 // (the master weights' side), every sum accumulates in float32 and each output is rounded once.
@@ -27,9 +43,13 @@
 // cuda-handwritten and cuda-cublas run the algorithm on the 16-bit tensors: im2col in 16 bits (a
 // copy), the products on gemm_lowp (16-bit operands, float32 results: tensor cores, or cuBLAS's
 // GemmEx), bias, col2im and the layout changes in float32 on those results, each 16-bit output
-// rounded once. Backward data reads dy in place (one strided-batched product per chunk, W
-// repeated); backward weight rearranges dy to (k, n, l) in 16 bits (kernels/layout.h).
-//   cuda-vendor   cuDNN (conv2d.cu; algorithms chosen once per shape, cached with the workspace).
+// rounded once. NCHW backward data reads dy in place (one strided-batched product per chunk, W
+// repeated); NCHW backward weight rearranges dy to (k, n, l) in 16 bits (kernels/layout.h); NHWC
+// reads dy in place in both.
+//   cuda-vendor   cuDNN (conv2d.cu; algorithms chosen once per shape and layout, cached with the
+//                 workspace), float32. NHWC describes x, y, dx, dy as CUDNN_TENSOR_NHWC and the
+//                 filter as NHWC (KRSC), a copy of w transposed per call into the workspace; dw is
+//                 computed into a KRSC scratch and added back transposed. Never run on a GPU yet.
 // select_conv2d_backend applies the shared rule with no condition of its own.
 //
 // Gradient rule: dx is overwritten, dw and db accumulate.
@@ -54,8 +74,10 @@ struct ConvGeometry {
   int64_t K, R, S;     // filters
   int64_t P, Q;        // output spatial
   int stride, pad;
+  Layout layout = Layout::NCHW;  // of the activations x, y, dx, dy (w is always KCRS)
   // Validates shapes and computes P, Q; errors name `who`.
-  static ConvGeometry make(const Shape& x, const Shape& w, Conv2dParams p, const char* who);
+  static ConvGeometry make(const Shape& x, const Shape& w, Conv2dParams p, const char* who,
+                           Layout layout = Layout::NCHW);
 };
 
 const OpInfo& conv2d_op();
@@ -75,10 +97,11 @@ void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tenso
 void conv2d_backward_bias(Tensor& db, const Tensor& dy);
 
 // ---- primitives (device-generic; `x`/`col` etc. are raw pointers on `dev`) ----
-// col (C*R*S, nb*P*Q) gets image n at column offset n*P*Q.
+// In g.layout's arrangement (above): NCHW col (C*R*S, nb*P*Q) gets image n at column offset
+// n*P*Q; NHWC col (nb*P*Q, C*R*S) gets output pixel (n, p, q) as row (n*P + p)*Q + q.
 template <typename T>
 void im2col(Device dev, T* col, const T* x, int64_t nb, const ConvGeometry& g);
-// dx (nb images) = scatter-add of col; dx is overwritten.
+// dx (nb images, g.layout) = scatter-add of col (g.layout's arrangement); dx is overwritten.
 template <typename T>
 void col2im(Device dev, T* dx, const T* col, int64_t nb, const ConvGeometry& g);
 #if MINIDL_HAVE_DNNL
@@ -94,6 +117,7 @@ void conv2d_backward_weight(float* dw, const void* dy, const void* x, const Conv
 #endif
 
 namespace cuda {
+// The primitives above (arrangement by g.layout).
 void im2col(float* col, const float* x, int64_t nb, const ConvGeometry& g, CudaContext& ctx);
 // The same for bfloat16/float16 (the 16-bit patterns copied, exact).
 void im2col16(uint16_t* col, const uint16_t* x, int64_t nb, const ConvGeometry& g,

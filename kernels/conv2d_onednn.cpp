@@ -8,10 +8,14 @@
 // activations, OIhw16i16o weights), so each operand is described to oneDNN as `any`, and when the
 // layout it picks differs from our plain NCHW/KCRS tensor the operand is reordered into a scratch
 // tensor before the call (inputs) or back after it (outputs), as PyTorch does for NCHW tensors.
-// The primitive descriptors, primitives and reorders are created once per shape (N, C, H, W, K, R,
-// S, stride, pad, bias) and cached per thread; the scratch tensors come from minidl's caching
-// allocator, so after the first step nothing is allocated from the system and the peak-memory
-// report counts them. oneDNN's own scratchpad is requested in user mode for the same reason.
+// Channels-last activations (conv2d.h) are described with oneDNN's plain `nhwc` tag and given to
+// the primitive as they are (oneDNN has direct nhwc convolutions, as PyTorch uses for channels_last
+// on the CPU); the weights stay `oihw` in memory (KCRS, in both layouts) and may still be
+// reordered. The primitive descriptors, primitives and reorders are created once per shape (N, C,
+// H, W, K, R, S, stride, pad, bias, layout, dtype) and cached per thread; the scratch tensors come
+// from minidl's caching allocator, so after the first step nothing is allocated from the system and
+// the peak-memory report counts them. oneDNN's own scratchpad is requested in user mode for the
+// same reason.
 //
 // Gradient rule as on every path: dx is overwritten, dw accumulates. oneDNN's weight gradient
 // overwrites, so it is computed into scratch and added to dw by the reorder back (a sum post-op).
@@ -114,20 +118,23 @@ memory::data_type data_type(DType t) {
 }
 
 // Plain layouts (ours) and `any` layouts (for oneDNN to choose) of the three tensors, x, w and y
-// in dtype t, the bias and the weight gradient in float32. The padding is symmetric as in
-// PyTorch; oneDNN's output-size check divides like ConvGeometry::make.
+// in dtype t, the bias and the weight gradient in float32; channels-last x and y are given as
+// their plain nhwc layout instead of `any`. The padding is symmetric as in PyTorch; oneDNN's
+// output-size check divides like ConvGeometry::make.
 Descs descs(const ConvGeometry& g, DType t) {
+  const bool nhwc = g.layout == Layout::NHWC;
+  const Tag act = nhwc ? Tag::nhwc : Tag::nchw;
   Descs d;
   const auto xd = dims(g.N, g.C, g.H, g.W), wd = dims(g.K, g.C, g.R, g.S),
              yd = dims(g.N, g.K, g.P, g.Q);
   const auto dt = data_type(t);
-  d.x = memory::desc(xd, dt, Tag::nchw);
+  d.x = memory::desc(xd, dt, act);
   d.w = memory::desc(wd, dt, Tag::oihw);
-  d.y = memory::desc(yd, dt, Tag::nchw);
+  d.y = memory::desc(yd, dt, act);
   d.b = memory::desc({g.K}, kF32, Tag::x);
-  d.x_any = memory::desc(xd, dt, Tag::any);
+  d.x_any = nhwc ? d.x : memory::desc(xd, dt, Tag::any);
   d.w_any = memory::desc(wd, dt, Tag::any);
-  d.y_any = memory::desc(yd, dt, Tag::any);
+  d.y_any = nhwc ? d.y : memory::desc(yd, dt, Tag::any);
   d.dw = memory::desc(wd, kF32, Tag::oihw);
   d.dw_any = memory::desc(wd, kF32, Tag::any);
   d.strides = {g.stride, g.stride};
@@ -163,7 +170,7 @@ struct Plan {
 };
 
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int,
-                       bool, Op, DType>;
+                       bool, Op, DType, Layout>;
 
 std::unique_ptr<Plan> make_plan(const ConvGeometry& g, bool bias, Op op, DType t) {
   Context& c = context();
@@ -215,16 +222,16 @@ std::unique_ptr<Plan> make_plan(const ConvGeometry& g, bool bias, Op op, DType t
 
 const Plan& plan_for(const ConvGeometry& g, bool bias, Op op, DType t) {
   thread_local std::map<Key, std::unique_ptr<Plan>> cache;
-  const Key key{g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.pad, bias, op, t};
+  const Key key{g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.pad, bias, op, t, g.layout};
   auto it = cache.find(key);
   if (it == cache.end()) {
     try {
       it = cache.emplace(key, make_plan(g, bias, op, t)).first;
     } catch (const dnnl::error& e) {
-      throw_error(str("conv2d (oneDNN): cannot create a ", dtype_name(t),
-                      " primitive for input (", g.N, ", ", g.C,
-                      ", ", g.H, ", ", g.W, "), weight (", g.K, ", ", g.C, ", ", g.R, ", ", g.S,
-                      "), stride ", g.stride, ", padding ", g.pad, ": ", e.what(),
+      throw_error(str("conv2d (oneDNN): cannot create a ", dtype_name(t), " ",
+                      layout_name(g.layout), " primitive for input (", g.N, ", ", g.C, ", ", g.H,
+                      ", ", g.W, "), weight (", g.K, ", ", g.C, ", ", g.R, ", ", g.S, "), stride ",
+                      g.stride, ", padding ", g.pad, ": ", e.what(),
                       " (use --cpu-kernels handwritten)"));
     }
   }

@@ -196,29 +196,34 @@ TEST_CASE("conv2d im2col algorithm matches the direct sums, in one chunk and in 
     }
 }
 
-TEST_CASE("col2im is the adjoint of im2col", "[conv2d]") {
+TEST_CASE("col2im is the adjoint of im2col, in both layouts", "[conv2d][layout]") {
   // <im2col(x), c> == <x, col2im(c)> for all x and c is what makes backward_data the gradient of
-  // forward (docs/backprop/conv2d.md).
+  // forward (docs/backprop/conv2d.md). The inner products run over memory, so the identity holds
+  // for the NHWC arrangement (x channels-last, col one row per output pixel) as it is.
   const uint64_t seed = test_seed();
   INFO("seed " << seed);
   Generator gen(seed);
-  const ConvGeometry g = ConvGeometry::make(Shape{2, 3, 7, 6}, Shape{1, 3, 3, 3}, {2, 1}, "test");
-  const int64_t rows = g.C * g.R * g.S, cols = g.N * g.P * g.Q;
-  const Tensor x = uniform_tensor(Shape{g.N, g.C, g.H, g.W}, gen);
-  const Tensor c = uniform_tensor(Shape{rows, cols}, gen);
-  Tensor col = Tensor::empty(Shape{rows, cols}, DType::F64),
-         dx = Tensor::empty(x.shape(), DType::F64);
-  poison(col);
-  poison(dx);
-  im2col<double>(Device::cpu(), col.data<double>(), x.data<double>(), g.N, g);
-  col2im<double>(Device::cpu(), dx.data<double>(), c.data<double>(), g.N, g);
-  double lhs = 0, rhs = 0;
-  const auto colv = col.to_vector<double>(), cv = c.to_vector<double>();
-  const auto xv = x.to_vector<double>(), dxv = dx.to_vector<double>();
-  for (size_t i = 0; i < colv.size(); ++i) lhs += colv[i] * cv[i];
-  for (size_t i = 0; i < xv.size(); ++i) rhs += xv[i] * dxv[i];
-  // Two float64 sums of ~1000 products of size <= 1: round-off ~1e-13.
-  CHECK(lhs == Approx(rhs).epsilon(1e-12));
+  for (Layout layout : {Layout::NCHW, Layout::NHWC}) {
+    INFO(layout_name(layout));
+    const ConvGeometry g =
+        ConvGeometry::make(Shape{2, 3, 7, 6}, Shape{1, 3, 3, 3}, {2, 1}, "test", layout);
+    const int64_t rows = g.C * g.R * g.S, cols = g.N * g.P * g.Q;
+    const Tensor x = uniform_tensor(Shape{g.N, g.C, g.H, g.W}, gen);
+    const Tensor c = uniform_tensor(Shape{rows, cols}, gen);
+    Tensor col = Tensor::empty(Shape{rows, cols}, DType::F64),
+           dx = Tensor::empty(x.shape(), DType::F64);
+    poison(col);
+    poison(dx);
+    im2col<double>(Device::cpu(), col.data<double>(), x.data<double>(), g.N, g);
+    col2im<double>(Device::cpu(), dx.data<double>(), c.data<double>(), g.N, g);
+    double lhs = 0, rhs = 0;
+    const auto colv = col.to_vector<double>(), cv = c.to_vector<double>();
+    const auto xv = x.to_vector<double>(), dxv = dx.to_vector<double>();
+    for (size_t i = 0; i < colv.size(); ++i) lhs += colv[i] * cv[i];
+    for (size_t i = 0; i < xv.size(); ++i) rhs += xv[i] * dxv[i];
+    // Two float64 sums of ~1000 products of size <= 1: round-off ~1e-13.
+    CHECK(lhs == Approx(rhs).epsilon(1e-12));
+  }
 }
 
 TEST_CASE("conv2d rearrangements and channel sum", "[conv2d]") {

@@ -3,8 +3,9 @@
 // cpu-reference on the same float32 inputs: forward with and without bias, backward data
 // (overwritten), backward weight and bias (accumulated onto non-zero gradients), on the layer
 // shapes of the models and on awkward ones, with the batch split into chunks, and through the
-// Conv2d layer. The float64 cpu-reference itself is checked against the direct sums and finite
-// differences in tests/kernels/conv2d_test.cpp and tests/layers/conv2d_test.cpp.
+// Conv2d layer. Every kernel case runs in both activation layouts (NCHW and NHWC, conv_cases.h),
+// NHWC outputs poisoned in NHWC. The float64 cpu-reference itself is checked against the direct
+// sums and finite differences in tests/kernels/conv2d_test.cpp and tests/layers/conv2d_test.cpp.
 #include "kernels/conv2d.h"
 
 #include <algorithm>
@@ -33,11 +34,12 @@ void expect_close(const char* what, const Tensor& out, const Tensor& ref) {
   test::expect_close(what, out, ref, 1e-4 * rms(ref), 1e-4, 1e-5);
 }
 
-// The test body: every function of the op on backend c.backend against the float64 reference.
-void check_case(const ConvCase& k, const BackendCase& c, Generator& g) {
-  INFO(k.name << " on " << c.name() << ": x (" << k.N << ", " << k.C << ", " << k.H << ", " << k.W
-              << "), w (" << k.K << ", " << k.C << ", " << k.R << ", " << k.R << "), stride "
-              << k.stride << ", pad " << k.pad);
+// The test body: every function of the op on backend c.backend, with activations in `layout`,
+// against the float64 reference (NCHW).
+void check_case(const ConvCase& k, const BackendCase& c, Layout layout, Generator& g) {
+  INFO(k.name << " on " << c.name() << " " << layout_name(layout) << ": x (" << k.N << ", " << k.C
+              << ", " << k.H << ", " << k.W << "), w (" << k.K << ", " << k.C << ", " << k.R << ", "
+              << k.R << "), stride " << k.stride << ", pad " << k.pad);
   const ConvProblem p = draw_conv_problem(k, g);
   const Conv2dParams& prm = p.prm;
   const Shape &xs = p.xs, &ys = p.ys;
@@ -49,8 +51,10 @@ void check_case(const ConvCase& k, const BackendCase& c, Generator& g) {
   conv2d_forward(Backend::CpuReference, y_nb_ref, cast(x, DType::F64), cast(w, DType::F64), nullptr,
                  prm);
 
-  const Tensor xd = to_case(c, x), wd = to_case(c, w), bd = to_case(c, b), dyd = to_case(c, dy);
-  Tensor y = poisoned(c, ys), y_nb = poisoned(c, ys), dx = poisoned(c, xs);
+  const Tensor xd = to_case(c, x, layout), wd = to_case(c, w), bd = to_case(c, b);
+  const Tensor dyd = to_case(c, dy, layout);
+  Tensor y = poisoned(c, ys, c.dtype, layout), y_nb = poisoned(c, ys, c.dtype, layout);
+  Tensor dx = poisoned(c, xs, c.dtype, layout);
   Tensor dw = to_case(c, dw0), db = to_case(c, db0);
   // Twice: the second call runs on what the first cached (oneDNN primitive, cuDNN plan).
   for (int rep = 0; rep < 2; ++rep) conv2d_forward(c.backend, y, xd, wd, &bd, prm);
@@ -63,6 +67,8 @@ void check_case(const ConvCase& k, const BackendCase& c, Generator& g) {
   expect_close("backward data", dx, r.dx);
   expect_close("backward weight (accumulated)", dw, r.dw);
   expect_close("backward bias (accumulated)", db, r.db);
+  CHECK(y.layout() == layout);
+  CHECK(dx.layout() == layout);
 }
 
 const std::vector<ConvCase>& model_cases() {
@@ -114,7 +120,8 @@ TEST_CASE("conv2d: every backend matches the float64 reference on model layer sh
   Generator g(seed);
   for (const BackendCase& c : backend_cases(conv2d_op())) {
     INFO(c.name());
-    for (const ConvCase& k : model_cases()) check_case(k, c, g);
+    for (Layout layout : kConvLayouts)
+      for (const ConvCase& k : model_cases()) check_case(k, c, layout, g);
   }
 }
 
@@ -125,7 +132,8 @@ TEST_CASE("conv2d: every backend matches the float64 reference on awkward shapes
   Generator g(seed);
   for (const BackendCase& c : backend_cases(conv2d_op())) {
     INFO(c.name());
-    for (const ConvCase& k : awkward_cases()) check_case(k, c, g);
+    for (Layout layout : kConvLayouts)
+      for (const ConvCase& k : awkward_cases()) check_case(k, c, layout, g);
   }
 }
 
@@ -147,7 +155,7 @@ TEST_CASE("conv2d: the im2col backends with the batch split into chunks", "[ops]
       DeviceSettings s = device_settings(c.device);
       s.conv_col_budget = images * col_image_bytes;
       ScopedDeviceSettings budget(s);
-      check_case(k, c, g);
+      for (Layout layout : kConvLayouts) check_case(k, c, layout, g);
     }
   }
 }
@@ -211,5 +219,49 @@ TEST_CASE("conv2d: each backend refuses other dtypes and tensors on two devices"
           conv2d_forward(c.backend, y, x, w_cpu, nullptr, {1, 0}),
           Catch::Contains("conv2d_forward") && Catch::Contains("cpu") && Catch::Contains("cuda:0"));
     }
+  }
+}
+
+TEST_CASE("conv2d: mixed activation layouts and a channels-last weight are errors naming both",
+          "[ops][conv2d][errors][layout]") {
+  for (const BackendCase& c : backend_cases(conv2d_op())) {
+    INFO(c.name());
+    const Shape xs{1, 2, 5, 5}, ws{3, 2, 3, 3}, ys{1, 3, 3, 3};
+    const auto make = [&](const Shape& s, Layout l) {
+      return Tensor::zeros(s, c.dtype, c.device, l);
+    };
+    const Tensor x = make(xs, Layout::NCHW), x_cl = make(xs, Layout::NHWC);
+    const Tensor w = make(ws, Layout::NCHW), w_cl = make(ws, Layout::NHWC);
+    const Tensor dy = make(ys, Layout::NCHW), dy_cl = make(ys, Layout::NHWC);
+    Tensor y = make(ys, Layout::NCHW), y_cl = make(ys, Layout::NHWC);
+    Tensor dx = make(xs, Layout::NCHW), dx_cl = make(xs, Layout::NHWC);
+    Tensor dw = Tensor::zeros(ws, is_low_precision(c.dtype) ? DType::F32 : c.dtype, c.device);
+    // A macro, not a function: Catch's combined matchers refer to their parts, which must live
+    // until the check has run.
+#define both(op, a, b)                                               \
+  Catch::Contains(op) && Catch::Contains(a) && Catch::Contains(b) && \
+      Catch::Contains("channels_last") && Catch::Contains("share one layout")
+    // x NCHW with y NHWC, and the other way round.
+    CHECK_THROWS_WITH(conv2d_forward(c.backend, y_cl, x, w, nullptr, {1, 0}),
+                      both("conv2d_forward", "input", "output"));
+    CHECK_THROWS_WITH(conv2d_forward(c.backend, y, x_cl, w, nullptr, {1, 0}),
+                      both("conv2d_forward", "input", "output"));
+    CHECK_THROWS_WITH(conv2d_backward_data(c.backend, dx, dy_cl, w, {1, 0}),
+                      both("conv2d_backward_data", "output gradient", "input gradient"));
+    CHECK_THROWS_WITH(conv2d_backward_weight(c.backend, dw, dy_cl, x, {1, 0}),
+                      both("conv2d_backward_weight", "output gradient", "input"));
+    // The weight stays (K, C, R, S) in NCHW in both modes.
+    CHECK_THROWS_WITH(conv2d_forward(c.backend, y_cl, x_cl, w_cl, nullptr, {1, 0}),
+                      Catch::Contains("conv2d_forward") && Catch::Contains("weight") &&
+                          Catch::Contains("channels_last") && Catch::Contains("OIHW"));
+    CHECK_THROWS_WITH(conv2d_backward_data(c.backend, dx_cl, dy_cl, w_cl, {1, 0}),
+                      Catch::Contains("conv2d_backward_data") && Catch::Contains("weight"));
+    Tensor dw_cl = Tensor::zeros(ws, dw.dtype(), c.device, Layout::NHWC);
+    CHECK_THROWS_WITH(
+        conv2d_backward_weight(c.backend, dw_cl, dy_cl, x_cl, {1, 0}),
+        Catch::Contains("conv2d_backward_weight") && Catch::Contains("weight gradient"));
+#undef both
+    // The same call with every activation channels-last runs.
+    CHECK_NOTHROW(conv2d_forward(c.backend, y_cl, x_cl, w, nullptr, {1, 0}));
   }
 }

@@ -1,10 +1,16 @@
 // The convolution problems the conv2d tests share (tests/ops/conv2d_test.cpp in float32,
 // tests/ops/low_precision_test.cpp in bfloat16/float16): a case's shapes, its float32 inputs drawn
 // in one fixed order, and the float64 cpu-reference results the backends are compared with.
+// Each case runs in both activation layouts (kConvLayouts); the reference is always computed in
+// NCHW, and to_doubles reads either layout in logical order, so the comparisons pair the same
+// elements. The arithmetic of the NHWC arrangement is the same sums in another order, so the
+// derived bounds of both files apply to it unchanged.
 #pragma once
 
+#include "../support/backends.h"
 #include "../support/test_util.h"
 #include "kernels/conv2d.h"
+#include "kernels/convert.h"
 
 namespace minidl::test {
 
@@ -55,6 +61,13 @@ inline ConvReference conv_reference(const ConvProblem& p) {
   conv2d_backward_weight(ref, r.dw, dy64, x64, p.prm);
   conv2d_backward_bias(r.db, dy64);
   return r;
+}
+
+constexpr Layout kConvLayouts[] = {Layout::NCHW, Layout::NHWC};
+
+// The case's copy of a float32 CPU input in `layout` (the layout changed on the CPU, exactly).
+inline Tensor to_case(const BackendCase& c, const Tensor& t, Layout layout) {
+  return to_case(c, to_layout(t, layout));
 }
 
 }  // namespace minidl::test

@@ -96,42 +96,46 @@ TEST_CASE("conv2d in bfloat16/float16: every backend within the unit-roundoff bo
   INFO("seed " << seed);
   Generator g(seed);
   const std::vector<BackendCase> cases = low_precision_cases(conv2d_op());
-  for (const BackendCase& c : cases) {
-    const double u = unit_roundoff(c.dtype);
-    for (const ConvCase& k : kConvCases) {
-      INFO(k.name << " on " << c.name());
-      const ConvProblem p = draw_conv_problem(k, g);
-      if (too_slow_to_emulate(c, double(p.ys.numel()) * double(k.C * k.R * k.R))) continue;
-      const Conv2dParams& prm = p.prm;
-      const Shape &xs = p.xs, &ys = p.ys;
-      const Tensor &x = p.x, &w = p.w, &b = p.b, &dy = p.dy, &dw0 = p.dw0, &db0 = p.db0;
-      const ConvReference r = conv_reference(p);
+  // Both activation layouts (conv_cases.h): the NHWC arrangement computes the same sums in another
+  // order, so the bounds below apply unchanged.
+  for (const BackendCase& c : cases)
+    for (Layout layout : kConvLayouts) {
+      const double u = unit_roundoff(c.dtype);
+      for (const ConvCase& k : kConvCases) {
+        INFO(k.name << " on " << c.name() << " " << layout_name(layout));
+        const ConvProblem p = draw_conv_problem(k, g);
+        if (too_slow_to_emulate(c, double(p.ys.numel()) * double(k.C * k.R * k.R))) continue;
+        const Conv2dParams& prm = p.prm;
+        const Shape &xs = p.xs, &ys = p.ys;
+        const Tensor &x = p.x, &w = p.w, &b = p.b, &dy = p.dy, &dw0 = p.dw0, &db0 = p.db0;
+        const ConvReference r = conv_reference(p);
 
-      const Tensor xd = to_case(c, x), wd = to_case(c, w), dyd = to_case(c, dy);
-      const Tensor bd = f32_on(c, b);
-      Tensor y = poisoned(c, ys), dx = poisoned(c, xs);
-      Tensor dw = f32_on(c, dw0), db = f32_on(c, db0);
-      for (int rep = 0; rep < 2; ++rep) conv2d_forward(c.backend, y, xd, wd, &bd, prm);
-      conv2d_backward_data(c.backend, dx, dyd, wd, prm);
-      conv2d_backward_weight(c.backend, dw, dyd, xd, prm);
-      conv2d_backward_bias(db, dyd);
-      REQUIRE(y.dtype() == c.dtype);
-      REQUIRE(dw.dtype() == DType::F32);
+        const Tensor xd = to_case(c, x, layout), wd = to_case(c, w), dyd = to_case(c, dy, layout);
+        const Tensor bd = f32_on(c, b);
+        Tensor y = poisoned(c, ys, c.dtype, layout), dx = poisoned(c, xs, c.dtype, layout);
+        Tensor dw = f32_on(c, dw0), db = f32_on(c, db0);
+        for (int rep = 0; rep < 2; ++rep) conv2d_forward(c.backend, y, xd, wd, &bd, prm);
+        conv2d_backward_data(c.backend, dx, dyd, wd, prm);
+        conv2d_backward_weight(c.backend, dw, dyd, xd, prm);
+        conv2d_backward_bias(db, dyd);
+        REQUIRE(y.dtype() == c.dtype);
+        REQUIRE(y.layout() == layout);
+        REQUIRE(dw.dtype() == DType::F32);
 
-      const double rx = rms(x), rw = rms(w), rdy = rms(dy);
-      const double crs = static_cast<double>(k.C * k.R * k.R), krs = double(k.K * k.R * k.R);
-      const double npq = static_cast<double>(ys[0] * ys[2] * ys[3]);
-      // forward: K = C*R*S products of x and w, rounded output (u |ref|).
-      expect_close("forward", y, r.y, product_atol(crs, rx, rw, u), u);
-      // backward data: at most K*R*S products of dy and w per input pixel, rounded output.
-      expect_close("backward data", dx, r.dx, product_atol(krs, rdy, rw, u), u);
-      // backward weight: N*P*Q products of dy and x, accumulated into float32 (no output rounding;
-      // rtol 1e-6 covers float32's own rounding of the sum with dw0).
-      expect_close("backward weight", dw, r.dw, product_atol(npq, rdy, rx, u), 1e-6);
-      // bias: N*P*Q rounded dy values summed in float32.
-      expect_close("backward bias", db, r.db, sum_atol(npq, rdy, u), 1e-6);
+        const double rx = rms(x), rw = rms(w), rdy = rms(dy);
+        const double crs = static_cast<double>(k.C * k.R * k.R), krs = double(k.K * k.R * k.R);
+        const double npq = static_cast<double>(ys[0] * ys[2] * ys[3]);
+        // forward: K = C*R*S products of x and w, rounded output (u |ref|).
+        expect_close("forward", y, r.y, product_atol(crs, rx, rw, u), u);
+        // backward data: at most K*R*S products of dy and w per input pixel, rounded output.
+        expect_close("backward data", dx, r.dx, product_atol(krs, rdy, rw, u), u);
+        // backward weight: N*P*Q products of dy and x, accumulated into float32 (no output
+        // rounding; rtol 1e-6 covers float32's own rounding of the sum with dw0).
+        expect_close("backward weight", dw, r.dw, product_atol(npq, rdy, rx, u), 1e-6);
+        // bias: N*P*Q rounded dy values summed in float32.
+        expect_close("backward bias", db, r.db, sum_atol(npq, rdy, u), 1e-6);
+      }
     }
-  }
 }
 
 TEST_CASE("linear and matmul in bfloat16/float16: within the unit-roundoff bounds of float64",
