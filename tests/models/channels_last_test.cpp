@@ -51,18 +51,24 @@ const ModelCase kModels[] = {{"resnet20", Shape{3, 3, 11, 10}}, {"alexnet", Shap
 // measures that amplification on the same inputs: the float32 NCHW step's relative L2 distance to
 // the float64 step, err32 (per parameter gradient; the median over the parameters as a floor, as
 // tests/engine/mixed_precision_test.cpp does), is the network's response to float32 roundoff in
-// every sum and every stored value (u32 = 2^-24). A reordered float32 sum errs by at most as much
-// as the sum itself does (both are within (n-1) u sum|t_i| of the exact value), so
-//   float32 NHWC vs float64:   <= 3 max(err32, floor)            (the same rounding, reordered;
-//                                                                  3 for independent errors)
-//   float64 NHWC vs float64:   <= 3 (u64 / u32) max(err32, floor) = 3 * 2^-29 max(err32, floor)
-// and the loss within 3 max(|loss32 - loss64|, u32 |loss64|) resp. 3 * 2^-29 times that. A step
-// that reads channels-last memory as NCHW anywhere errs by order 1.
+// every sum and every stored value (u32 = 2^-24). Every order of a sum has the same worst case,
+// (n-1) u sum|t_i|, but not the same typical error: a running sum of n terms errs like u sqrt(n),
+// a blocked or pairwise one like u sqrt(log2 n), and an NHWC kernel may well sum the other way
+// (oneDNN's NHWC bias gradient runs along the N*H*W pixels of a channel, its NCHW one in blocks:
+// 4x the NCHW error measured, seed 2). The largest such sum here has n = N*H*W = 2048 terms
+// (AlexNet's input), so the ratio is at most sqrt(n / log2 n) = 13.6 < 16; with 3 for errors that
+// add independently:
+//   float32 NHWC vs float64:   <= 3 * 16 max(err32, floor)
+//   float64 NHWC vs float64:   <= 3 * 16 (u64 / u32) max(err32, floor),  u64 / u32 = 2^-29
+// and the loss within 3 * 16 max(|loss32 - loss64|, u32 |loss64|) resp. 2^-29 times that
+// (measured: at most 0.07 resp. 0.05 of these over seeds 1-6 and the default). A step that reads
+// channels-last memory as NCHW anywhere errs by order 1, 10^4 times the float32 bound.
 TEST_CASE("channels-last: a ResNet-20 and AlexNet step equals the NCHW step on every CPU path",
           "[models][channels_last][channels_last_ops]") {
   const uint64_t seed = model_seed();
   INFO("seed " << seed << " (MINIDL_TEST_SEED repeats another)");
   const double u32 = 0x1p-24, u64_over_u32 = 0x1p-29;
+  const double k = 3 * 16;  // independent errors x the summation-pattern factor (above)
   Generator g(seed);
   for (const ModelCase& m : kModels) {
     INFO(m.name << ", input " << m.x);
@@ -90,11 +96,11 @@ TEST_CASE("channels-last: a ResNet-20 and AlexNet step equals the NCHW step on e
       INFO("loss: NCHW float64 " << ref.loss << ", NHWC float64 " << ref_cl.loss
                                  << ", NCHW float32 " << f32.loss << ", NHWC float32 "
                                  << f32_cl.loss);
-      CHECK(std::fabs(f32_cl.loss - ref.loss) <= 3 * loss32);
-      CHECK(std::fabs(ref_cl.loss - ref.loss) <= 3 * u64_over_u32 * loss32);
+      CHECK(std::fabs(f32_cl.loss - ref.loss) <= k * loss32);
+      CHECK(std::fabs(ref_cl.loss - ref.loss) <= k * u64_over_u32 * loss32);
       double worst32 = 0, worst64 = 0;
       for (size_t i = 0; i < ref.grads.size(); ++i) {
-        const double bound = 3 * std::max(err32[i], floor);
+        const double bound = k * std::max(err32[i], floor);
         const double e32 = rel_l2(f32_cl.grads[i].second, ref.grads[i].second);
         const double e64 = rel_l2(ref_cl.grads[i].second, ref.grads[i].second);
         INFO(ref.grads[i].first << " gradient: NHWC float32 " << e32 << ", NHWC float64 " << e64
