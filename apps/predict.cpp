@@ -5,7 +5,9 @@
 // The model, its class names, normalisation and input size come from the checkpoint's stored run
 // configuration (config_json): each image gets the evaluation transform of training (shorter side
 // resized, centre crop; data/folder.h), and the images go through the model in batches on
-// --device. A folder argument contributes its .jpg/.jpeg/.png files (recursively, sorted).
+// --device, in the layout the run trained in (--channels-last: the batch converted to NHWC at the
+// model's input, engine/mixed_precision.h; the predictions are the same either way). A folder
+// argument contributes its .jpg/.jpeg/.png files (recursively, sorted).
 // EXIF orientation is not applied (as in training, and torchvision's ImageFolder): an image
 // whose tag asks for a rotation gets a note on stderr and "exif_orientation_ignored" in the JSON.
 // A file that is missing or cannot be decoded is reported (on stderr, or in the JSON's "errors")
@@ -23,6 +25,7 @@
 #include "data/folder.h"
 #include "data/image.h"
 #include "data/thread_pool.h"
+#include "engine/mixed_precision.h"
 #include "engine/setup.h"
 #include "io/checkpoint.h"
 #include "kernels/augment.h"
@@ -160,7 +163,8 @@ int run(const Options& o, std::ostream& out, std::ostream& err) {
     Tensor x = Tensor::empty(Shape{m, 3, S, S}, DType::F32, dev.device);
     augment_batch(x, images, Tensor::from_vector(idx, Shape{m}, dev.device),
                   Tensor::from_vector(params, Shape{m, 5}, dev.device), aug);
-    const std::vector<float> logits = model->forward(x, Mode::Eval).to_vector<float>();
+    const Tensor input = model_input(x, DType::F32, activation_layout(cfg.channels_last));
+    const std::vector<float> logits = model->forward(input, Mode::Eval).to_vector<float>();
     for (int64_t k = 0; k < m; ++k) {
       const float* z = logits.data() + k * classes;
       const double zmax = *std::max_element(z, z + classes);

@@ -73,6 +73,8 @@ const char* kHelp = R"(bench_train: end-to-end training throughput of one model
   --tf32                let cuBLAS use TF32 tensor cores
   --precision P         fp32 | bf16 | fp16: torch.autocast's policy (engine/mixed_precision.h;
                         default fp32)
+  --channels-last       NHWC activations (train --channels-last): the batch converted once at
+                        the model's input, in the same pass as the 16-bit cast
   --threads N           OpenMP threads on the CPU (default: all)
   --seed N              model and data seed (default 0)
   --subset N            with --data: the first N training images only (short epochs)
@@ -86,7 +88,7 @@ int run(int argc, char** argv) {
   const bench::Args args(
       argc, argv,
       {"model", "batch-size", "kernels", "cpu-kernels", "device", "steps", "warmup-steps", "data",
-       "optimizer", "lr", "tf32", "precision", "threads", "seed", "csv", "subset", "load"},
+       "optimizer", "lr", "tf32", "precision", "channels-last", "threads", "seed", "csv", "subset", "load"},
       "bench_train");
   if (args.has("help")) {
     fmt::print("{}", kHelp);
@@ -103,6 +105,7 @@ int run(int argc, char** argv) {
   const uint64_t seed = static_cast<uint64_t>(args.get_int("seed", 0));
   const bool tf32 = args.has("tf32");
   const Precision precision = precisions().at(args.get("precision", "fp32"));
+  const Layout layout = activation_layout(args.has("channels-last"));
   MINIDL_CHECK(batch >= 1, "--batch-size: expected a positive number, got ", batch);
   MINIDL_CHECK(steps >= 1, "--steps: expected at least 1, got ", steps);
   MINIDL_CHECK(warmup >= 0, "--warmup-steps: expected 0 or more, got ", warmup);
@@ -139,9 +142,9 @@ int run(int argc, char** argv) {
   fmt::print("# commit: {}   date: {}\n", bench::git_commit(), bench::utc_now());
   fmt::print("# command: {}\n", bench::command_line(argc, argv));
   fmt::print("# model {} ({:.2f} M parameters, {:.3f} GFLOP forward per image), batch {}, kernels {}{}, "
-             "precision {}, optimizer {} lr {} wd {}, data {}\n",
+             "precision {}, layout {}, optimizer {} lr {} wd {}, data {}\n",
              model_name, params / 1e6, fwd_flops / 1e9, batch, path_name, tf32 ? " +tf32" : "",
-             precision_name(precision),
+             precision_name(precision), layout_name(layout),
              ocfg.name, lr, ocfg.weight_decay, data_dir.empty() ? "synthetic" : data_dir);
   std::fflush(stdout);
 
@@ -185,7 +188,7 @@ int run(int argc, char** argv) {
   // ---- the step
   GradScaler scaler = make_grad_scaler(precision);
   auto train_step = [&](const Tensor& x, const Tensor& y) {
-    minidl::train_step(*model, criterion, *opt, scaler, precision, x, y, lr);
+    minidl::train_step(*model, criterion, *opt, scaler, StepPolicy{precision, layout}, x, y, lr);
   };
 
   for (int64_t s = 0; s < warmup; ++s) {
@@ -274,13 +277,13 @@ int run(int argc, char** argv) {
   MINIDL_CHECK(std::isfinite(loss_after), "bench_train: the loss is ", loss_after,
                " after the timed steps: the training step is broken");
   const std::string data = loader ? "cifar10" : "synthetic";
-  fmt::print("RESULT framework=minidl model={} device={} kernels={} tf32={} precision={} batch={} "
+  fmt::print("RESULT framework=minidl model={} device={} kernels={} tf32={} precision={} channels_last={} batch={} "
              "data={} steps={} "
              "median_step_ms={:.4f} p10_step_ms={:.4f} p90_step_ms={:.4f} images_per_s={:.2f} "
              "window_images_per_s={:.2f} epoch_estimate_s={:.2f} peak_mem_mib={:.1f} peak_rss_mib={:.1f} "
              "loss_first={:.4f} loss_last={:.4f}\n",
              model_name, device.is_cuda() ? "cuda" : "cpu", path_name, int(tf32),
-             precision_name(precision), batch, data, steps, st.median, st.p10, st.p90, images_per_s, window_images_per_s, epoch_s, peak_mib,
+             precision_name(precision), int(layout == Layout::NHWC), batch, data, steps, st.median, st.p10, st.p90, images_per_s, window_images_per_s, epoch_s, peak_mib,
              peak_rss_mib, loss_before, loss_after);
 
   if (args.has("csv")) {

@@ -162,9 +162,11 @@ def cmd_train(args):
     groups = {}
     for r in results:
         # precision (--precision; fp32 in logs from before it existed): minidl bf16 is compared with
-        # torch under autocast to bf16, never with another precision.
+        # torch under autocast to bf16, never with another precision; "-cl" marks a channels-last
+        # run (--channels-last, channels_last=1), compared with channels-last runs only.
+        precision = r.get("precision", "fp32") + ("-cl" if r.get("channels_last") == "1" else "")
         groups.setdefault((r["model"], r["device"], r["batch"], r.get("data", "synthetic"),
-                           r.get("precision", "fp32")), []).append(r)
+                           precision), []).append(r)
     out = []
     for (model, device, batch, data, precision), rs in groups.items():
         torch_r = [r for r in rs if r["framework"] == "pytorch"]

@@ -98,6 +98,10 @@ void add_flags(CLI::App& app, TrainConfig& c) {
   app.add_flag("--tf32", c.tf32, "let cuBLAS use TF32 tensor cores for float32 products");
   app.add_option("--precision", c.precision,
                  choice_help("precision (torch.autocast's policy; default fp32)", precisions()));
+  app.add_flag("--channels-last,!--no-channels-last", c.channels_last,
+               "keep activations channels-last (NHWC, PyTorch's torch.channels_last): the batch "
+               "is converted once at the model's input; weights and checkpoints stay NCHW "
+               "(default: off; docs/TRAINING.md)");
   app.add_option("--seed", c.seed, "seed for initialisation, shuffling and augmentation");
   app.add_option("--print-freq,-p", c.print_freq, "steps between progress updates");
   app.add_option("--trace-steps", c.trace_steps,

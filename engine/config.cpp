@@ -275,6 +275,8 @@ const FlagScope kFlagScopes[] = {
     {"milestones", training_only},
     {"seed", training_only},
     {"precision", training_only},
+    // --channels-last has no row: every model takes 4-D images and has convolutions, on either
+    // device, and evaluation (--evaluate too) runs in the layout as well (engine/evaluate.cpp).
     {"print-freq", training_only},
     {"trace-steps", training_only},
     {"tensorboard", training_only},
@@ -378,6 +380,7 @@ json to_json(const TrainConfig& c) {
       {"cpu-kernels", c.cpu_kernels},
       {"tf32", c.tf32},
       {"precision", c.precision},
+      {"channels-last", c.channels_last},
       {"seed", c.seed},
       {"print-freq", c.print_freq},
       {"trace-steps", c.trace_steps},
@@ -460,6 +463,7 @@ TrainConfig config_from_json(const json& j) {
   read_key(j, "cpu-kernels", c.cpu_kernels);
   read_key(j, "tf32", c.tf32);
   read_key(j, "precision", c.precision);
+  read_key(j, "channels-last", c.channels_last);
   read_key(j, "seed", c.seed);
   read_key(j, "print-freq", c.print_freq);
   read_key(j, "trace-steps", c.trace_steps);

@@ -74,6 +74,7 @@ struct TrainConfig {
   std::string cpu_kernels;  // handwritten | onednn; empty: the fastest built in (core/device_settings.h)
   bool tf32 = false;
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (engine/mixed_precision.h)
+  bool channels_last = false;      // NHWC activations (engine/mixed_precision.h)
   uint64_t seed = 0;
   int print_freq = 10;
   int64_t trace_steps = 0;  // print a per-layer table for the first N steps (engine/trace.h)

@@ -8,6 +8,7 @@
 #include <functional>
 
 #include "dist/comm.h"
+#include "engine/mixed_precision.h"
 #include "engine/recorder.h"
 #include "engine/stop_signal.h"
 #include "io/checkpoint.h"
@@ -38,7 +39,8 @@ EvalResult evaluate(Module& model, DataLoader& loader, SoftmaxCrossEntropy& crit
   Batch b;
   int64_t offset = 0;
   for (int64_t i = 0; loader.next(b); ++i) {
-    const Tensor logits = model.forward(b.images, Mode::Eval);
+    const Tensor logits =
+        model.forward(model_input(b.images, b.images.dtype(), options.layout), Mode::Eval);
     criterion.forward(logits, b.labels);
     losses.slice(i, i + 1).copy_(criterion.loss());
     Tensor p = preds.slice(offset, offset + b.size);
@@ -134,6 +136,7 @@ RunResult run_evaluate(Setup& s, std::ostream& log, Clock::time_point t0, bool t
   EvalProgress progress(log, tty, "evaluating", told);
   EvalOptions eo;
   eo.keep_logits = !s.cfg.dump_logits.empty();
+  eo.layout = activation_layout(s.cfg.channels_last);
   eo.progress = std::ref(progress);
   res.last_eval = evaluate(*s.model, test_loader, criterion, s.num_classes, eo);
   if (!std::isfinite(res.last_eval.loss))

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/registry.h"
+#include "kernels/convert.h"
 #include "kernels/elementwise.h"
 #include "layers/activation.h"
 #include "layers/basic.h"
@@ -223,12 +224,6 @@ std::vector<double> as_doubles(const Tensor& t) {
   return {f.begin(), f.end()};
 }
 
-Tensor to_dtype(const Tensor& t, DType dtype) {
-  const std::vector<double> v = as_doubles(t);
-  if (dtype == DType::F64) return Tensor::from_vector<double>(v, t.shape());
-  return Tensor::from_vector<float>(std::vector<float>(v.begin(), v.end()), t.shape());
-}
-
 // Every Dropout's generator back to where it was, so that each forward draws the same masks.
 std::function<void()> dropout_rewinder(Module& m) {
   std::vector<std::pair<Dropout*, Generator>> saved;
@@ -251,7 +246,7 @@ int gradcheck_main(int argc, const char* const* argv, std::ostream& out, std::os
   TargetSettings s;
   int64_t max_elements = 0;
   double tolerance = 0, h = 1e-5;
-  bool list = false;
+  bool list = false, channels_last = false;
   app.add_option("--target", target_name, "what to check (--list names them)");
   app.add_option("--shape", shape_text, "input shape, e.g. 2,3,8,8 (default: the target's)");
   app.add_option("--dtype", dtype_text, "float64 or float32 (the analytic side's dtype)");
@@ -265,6 +260,9 @@ int gradcheck_main(int argc, const char* const* argv, std::ostream& out, std::os
   app.add_option("--tolerance", tolerance, "largest accepted error (default 1e-6, float32 1e-3)");
   app.add_option("--step", h, "central-difference step h");
   app.add_option("--break", bug_text, "plant a known bug: input-scale, weight-sign, accumulate-twice");
+  app.add_flag("--channels-last", channels_last,
+               "run both sides on a channels-last (NHWC) input, as train --channels-last runs "
+               "the layers; needs a 4-D --shape");
   app.add_flag("--list", list, "list the targets and the bugs");
   try {
     app.parse(argc, argv);
@@ -304,6 +302,8 @@ int gradcheck_main(int argc, const char* const* argv, std::ostream& out, std::os
     // terms per reduction at these shapes gives <= 9.8e-4 relative to the terms (or to the 0.1
     // floor, whichever is larger).
     opt.tolerance = tolerance > 0 ? tolerance : (dtype == DType::F64 ? 1e-6 : 1e-3);
+    MINIDL_CHECK(!channels_last || s.in.dim() == 4, "--channels-last: the input ", s.in,
+                 " is not 4-D (N, C, H, W); give a 4-D --shape or leave the flag out");
 
     s.dtype = DType::F64;
     m64 = t.make(s);
@@ -333,7 +333,11 @@ int gradcheck_main(int argc, const char* const* argv, std::ostream& out, std::os
   }
 
   Module& analytic = ma ? *ma : *m64;
-  const Tensor& xin = ma ? xa : x64;
+  // --channels-last: both modules run on the same values in NHWC (a dropout mask, drawn in memory
+  // order, is then the same on both sides); the perturbed values and the gradients stay in logical
+  // (n, c, h, w) order, the input converted per forward.
+  const Layout layout = channels_last ? Layout::NHWC : Layout::NCHW;
+  const Tensor xin = to_layout(ma ? xa : x64, layout);
   // The analytic gradients of L = sum(R * f(x)).
   Generator g(s.seed);
   const auto rewind_a = dropout_rewinder(analytic);
@@ -341,26 +345,28 @@ int gradcheck_main(int argc, const char* const* argv, std::ostream& out, std::os
   analytic.zero_grad();
   const Tensor y = analytic.forward(xin, opt.mode);
   const Tensor R64 = gradcheck_projection(y.shape(), g, DType::F64);
-  const Tensor dx = analytic.backward(to_dtype(R64, y.dtype()));
+  const Tensor dx = analytic.backward(to_layout(to_dtype(R64, y.dtype()), y.layout()));
   std::vector<GradTarget> targets_;
   // A model's first convolution computes no input gradient (the image needs none): then only the
   // parameters are checked.
-  if (dx.defined()) targets_.push_back({"input", x64.data<double>(), as_doubles(dx)});
+  if (dx.defined())
+    targets_.push_back({"input", x64.data<double>(), as_doubles(to_layout(dx, Layout::NCHW))});
   auto p64 = m64->named_parameters();
   auto pa = analytic.named_parameters();
   for (size_t i = 0; i < pa.size(); ++i)
     targets_.push_back({pa[i].name, p64[i].param->value.data<double>(), as_doubles(pa[i].param->grad)});
   const auto loss = [&] {
     if (rewind_64) rewind_64();
-    const Tensor y64 = m64->forward(x64, opt.mode);
+    const Tensor y64 = to_layout(m64->forward(to_layout(x64, layout), opt.mode), Layout::NCHW);
     double L = 0;
     for (int64_t i = 0; i < y64.numel(); ++i) L += R64.data<double>()[i] * y64.data<double>()[i];
     return L;
   };
   const GradCheckResult r = check_gradients(loss, targets_, s.seed, opt);
 
-  out << fmt::format("gradcheck {}: {} on {} {}, mode {}, seed {}{}\n", target_name,
-                     analytic.describe(), dtype_text, fmt::streamed(s.in), mode_text, s.seed,
+  out << fmt::format("gradcheck {}: {} on {} {}{}, mode {}, seed {}{}\n", target_name,
+                     analytic.describe(), dtype_text, fmt::streamed(s.in),
+                     channels_last ? " channels_last" : "", mode_text, s.seed,
                      bug_text.empty() ? "" : ", with the planted bug " + bug_text);
   out << fmt::format("analytic: backward in {}; numeric: float64 central differences (Richardson, "
                      "h = {:g}); error = |a - n| / max(|a|, |n|, {:g}); tolerance {:g}\n\n",

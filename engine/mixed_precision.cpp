@@ -38,15 +38,24 @@ DType activation_dtype(Precision p) {
 
 GradScaler make_grad_scaler(Precision p) { return GradScaler(p == Precision::FP16); }
 
+Tensor model_input(const Tensor& images, DType dtype, Layout layout) {
+  if (images.dtype() == dtype && images.layout() == layout) return images;
+  Tensor x = Tensor::empty(images.shape(), dtype, images.device(), layout);
+  convert(x, images);  // the cast and the transpose in one pass
+  return x;
+}
+
 bool train_step(Module& model, SoftmaxCrossEntropy& criterion, Optimizer& opt, GradScaler& scaler,
-                Precision p, const Tensor& images, const Tensor& labels, double lr,
+                StepPolicy policy, const Tensor& images, const Tensor& labels, double lr,
                 const StepHooks& hooks) {
+  const Precision p = policy.precision;
   auto run = [](const std::function<void()>& hook) {
     if (hook) hook();
   };
   model.zero_grad();  // one memset of the model's flat gradient buffer
   if (p == Precision::FP32) {
-    criterion.forward(model.forward(images, Mode::Train), labels);
+    const Tensor x = model_input(images, images.dtype(), policy.layout);
+    criterion.forward(model.forward(x, Mode::Train), labels);
     run(hooks.before_backward);
     model.backward(criterion.backward());
     run(hooks.after_backward);
@@ -55,7 +64,7 @@ bool train_step(Module& model, SoftmaxCrossEntropy& criterion, Optimizer& opt, G
     return true;
   }
   const DType lp = activation_dtype(p);
-  const Tensor logits = model.forward(to_dtype(images, lp), Mode::Train);
+  const Tensor logits = model.forward(model_input(images, lp, policy.layout), Mode::Train);
   criterion.forward(to_dtype(logits, DType::F32), labels);  // softmax-CE and the loss in float32
   Tensor dlogits = criterion.backward();
   scaler.scale_loss_grad(dlogits);

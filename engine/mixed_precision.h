@@ -24,6 +24,13 @@
 // gemm_tc or cublasGemmEx) have 16-bit rows. An op without a 16-bit row on
 // the backend the device's settings select stops the first step with check_backend's error naming
 // the op, the backend and --precision fp32 (tests/cuda/mixed_precision_cuda_test.cpp).
+//
+// Channels-last (--channels-last, any precision): the batch is converted to NHWC at the model's
+// input, in the same pass as the 16-bit cast (model_input); every layer then keeps its input's
+// layout (layers/module.h) up to the Flatten before the classifier, which converts back to
+// PyTorch's flatten order (a relabel, no copy, after a global pool). The logits and everything
+// after them (loss, gradients of the parameters, optimizer) are as without it. Evaluation
+// (engine/evaluate.cpp) and predict convert their batches with model_input too.
 #pragma once
 
 #include <cstdint>
@@ -49,9 +56,26 @@ DType activation_dtype(Precision p);
 // The loss scaler the precision needs: enabled for fp16 only.
 GradScaler make_grad_scaler(Precision p);
 
-// One training step of `model` on (images, labels) under precision p's policy (above). images are
-// float32 (the loader's output). Returns false when the step was skipped (fp16: a gradient was inf
-// or NaN; the weights and the optimizer state are untouched and the scale halves), true otherwise.
+// The layout of 4-D activations: NHWC with --channels-last, else NCHW.
+inline Layout activation_layout(bool channels_last) {
+  return channels_last ? Layout::NHWC : Layout::NCHW;
+}
+// The model's input: `images` (the loader's float32 NCHW batch) in `dtype` and `layout`, converted
+// in one pass (kernels/convert.h); `images` itself when it has both.
+Tensor model_input(const Tensor& images, DType dtype, Layout layout);
+
+// A training step's activations: their precision, and the layout of the 4-D ones. Converts from a
+// Precision (NCHW), so train_step(..., Precision::BF16, ...) reads as before.
+struct StepPolicy {
+  StepPolicy(Precision p, Layout l = Layout::NCHW) : precision(p), layout(l) {}  // NOLINT: implicit
+  Precision precision;
+  Layout layout;
+};
+
+// One training step of `model` on (images, labels) under the policy's precision (above) and
+// layout. images are float32 NCHW (the loader's output). Returns false when the step was skipped
+// (fp16: a gradient was inf or NaN; the weights and the optimizer state are untouched and the
+// scale halves), true otherwise.
 //
 // `hooks` lets the caller act at two points of the step without copying it: after_backward runs
 // once backward has written every gradient (still loss-scaled under fp16: the data-parallel
@@ -63,7 +87,7 @@ struct StepHooks {
   std::function<void()> before_update;
 };
 bool train_step(Module& model, SoftmaxCrossEntropy& criterion, Optimizer& opt, GradScaler& scaler,
-                Precision p, const Tensor& images, const Tensor& labels, double lr,
+                StepPolicy policy, const Tensor& images, const Tensor& labels, double lr,
                 const StepHooks& hooks = {});
 
 }  // namespace minidl

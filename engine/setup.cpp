@@ -406,6 +406,9 @@ Setup prepare(const TrainConfig& cli, std::ostream& log) {
   // run directory is made or anything is printed: the lines wait in `early`.
   std::ostringstream early;
   early << s.device.line << '\n';
+  if (s.cfg.channels_last)
+    early << "layout: channels-last (NHWC) activations, converted once at the model's input; "
+             "weights and checkpoints NCHW [--channels-last]\n";
   if (s.cfg.deterministic)
     early << (s.device.device.is_cuda()
                   ? "deterministic: cuDNN convolutions use deterministic algorithms in a fixed "

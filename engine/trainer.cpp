@@ -259,10 +259,12 @@ void train_step(Training& t, const Batch& b, double epoch_position) {
     hooks.after_backward = [&] { t.grad_sync->finish(); };
   }
   if (tracer) hooks.before_update = [&] { tracer->after_backward(); };
-  // zero_grad, forward, loss, backward, optimizer step under --precision's policy; an fp16 step
-  // with an overflowing gradient is skipped (and still counted, as torch's scheduler counts it).
-  minidl::train_step(t.model, t.criterion, *t.opt, t.scaler, t.precision, b.images, b.labels, t.lr,
-                     hooks);
+  // zero_grad, forward, loss, backward, optimizer step under --precision's policy and
+  // --channels-last's layout; an fp16 step with an overflowing gradient is skipped (and still
+  // counted, as torch's scheduler counts it).
+  minidl::train_step(t.model, t.criterion, *t.opt, t.scaler,
+                     StepPolicy{t.precision, activation_layout(t.cfg.channels_last)}, b.images,
+                     b.labels, t.lr, hooks);
   ++t.global_step;
   if (tracer) {
     tracer->after_step();
@@ -427,6 +429,7 @@ std::string epoch_line(const EpochMetrics& m, int epochs, bool best) {
 void evaluate_epoch(Training& t, int64_t epoch, EpochMetrics& m) {
   bool told = false;  // of a stop asked for during the evaluations
   EvalOptions eo;
+  eo.layout = activation_layout(t.cfg.channels_last);
   if (t.use_val) {
     EvalProgress progress(t.log, t.tty, "validation", told);
     eo.progress = std::ref(progress);

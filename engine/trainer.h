@@ -63,6 +63,9 @@ struct EvalResult {
 
 struct EvalOptions {
   bool keep_logits = false;
+  // The layout the batches enter the model in (train --channels-last: NHWC; model_input,
+  // engine/mixed_precision.h). Evaluation is float32 whatever --precision trained.
+  Layout layout = Layout::NCHW;
   // Called after each batch is queued, with the batches done and the total (the progress line).
   std::function<void(int64_t done, int64_t total)> progress;
 };

@@ -11,7 +11,7 @@ std::string ActivationLayer::describe() const {
 
 Tensor ActivationLayer::forward(const Tensor& x, Mode) {
   check_input(x);
-  ensure_tensor(y_, x.shape(), x.dtype(), x.device());
+  ensure_tensor(y_, x.shape(), x.dtype(), x.device(), x.layout());
   activation_forward(y_, x, act_, slope_);
   x_ = x;
   return y_;
@@ -20,7 +20,7 @@ Tensor ActivationLayer::forward(const Tensor& x, Mode) {
 Tensor ActivationLayer::backward(const Tensor& dy) {
   MINIDL_CHECK(x_.defined(), who(), ": backward called before forward");
   check_shape(dy, y_.shape(), who().c_str(), "output gradient");
-  ensure_tensor(dx_, dy.shape(), dy.dtype(), dy.device());
+  ensure_tensor(dx_, dy.shape(), dy.dtype(), dy.device(), dy.layout());
   activation_backward(dx_, dy, x_, y_, act_, slope_);
   return dx_;
 }

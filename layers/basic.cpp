@@ -1,10 +1,12 @@
 // Flatten, Dropout and Sequential (layers/basic.h).
 //
 // As every layer: input gradients are overwritten (Dropout's dx_ buffer) and parameter gradients
-// accumulate (here only in Sequential's children). Flatten owns no buffer at all: its output and
-// input gradient are views of the tensors it is given.
+// accumulate (here only in Sequential's children). Flatten's output and input gradient are views
+// of the tensors it is given, except for a channels-last input with H*W > 1, converted to and
+// from NCHW in buffers of its own (basic.h).
 #include "layers/basic.h"
 
+#include "kernels/convert.h"
 #include "kernels/dropout.h"
 #include "layers/forward_observer.h"
 
@@ -24,13 +26,22 @@ Tensor Flatten::forward(const Tensor& x, Mode) {
   check_input(x);
   const Shape out = output_shape(x.shape());
   in_shape_ = x.shape();
-  return x.view(out);
+  in_layout_ = x.layout();
+  if (layouts_coincide(x.shape()) || x.layout() == Layout::NCHW) return x.view(out);
+  ensure_tensor(nchw_, x.shape(), x.dtype(), x.device(), Layout::NCHW);
+  convert(nchw_, x);  // (n, h, w, c) -> (n, c, h, w): PyTorch's flatten order
+  return nchw_.view(out);
 }
 
 Tensor Flatten::backward(const Tensor& dy) {
   MINIDL_CHECK(in_shape_.dim() > 0, who(), ": backward called before forward");
   check_shape(dy, output_shape(in_shape_), who().c_str(), "output gradient");
-  return dy.view(in_shape_);
+  const Tensor g = dy.view(in_shape_);  // NCHW
+  if (in_layout_ == Layout::NCHW) return g;
+  if (layouts_coincide(in_shape_)) return g.relabel(in_layout_);
+  ensure_tensor(dx_, in_shape_, dy.dtype(), dy.device(), in_layout_);
+  convert(dx_, g);
+  return dx_;
 }
 
 // ---------------------------------------------------------------- Dropout
@@ -45,8 +56,8 @@ Tensor Dropout::forward(const Tensor& x, Mode mode) {
   check_input(x);
   last_mode_ = mode;
   if (mode == Mode::Eval) return x;
-  ensure_tensor(y_, x.shape(), x.dtype(), x.device());
-  ensure_tensor(mask_, x.shape(), DType::U8, x.device());
+  ensure_tensor(y_, x.shape(), x.dtype(), x.device(), x.layout());
+  ensure_tensor(mask_, x.shape(), DType::U8, x.device(), x.layout());
   // A fresh, disjoint range of Philox words for this mask: (seed, offset) is all a kernel needs.
   const uint64_t offset = gen_.reserve(static_cast<uint64_t>(x.numel()));
   dropout_forward(y_, mask_, x, p_, gen_.seed(), offset);
@@ -57,7 +68,7 @@ Tensor Dropout::backward(const Tensor& dy) {
   if (last_mode_ == Mode::Eval) return dy;  // the forward was the identity
   MINIDL_CHECK(mask_.defined(), who(), ": backward called before forward");
   check_shape(dy, mask_.shape(), who().c_str(), "output gradient");
-  ensure_tensor(dx_, dy.shape(), dy.dtype(), dy.device());
+  ensure_tensor(dx_, dy.shape(), dy.dtype(), dy.device(), dy.layout());
   dropout_backward(dx_, dy, mask_, p_);
   return dx_;
 }

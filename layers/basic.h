@@ -10,7 +10,12 @@
 
 namespace minidl {
 
-// (N, C, H, W) -> (N, C*H*W), a view: no copy forward or backward.
+// (N, C, H, W) -> (N, C*H*W) in PyTorch's order (c, h, w): a view, no copy forward or backward,
+// for an NCHW input, and for any input whose layouts coincide (H*W == 1: a ResNet's global pool,
+// only relabelled). A channels-last input with H*W > 1 (AlexNet's (N, 256, 2, 2) features under
+// --channels-last) is converted to NCHW first, into a buffer of the layer (one pass,
+// kernels/convert.h), so the linear layer after it sees the same features in the same order in
+// both layouts; backward converts the gradient back to channels-last.
 class Flatten : public Module {
  public:
   Flatten() : Module("Flatten") {}
@@ -21,6 +26,8 @@ class Flatten : public Module {
 
  private:
   Shape in_shape_;
+  Layout in_layout_ = Layout::NCHW;
+  Tensor nchw_, dx_;  // a channels-last input converted to NCHW, and its gradient converted back
 };
 
 // Inverted dropout (kernels/dropout.h). Train mode draws a fresh mask each forward from the

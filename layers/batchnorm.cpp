@@ -61,7 +61,7 @@ int64_t BatchNorm2d::forward_flops(const Shape& in) const { return 5 * in.numel(
 Tensor BatchNorm2d::forward(const Tensor& x, Mode mode) {
   check_input(x);
   output_shape(x.shape());
-  ensure_tensor(y_, x.shape(), x.dtype(), x.device());
+  ensure_tensor(y_, x.shape(), x.dtype(), x.device(), x.layout());
   const BatchNormParams p{cfg_.momentum, cfg_.eps};
   if (mode == Mode::Train) {
     // Statistics in the parameters' dtype: float32 also for a bfloat16/float16 input.
@@ -85,7 +85,7 @@ Tensor BatchNorm2d::forward(const Tensor& x, Mode mode) {
 Tensor BatchNorm2d::backward(const Tensor& dy) {
   MINIDL_CHECK(x_.defined(), who(), ": backward called before forward");
   check_shape(dy, x_.shape(), who().c_str(), "output gradient");
-  ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device());
+  ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device(), x_.layout());
   const BatchNormParams p{cfg_.momentum, cfg_.eps};
   if (last_mode_ == Mode::Train && sync_) {
     backward_sync(dy, p);
@@ -159,8 +159,8 @@ void BatchNorm2d::backward_sync(const Tensor& dy, const BatchNormParams& p) {
   const auto Cs = static_cast<size_t>(C);
   const Tensor& x = x_;
   for (Tensor* t : {&dgamma_, &dbeta_}) ensure_tensor(*t, Shape{C}, x.dtype(), x.device());
-  ensure_tensor(scratch_dx_, x.shape(), x.dtype(), x.device());
-  ensure_tensor(tmp_, x.shape(), x.dtype(), x.device());
+  ensure_tensor(scratch_dx_, x.shape(), x.dtype(), x.device(), x.layout());
+  ensure_tensor(tmp_, x.shape(), x.dtype(), x.device(), x.layout());
   dgamma_.zero_();
   dbeta_.zero_();
   batchnorm_backward_train(scratch_dx_, dgamma_, dbeta_, dy, x, gamma_->value, save_mean_,

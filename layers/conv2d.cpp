@@ -53,7 +53,7 @@ int64_t Conv2d::forward_flops(const Shape& in) const {
 
 Tensor Conv2d::forward(const Tensor& x, Mode) {
   check_input(x);
-  ensure_tensor(y_, output_shape(x.shape()), x.dtype(), x.device());
+  ensure_tensor(y_, output_shape(x.shape()), x.dtype(), x.device(), x.layout());
   if (is_low_precision(x.dtype())) {
     ensure_tensor(weight_lp_, weight_->value.shape(), x.dtype(), x.device());
     convert(weight_lp_, weight_->value);
@@ -72,7 +72,7 @@ Tensor Conv2d::backward(const Tensor& dy) {
   conv2d_backward_weight(weight_->grad, dy, x_, p);
   if (bias_) conv2d_backward_bias(bias_->grad, dy);
   if (!needs_input_grad_) return Tensor();
-  ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device());
+  ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device(), x_.layout());
   conv2d_backward_data(dx_, dy, weight_lp_, p);
   return dx_;
 }

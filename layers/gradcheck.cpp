@@ -95,12 +95,12 @@ void check_tensor(GradTarget& t, int64_t n, const std::function<double()>& loss,
 
 }  // namespace
 
-Tensor gradcheck_projection(const Shape& s, Generator& g, DType dtype) {
-  Tensor r = Tensor::empty(s, DType::F64);
+Tensor gradcheck_projection(const Shape& s, Generator& g, DType dtype, Layout layout) {
+  Tensor r = Tensor::empty(s, DType::F64, Device::cpu(), layout);
   double* p = r.data<double>();
   for (int64_t i = 0; i < r.numel(); ++i) p[i] = g.uniform(-1.0, 1.0);
   if (dtype == DType::F64) return r;
-  Tensor out = Tensor::empty(s, dtype);
+  Tensor out = Tensor::empty(s, dtype, Device::cpu(), layout);
   MINIDL_CHECK(dtype == DType::F32, "gradcheck_projection: dtype must be float32 or float64");
   for (int64_t i = 0; i < r.numel(); ++i) out.data<float>()[i] = static_cast<float>(p[i]);
   return out;
@@ -142,7 +142,7 @@ GradCheckResult check_gradients(Module& m, const Tensor& x_in, uint64_t seed,
   m.zero_grad();
   if (opt.before_forward) opt.before_forward();
   const Tensor y = m.forward(x, opt.mode);
-  const Tensor R = gradcheck_projection(y.shape(), g);
+  const Tensor R = gradcheck_projection(y.shape(), g, DType::F64, y.layout());
   const Tensor dx_raw = m.backward(R);
   GradCheckResult res;
   res.report = str("gradient check of ", m.describe(), " on ", x.describe(), ", mode ",
@@ -152,6 +152,8 @@ GradCheckResult check_gradients(Module& m, const Tensor& x_in, uint64_t seed,
   if (opt.check_input) {
     MINIDL_CHECK(dx_raw.defined(), "check_gradients: ", m.who(), " returned no input gradient");
     check_shape(dx_raw, x.shape(), "check_gradients", "input gradient");
+    // Compared with x's elements in memory order below: the same layout, or the pairs are wrong.
+    check_layout(dx_raw, x.layout(), "check_gradients", "input gradient (it must take x's layout)");
     // A copy: the layer may reuse its buffer during the checks.
     GradTarget t{"input", x.data<double>(), values_of(dx_raw)};
     check_tensor(t, x.numel(), loss, opt, g, res);

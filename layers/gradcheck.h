@@ -72,11 +72,15 @@ struct GradTarget {
 GradCheckResult check_gradients(const std::function<double()>& loss, std::vector<GradTarget> targets,
                                 uint64_t seed, const GradCheckOptions& opt = {});
 
-// A module (float64, CPU) at input x: the input gradient and every parameter gradient.
+// A module (float64, CPU) at input x (either layout; the input gradient must come back in x's):
+// the input gradient and every parameter gradient.
 GradCheckResult check_gradients(Module& m, const Tensor& x, uint64_t seed,
                                 const GradCheckOptions& opt = {});
 
-// The projection R of the module form: uniform in [-1, 1), drawn from g element by element.
-Tensor gradcheck_projection(const Shape& s, Generator& g, DType dtype = DType::F64);
+// The projection R of the module form: uniform in [-1, 1), drawn from g element by element in
+// memory order, in `layout` (the module's output's: a channels-last layer gets an NHWC R, and the
+// loss sum(R * f(x)) pairs the two element by element in memory, as backward does).
+Tensor gradcheck_projection(const Shape& s, Generator& g, DType dtype = DType::F64,
+                            Layout layout = Layout::NCHW);
 
 }  // namespace minidl

@@ -44,7 +44,13 @@ int64_t Linear::forward_flops(const Shape& in) const {
 Tensor Linear::forward(const Tensor& x, Mode) {
   check_input(x);
   const Shape out = output_shape(x.shape());
+  // A channels-last (N, C, H, W) with H*W > 1 holds its features in (h, w, c) order, not
+  // PyTorch's (c, h, w): Flatten converts it (layers/basic.h); (N, C, 1, 1) is the same memory.
+  MINIDL_CHECK(x.layout() == Layout::NCHW || layouts_coincide(x.shape()), who(), ": input ",
+               x.describe(), " is channels-last with H*W > 1, so its features are not in "
+               "PyTorch's (C, H, W) order: put a Flatten before this layer (it converts them)");
   in_shape_ = x.shape();
+  in_layout_ = x.layout();
   x2d_ = x.view(Shape{out[0], cfg_.in_features});
   ensure_tensor(y_, out, x.dtype(), x.device());
   if (is_low_precision(x.dtype())) {
@@ -67,7 +73,7 @@ Tensor Linear::backward(const Tensor& dy) {
   }
   ensure_tensor(dx_, x2d_.shape(), x2d_.dtype(), x2d_.device());
   linear_backward(&dx_, weight_->grad, db, dy, x2d_, weight_lp_);
-  return dx_.view(in_shape_);
+  return dx_.view(in_shape_).relabel(in_layout_);  // the input's layout (they coincide here)
 }
 
 }  // namespace minidl

@@ -32,6 +32,7 @@ class Linear : public Module {
   Parameter* weight_ = nullptr;
   Parameter* bias_ = nullptr;
   Shape in_shape_;
+  Layout in_layout_ = Layout::NCHW;
   Tensor x2d_, y_, dx_;
   // Mixed precision: the float32 weight rounded to a bfloat16/float16 input's dtype (as Conv2d).
   Tensor weight_lp_;

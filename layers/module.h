@@ -15,6 +15,12 @@
 // runs on the CPU and on a GPU, the tensors' device decides, and each op selects its backend from
 // that device's run-wide settings (core/device_settings.h, kernels/backend.h).
 //
+// Layouts (core/tensor.h). A layer's outputs and input gradients take its input's layout: a model
+// given a channels-last (NHWC) batch keeps every 4-D activation and gradient channels-last
+// (`train --channels-last`), and only Flatten changes it back, to PyTorch's (C, H, W) order.
+// Parameters have no layout: a convolution's weight and its gradient are (K, C, R, S) as PyTorch's
+// in both modes, so checkpoints, --pretrained, ONNX export and the optimizer never see one.
+//
 // Parameters and buffers carry PyTorch state_dict names ("layer1.0.conv1.weight",
 // "bn1.running_mean") built from the names children are registered under. A child registered
 // under the empty name is transparent: it adds no level to the names, so a combinator can group

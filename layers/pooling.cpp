@@ -38,8 +38,8 @@ int64_t MaxPool2d::forward_flops(const Shape& in) const {
 Tensor MaxPool2d::forward(const Tensor& x, Mode) {
   check_input(x);
   const Shape out = output_shape(x.shape());
-  ensure_tensor(y_, out, x.dtype(), x.device());
-  ensure_tensor(argmax_, out, DType::I32, x.device());
+  ensure_tensor(y_, out, x.dtype(), x.device(), x.layout());
+  ensure_tensor(argmax_, out, DType::I32, x.device(), x.layout());
   maxpool2d_forward(y_, argmax_, x, p_);
   x_ = x;
   return y_;
@@ -48,7 +48,7 @@ Tensor MaxPool2d::forward(const Tensor& x, Mode) {
 Tensor MaxPool2d::backward(const Tensor& dy) {
   MINIDL_CHECK(x_.defined(), who(), ": backward called before forward");
   check_shape(dy, y_.shape(), who().c_str(), "output gradient");
-  ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device());
+  ensure_tensor(dx_, x_.shape(), x_.dtype(), x_.device(), x_.layout());
   maxpool2d_backward(dx_, dy, x_, y_, argmax_, p_);
   return dx_;
 }
@@ -70,16 +70,17 @@ int64_t AvgPool2d::forward_flops(const Shape& in) const {
 
 Tensor AvgPool2d::forward(const Tensor& x, Mode) {
   check_input(x);
-  ensure_tensor(y_, output_shape(x.shape()), x.dtype(), x.device());
+  ensure_tensor(y_, output_shape(x.shape()), x.dtype(), x.device(), x.layout());
   avgpool2d_forward(y_, x, p_);
   in_shape_ = x.shape();
+  in_layout_ = x.layout();
   return y_;
 }
 
 Tensor AvgPool2d::backward(const Tensor& dy) {
   MINIDL_CHECK(y_.defined(), who(), ": backward called before forward");
   check_shape(dy, y_.shape(), who().c_str(), "output gradient");
-  ensure_tensor(dx_, in_shape_, dy.dtype(), dy.device());
+  ensure_tensor(dx_, in_shape_, dy.dtype(), dy.device(), in_layout_);
   avgpool2d_backward(dx_, dy, p_);
   return dx_;
 }
@@ -98,16 +99,17 @@ int64_t GlobalAvgPool::forward_flops(const Shape& in) const { return in.numel();
 
 Tensor GlobalAvgPool::forward(const Tensor& x, Mode) {
   check_input(x);
-  ensure_tensor(y_, output_shape(x.shape()), x.dtype(), x.device());
+  ensure_tensor(y_, output_shape(x.shape()), x.dtype(), x.device(), x.layout());
   global_avgpool_forward(y_, x);
   in_shape_ = x.shape();
+  in_layout_ = x.layout();
   return y_;
 }
 
 Tensor GlobalAvgPool::backward(const Tensor& dy) {
   MINIDL_CHECK(y_.defined(), who(), ": backward called before forward");
   check_shape(dy, y_.shape(), who().c_str(), "output gradient");
-  ensure_tensor(dx_, in_shape_, dy.dtype(), dy.device());
+  ensure_tensor(dx_, in_shape_, dy.dtype(), dy.device(), in_layout_);
   global_avgpool_backward(dx_, dy);
   return dx_;
 }

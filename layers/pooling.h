@@ -35,6 +35,7 @@ class AvgPool2d : public Module {
  private:
   Pool2dParams p_;
   Shape in_shape_;
+  Layout in_layout_ = Layout::NCHW;  // dx_ is allocated in the input's layout
   Tensor y_, dx_;
 };
 
@@ -50,6 +51,7 @@ class GlobalAvgPool : public Module {
 
  private:
   Shape in_shape_;
+  Layout in_layout_ = Layout::NCHW;  // dx_ is allocated in the input's layout
   Tensor y_, dx_;
 };
 

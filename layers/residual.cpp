@@ -62,7 +62,7 @@ Tensor Residual::forward(const Tensor& x, Mode mode) {
   // Shortcut: the input itself, or its projection to the main branch's shape.
   const Tensor y_shortcut = shortcut_ ? shortcut_->forward(x, mode) : x;
 
-  ensure_tensor(sum_, out_shape, x.dtype(), x.device());
+  ensure_tensor(sum_, out_shape, x.dtype(), x.device(), y_main.layout());
   add(sum_, y_main, y_shortcut);
   return sum_;
 }
@@ -92,7 +92,7 @@ Tensor Residual::backward(const Tensor& dy) {
                " returned no input gradient (set_needs_input_grad(false) cannot be used inside a residual "
                "branch: the sum needs both)");
 
-  ensure_tensor(dx_, dx_main.shape(), dx_main.dtype(), dx_main.device());
+  ensure_tensor(dx_, dx_main.shape(), dx_main.dtype(), dx_main.device(), dx_main.layout());
   add(dx_, dx_main, dx_shortcut);
   return dx_;
 }

@@ -11,10 +11,11 @@
 #              Both need Open MPI on the device machine (the configure finds it); without it
 #              they are reported n/a.
 #   tcgemm     bench_kernels --tc-gemm: tensor-core GEMM vs cublasGemmEx, bf16/fp16  (60 s)
-#   bench      bench_train ResNet-18 on cuda at fp32, bf16, fp16 (20 steps each), and
-#              pytorch_reference.py --throughput beside it (fp32 eager; bf16/fp16 autocast
-#              with channels_last) when the device has torch with CUDA (nothing is
-#              installed there), else "n/a"; a table in the summary                     (100 s)
+#   bench      bench_train ResNet-18 on cuda at fp32, bf16, fp16, and bf16/fp16 again with
+#              --channels-last (20 steps each), and pytorch_reference.py --throughput beside
+#              it (fp32 eager; bf16/fp16 autocast with channels_last) when the device has
+#              torch with CUDA (nothing is installed there), else "n/a"; a table in the
+#              summary                                                                   (130 s)
 #   determinism  train --deterministic twice, same seed, ResNet-18 on 2048 images, then cmp
 #              of the two metrics.csv without their time columns (issue 10)             (60 s)
 #   memcheck   compute-sanitizer memcheck --report-api-errors no, [sanitize] tests  (150 s)
@@ -24,7 +25,7 @@
 # Every step runs under `timeout`, cut further so that the whole run ends inside --budget seconds
 # (default 560: the device tool stops a command at 600 s); a step that no time is left for is
 # reported as skipped. The limits are ceilings for a hung step, not expected times: they add up
-# to 1465 s, so on a slow build the budget, not the limits, ends the run, and the last steps
+# to 1495 s, so on a slow build the budget, not the limits, ends the run, and the last steps
 # (the sanitizers) are the ones skipped; rerun them with --steps on the warm machine. The summary table is printed whatever happens (EXIT trap) and written, after
 # every step, to $OUT/summary.txt (commit it as docs/gpu-runs/<date>-<commit>.txt); the whole
 # console goes to $OUT/gpu-check.log. $OUT defaults to /tmp/minidl-gpu-check.
@@ -125,9 +126,12 @@ determinism_run() {
 # torch with CUDA: nothing can be installed there). Both print a RESULT line; bench_table reads them.
 bench_run() {
   local p rc=0
-  for p in fp32 bf16 fp16; do
-    "$BUILD/bench_train" --device cuda --model resnet18 --batch-size 128 --precision "$p" \
-      --steps "$BENCH_STEPS" --warmup-steps 5 || { echo "bench: bench_train --precision $p failed"; rc=1; }
+  local cl
+  # NCHW at each precision, then bf16/fp16 channels-last: the layout of PyTorch's AMP rows
+  for p in fp32 bf16 fp16 bf16:cl fp16:cl; do
+    cl=""; [ "${p#*:}" = cl ] && cl=--channels-last
+    "$BUILD/bench_train" --device cuda --model resnet18 --batch-size 128 --precision "${p%:*}" $cl \
+      --steps "$BENCH_STEPS" --warmup-steps 5 || { echo "bench: bench_train --precision ${p%:*} $cl failed"; rc=1; }
   done
   if ! python3 -c 'import torch' 2>/dev/null; then
     echo "bench: pytorch n/a (no torch on the device)"
@@ -148,26 +152,30 @@ bench_run() {
 }
 # FILE (the log): the bench table from its cuda resnet18 RESULT lines: median step, images/s, the
 # speed-up over the same framework's fp32, and for minidl the ratio to PyTorch at that precision
-# (PyTorch's step time / minidl's: above 1, minidl is faster).
+# (PyTorch's step time / minidl's: above 1, minidl is faster; PyTorch's bf16/fp16 rows are its
+# AMP recipe, channels_last, and both minidl layouts are put beside them). A row's precision gets
+# "-cl" when it ran channels-last (channels_last=1 in its RESULT line).
 bench_table() {
   awk '
     /^RESULT framework=/ {
       delete v
       for (i = 2; i <= NF; i++) { eq = index($i, "="); v[substr($i, 1, eq - 1)] = substr($i, eq + 1) }
       if (v["device"] != "cuda" || v["model"] != "resnet18" || !("median_step_ms" in v)) next
-      ms[v["framework"], v["precision"]] = v["median_step_ms"]; ips[v["framework"], v["precision"]] = v["images_per_s"]
+      p = v["precision"] (v["channels_last"] == 1 ? "-cl" : "")
+      ms[v["framework"], p] = v["median_step_ms"]; ips[v["framework"], p] = v["images_per_s"]
+      torch_ms[v["precision"]] = v["framework"] == "pytorch" ? v["median_step_ms"] : torch_ms[v["precision"]]
       any = 1
     }
     END {
       if (!any) exit
-      printf "bench: %-8s %-5s %9s %9s %8s %9s\n", "ResNet18", "prec", "step ms", "images/s", "vs fp32", "vs torch"
-      split("minidl pytorch", fw, " "); split("fp32 bf16 fp16", pr, " ")
-      for (a = 1; a <= 2; a++) for (b = 1; b <= 3; b++) {
-        f = fw[a]; p = pr[b]
+      printf "bench: %-8s %-7s %9s %9s %8s %9s\n", "ResNet18", "prec", "step ms", "images/s", "vs fp32", "vs torch"
+      split("minidl pytorch", fw, " "); split("fp32 bf16 fp16 bf16-cl fp16-cl", pr, " ")
+      for (a = 1; a <= 2; a++) for (b = 1; b <= 5; b++) {
+        f = fw[a]; p = pr[b]; base = p; sub(/-cl$/, "", base)
         if (!((f, p) in ms)) continue
         up = ((f, "fp32") in ms) && ms[f, p] > 0 ? sprintf("%.2fx", ms[f, "fp32"] / ms[f, p]) : "-"
-        vt = (f == "minidl" && (("pytorch", p) in ms) && ms[f, p] > 0) ? sprintf("%.2fx", ms["pytorch", p] / ms[f, p]) : "-"
-        printf "bench: %-8s %-5s %9.2f %9.0f %8s %9s\n", f, p, ms[f, p], ips[f, p], up, vt
+        vt = (f == "minidl" && torch_ms[base] > 0 && ms[f, p] > 0) ? sprintf("%.2fx", torch_ms[base] / ms[f, p]) : "-"
+        printf "bench: %-8s %-7s %9.2f %9.0f %8s %9s\n", f, p, ms[f, p], ips[f, p], up, vt
       }
     }' "$1"
 }
@@ -294,7 +302,7 @@ if [ "$DRY" = 1 ]; then
   done
   grep -q '"--channels-last"' benchmarks/pytorch_reference.py && ok "pytorch_reference.py flag --channels-last" \
     || bad "pytorch_reference.py flag --channels-last missing (bench)"
-  for flag in --model --batch-size --device --precision --steps --warmup-steps; do
+  for flag in --model --batch-size --device --precision --channels-last --steps --warmup-steps; do
     grep -q -- "$flag" benchmarks/bench_train.cpp && ok "bench_train flag $flag" || bad "bench_train flag $flag not in benchmarks/bench_train.cpp"
     grep -q "\"$flag\"" benchmarks/pytorch_reference.py && ok "pytorch_reference.py flag $flag" \
       || bad "pytorch_reference.py flag $flag missing (bench)"
@@ -321,14 +329,16 @@ if [ "$DRY" = 1 ]; then
   for x in a:c d:d e:e; do same_metrics "$t/${x%:*}" "$t/${x#*:}" >/dev/null && fooled="$fooled $x"; done
   [ -z "$fooled" ] && ok "determinism cmp: a different loss, no epoch row, a renamed time column fail" \
     || bad "determinism cmp: passed on a bad case ($fooled)"
-  # minidl 20/10/8 ms, PyTorch twice that; another model's and device's lines are ignored
-  for r in minidl:fp32:20 minidl:bf16:10 minidl:fp16:8 pytorch:fp32:40 pytorch:bf16:20 \
-           pytorch:fp16:16 minidl:fp32:1:resnet20 minidl:bf16:1:resnet18:cpu; do
-    IFS=: read -r f p ms m d <<< "$r"
-    echo "RESULT framework=$f model=${m:-resnet18} device=${d:-cuda} kernels=cudnn precision=$p batch=128 median_step_ms=$ms images_per_s=1000.00"
+  # minidl 20/10/8 ms (bf16 channels-last 5), PyTorch twice that (its bf16/fp16 channels-last);
+  # another model's and device's lines are ignored
+  for r in minidl:fp32:20:0 minidl:bf16:10:0 minidl:fp16:8:0 minidl:bf16:5:1 pytorch:fp32:40:0 \
+           pytorch:bf16:20:1 pytorch:fp16:16:1 minidl:fp32:1:0:resnet20 minidl:bf16:1:0:resnet18:cpu; do
+    IFS=: read -r f p ms cl m d <<< "$r"
+    echo "RESULT framework=$f model=${m:-resnet18} device=${d:-cuda} kernels=cudnn precision=$p channels_last=$cl batch=128 median_step_ms=$ms images_per_s=1000.00"
   done > "$t/log2"
   bt=$(bench_table "$t/log2")
-  [[ $bt == *"minidl   bf16      10.00      1000    2.00x     2.00x"* && $bt == *"pytorch  fp16      16.00"* ]] \
+  [[ $bt == *"minidl   bf16        10.00      1000    2.00x     2.00x"* && $bt == *"pytorch  fp16-cl     16.00"* \
+     && $bt == *"minidl   bf16-cl      5.00      1000    4.00x     4.00x"* ]] \
     && ok "bench table from RESULT lines" || { bad "bench table from RESULT lines:"; echo "$bt" | sed 's/^/        /'; }
   rm -rf "$t"
   # The exact configure of the real run, with the system prefixes excluded from CMake's searches,
@@ -499,9 +509,9 @@ fi
 # The tensor-core GEMM against cublasGemmEx (bf16 and fp16, checked against float64 first); the
 # table goes to the log, its rows to the summary.
 step tcgemm 60 needs -- "$BUILD/bench_kernels" --device cuda --tc-gemm --gemm-size 8192
-# After tcgemm and before the sanitizers: both are short (expected ~40 s and ~30 s on an H100),
+# After tcgemm and before the sanitizers: both are short (expected ~60 s and ~30 s on an H100),
 # and the sanitizers, the longest steps, are the ones the budget cuts first on a slow build.
-step bench 100 needs -- bash -c bench_run
+step bench 130 needs -- bash -c bench_run
 step determinism 60 needs -- bash -c determinism_run
 # --report-api-errors no: cuDNN's algorithm probing (cudnnFind*, heuristics) makes CUDA API calls
 # that fail by design (unsupported configurations, out-of-memory probes); reported, they would

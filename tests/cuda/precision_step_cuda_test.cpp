@@ -16,6 +16,10 @@
 //   ||g_f64||.
 // A wrong kernel (a missed tile, a transposed operand, an unconverted or NaN buffer) errs by order
 // 1; each op is also checked alone on awkward shapes (tests/ops/low_precision_test.cpp).
+//
+// --channels-last: the CUDA step runs with NHWC activations (the CPU and float64 steps stay NCHW).
+// It rounds at the same points with the same u, only its float32 sums run in another order (the
+// NHWC conversions move values without rounding them), so the same bounds hold unchanged.
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -48,9 +52,11 @@ double rel_distance(const Tensor& a, const Tensor& b, const Tensor& ref) {
 
 // One model's 16-bit step on every CUDA kernel setting whose convolution computes 16 bits, against
 // the CPU's 16-bit step and float64, with the bound derived at the top of this file.
-static void check_cuda_precision_step(const std::string& name, const Shape& xs) {
+static void check_cuda_precision_step(const std::string& name, const Shape& xs,
+                                      Layout layout = Layout::NCHW) {
   const uint64_t seed = std::getenv("MINIDL_TEST_SEED") ? test_seed() : 20261205;
-  INFO(name << ", seed " << seed << " (MINIDL_TEST_SEED repeats another)");
+  INFO(name << ", seed " << seed << " (MINIDL_TEST_SEED repeats another), CUDA activations "
+            << layout_name(layout));
   Generator g(seed);
   const Tensor x = normal_tensor(xs, g, 1.0, DType::F32);
   const Tensor labels = label_tensor(xs[0], 10, g);
@@ -81,7 +87,8 @@ static void check_cuda_precision_step(const std::string& name, const Shape& xs) 
       const DeviceSettings settings = settings_selecting(c.backend);
       INFO("on the GPU, kernels " << kernel_path_name(settings.kernels));
       ScopedDeviceSettings scope(settings);
-      const PrecisionStep gpu = precision_step(name, DType::F32, p, init, x, labels, c.device);
+      const PrecisionStep gpu =
+          precision_step(name, DType::F32, p, init, x, labels, c.device, layout);
       INFO("loss " << gpu.loss << ", CPU " << cpu.loss << ", float64 " << ref.loss
                    << " (rounded input and weights: " << pert.loss << ")");
       CHECK(std::fabs(gpu.loss - ref.loss) <= loss_bound);
@@ -108,18 +115,27 @@ TEST_CASE("cuda --precision bf16/fp16: a ResNet-20 step matches the CPU's 16-bit
   check_cuda_precision_step("resnet20", Shape{4, 3, 8, 8});  // 8x8: ~4x less emulation
 }
 
+// train --device cuda --precision bf16|fp16 --channels-last: the same steps with NHWC activations
+// on the GPU (about 3 s on cudasim for both).
+TEST_CASE("cuda --precision bf16/fp16 --channels-last: a ResNet-20 step matches the CPU's step",
+          "[cuda][model][half][channels_last][channels_last_ops]") {
+  check_cuda_precision_step("resnet20", Shape{4, 3, 8, 8}, Layout::NHWC);
+}
+
 // Issue 20's ResNet-18 and AlexNet steps, at the shapes tests/engine/mixed_precision_test.cpp
 // checks on the CPU. The emulator needs minutes for them (its WMMA costs ~0.2 CPU seconds per 10^7
 // multiply-adds, and ResNet-18's step at 16x16 is ~2e9 per precision and backend), so they run
 // on a GPU (scripts/gpu-check.sh's tests step) and skip visibly on cudasim, where the ResNet-20
 // case above checks the same code. Both passed once on cudasim with the skip removed (2026-12-05,
-// about 70 s each).
+// about 70 s each). Each runs in NCHW and with --channels-last (NHWC activations on the GPU).
 TEST_CASE("cuda --precision bf16/fp16: ResNet-18 and AlexNet steps match the CPU's 16-bit step",
           "[cuda][model][half][gpu_only]") {
 #if MINIDL_CUDA_SIM
   WARN("skipped on cudasim (minutes of emulated WMMA): runs on a GPU, in scripts/gpu-check.sh");
   return;
 #endif
-  check_cuda_precision_step("resnet18", Shape{4, 3, 16, 16});
-  check_cuda_precision_step("alexnet", Shape{4, 3, 32, 32});
+  for (const Layout layout : {Layout::NCHW, Layout::NHWC}) {
+    check_cuda_precision_step("resnet18", Shape{4, 3, 16, 16}, layout);
+    check_cuda_precision_step("alexnet", Shape{4, 3, 32, 32}, layout);
+  }
 }

@@ -43,6 +43,8 @@ TrainConfig unusual_config() {
   c.device = "cuda:3";
   c.kernels = "handwritten";
   c.tf32 = true;
+  c.precision = "bf16";
+  c.channels_last = true;
   c.seed = 0xFFFFFFFFFFFFull;  // beyond 32 bits
   c.print_freq = 3;
   c.deterministic = true;
@@ -105,10 +107,41 @@ TEST_CASE("train config: --resume takes the checkpoint's settings except the fla
   CHECK(m.norm_std == saved.norm_std);
   CHECK_FALSE(m.shuffle);
   CHECK(m.deterministic);
+  CHECK(m.channels_last);  // the run's layout, as its precision
+  CHECK(m.precision == "bf16");
   // Controls of one invocation are not inherited: a run stopped by --max-steps 17 resumes fully.
   CHECK(m.max_steps == 0);
   CHECK_FALSE(m.overwrite);
   CHECK_FALSE(m.save_init);
   CHECK(m.dump_logits.empty());
   CHECK(m.seeds == 1);
+}
+
+TEST_CASE("train config: --channels-last and --no-channels-last, in config.json and on --resume",
+          "[engine][config][channels_last]") {
+  const auto data = scratch_dir("config_cl");
+  CHECK_FALSE(parse_args({"--data", data.string()}).channels_last);  // off by default
+  const TrainConfig on = parse_args({"--channels-last", "--data", data.string()});
+  CHECK(on.channels_last);
+  CHECK(to_json(on).at("channels-last") == true);
+  CHECK(config_from_json(to_json(on)).channels_last);
+  // A checkpoint of a channels-last run resumes channels-last; --no-channels-last turns it off
+  // (the weights are the same in both layouts), --channels-last turns it on for an NCHW run.
+  CHECK(merge_resumed(on, parse_args({"--resume", "c.safetensors"})).channels_last);
+  CHECK_FALSE(merge_resumed(on, parse_args({"--resume", "c.safetensors", "--no-channels-last"}))
+                  .channels_last);
+  TrainConfig off = on;
+  off.channels_last = false;
+  CHECK(merge_resumed(off, parse_args({"--evaluate", "--checkpoint", "c.safetensors",
+                                       "--channels-last"}))
+            .channels_last);
+  // --channels-last applies to every run it can be given to (kFlagScopes has no row for it):
+  // training and --evaluate, on either device.
+  for (const bool cuda : {false, true}) {
+    CHECK_NOTHROW(check_flags_apply(on, RunPlace{cuda, 1}));
+    CHECK_NOTHROW(check_flags_apply(
+        parse_args({"--evaluate", "--checkpoint", "c.safetensors", "--channels-last"}),
+        RunPlace{cuda, 1}));
+  }
+  CHECK_THAT(train_help(), Catch::Contains("--channels-last,--no-channels-last"));
 }

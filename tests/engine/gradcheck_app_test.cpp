@@ -108,3 +108,42 @@ TEST_CASE("gradcheck app: usage errors exit 2 and name the fix", "[gradcheck][ap
   CHECK(list.out.find("student-solution") != std::string::npos);
   CHECK(list.out.find("accumulate-twice") != std::string::npos);
 }
+
+TEST_CASE("gradcheck app: --channels-last checks the backward on an NHWC input",
+          "[gradcheck][app][channels_last]") {
+  for (const char* target : {"tanh", "flatten", "dropout"}) {
+    INFO(target);
+    const Run r = gradcheck({"--target", target, "--shape", "2,3,5,7", "--channels-last"});
+    INFO(r.out << r.err);
+    CHECK(r.code == 0);
+    CHECK(r.out.find("(2, 3, 5, 7) channels_last") != std::string::npos);
+    CHECK(row_result(r.out, "input") == "PASS");
+  }
+  const Run scale =
+      gradcheck({"--target", "tanh", "--shape", "2,3,5,7", "--channels-last", "--break",
+                 "input-scale"});
+  CHECK(scale.code == 1);
+  CHECK(row_result(scale.out, "input") == "FAIL");
+  const Run flat = gradcheck({"--target", "linear", "--shape", "2,6", "--channels-last"});
+  CHECK(flat.code == 2);
+  CHECK(flat.err.find("--channels-last: the input (2, 6) is not 4-D") != std::string::npos);
+}
+
+TEST_CASE("gradcheck app: --channels-last on convolution, batchnorm, pooling, a block and a model",
+          "[gradcheck][app][channels_last][channels_last_ops]") {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"--target", "conv2d", "--shape", "2,3,5,7", "--stride", "2"},
+           {"--target", "conv2d", "--shape", "2,3,5,7", "--dtype", "float32"},
+           {"--target", "batchnorm", "--shape", "2,3,5,7"},
+           {"--target", "maxpool2d", "--shape", "2,3,5,7"},
+           {"--target", "avgpool2d", "--shape", "2,3,5,7"},
+           {"--target", "global_avgpool", "--shape", "2,3,5,7"},
+           {"--target", "basic_block", "--stride", "2", "--max-elements", "4"},
+           {"--target", "alexnet", "--max-elements", "1"}}) {
+    std::vector<std::string> a = args;
+    a.push_back("--channels-last");
+    const Run r = gradcheck(a);
+    INFO(args[1] << "\n" << r.out << r.err);
+    CHECK(r.code == 0);
+  }
+}

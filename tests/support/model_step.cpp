@@ -43,7 +43,7 @@ NamedTensors rounded_parameters(const NamedTensors& init, DType dtype) {
 }
 
 PrecisionStep step_module(Module& model, Precision p, const Tensor& x, const Tensor& labels,
-                          Device dev) {
+                          Device dev, Layout layout) {
   model.to(dev);
   OptimizerConfig oc;
   oc.momentum = 0.9;
@@ -52,7 +52,8 @@ PrecisionStep step_module(Module& model, Precision p, const Tensor& x, const Ten
   GradScaler scaler = make_grad_scaler(p);
   // Outside REQUIRE, so that an op's error reaches the caller as an exception.
   const bool stepped =
-      train_step(model, criterion, *opt, scaler, p, x.to(dev), labels.to(dev), 0.05);
+      train_step(model, criterion, *opt, scaler, StepPolicy{p, layout}, x.to(dev), labels.to(dev),
+                 0.05);
   REQUIRE(stepped);
   PrecisionStep s;
   s.loss = to_doubles(criterion.loss())[0];
@@ -63,9 +64,9 @@ PrecisionStep step_module(Module& model, Precision p, const Tensor& x, const Ten
 
 PrecisionStep precision_step(const std::string& name, DType dtype, Precision p,
                              const NamedTensors& init, const Tensor& x, const Tensor& labels,
-                             Device dev) {
+                             Device dev, Layout layout) {
   auto model = model_from(name, dtype, init, Device::cpu());
-  return step_module(*model, p, cast(x, dtype), labels, dev);
+  return step_module(*model, p, cast(x, dtype), labels, dev, layout);
 }
 
 }  // namespace minidl::test

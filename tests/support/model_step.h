@@ -34,14 +34,15 @@ struct PrecisionStep {
   NamedTensors grads;  // float64 CPU copies of the parameter gradients
 };
 // One SGD step (momentum 0.9, lr 0.05) of `model`, moved to `dev`, through the engine's train_step
-// under precision p, with dev's current settings; x and labels are CPU tensors, moved to `dev`.
+// under precision p with 4-D activations in `layout` (NHWC: train --channels-last), with dev's
+// current settings; x (NCHW) and labels are CPU tensors, moved to `dev`.
 PrecisionStep step_module(Module& model, Precision p, const Tensor& x, const Tensor& labels,
-                          Device dev);
+                          Device dev, Layout layout = Layout::NCHW);
 // The same step of model `name` built from `init` (engine/mixed_precision.h): in float64 (dtype
 // F64, p FP32: the reference) or with float32 master weights (dtype F32) under p. x is cast to
 // dtype.
 PrecisionStep precision_step(const std::string& name, DType dtype, Precision p,
                              const NamedTensors& init, const Tensor& x, const Tensor& labels,
-                             Device dev = Device::cpu());
+                             Device dev = Device::cpu(), Layout layout = Layout::NCHW);
 
 }  // namespace minidl::test
