@@ -636,7 +636,11 @@ const OpInfo& conv2d_op() {
         {DType::F32, DType::BF16, DType::F16}},
        {Backend::CudaCublas, "im2col + cuBLAS; bfloat16/float16: 16-bit im2col + cublasGemmEx",
         {DType::F32, DType::BF16, DType::F16}},
-       {Backend::CudaVendor, "cuDNN, algorithms chosen once per shape and cached"}}};
+       {Backend::CudaVendor,
+        "cuDNN, algorithms chosen once per shape and cached; bfloat16/float16: cuDNN's forward "
+        "(without bias) and backward data on tensor-op math, the weight gradient and a biased "
+        "forward as cuda-cublas computes them (float32 dw, one rounding of y)",
+        {DType::F32, DType::BF16, DType::F16}}}};
   return op;
 }
 
@@ -671,6 +675,14 @@ void conv2d_forward(Backend b, Tensor& y, const Tensor& x, const Tensor& w, cons
   }
   const float* bias32 = bias && bias->dtype() == DType::F32 ? bias->data<float>() : nullptr;
   if (via_lowp_gemm(b, x.dtype())) return forward_lowp(y, x, w, bias32, g, b);
+  // cuda-vendor at 16 bits (the op table's row): cuDNN would round y before the float32 bias is
+  // added (two roundings), so a biased forward runs cuda-cublas's, which adds it before rounding.
+  if (b == Backend::CudaVendor && is_low_precision(x.dtype())) {
+    if (bias32) return forward_lowp(y, x, w, bias32, g, Backend::CudaCublas);
+    MINIDL_IF_CUDA(cuda::conv2d_forward_cudnn16(y.raw_data(), x.raw_data(), w.raw_data(),
+                                                x.dtype(), g, cuda_context(x.device())));
+    return;
+  }
   switch (b) {
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(cuda::conv2d_forward_cudnn(y.data<float>(), x.data<float>(), w.data<float>(),
@@ -712,6 +724,11 @@ void conv2d_backward_data(Backend b, Tensor& dx, const Tensor& dy, const Tensor&
     return convert(b, dx, dx32);
   }
   if (via_lowp_gemm(b, dy.dtype())) return backward_data_lowp(dx, dy, w, g, b);
+  if (b == Backend::CudaVendor && is_low_precision(dy.dtype())) {
+    MINIDL_IF_CUDA(cuda::conv2d_backward_data_cudnn16(dx.raw_data(), dy.raw_data(), w.raw_data(),
+                                                      dy.dtype(), g, cuda_context(dy.device())));
+    return;
+  }
   switch (b) {
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(cuda::conv2d_backward_data_cudnn(
@@ -749,6 +766,10 @@ void conv2d_backward_weight(Backend b, Tensor& dw, const Tensor& dy, const Tenso
   if (via_float32(b, dy.dtype()))
     return conv2d_backward_weight(b, dw, to_dtype(dy, DType::F32), to_dtype(x, DType::F32), p);
   if (via_lowp_gemm(b, dy.dtype())) return backward_weight_lowp(dw.data<float>(), dy, x, g, b);
+  // cuda-vendor at 16 bits: cuDNN's 16-bit filter gradient is written in 16 bits, which would
+  // round every step's dw before the float32 master gradient; cuda-cublas's keeps it float32.
+  if (b == Backend::CudaVendor && is_low_precision(dy.dtype()))
+    return backward_weight_lowp(dw.data<float>(), dy, x, g, Backend::CudaCublas);
   switch (b) {
     case Backend::CudaVendor:
       MINIDL_IF_CUDA(cuda::conv2d_backward_weight_cudnn(

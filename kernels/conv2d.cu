@@ -230,6 +230,8 @@ struct ConvPlan {
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   bool tf32 = false;
+  DType dtype = DType::F32;    // x, y and the filter: float32, or bfloat16/float16 (forward and
+                               // backward data only; the accumulation is float32 in every case)
   bool nhwc = false;           // x, y and the filter described channels-last (the filter as KRSC)
   bool deterministic = false;  // choose by algorithm id, not by time (core/device_settings.h)
   std::once_flag fwd_once, bwd_data_once, bwd_filter_once;
@@ -246,31 +248,40 @@ struct ConvPlan {
     if (x) cudnnDestroyTensorDescriptor(x);
   }
 
-  void init(const ConvGeometry& g, bool allow_tf32_math) {
+  // Tensor-op math allowed in the search: with --tf32 for float32, always for 16-bit data (it is
+  // what 16-bit convolutions are for; the products still accumulate in float32).
+  bool tensor_ops() const { return tf32 || dtype != DType::F32; }
+
+  void init(const ConvGeometry& g, bool allow_tf32_math, DType t) {
     for (int64_t v : {g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.P, g.Q, g.N * g.C * g.H * g.W,
                       g.N * g.K * g.P * g.Q})
       MINIDL_CHECK(v <= INT32_MAX, "conv2d (cuDNN path): sizes must fit in 32 bits, got input (",
                    g.N, ", ", g.C, ", ", g.H, ", ", g.W, "); use a smaller batch or another path");
     tf32 = allow_tf32_math;
+    dtype = t;
+    const cudnnDataType_t dt = t == DType::BF16  ? CUDNN_DATA_BFLOAT16
+                               : t == DType::F16 ? CUDNN_DATA_HALF
+                                                 : CUDNN_DATA_FLOAT;
     nhwc = g.layout == Layout::NHWC;
     const cudnnTensorFormat_t format = nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
     const auto i = [](int64_t v) { return static_cast<int>(v); };
     // cudnnSetTensor4dDescriptor takes the logical (N, C, H, W) sizes in both formats.
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
     CUDNN_CHECK(
-        cudnnSetTensor4dDescriptor(x, format, CUDNN_DATA_FLOAT, i(g.N), i(g.C), i(g.H), i(g.W)));
+        cudnnSetTensor4dDescriptor(x, format, dt, i(g.N), i(g.C), i(g.H), i(g.W)));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
     CUDNN_CHECK(
-        cudnnSetTensor4dDescriptor(y, format, CUDNN_DATA_FLOAT, i(g.N), i(g.K), i(g.P), i(g.Q)));
+        cudnnSetTensor4dDescriptor(y, format, dt, i(g.N), i(g.K), i(g.P), i(g.Q)));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&bias));
     CUDNN_CHECK(
         cudnnSetTensor4dDescriptor(bias, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, i(g.K), 1, 1));
     CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
     // The filter's sizes are (K, C, R, S) in both formats; NHWC means KRSC memory.
     CUDNN_CHECK(
-        cudnnSetFilter4dDescriptor(w, CUDNN_DATA_FLOAT, format, i(g.K), i(g.C), i(g.R), i(g.S)));
+        cudnnSetFilter4dDescriptor(w, dt, format, i(g.K), i(g.C), i(g.R), i(g.S)));
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
-    // CROSS_CORRELATION is what deep-learning frameworks call convolution (no kernel flip).
+    // CROSS_CORRELATION is what deep-learning frameworks call convolution (no kernel flip). The
+    // compute type is float32 at every data type (cuDNN's PSEUDO_HALF/PSEUDO_BFLOAT16 configs).
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(conv, g.pad, g.pad, g.stride, g.stride, 1, 1,
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     search_math();
@@ -280,7 +291,8 @@ struct ConvPlan {
   // later, which changes results by ~1e-3 relative. Set before each algorithm search, since use()
   // may have narrowed it to the math of another direction's algorithm.
   void search_math() const {
-    CUDNN_CHECK(cudnnSetConvolutionMathType(conv, tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+    CUDNN_CHECK(
+        cudnnSetConvolutionMathType(conv, tensor_ops() ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
   }
 
   // Before each call: the math type the chosen algorithm was measured with.
@@ -288,30 +300,31 @@ struct ConvPlan {
 };
 
 using PlanKey = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int,
-                           int, bool, bool, Layout>;
+                           int, bool, bool, Layout, DType>;
 
 std::mutex g_plans_mutex;
 std::map<PlanKey, std::unique_ptr<ConvPlan>> g_plans;
 
-// The plan for this device, geometry, TF32 and deterministic setting, built on first use. Plans
-// are never removed, so the reference stays valid.
-ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
+// The plan for this device, geometry, TF32 and deterministic setting and data type, built on first
+// use. Plans are never removed, so the reference stays valid.
+ConvPlan& plan_for(const ConvGeometry& g, DType t, CudaContext& ctx) {
   const DeviceSettings s = device_settings(Device::cuda(ctx.device));
   const PlanKey key{ctx.device, g.N, g.C,      g.H,   g.W,          g.K,
                     g.R,        g.S, g.stride, g.pad, s.allow_tf32, s.deterministic,
-                    g.layout};
+                    g.layout,   t};
   std::lock_guard<std::mutex> lock(g_plans_mutex);
   auto it = g_plans.find(key);
   if (it != g_plans.end()) return *it->second;
   auto plan = std::make_unique<ConvPlan>();
-  plan->init(g, s.allow_tf32);
+  plan->init(g, s.allow_tf32, t);
   plan->deterministic = s.deterministic;
   return *g_plans.emplace(key, std::move(plan)).first->second;
 }
 
-// The fastest measured result that succeeded and fits the workspace we gave. Without TF32 the
-// descriptor stays in FMA_MATH (results using tensor-op math are skipped as well); with TF32 the
-// descriptor takes the math type the algorithm was measured with. A result in
+// The fastest measured result that succeeded and fits the workspace we gave. Without tensor-op
+// math (float32 without TF32) the descriptor stays in FMA_MATH (results using tensor-op math are
+// skipped as well); with it (TF32, or 16-bit data: ConvPlan::tensor_ops) the descriptor takes the
+// math type the algorithm was measured with. A result in
 // TENSOR_OP_MATH_ALLOW_CONVERSION is never taken, TF32 or not: it may convert float32 operands
 // to fp16/bf16 (~1e-3 relative or worse, far below what --tf32 promises), and a later call in that
 // math type could pick such a kernel. `results` is sorted by time.
@@ -319,14 +332,15 @@ ConvPlan& plan_for(const ConvGeometry& g, CudaContext& ctx) {
 // the lowest id instead, so that timing noise cannot change it between runs, and falling back from
 // a faster non-deterministic algorithm is noted for the log.
 template <typename Perf>
-AlgoChoice pick(const std::vector<Perf>& results, int count, bool tf32, bool det, size_t workspace,
+AlgoChoice pick(const std::vector<Perf>& results, int count, bool tensor_ops, bool det,
+                size_t workspace,
                 const char* direction, const ConvGeometry& g) {
   int fastest = -1, chosen = -1;
   for (int i = 0; i < count; ++i) {
     const Perf& r = results[i];
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > workspace) continue;
     if (r.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) continue;
-    if (!tf32 && r.mathType == CUDNN_TENSOR_OP_MATH) continue;
+    if (!tensor_ops && r.mathType == CUDNN_TENSOR_OP_MATH) continue;
     if (fastest < 0) fastest = i;
     if (!det) {
       chosen = i;
@@ -343,7 +357,7 @@ AlgoChoice pick(const std::vector<Perf>& results, int count, bool tf32, bool det
                                ", weight ", g.K, "x", g.C, "x", g.R, "x", g.S, "): cuDNN algorithm ",
                                static_cast<int>(r.algo), " instead of the faster non-deterministic ",
                                static_cast<int>(results[fastest].algo)));
-    return {static_cast<int>(r.algo), r.memory, tf32 ? r.mathType : CUDNN_FMA_MATH};
+    return {static_cast<int>(r.algo), r.memory, tensor_ops ? r.mathType : CUDNN_FMA_MATH};
   }
   throw_error(str("conv2d (cuDNN path): no usable ", det ? "deterministic " : "", direction,
                   " algorithm for input (", g.N, ", ", g.C, ", ", g.H, ", ", g.W, "), weight (",
@@ -367,22 +381,21 @@ Tensor workspace_tensor(size_t bytes, CudaContext& ctx) {
 }
 
 // The filter as the plan describes it: w itself (KCRS) for NCHW; for NHWC a KRSC copy in `hold`,
-// w (K, C, R*S) transposed per filter to (K, R*S, C).
-const float* plan_filter(const ConvPlan& plan, const float* w, const ConvGeometry& g, Tensor& hold,
-                         CudaContext& ctx) {
+// w (K, C, R*S) transposed per filter to (K, R*S, C); in the plan's data type.
+const void* plan_filter(const ConvPlan& plan, const void* w, const ConvGeometry& g, Tensor& hold,
+                        CudaContext& ctx) {
   if (!plan.nhwc) return w;
-  hold = Tensor::empty(Shape{g.K * g.C * g.R * g.S}, DType::F32, Device::cuda(ctx.device));
-  convert_transpose(hold.raw_data(), DType::F32, w, DType::F32, g.K, g.C, g.R * g.S, ctx);
-  return hold.data<float>();
+  hold = Tensor::empty(Shape{g.K * g.C * g.R * g.S}, plan.dtype, Device::cuda(ctx.device));
+  convert_transpose(hold.raw_data(), plan.dtype, w, plan.dtype, g.K, g.C, g.R * g.S, ctx);
+  return hold.raw_data();
 }
 
-}  // namespace
-
-void conv2d_forward_cudnn(float* y, const float* x, const float* w_kcrs, const float* bias,
-                          const ConvGeometry& g, CudaContext& ctx) {
-  ConvPlan& plan = plan_for(g, ctx);
+// y = conv(x, w) (+ bias, float32 only) in data type t.
+void forward_cudnn(void* y, const void* x, const void* w_kcrs, const float* bias, DType t,
+                   const ConvGeometry& g, CudaContext& ctx) {
+  ConvPlan& plan = plan_for(g, t, ctx);
   Tensor w_hold;
-  const float* w = plan_filter(plan, w_kcrs, g, w_hold, ctx);
+  const void* w = plan_filter(plan, w_kcrs, g, w_hold, ctx);
   std::call_once(plan.fwd_once, [&] {
     plan.search_math();
     int max_count = 0, count = 0;
@@ -391,13 +404,12 @@ void conv2d_forward_cudnn(float* y, const float* x, const float* w_kcrs, const f
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(ctx.cudnn, plan.x, plan.w, plan.conv, plan.y,
                                                        max_count, &count, results.data()));
     const size_t ws = find_workspace(results, count);
-    Tensor scratch_y =
-        Tensor::empty(Shape{g.N * g.K * g.P * g.Q}, DType::F32, Device::cuda(ctx.device));
+    Tensor scratch_y = Tensor::empty(Shape{g.N * g.K * g.P * g.Q}, t, Device::cuda(ctx.device));
     Tensor find_ws = workspace_tensor(ws, ctx);
     CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
-        ctx.cudnn, plan.x, x, plan.w, w, plan.conv, plan.y, scratch_y.data<float>(), max_count,
+        ctx.cudnn, plan.x, x, plan.w, w, plan.conv, plan.y, scratch_y.raw_data(), max_count,
         &count, results.data(), find_ws.raw_data(), ws));
-    plan.fwd = pick(results, count, plan.tf32, plan.deterministic, ws, "forward", g);
+    plan.fwd = pick(results, count, plan.tensor_ops(), plan.deterministic, ws, "forward", g);
   });
   plan.use(plan.fwd);
   Tensor ws = workspace_tensor(plan.fwd.workspace, ctx);
@@ -408,11 +420,12 @@ void conv2d_forward_cudnn(float* y, const float* x, const float* w_kcrs, const f
   if (bias) CUDNN_CHECK(cudnnAddTensor(ctx.cudnn, &one, plan.bias, bias, &one, plan.y, y));
 }
 
-void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w_kcrs,
-                                const ConvGeometry& g, CudaContext& ctx) {
-  ConvPlan& plan = plan_for(g, ctx);
+// dx = conv^T(dy, w) in data type t.
+void backward_data_cudnn(void* dx, const void* dy, const void* w_kcrs, DType t,
+                         const ConvGeometry& g, CudaContext& ctx) {
+  ConvPlan& plan = plan_for(g, t, ctx);
   Tensor w_hold;
-  const float* w = plan_filter(plan, w_kcrs, g, w_hold, ctx);
+  const void* w = plan_filter(plan, w_kcrs, g, w_hold, ctx);
   std::call_once(plan.bwd_data_once, [&] {
     plan.search_math();
     int max_count = 0, count = 0;
@@ -421,13 +434,13 @@ void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w_kcrs,
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
         ctx.cudnn, plan.w, plan.y, plan.conv, plan.x, max_count, &count, results.data()));
     const size_t ws = find_workspace(results, count);
-    Tensor scratch_dx =
-        Tensor::empty(Shape{g.N * g.C * g.H * g.W}, DType::F32, Device::cuda(ctx.device));
+    Tensor scratch_dx = Tensor::empty(Shape{g.N * g.C * g.H * g.W}, t, Device::cuda(ctx.device));
     Tensor find_ws = workspace_tensor(ws, ctx);
     CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-        ctx.cudnn, plan.w, w, plan.y, dy, plan.conv, plan.x, scratch_dx.data<float>(), max_count,
+        ctx.cudnn, plan.w, w, plan.y, dy, plan.conv, plan.x, scratch_dx.raw_data(), max_count,
         &count, results.data(), find_ws.raw_data(), ws));
-    plan.bwd_data = pick(results, count, plan.tf32, plan.deterministic, ws, "backward-data", g);
+    plan.bwd_data =
+        pick(results, count, plan.tensor_ops(), plan.deterministic, ws, "backward-data", g);
   });
   plan.use(plan.bwd_data);
   Tensor ws = workspace_tensor(plan.bwd_data.workspace, ctx);
@@ -438,9 +451,31 @@ void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w_kcrs,
                                    ws.raw_data(), plan.bwd_data.workspace, &zero, plan.x, dx));
 }
 
+}  // namespace
+
+void conv2d_forward_cudnn(float* y, const float* x, const float* w_kcrs, const float* bias,
+                          const ConvGeometry& g, CudaContext& ctx) {
+  forward_cudnn(y, x, w_kcrs, bias, DType::F32, g, ctx);
+}
+
+void conv2d_forward_cudnn16(void* y, const void* x, const void* w_kcrs, DType t,
+                            const ConvGeometry& g, CudaContext& ctx) {
+  forward_cudnn(y, x, w_kcrs, nullptr, t, g, ctx);
+}
+
+void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w_kcrs,
+                                const ConvGeometry& g, CudaContext& ctx) {
+  backward_data_cudnn(dx, dy, w_kcrs, DType::F32, g, ctx);
+}
+
+void conv2d_backward_data_cudnn16(void* dx, const void* dy, const void* w_kcrs, DType t,
+                                  const ConvGeometry& g, CudaContext& ctx) {
+  backward_data_cudnn(dx, dy, w_kcrs, t, g, ctx);
+}
+
 void conv2d_backward_weight_cudnn(float* dw, const float* dy, const float* x, const ConvGeometry& g,
                                   CudaContext& ctx) {
-  ConvPlan& plan = plan_for(g, ctx);
+  ConvPlan& plan = plan_for(g, DType::F32, ctx);
   std::call_once(plan.bwd_filter_once, [&] {
     plan.search_math();
     int max_count = 0, count = 0;
@@ -456,7 +491,8 @@ void conv2d_backward_weight_cudnn(float* dw, const float* dy, const float* x, co
     CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
         ctx.cudnn, plan.x, x, plan.y, dy, plan.conv, plan.w, scratch_dw.data<float>(), max_count,
         &count, results.data(), find_ws.raw_data(), ws));
-    plan.bwd_filter = pick(results, count, plan.tf32, plan.deterministic, ws, "backward-filter", g);
+    plan.bwd_filter =
+        pick(results, count, plan.tensor_ops(), plan.deterministic, ws, "backward-filter", g);
   });
   plan.use(plan.bwd_filter);
   Tensor ws = workspace_tensor(plan.bwd_filter.workspace, ctx);

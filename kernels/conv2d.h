@@ -47,9 +47,13 @@
 // repeated); NCHW backward weight rearranges dy to (k, n, l) in 16 bits (kernels/layout.h); NHWC
 // reads dy in place in both.
 //   cuda-vendor   cuDNN (conv2d.cu; algorithms chosen once per shape and layout, cached with the
-//                 workspace), float32. NHWC describes x, y, dx, dy as CUDNN_TENSOR_NHWC and the
+//                 workspace). NHWC describes x, y, dx, dy as CUDNN_TENSOR_NHWC and the
 //                 filter as NHWC (KRSC), a copy of w transposed per call into the workspace; dw is
-//                 computed into a KRSC scratch and added back transposed. Never run on a GPU yet.
+//                 computed into a KRSC scratch and added back transposed. bfloat16/float16: cuDNN
+//                 runs the forward without bias and backward data (16-bit data, float32 compute,
+//                 tensor-op math); the weight gradient (cuDNN would write it in 16 bits) and a
+//                 biased forward (cuDNN would round y before the bias) run as cuda-cublas computes
+//                 them. Never run on a GPU yet.
 // select_conv2d_backend applies the shared rule with no condition of its own.
 //
 // Gradient rule: dx is overwritten, dw and db accumulate.
@@ -130,6 +134,13 @@ void conv2d_backward_data_cudnn(float* dx, const float* dy, const float* w, cons
                                 CudaContext& ctx);
 void conv2d_backward_weight_cudnn(float* dw, const float* dy, const float* x, const ConvGeometry& g,
                                   CudaContext& ctx);
+// The same forward (without bias) and backward data in bfloat16/float16 (t): 16-bit x, w, y, dy,
+// dx, float32 accumulation on tensor-op math (cuda-vendor's 16-bit row; conv2d.cpp says which
+// parts of a 16-bit convolution run here).
+void conv2d_forward_cudnn16(void* y, const void* x, const void* w_kcrs, DType t,
+                            const ConvGeometry& g, CudaContext& ctx);
+void conv2d_backward_data_cudnn16(void* dx, const void* dy, const void* w_kcrs, DType t,
+                                  const ConvGeometry& g, CudaContext& ctx);
 }  // namespace cuda
 
 }  // namespace minidl
