@@ -39,10 +39,7 @@ DType activation_dtype(Precision p) {
 GradScaler make_grad_scaler(Precision p) { return GradScaler(p == Precision::FP16); }
 
 Tensor model_input(const Tensor& images, DType dtype, Layout layout) {
-  if (images.dtype() == dtype && images.layout() == layout) return images;
-  Tensor x = Tensor::empty(images.shape(), dtype, images.device(), layout);
-  convert(x, images);  // the cast and the transpose in one pass
-  return x;
+  return converted(images, dtype, layout);  // the cast and the transpose in one pass
 }
 
 bool train_step(Module& model, SoftmaxCrossEntropy& criterion, Optimizer& opt, GradScaler& scaler,

@@ -61,7 +61,7 @@ inline Layout activation_layout(bool channels_last) {
   return channels_last ? Layout::NHWC : Layout::NCHW;
 }
 // The model's input: `images` (the loader's float32 NCHW batch) in `dtype` and `layout`, converted
-// in one pass (kernels/convert.h); `images` itself when it has both.
+// in one pass (kernels/convert.h converted); `images` itself when it has both.
 Tensor model_input(const Tensor& images, DType dtype, Layout layout);
 
 // A training step's activations: their precision, and the layout of the 4-D ones. Converts from a

@@ -90,19 +90,18 @@ void convert(Backend b, Tensor& out, const Tensor& in) {
   });
 }
 
-Tensor to_dtype(const Tensor& in, DType dtype) {
-  if (in.dtype() == dtype) return in;
-  Tensor out = Tensor::empty(in.shape(), dtype, in.device(), in.layout());
+Tensor converted(const Tensor& in, DType dtype, Layout layout) {
+  if (in.dtype() == dtype) {
+    if (in.layout() == layout) return in;
+    if (layouts_coincide(in.shape())) return in.relabel(layout);
+  }
+  Tensor out = Tensor::empty(in.shape(), dtype, in.device(), layout);
   convert(out, in);
   return out;
 }
 
-Tensor to_layout(const Tensor& in, Layout layout) {
-  if (in.layout() == layout) return in;
-  if (layouts_coincide(in.shape())) return in.relabel(layout);
-  Tensor out = Tensor::empty(in.shape(), in.dtype(), in.device(), layout);
-  convert(out, in);
-  return out;
-}
+Tensor to_dtype(const Tensor& in, DType dtype) { return converted(in, dtype, in.layout()); }
+
+Tensor to_layout(const Tensor& in, Layout layout) { return converted(in, in.dtype(), layout); }
 
 }  // namespace minidl

@@ -39,10 +39,13 @@ Backend select_convert_backend(const Device& d, DType dtype);
 // their layouts differ. The backend must take both dtypes. Selecting and explicit forms.
 void convert(Tensor& out, const Tensor& in);
 void convert(Backend b, Tensor& out, const Tensor& in);
-// A new tensor of `dtype` on in's device holding in converted; `in` itself when it has that dtype.
+// A new tensor of `dtype` and `layout` on in's device holding in converted, in one pass; `in`
+// itself when it has both, relabelled when only the layout differs and the layouts coincide
+// (core/tensor.h). to_dtype and to_layout are its two halves.
+Tensor converted(const Tensor& in, DType dtype, Layout layout);
+// converted(in, dtype, in.layout()).
 Tensor to_dtype(const Tensor& in, DType dtype);
-// A new tensor in `layout` (same dtype and device) holding in's elements; `in` itself when it has
-// that layout, relabelled when the layouts coincide (core/tensor.h).
+// converted(in, in.dtype(), layout).
 Tensor to_layout(const Tensor& in, Layout layout);
 
 namespace cuda {

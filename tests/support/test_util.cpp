@@ -112,30 +112,42 @@ std::vector<double> to_doubles(const Tensor& t) {
   return out;
 }
 
+namespace {
+
+// The values (logical NCHW order, as to_doubles gives them) as an NCHW CPU tensor of `dtype`.
+Tensor cast_nchw(const std::vector<double>& v, const Shape& shape, DType dtype);
+
+}  // namespace
+
 Tensor cast(const Tensor& t, DType dtype) {
-  // A channels-last tensor: cast its NCHW copy and give the result t's layout back (convert moves
-  // the elements; from_vector below would label channels-last memory NCHW).
-  if (!layouts_coincide(t.shape()) && t.layout() != Layout::NCHW)
-    return to_layout(cast(to_layout(t.to(Device::cpu()), Layout::NCHW), dtype), t.layout());
-  const std::vector<double> v = to_doubles(t);
-  if (dtype == DType::F64) return Tensor::from_vector(v, t.shape());
-  if (dtype == DType::F32) return Tensor::from_vector(std::vector<float>(v.begin(), v.end()), t.shape());
+  // to_doubles reads either layout in logical order; the NCHW result is moved back into t's
+  // layout (from_vector alone would label channels-last memory NCHW).
+  return to_layout(cast_nchw(to_doubles(t), t.shape(), dtype), t.layout());
+}
+
+namespace {
+
+Tensor cast_nchw(const std::vector<double>& v, const Shape& shape, DType dtype) {
+  if (dtype == DType::F64) return Tensor::from_vector(v, shape);
+  if (dtype == DType::F32) return Tensor::from_vector(std::vector<float>(v.begin(), v.end()), shape);
   if (dtype == DType::I32)
-    return Tensor::from_vector(std::vector<int32_t>(v.begin(), v.end()), t.shape());
+    return Tensor::from_vector(std::vector<int32_t>(v.begin(), v.end()), shape);
   // 16-bit floats: double -> float -> 16 bits (exact for the float32 values tests draw, then one
   // rounding as core/half.h does it).
   if (dtype == DType::BF16) {
     std::vector<bf16> h(v.size());
     for (size_t i = 0; i < v.size(); ++i) h[i] = to_bf16(static_cast<float>(v[i]));
-    return Tensor::from_vector(h, t.shape());
+    return Tensor::from_vector(h, shape);
   }
   if (dtype == DType::F16) {
     std::vector<f16> h(v.size());
     for (size_t i = 0; i < v.size(); ++i) h[i] = to_f16(static_cast<float>(v[i]));
-    return Tensor::from_vector(h, t.shape());
+    return Tensor::from_vector(h, shape);
   }
   throw_error(str("cast: unsupported target ", dtype));
 }
+
+}  // namespace
 
 double rms(const Tensor& t) {
   const std::vector<double> v = to_doubles(t);
